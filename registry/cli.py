@@ -1,0 +1,38 @@
+"""The `swreg` command line.
+
+Each domain keeps its own commands next to its code; this module only gathers them and turns
+every `SwregError` into one line on stderr with a non-zero exit code (never a traceback).
+"""
+
+import sys
+
+import click
+
+from registry import __version__
+from registry.errors import SwregError
+
+
+class SwregGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SwregError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=SwregGroup)
+@click.version_option(__version__, prog_name="swreg")
+def main() -> None:
+    """swreg: find, prove, store and serve the super weights of language models."""
+
+
+def _register_commands() -> None:
+    # Imported here so that `swreg --help` stays cheap: torch is only imported by the commands
+    # that run a model, inside their own bodies.
+    from workers.detect_command import detect
+
+    main.add_command(detect)
+
+
+_register_commands()
