@@ -34,5 +34,19 @@ def _register_commands() -> None:
 
     main.add_command(detect)
 
+    from registry.db_cli import db, setup
+    from registry.index.cli import export, import_
+    from registry.server import serve
+    from registry.superweights.cli import list_models, lookup, retract
+
+    for command in (db, setup, lookup, list_models, retract, export, import_, serve):
+        main.add_command(command)
+
+    from registry.auth.cli import token
+    from registry.jobs.cli import jobs, submit, worker
+
+    for command in (submit, jobs, worker, token):
+        main.add_command(command)
+
 
 _register_commands()

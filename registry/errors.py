@@ -22,3 +22,7 @@ class Conflict(SwregError):
 
 class DatabaseOutOfDate(SwregError):
     http_status = 503
+
+
+class DatabaseUnavailable(SwregError):
+    http_status = 503

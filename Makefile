@@ -1,0 +1,34 @@
+# swreg: `make run` sets everything up and serves the API; `make test` runs the whole suite.
+# The virtualenv is built once (stamp file); later calls only check the stamp.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.swreg-installed
+PYTEST_ARGS ?=
+
+.PHONY: run test venv setup clean
+
+# torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Migrate the database (SWREG_DATABASE_URL, by default a SQLite file in the user data dir) and
+# load the published index; both are idempotent.
+setup: $(STAMP)
+	$(BIN)/swreg db upgrade
+	$(BIN)/swreg import data/published_index.json
+
+run: setup
+	$(BIN)/swreg serve
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

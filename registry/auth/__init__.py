@@ -1,0 +1,1 @@
+"""API tokens: writes over HTTP need `Authorization: Bearer <token>`; reads stay open."""

@@ -1,0 +1,1 @@
+"""The JSON index: one document holding every model revision and coordinate (export / import)."""

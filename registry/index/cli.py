@@ -1,0 +1,47 @@
+"""`swreg export` and `swreg import`."""
+
+from pathlib import Path
+
+import click
+
+from registry.database import transaction
+from registry.index import service
+from registry.migrate import open_registry
+from registry.superweights.documents import parse_time
+
+
+@click.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of stdout.",
+)
+@click.option(
+    "--generated-at",
+    metavar="ISO",
+    help="Pin meta.generated_at (e.g. 2026-01-01T00:00:00Z) for reproducible bytes.",
+)
+def export(output: Path | None, generated_at: str | None) -> None:
+    """Write the whole registry as one JSON index document."""
+    pinned = parse_time(generated_at) if generated_at else None
+    with transaction(open_registry()) as session:
+        text = service.dumps(service.export_document(session, generated_at=pinned))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    # Write beside the target and rename, so a failure never leaves half a file.
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    click.echo(f"wrote {output}", err=True)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_(file: Path) -> None:
+    """Load a JSON index (validated first; all or nothing; importing twice = once)."""
+    document = service.load_file(file)
+    with transaction(open_registry()) as session:
+        stats = service.import_document(session, document)
+    click.echo(f"imported {file}: {stats.summary()}")

@@ -1,0 +1,106 @@
+"""One row per submitted model revision: the unit a worker claims, leases, and finishes."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.database import Base
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobSource(StrEnum):
+    HUB = "hub"
+    LOCAL = "local"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+
+# A revision has at most one job that is not `failed`: a second submission returns it, and two
+# concurrent submissions cannot both insert one (the loser gets an IntegrityError and reads the
+# winner's row). A failed job does not count, so a failed revision can be submitted again.
+ACTIVE_JOB_PREDICATE = "state != 'failed'"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(values: type[StrEnum]) -> str:
+    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"state IN {_in(JobState)}", name="state"),
+        CheckConstraint(f"source IN {_in(JobSource)}", name="source"),
+        Index(
+            "uq_jobs_active_revision",
+            "model_id",
+            "revision",
+            unique=True,
+            sqlite_where=text(ACTIVE_JOB_PREDICATE),
+            postgresql_where=text(ACTIVE_JOB_PREDICATE),
+        ),
+        # The claim query: queued jobs whose backoff is over, oldest first.
+        Index("ix_jobs_claim", "state", "not_before", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(255), index=True)
+    # A 40-hex commit sha (hub) or "sha256:<64 hex>" (local directory): never a branch name.
+    revision: Mapped[str] = mapped_column(String(80))
+    # What the submitter asked for ("main", a tag, a short sha), kept for the record.
+    requested_revision: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(8))
+    local_path: Mapped[str | None] = mapped_column(Text)
+    submitted_by: Mapped[str | None] = mapped_column(String(255))
+
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    # The lease: who holds the job and until when. `attempts` doubles as the fencing token.
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Backoff: a queued job is not claimed before this time.
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # Seconds per step of the last successful attempt: fetch, detect, validate, total.
+    timings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # What the fetch read: files with sha256 and size, bytes downloaded vs the repository's total.
+    fetch: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    result_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_revisions.id", ondelete="RESTRICT")
+    )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES

@@ -1,0 +1,352 @@
+"""Claiming, heartbeating and finishing jobs under a lease, on SQLite and PostgreSQL alike.
+
+A worker claims a job with one atomic UPDATE, which hands it a `Lease`: the job id, the owner
+name and the attempt number. Every later write of that worker (heartbeat, completion, failure,
+release) is *fenced*: it only touches the row while the row still carries that owner and attempt
+and the lease has not run out. A worker that stalled past its lease (and whose job another worker
+may already have claimed) therefore cannot overwrite anything, and since the results are recorded
+in the same transaction as the fenced completion, it records nothing either.
+
+Time comes from the database on PostgreSQL (workers on several machines share one clock) and
+from this process on SQLite (one machine, one clock). Every function takes an explicit `now` so
+that tests can move time.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import SwregError
+from registry.jobs.models import Job, JobSource, JobState
+
+# Retry backoff: a failed attempt n waits BASE * 2**(n-1) seconds before it is claimable again.
+RETRY_BACKOFF_BASE_SECONDS = 30.0
+# Reasons are shown on one line in the CLI and the API; a traceback belongs in the worker's log.
+MAX_ERROR_CHARS = 500
+ABANDONED_REASON = "the worker stopped heartbeating (crashed or cut off) on the last attempt"
+
+
+class LeaseLost(SwregError):
+    """The job is no longer ours: the lease ran out or another worker claimed it since."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    job_id: int
+    owner: str
+    # The job's `attempts` at claim time: a re-claim increments it, which fences the old owner.
+    attempt: int
+
+
+def database_now(session: Session) -> datetime:
+    """The current time by the database's clock, timezone-aware UTC."""
+    if session.get_bind().dialect.name == "postgresql":
+        # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
+        return session.scalar(select(func.clock_timestamp())).astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything swreg stores is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that takes the database's write lock at its first statement.
+
+    On SQLite a plain (deferred) transaction reads first and upgrades to a write lock later; two
+    claimers could then both read the same queued job. `BEGIN IMMEDIATE` takes the write lock up
+    front, so claimers run one after the other (each waits up to the busy timeout). The sqlite3
+    driver issues no BEGIN of its own for it (it only does so before DML outside a transaction),
+    and its commit()/rollback() end the transaction we began. PostgreSQL needs nothing: the claim
+    locks its row with FOR UPDATE SKIP LOCKED.
+    """
+    with factory() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error as one short line: SwregErrors by their message, others prefixed by their type."""
+    if isinstance(error, BaseException):
+        message = str(error) or type(error).__name__
+        if not isinstance(error, SwregError):
+            message = f"{type(error).__name__}: {message}"
+    else:
+        message = error
+    line = " ".join(message.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
+# --- submitting -----------------------------------------------------------------------------
+
+
+def active_job(session: Session, model_id: str, revision: str) -> Job | None:
+    """The revision's job that is queued, running or succeeded (at most one exists)."""
+    return session.scalars(
+        select(Job).where(
+            Job.model_id == model_id, Job.revision == revision, Job.state != JobState.FAILED
+        )
+    ).one_or_none()
+
+
+def enqueue(
+    session: Session,
+    *,
+    model_id: str,
+    revision: str,
+    source: JobSource,
+    max_attempts: int,
+    requested_revision: str | None = None,
+    local_path: str | None = None,
+    submitted_by: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Queue a job for the revision, or return the one already queued/running/succeeded.
+
+    Returns (job, created). Call inside `write_transaction`: the insert runs in a savepoint, so
+    when a concurrent submission wins the race to the unique index, we read its row instead.
+    """
+    existing = active_job(session, model_id, revision)
+    if existing is not None:
+        return existing, False
+    now = now or database_now(session)
+    job = Job(
+        model_id=model_id,
+        revision=revision,
+        requested_revision=requested_revision,
+        source=source,
+        local_path=local_path,
+        submitted_by=submitted_by,
+        state=JobState.QUEUED,
+        attempts=0,
+        max_attempts=max_attempts,
+        not_before=now,
+        created_at=now,
+        timings={},
+        fetch={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        winner = active_job(session, model_id, revision)
+        if winner is None:  # the conflict was something else
+            raise
+        return winner, False
+    return job, True
+
+
+# --- claiming -------------------------------------------------------------------------------
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(Job.state == JobState.QUEUED, Job.not_before <= now),
+        # A running job whose worker stopped heartbeating (crashed, killed, cut off).
+        and_(
+            Job.state == JobState.RUNNING,
+            Job.lease_expires_at < now,
+            Job.attempts < Job.max_attempts,
+        ),
+    )
+
+
+def fail_abandoned(session: Session, *, now: datetime | None = None) -> int:
+    """Fail running jobs whose lease ran out on their last allowed attempt: nobody may retry."""
+    now = now or database_now(session)
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.state == JobState.RUNNING,
+            Job.lease_expires_at < now,
+            Job.attempts >= Job.max_attempts,
+        )
+        .values(
+            state=JobState.FAILED,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=ABANDONED_REASON,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def claim(
+    session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None
+) -> tuple[Job, Lease] | None:
+    """Claim the oldest claimable job for `owner`, or None. Call inside `write_transaction`.
+
+    One statement picks and updates the row. On PostgreSQL the sub-select locks the row it picks
+    and skips rows other claimers hold (FOR UPDATE SKIP LOCKED), so concurrent claimers never
+    wait on each other or get the same job; on SQLite the surrounding BEGIN IMMEDIATE serializes
+    claimers (the FOR UPDATE clause is not rendered there).
+    """
+    now = now or database_now(session)
+    fail_abandoned(session, now=now)
+    next_id = (
+        select(Job.id)
+        .where(_claimable(now))
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    job = session.scalars(
+        update(Job)
+        .where(Job.id == next_id)
+        .values(
+            state=JobState.RUNNING,
+            attempts=Job.attempts + 1,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            heartbeat_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+        )
+        .returning(Job),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if job is None:
+        return None
+    return job, Lease(job_id=job.id, owner=owner, attempt=job.attempts)
+
+
+def _fenced(lease: Lease, now: datetime):
+    return and_(
+        Job.id == lease.job_id,
+        Job.lease_owner == lease.owner,
+        Job.attempts == lease.attempt,
+        Job.state == JobState.RUNNING,
+        Job.lease_expires_at > now,
+    )
+
+
+def _fenced_update(session: Session, lease: Lease, now: datetime, **values: Any) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(_fenced(lease, now))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# --- while running --------------------------------------------------------------------------
+
+
+def heartbeat(
+    session: Session, lease: Lease, *, lease_seconds: float, now: datetime | None = None
+) -> bool:
+    """Extend the lease; False when it is lost (expired, or the job was claimed by another)."""
+    now = now or database_now(session)
+    return _fenced_update(
+        session,
+        lease,
+        now,
+        heartbeat_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+    )
+
+
+def complete(
+    session: Session,
+    lease: Lease,
+    *,
+    record: Callable[[Session], int],
+    timings: dict[str, float],
+    fetch: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Mark the job succeeded and record its results, all in the caller's one transaction.
+
+    The fenced UPDATE comes first: it raises LeaseLost (and the caller's transaction rolls back)
+    before `record` writes anything, and on PostgreSQL it holds the row lock until the commit, so
+    no claimer can take the job in between. `record` writes the results and returns the id of
+    the model revision they belong to.
+    """
+    now = now or database_now(session)
+    values: dict[str, Any] = {
+        "state": JobState.SUCCEEDED,
+        "finished_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+        "timings": timings,
+    }
+    if fetch is not None:
+        values["fetch"] = fetch
+    if not _fenced_update(session, lease, now, **values):
+        raise LeaseLost(f"job {lease.job_id}: lease lost before completion; nothing recorded")
+    revision_id = record(session)
+    session.execute(
+        update(Job)
+        .where(Job.id == lease.job_id)
+        .values(result_revision_id=revision_id)
+        .execution_options(synchronize_session=False)
+    )
+    return revision_id
+
+
+def fail(
+    session: Session,
+    lease: Lease,
+    error: BaseException | str,
+    *,
+    permanent: bool = False,
+    backoff_base_seconds: float = RETRY_BACKOFF_BASE_SECONDS,
+    fetch: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> JobState:
+    """Record a failed attempt: back to `queued` with backoff, or `failed` when it is permanent
+    or the attempts are used up. Returns the new state; raises LeaseLost when fenced out."""
+    now = now or database_now(session)
+    max_attempts = session.scalar(select(Job.max_attempts).where(Job.id == lease.job_id))
+    final = permanent or max_attempts is None or lease.attempt >= max_attempts
+    values: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": one_line(error),
+    }
+    if fetch is not None:
+        values["fetch"] = fetch
+    if final:
+        values.update(state=JobState.FAILED, finished_at=now)
+    else:
+        delay = backoff_base_seconds * 2 ** (lease.attempt - 1)
+        values.update(state=JobState.QUEUED, not_before=now + timedelta(seconds=delay))
+    if not _fenced_update(session, lease, now, **values):
+        raise LeaseLost(f"job {lease.job_id}: lease lost before recording the failure")
+    return JobState.FAILED if final else JobState.QUEUED
+
+
+def release(session: Session, lease: Lease, *, now: datetime | None = None) -> bool:
+    """Hand an unfinished job back to the queue (the worker is stopping): the attempt does not
+    count, since the job did not fail. False when the lease was already lost."""
+    now = now or database_now(session)
+    return _fenced_update(
+        session,
+        lease,
+        now,
+        state=JobState.QUEUED,
+        attempts=Job.attempts - 1,
+        lease_owner=None,
+        lease_expires_at=None,
+        not_before=now,
+    )

@@ -1,0 +1,85 @@
+"""What the jobs API reads and returns."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.queue import as_utc
+
+
+class SubmissionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        min_length=1, max_length=255, description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M"
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=255,
+        description="A branch, tag or commit sha; pinned to the full commit sha at submission "
+        "(default: the default branch)",
+    )
+
+
+class JobOut(BaseModel):
+    id: int
+    model_id: str
+    revision: str
+    requested_revision: str | None
+    source: JobSource
+    state: JobState
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    not_before: datetime | None
+    heartbeat_at: datetime | None
+    lease_expires_at: datetime | None
+    lease_owner: str | None
+    timings: dict[str, Any]
+    fetch: dict[str, Any] = Field(description="Bytes fetched vs the repository's total, and files")
+    result_revision_id: int | None
+    result_url: str | None = Field(description="Where the recorded coordinates can be read")
+
+    @classmethod
+    def of(cls, job: Job, api_prefix: str = "/api/v1") -> "JobOut":
+        result_url = None
+        if job.state == JobState.SUCCEEDED:
+            result_url = f"{api_prefix}/models/{job.model_id}?revision={job.revision}"
+        return cls(
+            id=job.id,
+            model_id=job.model_id,
+            revision=job.revision,
+            requested_revision=job.requested_revision,
+            source=JobSource(job.source),
+            state=JobState(job.state),
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            last_error=job.last_error,
+            created_at=as_utc(job.created_at),
+            started_at=as_utc(job.started_at),
+            finished_at=as_utc(job.finished_at),
+            not_before=as_utc(job.not_before),
+            heartbeat_at=as_utc(job.heartbeat_at),
+            lease_expires_at=as_utc(job.lease_expires_at),
+            lease_owner=job.lease_owner,
+            timings=job.timings or {},
+            fetch=job.fetch or {},
+            result_revision_id=job.result_revision_id,
+            result_url=result_url,
+        )
+
+
+class SubmissionOut(BaseModel):
+    created: bool = Field(description="False when the revision already had a queued, running or succeeded job")
+    job: JobOut
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    limit: int
+    offset: int

@@ -1,0 +1,121 @@
+"""Submissions: pin the model's revision, then queue it once.
+
+The revision is resolved before the transaction (it may ask the Hub over the network) and the
+job is inserted inside a write transaction, guarded by the unique index on active jobs.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import InvalidInput, NotFound
+from registry.jobs import queue
+from registry.jobs.models import Job, JobSource, JobState
+from registry.settings import get_settings
+from registry.superweights.service import check_model_id
+from workers import hub
+
+LOCAL_MODEL_ID_PREFIX = "local/"
+DEFAULT_LIST_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a submission names, pinned: a model id and an exact revision."""
+
+    model_id: str
+    revision: str
+    source: JobSource
+    requested_revision: str | None = None
+    local_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool
+
+
+def is_local(model: str) -> bool:
+    # An existing directory wins over a Hub id of the same spelling, as in transformers.
+    return Path(model).expanduser().is_dir()
+
+
+def resolve_target(
+    model: str,
+    *,
+    revision: str | None = None,
+    model_id: str | None = None,
+    allow_local: bool = True,
+) -> Target:
+    """Pin what a user submitted: a Hub id (+ branch, tag or sha) or a local directory."""
+    if allow_local and is_local(model):
+        if revision is not None:
+            raise InvalidInput(
+                "--revision applies to Hub models; a directory is pinned by its content hash"
+            )
+        directory = Path(model).expanduser().resolve()
+        weights = hub.hash_local_weights(directory)
+        return Target(
+            model_id=check_model_id(model_id or LOCAL_MODEL_ID_PREFIX + directory.name),
+            revision=hub.local_revision(weights),
+            source=JobSource.LOCAL,
+            local_path=str(directory),
+        )
+    if model_id is not None and model_id != model:
+        raise InvalidInput("--model-id applies to local directories; a Hub model is its repo id")
+    check_model_id(model)
+    sha = hub.resolve_revision(model, revision)
+    return Target(model_id=model, revision=sha, source=JobSource.HUB, requested_revision=revision)
+
+
+def submit_target(
+    factory: sessionmaker[Session], target: Target, *, submitted_by: str | None = None
+) -> Submission:
+    with queue.write_transaction(factory) as session:
+        job, created = queue.enqueue(
+            session,
+            model_id=target.model_id,
+            revision=target.revision,
+            source=target.source,
+            requested_revision=target.requested_revision,
+            local_path=target.local_path,
+            max_attempts=get_settings().job_max_attempts,
+            submitted_by=submitted_by,
+        )
+    return Submission(job=job, created=created)
+
+
+def submit(
+    factory: sessionmaker[Session],
+    model: str,
+    *,
+    revision: str | None = None,
+    model_id: str | None = None,
+    allow_local: bool = True,
+    submitted_by: str | None = None,
+) -> Submission:
+    target = resolve_target(model, revision=revision, model_id=model_id, allow_local=allow_local)
+    return submit_target(factory, target, submitted_by=submitted_by)
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+    offset: int = 0,
+) -> list[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
+    if state is not None:
+        query = query.where(Job.state == state)
+    return list(session.scalars(query))

@@ -1,0 +1,88 @@
+"""Schema migrations (Alembic) and the check that a database is at the code's schema head.
+
+Every command and the API open the registry through `open_registry()`, which refuses a database
+whose schema is behind (or ahead of) the code with one line, as mlflow does.
+"""
+
+from functools import lru_cache
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.database import make_engine, make_sessionmaker
+from registry.errors import DatabaseOutOfDate, DatabaseUnavailable
+from registry.paths import ALEMBIC_INI, MIGRATIONS_DIR
+from registry.settings import get_settings
+
+OUT_OF_DATE = "database schema is out of date: run `swreg db upgrade`"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Alembic's logging setup would reconfigure the application's loggers on every call.
+    config.attributes["skip_logging"] = True
+    if url:
+        # ConfigParser interpolation: a literal % (URL-encoded passwords, options) must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@lru_cache
+def head_revisions() -> tuple[str, ...]:
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
+
+
+def current_revisions(engine: Engine) -> tuple[str, ...]:
+    try:
+        with engine.connect() as connection:
+            return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+    except SQLAlchemyError as exc:
+        # A server that is down or a path that cannot be opened: one line, not a traceback.
+        shown = engine.url.render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"cannot open database {shown}: {reason}") from None
+
+
+def is_current(engine: Engine) -> bool:
+    return current_revisions(engine) == head_revisions()
+
+
+def check_current(engine: Engine) -> None:
+    if not is_current(engine):
+        raise DatabaseOutOfDate(OUT_OF_DATE)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _run(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    _run(url, command.downgrade, revision)
+
+
+def _run(url: str, fn, revision: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            fn(config, revision)
+    finally:
+        engine.dispose()
+
+
+def database_url(url: str | None = None) -> str:
+    return url or get_settings().database_url
+
+
+def open_registry(url: str | None = None) -> sessionmaker[Session]:
+    """A session factory on the configured database, after checking its schema is at head."""
+    engine = make_engine(database_url(url))
+    check_current(engine)
+    return make_sessionmaker(engine)

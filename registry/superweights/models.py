@@ -1,0 +1,108 @@
+"""Tables: one row per model revision, one row per super-weight coordinate in it.
+
+Nothing is ever deleted: a wrong coordinate is retracted (state `retracted` plus a reason).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry.database import Base
+
+# JSON everywhere, stored as JSONB on PostgreSQL (indexable, compact); plain JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+REVISION_KINDS = ("commit", "content", "unknown")
+STATES = ("published", "candidate", "verified", "rejected", "retracted")
+
+
+def utcnow() -> datetime:
+    # Whole seconds: timestamps are exported with second precision, so what is stored is what
+    # an export → import → export round trip writes back.
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class ModelRevision(Base):
+    """A model repository at one exact revision: the weights a coordinate refers to."""
+
+    __tablename__ = "model_revisions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "revision"),
+        CheckConstraint(f"revision_kind IN {_in(REVISION_KINDS)}", name="revision_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(255), index=True)
+    # 40-hex commit sha, "sha256:<64 hex>" for a local directory, or "unknown" (published index).
+    revision: Mapped[str] = mapped_column(String(80))
+    revision_kind: Mapped[str] = mapped_column(String(16))
+    architecture: Mapped[str | None] = mapped_column(String(255))
+    dtype: Mapped[str | None] = mapped_column(String(32))
+    num_layers: Mapped[int | None] = mapped_column(Integer)
+    weight_files: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    super_weights: Mapped[list["SuperWeight"]] = relationship(
+        back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
+    )
+
+
+class SuperWeight(Base):
+    """One scalar of a checkpoint, named as the checkpoint stores it, with its verdict."""
+
+    __tablename__ = "super_weights"
+    __table_args__ = (
+        # `index_key` is the canonical text of `index` ("3968,7003"): JSON columns cannot take
+        # part in a unique constraint portably.
+        UniqueConstraint("revision_id", "tensor", "index_key"),
+        CheckConstraint(f"state IN {_in(STATES)}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("model_revisions.id", ondelete="RESTRICT"), index=True
+    )
+    tensor: Mapped[str] = mapped_column(String(255))
+    index: Mapped[list[int]] = mapped_column(JSONType)
+    index_key: Mapped[str] = mapped_column(String(64))
+    layer: Mapped[int] = mapped_column(Integer)
+    module: Mapped[str] = mapped_column(String(128))
+    row: Mapped[int] = mapped_column(Integer)
+    col: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Double)
+    dtype: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Provenance
+    citation: Mapped[str | None] = mapped_column(Text)
+    detector_version: Mapped[str | None] = mapped_column(String(64))
+    # Revisions at which a worker verified this published coordinate (it stays `published`).
+    reproduced_in: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    retraction_reason: Mapped[str | None] = mapped_column(Text)
+    retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model_revision: Mapped[ModelRevision] = relationship(back_populates="super_weights")
+
+
+def index_key(index: list[int]) -> str:
+    return ",".join(str(int(i)) for i in index)

@@ -1,0 +1,126 @@
+"""Pydantic shapes: what the HTTP API returns (published in the OpenAPI document) and what a
+detection report must contain before it is recorded."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt
+
+State = Literal["published", "candidate", "verified", "rejected", "retracted"]
+RevisionKind = Literal["commit", "content", "unknown"]
+# A full commit sha, a content hash of a local directory's weight files, or "unknown" (entries of
+# the published index, whose exact revision the paper does not name).
+REVISION_PATTERN = r"^(?:[0-9a-f]{40}|sha256:[0-9a-f]{64}|unknown)$"
+Timestamp = str  # RFC 3339, UTC, whole seconds: "2024-11-12T08:00:00Z"
+# Fits the 32-bit integer columns on every backend.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class WeightFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    sha256: str | None = None
+    size: NonNegativeInt | None = None
+
+
+class Provenance(BaseModel):
+    citation: str | None = None
+    detector_version: str | None = None
+    reproduced_in: list[str] = Field(
+        default_factory=list,
+        description="Revisions at which a worker verified this published coordinate.",
+    )
+    retraction_reason: str | None = None
+    retracted_at: Timestamp | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class SuperWeightOut(BaseModel):
+    tensor: str = Field(examples=["model.layers.2.mlp.down_proj.weight"])
+    index: list[int] = Field(
+        description="Position in the tensor as stored.", examples=[[3968, 7003]]
+    )
+    layer: int
+    module: str = Field(examples=["mlp.down_proj"])
+    row: int = Field(description="Output channel (the residual dimension that spikes).")
+    col: int = Field(description="Input channel of the projection.")
+    value: float | None = Field(description="The value as stored; null when unknown.")
+    dtype: str | None
+    state: State
+    evidence: dict[str, Any]
+    provenance: Provenance
+
+
+class RevisionOut(BaseModel):
+    model_id: str
+    revision: str
+    revision_kind: RevisionKind
+    architecture: str | None
+    dtype: str | None
+    num_layers: int | None
+    weight_files: list[WeightFile]
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    super_weights: list[SuperWeightOut]
+
+
+class ModelLookup(BaseModel):
+    model_id: str
+    revisions: list[RevisionOut]
+
+
+class ModelSummary(BaseModel):
+    model_id: str
+    revisions: list[str]
+    super_weights: int
+    states: dict[str, int]
+
+
+class ModelPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[ModelSummary]
+
+
+# --- what `record_report` accepts (the output of `swreg detect --json`) -----------------------
+
+
+class ReportCoordinate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tensor: str = Field(min_length=1, max_length=255)
+    index: list[Count] = Field(min_length=1, max_length=4)
+    layer: Count
+    module: str = Field(min_length=1, max_length=128)
+    row: Count
+    col: Count
+    value: FiniteFloat | None = None
+    dtype: str | None = Field(default=None, max_length=32)
+    # A report holds what a detector found; `published` and `retracted` are set by people.
+    state: Literal["candidate", "verified", "rejected"]
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    architecture: str | None = Field(default=None, max_length=255)
+    dtype: str | None = Field(default=None, max_length=32)
+    num_layers: Count | None = None
+    weight_files: list[WeightFile] = Field(default_factory=list)
+
+
+class ReportDetector(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: str | None = Field(default=None, max_length=64)
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: ReportModel
+    detector: ReportDetector = Field(default_factory=ReportDetector)
+    super_weights: list[ReportCoordinate] = Field(default_factory=list)

@@ -1,0 +1,361 @@
+"""Reading and writing model revisions and their super-weight coordinates.
+
+Writers never delete: `record_report` upserts (re-recording a revision updates it in place),
+`retract` marks a coordinate retracted with a reason. Callers own the transaction.
+"""
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from registry.errors import InvalidInput, NotFound
+from registry.superweights.documents import as_utc, revision_document
+from registry.superweights.models import ModelRevision, SuperWeight, index_key, utcnow
+from registry.superweights.schemas import REVISION_PATTERN, Report
+
+_REVISION_RE = re.compile(REVISION_PATTERN)
+_MODEL_ID_RE = re.compile(r"^[^\s]{1,255}$")
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def revision_kind_of(revision: str) -> str:
+    """`commit` (40-hex sha), `content` (sha256:… of a local directory) or `unknown`."""
+    if not isinstance(revision, str) or not _REVISION_RE.fullmatch(revision):
+        raise InvalidInput(
+            f"invalid revision {revision!r}: expected a full 40-hex commit sha, "
+            "sha256:<64 hex> or unknown"
+        )
+    if revision == "unknown":
+        return "unknown"
+    return "content" if revision.startswith("sha256:") else "commit"
+
+
+def check_model_id(model_id: str) -> str:
+    if not isinstance(model_id, str) or not _MODEL_ID_RE.fullmatch(model_id):
+        raise InvalidInput(f"invalid model id {model_id!r}: expected e.g. org/name, no spaces")
+    return model_id
+
+
+def json_safe(value: Any) -> Any:
+    """Evidence as strict JSON: PostgreSQL's JSONB (and the index) take no NaN or infinities, but
+    an ablation can produce an infinite perplexity, so those become the strings JSON5 uses."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+# --- upserts ----------------------------------------------------------------------------------
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    if isinstance(current, datetime) and isinstance(wanted, datetime):
+        return as_utc(current) == as_utc(wanted)
+    return current == wanted
+
+
+def apply_fields(
+    obj: Any,
+    values: dict[str, Any],
+    *,
+    created_at: datetime | None = None,
+    updated_at: datetime | None = None,
+) -> bool:
+    """Set the fields that differ; bump `updated_at` (or set the given one) when any did.
+
+    Returns whether anything changed, so that recording the same thing twice is a no-op."""
+    changed = False
+    for name, wanted in values.items():
+        if not _same(getattr(obj, name), wanted):
+            setattr(obj, name, wanted)
+            changed = True
+    if created_at is not None and not _same(obj.created_at, created_at):
+        obj.created_at = created_at
+        changed = True
+    if updated_at is not None:
+        if not _same(obj.updated_at, updated_at):
+            obj.updated_at = updated_at
+            changed = True
+    elif changed:
+        obj.updated_at = utcnow()
+    return changed
+
+
+def find_revision(session: Session, model_id: str, revision: str) -> ModelRevision | None:
+    return session.scalar(
+        select(ModelRevision).where(
+            ModelRevision.model_id == model_id, ModelRevision.revision == revision
+        )
+    )
+
+
+def upsert_revision(
+    session: Session,
+    *,
+    model_id: str,
+    revision: str,
+    fields: dict[str, Any],
+    created_at: datetime | None = None,
+    updated_at: datetime | None = None,
+) -> tuple[ModelRevision, bool]:
+    """The revision row, created or brought up to date; and whether it was created."""
+    check_model_id(model_id)
+    kind = revision_kind_of(revision)
+    rev = find_revision(session, model_id, revision)
+    created = rev is None
+    if rev is None:
+        now = utcnow()
+        rev = ModelRevision(
+            model_id=model_id,
+            revision=revision,
+            revision_kind=kind,
+            weight_files=[],
+            created_at=created_at or now,
+            updated_at=updated_at or created_at or now,
+        )
+        session.add(rev)
+        apply_fields(rev, fields, updated_at=rev.updated_at)
+    else:
+        apply_fields(rev, fields, created_at=created_at, updated_at=updated_at)
+    return rev, created
+
+
+def find_coordinate(rev: ModelRevision, tensor: str, index: list[int]) -> SuperWeight | None:
+    key = index_key(index)
+    for sw in rev.super_weights:
+        if sw.tensor == tensor and sw.index_key == key:
+            return sw
+    return None
+
+
+def upsert_coordinate(
+    rev: ModelRevision,
+    fields: dict[str, Any],
+    *,
+    created_at: datetime | None = None,
+    updated_at: datetime | None = None,
+) -> tuple[SuperWeight, str]:
+    """The coordinate row, created or updated; and "created", "updated" or "unchanged"."""
+    fields = {**fields, "index": [int(i) for i in fields["index"]]}
+    fields["index_key"] = index_key(fields["index"])
+    sw = find_coordinate(rev, fields["tensor"], fields["index"])
+    if sw is None:
+        now = utcnow()
+        sw = SuperWeight(
+            evidence={},
+            reproduced_in=[],
+            created_at=created_at or now,
+            updated_at=updated_at or created_at or now,
+        )
+        apply_fields(sw, fields, updated_at=sw.updated_at)
+        rev.super_weights.append(sw)
+        return sw, "created"
+    changed = apply_fields(sw, fields, created_at=created_at, updated_at=updated_at)
+    return sw, "updated" if changed else "unchanged"
+
+
+# --- the workers' entry point -----------------------------------------------------------------
+
+
+def record_report(
+    session: Session, *, model_id: str, revision: str, revision_kind: str, report: dict
+) -> ModelRevision:
+    """Store what `swreg detect --json` found for one model revision.
+
+    Idempotent: recording the same revision again updates its rows, never duplicates them.
+    A coordinate that was retracted stays retracted (a person's verdict outranks a rerun). When a
+    coordinate is `verified` and the same (model_id, tensor, index) is in the published index
+    (revision `unknown`), the published row stays `published` and gets this revision appended to
+    its `reproduced_in` list.
+    """
+    expected_kind = revision_kind_of(revision)
+    if revision_kind != expected_kind:
+        raise InvalidInput(
+            f"revision kind {revision_kind!r} does not match revision {revision!r} "
+            f"(expected {expected_kind!r})"
+        )
+    if expected_kind == "unknown":
+        raise InvalidInput("a detection report needs an exact revision, not 'unknown'")
+    try:
+        parsed = Report.model_validate(report)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "/".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"invalid detection report at /{where}: {err['msg']}") from None
+
+    model = parsed.model
+    rev, _ = upsert_revision(
+        session,
+        model_id=model_id,
+        revision=revision,
+        fields={
+            "architecture": model.architecture,
+            "dtype": model.dtype,
+            "num_layers": model.num_layers,
+            "weight_files": [f.model_dump(exclude_none=False) for f in model.weight_files],
+        },
+    )
+    seen: set[tuple[str, str]] = set()
+    for coord in parsed.super_weights:
+        key = (coord.tensor, index_key(coord.index))
+        if key in seen:
+            raise InvalidInput(
+                f"detection report lists {coord.tensor} {coord.index} twice"
+            )
+        seen.add(key)
+        existing = find_coordinate(rev, coord.tensor, coord.index)
+        if existing is not None and existing.state == "retracted":
+            continue
+        upsert_coordinate(
+            rev,
+            {
+                "tensor": coord.tensor,
+                "index": coord.index,
+                "layer": coord.layer,
+                "module": coord.module,
+                "row": coord.row,
+                "col": coord.col,
+                "value": coord.value,
+                "dtype": coord.dtype,
+                "state": coord.state,
+                "evidence": json_safe(coord.evidence),
+                "detector_version": parsed.detector.version,
+            },
+        )
+        if coord.state == "verified":
+            _mark_reproduced(session, model_id, coord.tensor, coord.index, revision)
+    session.flush()
+    return rev
+
+
+def _mark_reproduced(
+    session: Session, model_id: str, tensor: str, index: list[int], revision: str
+) -> None:
+    published = find_revision(session, model_id, "unknown")
+    if published is None:
+        return
+    sw = find_coordinate(published, tensor, index)
+    if sw is None or sw.state != "published" or revision in (sw.reproduced_in or []):
+        return
+    # A new list (not an in-place append) so that SQLAlchemy sees the JSON change.
+    apply_fields(sw, {"reproduced_in": sorted([*(sw.reproduced_in or []), revision])})
+
+
+def retract(session: Session, coordinate: SuperWeight, reason: str) -> SuperWeight:
+    """Mark a coordinate wrong. The row stays, with the reason and the time."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a retraction needs a reason")
+    if coordinate.state == "retracted":
+        return coordinate
+    now = utcnow()
+    apply_fields(
+        coordinate,
+        {"state": "retracted", "retraction_reason": reason, "retracted_at": now},
+        updated_at=now,
+    )
+    session.flush()
+    return coordinate
+
+
+def get_coordinate(
+    session: Session, model_id: str, revision: str, tensor: str, index: list[int]
+) -> SuperWeight:
+    rev = find_revision(session, model_id, revision)
+    sw = None if rev is None else find_coordinate(rev, tensor, index)
+    if sw is None:
+        raise NotFound(f"no coordinate {tensor} {list(index)} for {model_id} at {revision}")
+    return sw
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def lookup(session: Session, model_id: str, revision: str | None = None) -> list[ModelRevision]:
+    """The revisions of a model (one when `revision` is given), sorted by revision."""
+    if revision is not None:
+        revision_kind_of(revision)
+    query = select(ModelRevision).where(ModelRevision.model_id == model_id)
+    if revision is not None:
+        query = query.where(ModelRevision.revision == revision)
+    revisions = sorted(session.scalars(query), key=lambda r: r.revision)
+    if not revisions:
+        if revision is not None and session.scalar(
+            select(ModelRevision.id).where(ModelRevision.model_id == model_id).limit(1)
+        ):
+            raise NotFound(f"model {model_id} has no revision {revision} in the registry")
+        raise NotFound(f"model not in the registry: {model_id}")
+    return revisions
+
+
+def lookup_document(session: Session, model_id: str, revision: str | None = None) -> dict:
+    """The lookup answer, shared by the HTTP API and `swreg lookup --json`."""
+    revisions = lookup(session, model_id, revision)
+    return {"model_id": model_id, "revisions": [revision_document(r) for r in revisions]}
+
+
+def _binary_order(session: Session, column):
+    # Sort by code point on every backend so that pages come out the same on SQLite and
+    # PostgreSQL (whose default collation would sort by locale).
+    if session.get_bind().dialect.name == "postgresql":
+        return column.collate("C")
+    return column
+
+
+def list_models(
+    session: Session, *, limit: int = 50, offset: int = 0
+) -> tuple[int, list[dict[str, Any]]]:
+    """One page of model ids with their revisions and coordinate counts per state."""
+    total = session.scalar(select(func.count(func.distinct(ModelRevision.model_id)))) or 0
+    page_ids = list(
+        session.scalars(
+            select(ModelRevision.model_id)
+            .group_by(ModelRevision.model_id)
+            .order_by(_binary_order(session, ModelRevision.model_id))
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    if not page_ids:
+        return total, []
+    revisions: dict[str, list[str]] = {m: [] for m in page_ids}
+    for model_id, revision in session.execute(
+        select(ModelRevision.model_id, ModelRevision.revision).where(
+            ModelRevision.model_id.in_(page_ids)
+        )
+    ):
+        revisions[model_id].append(revision)
+    states: dict[str, Counter] = {m: Counter() for m in page_ids}
+    for model_id, state, count in session.execute(
+        select(ModelRevision.model_id, SuperWeight.state, func.count())
+        .join(SuperWeight.model_revision)
+        .where(ModelRevision.model_id.in_(page_ids))
+        .group_by(ModelRevision.model_id, SuperWeight.state)
+    ):
+        states[model_id][state] = count
+    items = [
+        {
+            "model_id": m,
+            "revisions": sorted(revisions[m]),
+            "super_weights": sum(states[m].values()),
+            "states": dict(sorted(states[m].items())),
+        }
+        for m in page_ids
+    ]
+    return total, items
+
+
+def all_revisions(session: Session) -> Iterable[ModelRevision]:
+    return session.scalars(select(ModelRevision))

@@ -1,0 +1,115 @@
+"""Database fixtures for every test: each runs on SQLite (a file in tmp_path) and on PostgreSQL.
+
+PostgreSQL comes from SWREG_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test).
+When it is unset or unreachable the PostgreSQL cases are skipped with the reason, except under
+SWREG_REQUIRE_POSTGRES=1 (CI), where they fail. Every PostgreSQL test gets its own schema (set as
+the connection's search_path), dropped afterwards, so runs never see each other's tables, even
+when several suites share the database.
+
+Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, `db_sessions`
+(a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands).
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry import migrate
+from registry.database import make_engine, make_sessionmaker
+from registry.settings import get_settings
+
+POSTGRES_URL_ENV = "SWREG_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "SWREG_REQUIRE_POSTGRES"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"PostgreSQL is required ({REQUIRE_POSTGRES_ENV}=1) but {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        _unavailable(f"{POSTGRES_URL_ENV} is not set")
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any reason the server cannot be used
+        engine.dispose()
+        _unavailable(f"{POSTGRES_URL_ENV} is unreachable: {str(exc).splitlines()[0]}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_admin: Engine) -> Iterator[Callable[[], str]]:
+    """Makes a fresh schema and returns a URL whose connections use only that schema."""
+    run = uuid.uuid4().hex[:8]
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"swreg_t_{run}_{len(created)}"
+        with postgres_admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{name}"'))
+        created.append(name)
+        url = make_url(os.environ[POSTGRES_URL_ENV]).update_query_dict(
+            {"options": f"-csearch_path={name}"}
+        )
+        return url.render_as_string(hide_password=False)
+
+    make.drop_all = lambda: _drop(postgres_admin, created)  # type: ignore[attr-defined]
+    yield make
+    _drop(postgres_admin, created)
+
+
+def _drop(admin: Engine, schemas: list[str]) -> None:
+    with admin.connect() as connection:
+        while schemas:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schemas.pop()}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database (no tables), SQLite or PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'swreg.db'}"
+        return
+    factory = request.getfixturevalue("postgres_schema")
+    yield factory()
+    factory.drop_all()  # this test's schema; keeps the shared database small
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """A database migrated to the newest schema."""
+    migrate.upgrade(empty_db_url)
+    return empty_db_url
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_sessions(db_engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(db_engine)
+
+
+@pytest.fixture
+def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point swreg's settings (and subprocesses) at `db_url`."""
+    monkeypatch.setenv("SWREG_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()

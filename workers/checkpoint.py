@@ -1,0 +1,169 @@
+"""Opening a local checkpoint directory safely: config, safetensors files, refusals.
+
+Nothing here unpickles a file or imports code shipped with a model: a pickle-only checkpoint
+and a config that asks for remote code are refused with a reason.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from workers.architectures import Architecture, architecture_for
+from workers.errors import CheckpointRefused
+
+CONFIG_FILE = "config.json"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+HASH_CHUNK_BYTES = 16 * 1024 * 1024
+SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+@dataclass
+class WeightFile:
+    name: str
+    size: int
+    sha256: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict
+    architecture: Architecture
+    weight_files: list[WeightFile]
+    tensor_file: dict[str, str] = field(repr=False)  # tensor name -> file name
+    tensor_dtype: dict[str, str] = field(repr=False)
+    tensor_shape: dict[str, list[int]] = field(repr=False)
+
+    @property
+    def model_type(self) -> str:
+        return self.architecture.model_type
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.weight_files)
+
+    def text_config(self) -> dict:
+        return self.config.get("text_config") or self.config
+
+    def tensor_name(self, param: str, base_prefix: str = "") -> str | None:
+        """The checkpoint's name for a model parameter (some checkpoints drop the base model's
+        prefix, e.g. GPT-2's `h.0...` for `transformer.h.0...`)."""
+        if param in self.tensor_file:
+            return param
+        if base_prefix and param.startswith(base_prefix + "."):
+            short = param[len(base_prefix) + 1 :]
+            if short in self.tensor_file:
+                return short
+        return None
+
+    def dtype_name(self, tensor: str) -> str:
+        return SAFETENSORS_DTYPES.get(self.tensor_dtype[tensor], self.tensor_dtype[tensor].lower())
+
+
+def _read_config(path: Path) -> dict:
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointRefused(f"{path}: no {CONFIG_FILE}, not a Hugging Face model directory")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointRefused(f"{config_path}: unreadable config ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointRefused(f"{config_path}: the config is not a JSON object")
+    if config.get("auto_map"):
+        raise CheckpointRefused(
+            f"{path}: the model needs remote code (config.json has auto_map); swreg never runs "
+            "code shipped with a model"
+        )
+    return config
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    index_path = path / SAFETENSORS_INDEX
+    if index_path.is_file():
+        try:
+            weight_map = json.loads(index_path.read_text())["weight_map"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise CheckpointRefused(f"{index_path}: unreadable shard index ({exc})") from None
+        names = sorted(set(weight_map.values()))
+        missing = [n for n in names if not (path / n).is_file()]
+        if missing:
+            raise CheckpointRefused(f"{path}: shard index names missing files: {', '.join(missing)}")
+        return [path / n for n in names]
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        return files
+    if any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir()):
+        raise CheckpointRefused(
+            f"{path}: pickle-only checkpoint (no .safetensors files); swreg never unpickles weights"
+        )
+    raise CheckpointRefused(f"{path}: no .safetensors weight files")
+
+
+def _read_header(file: Path) -> dict[str, tuple[str, list[int]]]:
+    """Tensor name -> (dtype, shape) from a safetensors header; refuses a corrupt file.
+
+    `safe_open` validates the header against the file size, so a truncated or garbled file
+    fails here, before any weights are used.
+    """
+    try:
+        with safe_open(file, framework="pt") as handle:
+            return {
+                name: (str(handle.get_slice(name).get_dtype()), list(handle.get_slice(name).get_shape()))
+                for name in handle.keys()
+            }
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointRefused(f"{file}: corrupt safetensors file ({exc})") from None
+
+
+def sha256_of(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_checkpoint(path: Path | str) -> Checkpoint:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise CheckpointRefused(f"{path}: not a directory")
+    config = _read_config(path)
+    text_config = config.get("text_config") or config
+    architecture = architecture_for(config.get("model_type"))
+    tensor_file: dict[str, str] = {}
+    tensor_dtype: dict[str, str] = {}
+    tensor_shape: dict[str, list[int]] = {}
+    weight_files = []
+    for file in _safetensors_files(path):
+        for name, (dtype, shape) in _read_header(file).items():
+            tensor_file[name] = file.name
+            tensor_dtype[name] = dtype
+            tensor_shape[name] = shape
+        weight_files.append(WeightFile(name=file.name, size=file.stat().st_size))
+    layers = text_config.get("num_hidden_layers") or text_config.get("n_layer")
+    if not isinstance(layers, int) or layers < 1:
+        raise CheckpointRefused(f"{path}: config does not say how many layers the model has")
+    return Checkpoint(path, config, architecture, weight_files, tensor_file, tensor_dtype, tensor_shape)
+
+
+def content_hash(checkpoint: Checkpoint) -> str:
+    """The revision of a local directory: one sha256 over its weight files' names and hashes."""
+    digest = hashlib.sha256()
+    for file in sorted(checkpoint.weight_files, key=lambda f: f.name):
+        digest.update(f"{file.name}\0{file.sha256}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def fill_sha256(checkpoint: Checkpoint, known: dict[str, str] | None = None) -> None:
+    """Give every weight file its sha256, hashing only those not already known (Hub blobs)."""
+    known = known or {}
+    for file in checkpoint.weight_files:
+        file.sha256 = known.get(file.name) or sha256_of(checkpoint.path / file.name)

@@ -1,0 +1,257 @@
+"""Run a causal LM one decoder layer at a time, reading each layer's weights once.
+
+The model is built by transformers on the meta device (parameters only: buffers such as rotary
+frequencies are real), so its own code still computes embeddings, masks and position
+embeddings, and its own decoder-layer classes do the work. What we change is *when* weights
+exist: the non-layer parameters (embeddings, final norm, head) stay loaded; a decoder layer's
+parameters are read from the safetensors files just before it runs and dropped right after,
+while a background thread reads the next layer. Peak memory is therefore two layers plus the
+embeddings plus activations, whatever the model's size.
+
+To drive layers one by one without re-implementing each architecture's calling convention, we
+run the model's forward once per input sequence with every decoder layer replaced by a recorder:
+it captures the exact arguments the model passes to each layer (masks, position embeddings,
+sliding-window choices) and returns its input untouched. Later, `run_layer` calls the real layer
+with those arguments, and `logits` runs the forward again with the layers replaced by the final
+hidden state, so the model's own final norm, head and logit soft-capping apply.
+"""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from workers.checkpoint import Checkpoint
+
+# Attention kernel used on every path, so that streamed and reference runs compute alike.
+ATTENTION_IMPLEMENTATION = "sdpa"
+
+
+class _CaptureDone(Exception):
+    """Raised by the last layer's recorder: nothing after the layers is needed while capturing."""
+
+
+@dataclass
+class LayerCall:
+    """What the model passes to one decoder layer for one sequence, minus the hidden states."""
+
+    args: tuple
+    kwargs: dict
+
+
+@dataclass
+class SequenceCapture:
+    input_ids: torch.Tensor  # [1, T] on the device
+    embeddings: torch.Tensor  # [1, T, d_model]: what the first layer receives
+    calls: list[LayerCall]
+
+
+def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
+    """float32 on the CPU (half-precision matmuls there are slow and less exact); the
+    checkpoint's own dtype on an accelerator."""
+    return torch.float32 if device.type == "cpu" else stored
+
+
+def _tied_sources(model: nn.Module) -> dict[str, str]:
+    """Tied parameter name -> the parameter it shares its weight with (e.g. lm_head <- embed)."""
+    if not getattr(model.config.get_text_config(), "tie_word_embeddings", False):
+        return {}
+    tied: dict[str, str] = {}
+    for prefix, module in model.named_modules():
+        for target, source in (getattr(module, "_tied_weights_keys", None) or {}).items():
+            tied[f"{prefix}.{target}" if prefix else target] = source
+    return tied
+
+
+def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+
+
+class LayerStreamer:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.architecture = checkpoint.architecture
+        config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
+        config._attn_implementation = ATTENTION_IMPLEMENTATION
+        stored = self._stored_dtype()
+        self.dtype = compute_dtype_for(self.device, stored)
+        with init_empty_weights(include_buffers=False):
+            self.model = AutoModelForCausalLM.from_config(
+                config, dtype=self.dtype, trust_remote_code=False
+            )
+        self.model.eval()
+        self._buffers_to_device()
+        self.layers: nn.ModuleList = self.model.get_submodule(self.architecture.layers)
+        self.num_layers = len(self.layers)
+        self._tied = _tied_sources(self.model)
+        self._handles: dict[str, Any] = {}
+        self._handles_lock = threading.Lock()
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
+        self._pending: dict[int, Future] = {}
+        self.bytes_read = 0
+        self._mode: str = "run"
+        self._capture: list[LayerCall] = []
+        self._inject: torch.Tensor | None = None
+        self._install_dispatch()
+        self._load_parameters(self._non_layer_parameters())
+
+    # ---- weights -------------------------------------------------------------------------
+
+    def _stored_dtype(self) -> torch.dtype:
+        suffix = f".{self.architecture.down_proj}.weight"
+        stored = next(
+            (d for n, d in self.checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32"
+        )
+        return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}.get(
+            stored, torch.float32
+        )
+
+    def _buffers_to_device(self) -> None:
+        for module in self.model.modules():
+            for key, buffer in list(module._buffers.items()):
+                if buffer is not None and buffer.device != self.device:
+                    module._buffers[key] = buffer.to(self.device)
+
+    def _checkpoint_name(self, param: str) -> str | None:
+        return self.checkpoint.tensor_name(param, self.model.base_model_prefix)
+
+    def _handle(self, file: str):
+        with self._handles_lock:
+            if file not in self._handles:
+                self._handles[file] = safe_open(
+                    self.checkpoint.path / file, framework="pt", device="cpu"
+                )
+            return self._handles[file]
+
+    def _non_layer_parameters(self) -> list[str]:
+        prefix = self.architecture.layers + "."
+        return [n for n, _ in self.model.named_parameters(remove_duplicate=False) if not n.startswith(prefix)]
+
+    def _layer_parameters(self, layer: int) -> list[str]:
+        prefix = f"{self.architecture.layers}.{layer}."
+        return [prefix + n for n, _ in self.layers[layer].named_parameters()]
+
+    def _source_name(self, param: str) -> str | None:
+        """Checkpoint tensor holding `param`: its own, or that of a parameter it is tied to
+        (checkpoints store a tied pair once, under either name)."""
+        name = self._checkpoint_name(param)
+        if name is None and param in self._tied:
+            name = self._checkpoint_name(self._tied[param])
+        if name is None:
+            partners = [target for target, source in self._tied.items() if source == param]
+            name = next((n for n in map(self._checkpoint_name, partners) if n), None)
+        return name
+
+    def _read(self, params: list[str]) -> dict[str, torch.Tensor]:
+        """Read parameters from the checkpoint into host memory (runs on the prefetch thread)."""
+        by_name: dict[str, torch.Tensor] = {}
+        tensors: dict[str, torch.Tensor] = {}
+        for param in params:
+            name = self._source_name(param)
+            if name is None:
+                raise KeyError(f"checkpoint has no tensor for parameter {param}")
+            if name not in by_name:
+                tensor = self._handle(self.checkpoint.tensor_file[name]).get_tensor(name)
+                self.bytes_read += tensor.numel() * tensor.element_size()
+                by_name[name] = self._stage(tensor)
+            tensors[param] = by_name[name]
+        return tensors
+
+    def _stage(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Bring a tensor fully into host memory on the prefetch thread: safetensors may hand
+        back memory-mapped storage whose pages would otherwise be read on the compute thread."""
+        if self.device.type == "cuda":
+            return tensor.pin_memory()
+        return tensor.to(self.dtype, copy=True)
+
+    def _install(self, tensors: dict[str, torch.Tensor]) -> None:
+        on_device: dict[int, torch.Tensor] = {}  # tied parameters share one device tensor
+        for param, tensor in tensors.items():
+            if id(tensor) not in on_device:
+                on_device[id(tensor)] = tensor.to(self.device, self.dtype, non_blocking=True)
+            _set_parameter(self.model, param, on_device[id(tensor)])
+
+    def _load_parameters(self, params: list[str]) -> None:
+        self._install(self._read(params))
+
+    def prefetch(self, layer: int) -> None:
+        if 0 <= layer < self.num_layers and layer not in self._pending:
+            self._pending[layer] = self._prefetcher.submit(self._read, self._layer_parameters(layer))
+
+    def load_layer(self, layer: int) -> nn.Module:
+        self.prefetch(layer)
+        self._install(self._pending.pop(layer).result())
+        return self.layers[layer]
+
+    def release_layer(self, layer: int) -> None:
+        for param in self._layer_parameters(layer):
+            current = self.model.get_parameter(param)
+            _set_parameter(self.model, param, torch.empty(current.shape, dtype=current.dtype, device="meta"))
+
+    def close(self) -> None:
+        self._prefetcher.shutdown(wait=True)
+        self._handles.clear()
+
+    # ---- driving the model's own forward -------------------------------------------------
+
+    def _install_dispatch(self) -> None:
+        for index, layer in enumerate(self.layers):
+            original = layer.forward
+
+            def dispatch(*args, _index=index, _original=original, **kwargs):
+                return self._dispatch(_index, _original, args, kwargs)
+
+            layer.forward = dispatch
+
+    def _dispatch(self, index: int, original: Callable, args: tuple, kwargs: dict):
+        if self._mode == "run":
+            return original(*args, **kwargs)
+        hidden, rest = (args[0], args[1:]) if args else (kwargs.pop("hidden_states"), ())
+        if self._mode == "capture":
+            self._capture.append(LayerCall(rest, kwargs))
+            if index == self.num_layers - 1:
+                raise _CaptureDone
+            return hidden
+        # inject: the first layer hands back the final hidden state, the others pass it on.
+        return self._inject if index == 0 else hidden
+
+    @torch.inference_mode()
+    def capture(self, input_ids: torch.Tensor) -> SequenceCapture:
+        input_ids = input_ids.to(self.device)
+        self._mode, self._capture = "capture", []
+        embeddings: list[torch.Tensor] = []
+        hook = self.layers[0].register_forward_pre_hook(
+            lambda _m, args, kwargs: embeddings.append(args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True,
+        )
+        try:
+            self.model(input_ids=input_ids, use_cache=False)
+        except _CaptureDone:
+            pass
+        finally:
+            hook.remove()
+            self._mode = "run"
+        return SequenceCapture(input_ids, embeddings[0], self._capture)
+
+    @torch.inference_mode()
+    def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
+        call = capture.calls[layer]
+        return self.layers[layer](hidden, *call.args, **call.kwargs)
+
+    @torch.inference_mode()
+    def logits(self, capture: SequenceCapture, final_hidden: torch.Tensor) -> torch.Tensor:
+        self._mode, self._inject = "inject", final_hidden
+        try:
+            return self.model(input_ids=capture.input_ids, use_cache=False).logits
+        finally:
+            self._mode, self._inject = "run", None
