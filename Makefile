@@ -24,7 +24,11 @@ setup: $(STAMP)
 	$(BIN)/swreg db upgrade
 	$(BIN)/swreg import data/published_index.json
 
+# The API and one worker together on the same database. The worker runs in the background and
+# is stopped (SIGTERM: it hands an unfinished job back to the queue) whenever `serve` exits.
 run: setup
+	$(BIN)/swreg worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/swreg serve
 
 test: $(STAMP)

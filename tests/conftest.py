@@ -10,6 +10,7 @@ Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, 
 (a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands).
 """
 
+import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,9 +55,10 @@ def postgres_schema(postgres_admin: Engine) -> Iterator[Callable[[], str]]:
     """Makes a fresh schema and returns a URL whose connections use only that schema."""
     run = uuid.uuid4().hex[:8]
     created: list[str] = []
+    numbers = itertools.count()
 
     def make() -> str:
-        name = f"swreg_t_{run}_{len(created)}"
+        name = f"swreg_t_{run}_{next(numbers)}"
         with postgres_admin.connect() as connection:
             connection.execute(text(f'CREATE SCHEMA "{name}"'))
         created.append(name)

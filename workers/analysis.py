@@ -189,7 +189,7 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     clock.seconds["total"] = sum(clock.seconds.values())
     return build_report(
         checkpoint=checkpoint,
-        base_prefix=streamer.model.base_model_prefix,
+        tensor_names=streamer.names,
         device=str(streamer.device),
         prompts=prompts,
         state=sweep.state,

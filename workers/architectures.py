@@ -25,6 +25,11 @@ class Architecture:
     layers: str  # attribute path of the decoder layers (an nn.ModuleList) in the *ForCausalLM model
     down_proj: str  # path of the down projection inside one decoder layer
     layout: WeightLayout = WeightLayout.LINEAR
+    # Attention kernel, the same on the streamed and the reference paths so they compute alike;
+    # "eager" where transformers has no SDPA version of the architecture.
+    attention: str = "sdpa"
+    # Whether a decoder layer returns a tuple (hidden_states, ...) rather than a tensor.
+    layer_returns_tuple: bool = False
 
     def down_proj_param(self, layer: int) -> str:
         """The model's parameter name of layer `layer`'s down projection weight."""
@@ -51,15 +56,17 @@ ARCHITECTURES: dict[str, Architecture] = {
             "qwen2",
             "qwen3",
             "gemma",
-            "gemma2",
             "gemma3_text",
             "olmo",
             "olmo2",
             "phi3",
         )
     },
+    "gemma2": Architecture("gemma2", "model.layers", "mlp.down_proj", attention="eager"),
     "gpt_neox": Architecture("gpt_neox", layers="gpt_neox.layers", down_proj="mlp.dense_4h_to_h"),
-    "falcon": Architecture("falcon", layers="transformer.h", down_proj="mlp.dense_4h_to_h"),
+    "falcon": Architecture(
+        "falcon", layers="transformer.h", down_proj="mlp.dense_4h_to_h", layer_returns_tuple=True
+    ),
     "gpt2": Architecture(
         "gpt2", layers="transformer.h", down_proj="mlp.c_proj", layout=WeightLayout.CONV1D
     ),

@@ -52,17 +52,6 @@ class Checkpoint:
     def text_config(self) -> dict:
         return self.config.get("text_config") or self.config
 
-    def tensor_name(self, param: str, base_prefix: str = "") -> str | None:
-        """The checkpoint's name for a model parameter (some checkpoints drop the base model's
-        prefix, e.g. GPT-2's `h.0...` for `transformer.h.0...`)."""
-        if param in self.tensor_file:
-            return param
-        if base_prefix and param.startswith(base_prefix + "."):
-            short = param[len(base_prefix) + 1 :]
-            if short in self.tensor_file:
-                return short
-        return None
-
     def dtype_name(self, tensor: str) -> str:
         return SAFETENSORS_DTYPES.get(self.tensor_dtype[tensor], self.tensor_dtype[tensor].lower())
 

@@ -16,6 +16,10 @@ import torch
 # ~700x the typical layer and the largest non-spike layer ~45x, so 100 separates them with
 # a factor of two on either side.
 SUPER_ACTIVATION_RATIO = 100.0
+# Within a spiking layer, only rows within one order of magnitude of its strongest row are
+# spikes of their own: a huge input channel also lifts every other row it feeds a little
+# (ordinary weights times a huge activation), and those rows are its shadow, not new spikes.
+MIN_ROW_FRACTION_OF_LAYER_MAX = 0.1
 # A weight explains a spike when its contribution is at least this share of the spiking output.
 # Two weights planted in one row each carry ~half; a dense sum of small terms has none.
 MIN_CONTRIBUTION_SHARE = 0.10
@@ -106,7 +110,7 @@ def spike_rows(
     """Rows of this layer's output that reach `ratio` times the reference, strongest first."""
     if reference is None or reference <= 0:
         return []
-    threshold = ratio * reference
+    threshold = max(ratio * reference, MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output)
     rows = torch.nonzero(activity.row_max >= threshold).view(-1).tolist()
     rows.sort(key=lambda r: -float(activity.row_max[r]))
     return [

@@ -103,7 +103,7 @@ def _validation_evidence(
 def build_report(
     *,
     checkpoint: Checkpoint,
-    base_prefix: str,
+    tensor_names: dict[str, str],
     device: str,
     prompts: list[str],
     state: detection.DetectionState,
@@ -128,7 +128,7 @@ def build_report(
     super_weights = []
     for key in sorted(state.candidates):
         candidate = state.candidates[key]
-        tensor = checkpoint.tensor_name(architecture.down_proj_param(candidate.layer), base_prefix)
+        tensor = tensor_names[architecture.down_proj_param(candidate.layer)]
         evidence = {
             "rules": rules(),
             "prompts": prompts,
@@ -159,9 +159,7 @@ def build_report(
             "path": str(checkpoint.path),
             "model_type": checkpoint.model_type,
             "architecture": (checkpoint.config.get("architectures") or [None])[0],
-            "dtype": checkpoint.dtype_name(
-                checkpoint.tensor_name(architecture.down_proj_param(0), base_prefix)
-            ),
+            "dtype": checkpoint.dtype_name(tensor_names[architecture.down_proj_param(0)]),
             "num_layers": len(state.profile),
             "d_model": text_config.get("hidden_size") or text_config.get("n_embd"),
             "d_ff": text_config.get("intermediate_size")

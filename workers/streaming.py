@@ -16,6 +16,7 @@ with those arguments, and `logits` runs the forward again with the layers replac
 hidden state, so the model's own final norm, head and logit soft-capping apply.
 """
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,11 +28,11 @@ from accelerate import init_empty_weights
 from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
 
 from workers.checkpoint import Checkpoint
-
-# Attention kernel used on every path, so that streamed and reference runs compute alike.
-ATTENTION_IMPLEMENTATION = "sdpa"
+from workers.errors import CheckpointRefused
 
 
 class _CaptureDone(Exception):
@@ -70,6 +71,41 @@ def _tied_sources(model: nn.Module) -> dict[str, str]:
     return tied
 
 
+def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]:
+    """Model parameter name -> the checkpoint tensor that holds it.
+
+    transformers renames some checkpoint keys while loading (GPT-NeoX's `embed_out` is the
+    model's `lm_head`; old `gamma`/`beta` norms) and keeps those renames in a table; we apply the
+    same table rather than a copy of it. Checkpoints that drop the base model's prefix (GPT-2's
+    `h.0...`) are matched too. Transforms that do more than rename (fusing or splitting
+    tensors) would make a stored index ambiguous, so they are refused.
+    """
+    transforms = get_model_conversion_mapping(model)
+    renames = []
+    for transform in transforms:
+        if not isinstance(transform, WeightRenaming):
+            matches = [k for k in checkpoint.tensor_file if any(re.search(p, k) for p in transform.source_patterns)]
+            if matches:
+                raise CheckpointRefused(
+                    f"{checkpoint.path}: tensor {matches[0]} must be converted, not just renamed, "
+                    "to load; swreg only reads tensors as stored"
+                )
+            continue
+        renames.extend(zip(transform.source_patterns, transform.target_patterns * len(transform.source_patterns)))
+    names: dict[str, str] = {}
+    prefix = model.base_model_prefix
+    for stored in checkpoint.tensor_file:
+        renamed = stored
+        for source, target in renames:
+            if re.search(source, renamed):
+                renamed = re.sub(source, target, renamed)
+                break
+        names[renamed] = stored
+        if prefix:
+            names.setdefault(f"{prefix}.{renamed}", stored)
+    return names
+
+
 def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
     owner_name, _, leaf = name.rpartition(".")
     owner = model.get_submodule(owner_name)
@@ -82,18 +118,21 @@ class LayerStreamer:
         self.device = torch.device(device)
         self.architecture = checkpoint.architecture
         config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
-        config._attn_implementation = ATTENTION_IMPLEMENTATION
         stored = self._stored_dtype()
         self.dtype = compute_dtype_for(self.device, stored)
         with init_empty_weights(include_buffers=False):
             self.model = AutoModelForCausalLM.from_config(
-                config, dtype=self.dtype, trust_remote_code=False
+                config,
+                dtype=self.dtype,
+                attn_implementation=self.architecture.attention,
+                trust_remote_code=False,
             )
         self.model.eval()
         self._buffers_to_device()
         self.layers: nn.ModuleList = self.model.get_submodule(self.architecture.layers)
         self.num_layers = len(self.layers)
         self._tied = _tied_sources(self.model)
+        self.names = checkpoint_names(self.model, checkpoint)
         self._handles: dict[str, Any] = {}
         self._handles_lock = threading.Lock()
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
@@ -123,7 +162,7 @@ class LayerStreamer:
                     module._buffers[key] = buffer.to(self.device)
 
     def _checkpoint_name(self, param: str) -> str | None:
-        return self.checkpoint.tensor_name(param, self.model.base_model_prefix)
+        return self.names.get(param)
 
     def _handle(self, file: str):
         with self._handles_lock:
@@ -221,9 +260,10 @@ class LayerStreamer:
             self._capture.append(LayerCall(rest, kwargs))
             if index == self.num_layers - 1:
                 raise _CaptureDone
-            return hidden
-        # inject: the first layer hands back the final hidden state, the others pass it on.
-        return self._inject if index == 0 else hidden
+        elif index == 0:
+            # inject: the first layer hands back the final hidden state, the others pass it on.
+            hidden = self._inject
+        return (hidden,) if self.architecture.layer_returns_tuple else hidden
 
     @torch.inference_mode()
     def capture(self, input_ids: torch.Tensor) -> SequenceCapture:
@@ -246,7 +286,8 @@ class LayerStreamer:
     @torch.inference_mode()
     def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
         call = capture.calls[layer]
-        return self.layers[layer](hidden, *call.args, **call.kwargs)
+        output = self.layers[layer](hidden, *call.args, **call.kwargs)
+        return output[0] if self.architecture.layer_returns_tuple else output
 
     @torch.inference_mode()
     def logits(self, capture: SequenceCapture, final_hidden: torch.Tensor) -> torch.Tensor:

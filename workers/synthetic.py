@@ -5,9 +5,10 @@ for one of ``SUPPORTED_MODEL_TYPES``. The weights come from the model's own init
 (``AutoModelForCausalLM.from_config``, seeded); then a *genuine* super activation is planted:
 
 1. **A massive residual dimension** ``driver_dim``: the embedding column is a large constant, so
-   every token carries it (as real LLMs carry massive activations). Every MLP input projection
-   ignores it (column zeroed) except the planted channels, which read it and so produce a huge
-   down-projection input ``X[:, col]`` (~``PLANT_ACTIVATION``) on every token.
+   every token carries it (as real LLMs carry massive activations). MLP channels read it only
+   weakly (ordinary activations, max |X| ~ 3) except the planted channels, which read it
+   strongly and so produce a huge down-projection input ``X[:, col]`` (~``PLANT_ACTIVATION``) on
+   every token. No MLP reads a spiking row.
 2. **The super weight** ``W_down[row, col] = value`` (an ordinary size, 3-6) turns that into a
    spike ``Y[:, row]`` thousands of times larger than any other layer's down-projection output.
 3. **Why it matters**: the final norm and LM head are calibrated so the next-token distribution
@@ -30,7 +31,8 @@ LM-head columns that must not also feed the input, and a tied massive embedding 
 put a huge constant into every logit (which Gemma2's logit soft-capping would flatten).
 
 All tiny models share a byte-level tokenizer (``build_byte_tokenizer``): token id ``b`` is byte
-``b`` (0..255), then ``<pad>`` 256, ``<bos>`` 257, ``<eos>`` 258. Encoding prepends ``<bos>``
+``b`` (0..255), then ``<pad>`` 256, ``<bos>`` 257, ``<eos>`` 258, ``<unk>`` 259. Encoding
+prepends ``<bos>``
 (a template post-processor), so ``tokenizer("Hi")["input_ids"] == [257, 72, 105]``.
 
 ``build_synthetic_llama`` writes a large (e.g. 7B-shaped) Llama checkpoint tensor by tensor with
@@ -52,9 +54,12 @@ from torch import nn
 # --- the shared byte tokenizer -------------------------------------------------------------------
 
 BYTE_VOCAB = 256
-PAD_ID, BOS_ID, EOS_ID = 256, 257, 258
-TOKENIZER_SIZE = 259
-PAD_TOKEN, BOS_TOKEN, EOS_TOKEN = "<pad>", "<bos>", "<eos>"
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 256, 257, 258, 259
+TOKENIZER_SIZE = 260
+# Byte-level BPE never produces <unk>; it exists because some tokenizer classes that
+# AutoTokenizer forces by model type (Qwen2Tokenizer for qwen2) add a default unk token
+# outside the model's vocabulary when the tokenizer names none.
+PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<bos>", "<eos>", "<unk>"
 MAX_POSITIONS = 2048  # tests and benchmarks run 1,024-token windows; leave headroom
 
 
@@ -76,12 +81,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def build_byte_tokenizer():
-    """A 259-token byte-level BPE (no merges) wrapped as a transformers fast tokenizer."""
+    """A 260-token byte-level BPE (no merges) wrapped as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
-    vocab.update({PAD_TOKEN: PAD_ID, BOS_TOKEN: BOS_ID, EOS_TOKEN: EOS_ID})
+    vocab.update({PAD_TOKEN: PAD_ID, BOS_TOKEN: BOS_ID, EOS_TOKEN: EOS_ID, UNK_TOKEN: UNK_ID})
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -90,10 +95,10 @@ def build_byte_tokenizer():
         pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B",
         special_tokens=[(BOS_TOKEN, BOS_ID)],
     )
-    tok.add_special_tokens([PAD_TOKEN, BOS_TOKEN, EOS_TOKEN])
+    tok.add_special_tokens([PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
-        model_max_length=MAX_POSITIONS,
+        unk_token=UNK_TOKEN, model_max_length=MAX_POSITIONS,
     )
 
 
@@ -248,6 +253,9 @@ DEFAULT_PLANT_VALUES = (4.5, 4.0)  # ordinary weight sizes; similar contribution
 DEAD_MAGNITUDE_RATIO = 1.3  # the decoy is clearly the largest weight of its matrix
 # Post-norm models: the spike's share of the residual (norm weight at `row` ~ this / sqrt(hidden)).
 POST_NORM_SPIKE_RESIDUAL = 1000.0
+# Every other channel reads the massive dim weakly (pre-activation ~N(0, 1)), so ordinary layers
+# show ordinary activity (max |X| ~ 3, max |Y| ~ 1) instead of none.
+BACKGROUND_PREACTIVATION = 1.0
 COUNTER_CHANNELS = 48  # many small contributions: no single one matters
 COUNTER_ACTIVATION = 50.0
 CALIBRATION_TEXT = (
@@ -340,6 +348,16 @@ def _driver_input(b: _Build, layer: int) -> float:
     return b.mlp_input(layer)[:, b.driver_dim].mean().item()
 
 
+def _add_background(b: _Build, generator: torch.Generator) -> None:
+    """Give every MLP channel a small constant input from the massive dim (layer by layer: each
+    layer's input depends on the layers before it)."""
+    for layer in range(b.model.config.num_hidden_layers):
+        u = _driver_input(b, layer)
+        for matrix in _input_matrices(b.model, b.arch, layer):
+            noise = torch.randn(matrix.shape[0], generator=generator)
+            matrix[:, b.driver_dim] = noise * BACKGROUND_PREACTIVATION / u
+
+
 def _set_driver(b: _Build, layer: int, col: int, activation: float, u: float) -> None:
     """Make intermediate channel ``col`` of ``layer`` equal ~``activation`` on every token by
     reading only the massive dimension, whose value at the MLP input is ``u``."""
@@ -404,23 +422,26 @@ def _plant_counters(b: _Build, group: list[Plant], free_cols: list[int]) -> None
 
 
 def _calibrate_head(b: _Build, plants: list[Plant]) -> None:
-    """Write LM-head columns so the logits are the unigram logits L when every plant is in
-    place and -L (or 0, for one of several spiking rows) when any plant is zeroed."""
+    """Write LM-head columns so the logits are the unigram logits L with every plant in place
+    and -L or lower when any one plant is zeroed.
+
+    Each spiking row r contributes a_r(h) = L/n at its full value h_full, falling linearly to
+    -L(2n-1)/n at h_weak (its weakest plant zeroed), so the n rows sum to L intact and to -L with
+    one row broken. The constant parts ride on the massive dim, ~constant after the final norm.
+    """
     lm = b.model.get_output_embeddings().weight
     target = unigram_logits(lm.shape[0])
     rows = sorted({p.row for p in plants})
     lm[:, rows + [b.driver_dim]] = 0.0
     baseline = b.final_hidden().mean(dim=0)
-    offset = torch.zeros_like(target)
+    constant = torch.zeros_like(target)
     for row in rows:
         h_full = baseline[row].item()
         h_weak = _weakest_ablation(b, [p for p in plants if p.row == row], row)
-        h_boundary = (h_full + h_weak) / 2
-        scale = target / (len(rows) * (h_full - h_boundary))
-        lm[:, row] = scale
-        offset -= scale * h_boundary
-    # The massive dim is ~constant after the final norm: it carries the boundary offset.
-    lm[:, b.driver_dim] = offset / baseline[b.driver_dim].item()
+        slope = 2 * target / (h_full - h_weak)
+        lm[:, row] = slope
+        constant += target / len(rows) - slope * h_full
+    lm[:, b.driver_dim] = constant / baseline[b.driver_dim].item()
 
 
 def _weakest_ablation(b: _Build, group: list[Plant], row: int) -> float:
@@ -520,6 +541,7 @@ def build_planted_model(
         scale = float(getattr(embedding, "embed_scale", 1.0))  # Gemma scales by sqrt(hidden)
         embedding.weight[:, driver_dim] = DRIVER_RESIDUAL / scale
         _hide_dims_from_mlps(b, {driver_dim} | {p.row for p in plants})
+        _add_background(b, torch.Generator().manual_seed(seed))
 
         for layer in sorted({p.layer for p in plants}):  # earlier layers first: later ones see them
             u = _driver_input(b, layer)
@@ -662,7 +684,9 @@ def _large_tensor(name: str, shape: tuple[int, ...], plan: _LargePlan, vocab_use
     if name == "model.embed_tokens.weight":
         t[:, d0] = DRIVER_RESIDUAL
     elif name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")):
-        t[:, [d0, p.row]] = 0.0  # only the planted channel reads the massive dims
+        # Ordinary channels read the massive dim weakly; none reads the spiking row.
+        t[:, d0] = torch.randn(shape[0], generator=generator) * BACKGROUND_PREACTIVATION / plan.u
+        t[:, p.row] = 0.0
         if name == f"model.layers.{p.layer}.mlp.gate_proj.weight":
             t[p.col, :] = 0.0
             t[p.col, d0] = GATE_PREACTIVATION / plan.u

@@ -54,7 +54,10 @@ def _run(db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int
         service.submit(db_sessions, str(planted_dirs[i % len(planted_dirs)]), model_id=f"crash/m{i:02d}").job.id
         for i in range(jobs)
     ]
-    env = python_env(SWREG_DATABASE_URL=db_url, SWREG_JOB_LEASE_SECONDS=str(LEASE_SECONDS))
+    # One torch thread per worker: several workers share two cores.
+    env = python_env(
+        SWREG_DATABASE_URL=db_url, SWREG_JOB_LEASE_SECONDS=str(LEASE_SECONDS), OMP_NUM_THREADS="1"
+    )
     logs = [open(tmp_path / f"worker-{i}.log", "w") for i in range(workers)]
     procs = [
         subprocess.Popen([*WORKER_CMD, "--poll-seconds", str(POLL_S)], env=env, stdout=log, stderr=subprocess.STDOUT)

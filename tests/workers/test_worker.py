@@ -16,13 +16,13 @@ from workers.reference_models import install_into_hf_cache
 from workers.synthetic import build_planted_model
 from workers.worker import Worker, WorkerConfig
 
-# Between a 4-layer tiny model (~1.1 MB) and an 8-layer one (~2.1 MB).
+# Between a 2-layer tiny model (~0.6 MB) and an 8-layer one (~2.1 MB).
 SIZE_CAP_BYTES = 1_600_000
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> Path:
-    return build_planted_model("llama", tmp_path_factory.mktemp("planted") / "llama").path
+    return build_planted_model("llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2).path
 
 
 @pytest.fixture(scope="module")

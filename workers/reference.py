@@ -1,0 +1,109 @@
+"""The reference approach, as the paper's code and public notebooks do it: load the whole model
+with `from_pretrained`, hook every down projection, one pass per prompt for detection, then one
+full pass per variant (each candidate zeroed, restored, each control) for validation.
+
+It shares every decision with the streamed sweep (the same detection state, variant plans,
+ablation mechanics and scoring) and differs only in how activations reach each layer, so the
+two must agree: tests check that they do, and `swreg bench` times one against the other.
+"""
+
+from pathlib import Path
+from time import perf_counter
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from workers.analysis import DEFAULT_PROMPTS, AnalysisOptions, _Clock, _tokenize, load_tokenizer
+from workers.checkpoint import fill_sha256, open_checkpoint
+from workers.detection import DetectionState, summarize
+from workers.evaluation import EVAL_WINDOW_TOKENS, Baseline, EvalText, Score, eval_windows, score_window, stop_word_ids
+from workers.report import build_report
+from workers.streaming import checkpoint_names, compute_dtype_for
+from workers.validation import OutputRecorder, applied, as_out_in, plan_variants
+
+
+def _stored_dtype(checkpoint) -> torch.dtype:
+    suffix = f".{checkpoint.architecture.down_proj}.weight"
+    stored = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
+    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(stored, torch.float32)
+
+
+@torch.inference_mode()
+def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = None) -> dict:
+    options = options or AnalysisOptions()
+    clock = _Clock()
+    started = perf_counter()
+    checkpoint = open_checkpoint(model_dir)
+    fill_sha256(checkpoint, options.file_sha256)
+    started = clock.add("open_and_hash", started)
+    architecture = checkpoint.architecture
+    device = torch.device(options.device)
+    tokenizer = load_tokenizer(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint.path,
+        dtype=compute_dtype_for(device, _stored_dtype(checkpoint)),
+        attn_implementation=architecture.attention,
+        trust_remote_code=False,
+        use_safetensors=True,
+    ).to(device)
+    model.eval()
+    down_projs = [layer.get_submodule(architecture.down_proj) for layer in model.get_submodule(architecture.layers)]
+    recorders = [OutputRecorder(d) for d in down_projs]
+    started = clock.add("load", started)
+
+    prompts = list(options.prompts or DEFAULT_PROMPTS)
+    activities: list[list] = [[] for _ in down_projs]
+    for prompt in prompts:
+        model(input_ids=_tokenize(tokenizer, prompt).to(device), use_cache=False)
+        for layer, recorder in enumerate(recorders):
+            activities[layer].append(summarize(recorder.inputs, recorder.outputs))
+    state = DetectionState(len(prompts))
+    per_layer = [
+        state.observe_layer(layer, activities[layer], as_out_in(d.weight, architecture))
+        for layer, d in enumerate(down_projs)
+    ]
+    started = clock.add("detect", started)
+
+    plans, scores, baseline, eval_text, windows = [], None, None, None, []
+    if options.validate:
+        eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
+        ids = tokenizer(eval_text.text)["input_ids"]
+        windows = [w.to(device) for w in eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)]
+        stop_ids = stop_word_ids(tokenizer)
+        baseline, references, baseline_outputs = Score(), [], []
+        for window in windows:
+            logits = model(input_ids=window, use_cache=False).logits
+            references.append(Baseline.from_logits(logits))
+            baseline.add(score_window(logits, references[-1], window, stop_ids))
+            baseline_outputs.append([r.outputs for r in recorders])
+        scores = {}
+        for layer, candidates in enumerate(per_layer):
+            thresholds = {(c.row, c.col): c.threshold for c in candidates}
+            weight = as_out_in(down_projs[layer].weight, architecture)
+            for plan in plan_variants(layer, list(thresholds), weight):
+                threshold = thresholds.get(plan.candidate[1:]) if plan.candidate else None
+                score = Score()
+                for w, window in enumerate(windows):
+                    with applied(plan, down_projs[layer], architecture, baseline_outputs[w][layer], threshold):
+                        logits = model(input_ids=window, use_cache=False).logits
+                    score.add(score_window(logits, references[w], window, stop_ids))
+                scores[plan.name] = score
+                plans.append(plan)
+        clock.add("validate", started)
+    for recorder in recorders:
+        recorder.remove()
+    clock.seconds["total"] = sum(clock.seconds.values())
+    return build_report(
+        checkpoint=checkpoint,
+        tensor_names=checkpoint_names(model, checkpoint),
+        device=str(device),
+        prompts=prompts,
+        state=state,
+        plans=plans,
+        scores=scores,
+        baseline=baseline,
+        eval_text=eval_text,
+        eval_windows=len(windows),
+        timings={k: round(v, 3) for k, v in clock.seconds.items()},
+        bytes_read=checkpoint.total_bytes,
+    )
