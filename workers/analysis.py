@@ -117,7 +117,7 @@ class Sweep:
 
     def _detect(self, layer: int, down_proj) -> list[Candidate]:
         activities = []
-        with recording(down_proj) as recorder:
+        with recording(down_proj, keep_inputs=True) as recorder:
             for i, capture in enumerate(self.prompts):
                 self.prompt_hidden[i] = self.streamer.run_layer(layer, self.prompt_hidden[i], capture)
                 activities.append(summarize(recorder.inputs, recorder.outputs))

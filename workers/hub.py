@@ -241,10 +241,10 @@ def _cached_listing(repo_id: str, sha: str, cache_dir: Path | None) -> list[Repo
     of the snapshot itself."""
     snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
     if not snapshot.is_dir():
-        raise HubRefused(f"{repo_id}@{sha} is not in the local Hub cache and the Hub is unreachable")
-    present = {
-        p.relative_to(snapshot).as_posix(): p for p in snapshot.rglob("*") if p.is_file()
-    }
+        raise HubRefused(
+            f"{repo_id}@{sha} is not in the local Hub cache and the Hub is unreachable"
+        )
+    present = {p.relative_to(snapshot).as_posix(): p for p in snapshot.rglob("*") if p.is_file()}
     files = {name: RepoFile(name, p.stat().st_size, _blob_sha256(p)) for name, p in present.items()}
     try:
         tree = get_cached_repo_tree(repo_id, revision=sha, cache_dir=cache_dir)
@@ -386,7 +386,8 @@ def local_listing(directory: Path) -> list[RepoFile]:
         (
             RepoFile(p.relative_to(directory).as_posix(), p.stat().st_size)
             for p in directory.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         ),
         key=lambda f: f.name,
     )

@@ -48,7 +48,7 @@ def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = N
     ).to(device)
     model.eval()
     down_projs = [layer.get_submodule(architecture.down_proj) for layer in model.get_submodule(architecture.layers)]
-    recorders = [OutputRecorder(d) for d in down_projs]
+    recorders = [OutputRecorder(d, keep_inputs=True) for d in down_projs]
     started = clock.add("load", started)
 
     prompts = list(options.prompts or DEFAULT_PROMPTS)

@@ -336,8 +336,9 @@ class _Build:
 
 
 def _hide_dims_from_mlps(b: _Build, dims: set[int]) -> None:
-    """Zero the input-projection columns of the massive dims in every layer: only planted
-    channels may read them (otherwise every MLP would see a huge input)."""
+    """Zero the input-projection columns of the massive dims (the driver and the spiking rows)
+    in every layer, so no MLP sees a huge input; the background and the planted channels then
+    read the driver dim on purpose, weakly and strongly."""
     for layer in range(b.model.config.num_hidden_layers):
         for matrix in _input_matrices(b.model, b.arch, layer):
             matrix[:, sorted(dims)] = 0.0
@@ -675,17 +676,19 @@ class _LargePlan:
 
 
 def _large_tensor(name: str, shape: tuple[int, ...], plan: _LargePlan, vocab_used: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One float32 tensor of the large Llama, planted where the construction says."""
+                  dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    """One tensor of the large Llama, drawn directly in ``dtype`` (no float32 copy), planted
+    where the construction says."""
     if name.endswith("norm.weight"):
-        return torch.ones(shape)
-    t = torch.randn(shape, generator=generator) * LARGE_INIT_STD
+        return torch.ones(shape, dtype=dtype)
+    t = torch.empty(shape, dtype=dtype).normal_(0.0, LARGE_INIT_STD, generator=generator)
     p, d0 = plan.plant, plan.driver_dim
     if name == "model.embed_tokens.weight":
         t[:, d0] = DRIVER_RESIDUAL
     elif name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")):
         # Ordinary channels read the massive dim weakly; none reads the spiking row.
-        t[:, d0] = torch.randn(shape[0], generator=generator) * BACKGROUND_PREACTIVATION / plan.u
+        t[:, d0] = (torch.randn(shape[0], generator=generator)
+                    * BACKGROUND_PREACTIVATION / plan.u).to(dtype)
         t[:, p.row] = 0.0
         if name == f"model.layers.{p.layer}.mlp.gate_proj.weight":
             t[p.col, :] = 0.0
@@ -706,8 +709,8 @@ def _large_head(lm: torch.Tensor, plan: _LargePlan, vocab_used: int) -> None:
     h_full = plan.final_row(plan.spike)
     h_boundary = (h_full + plan.final_row(0.0)) / 2
     scale = target / (h_full - h_boundary)
-    lm[:, plan.plant.row] = scale
-    lm[:, plan.driver_dim] = -scale * h_boundary / plan.final_driver()
+    lm[:, plan.plant.row] = scale.to(lm.dtype)
+    lm[:, plan.driver_dim] = (-scale * h_boundary / plan.final_driver()).to(lm.dtype)
 
 
 def _iter_shards(shards, plan: _LargePlan, dtype: torch.dtype, seed: int,
@@ -717,7 +720,7 @@ def _iter_shards(shards, plan: _LargePlan, dtype: torch.dtype, seed: int,
         tensors = {}
         for name, shape in shard:
             generator = torch.Generator().manual_seed(seed * 100_003 + index)
-            tensors[name] = _large_tensor(name, shape, plan, TOKENIZER_SIZE, generator).to(dtype)
+            tensors[name] = _large_tensor(name, shape, plan, TOKENIZER_SIZE, dtype, generator)
             index += 1
         yield shard_no, tensors
 
@@ -739,7 +742,7 @@ def build_synthetic_llama(
     """Write a large Llama checkpoint with one planted super weight, one shard at a time.
 
     7B shape: hidden 4096, d_ff 11008, 32 layers, 32 heads, vocab 32000 (13.5 GB in bf16).
-    Peak memory is one shard plus one tensor in float32.
+    Peak memory is about one shard plus one tensor (2.6 GB with the defaults at 7B shape).
     """
     from safetensors.torch import save_file
     from transformers import LlamaConfig

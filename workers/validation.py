@@ -102,23 +102,30 @@ def zeroed(weight: torch.Tensor, architecture: Architecture, coordinates: list[C
 
 
 class OutputRecorder:
-    """A forward hook that keeps the last input and output of a module."""
+    """A forward hook that keeps a copy of the last output (and, if asked, input) of a module.
 
-    def __init__(self, module: nn.Module):
+    Copies, because some architectures update the projection's output in place further down
+    the layer, and a kept reference would silently change under us.
+    """
+
+    def __init__(self, module: nn.Module, keep_inputs: bool = False):
+        self.keep_inputs = keep_inputs
         self.inputs: torch.Tensor | None = None
         self.outputs: torch.Tensor | None = None
         self._handle = module.register_forward_hook(self._hook)
 
     def _hook(self, _module, args, output):
-        self.inputs, self.outputs = args[0], output
+        self.outputs = output.detach().clone()
+        if self.keep_inputs:
+            self.inputs = args[0].detach().clone()
 
     def remove(self) -> None:
         self._handle.remove()
 
 
 @contextmanager
-def recording(module: nn.Module) -> Iterator[OutputRecorder]:
-    recorder = OutputRecorder(module)
+def recording(module: nn.Module, keep_inputs: bool = False) -> Iterator[OutputRecorder]:
+    recorder = OutputRecorder(module, keep_inputs)
     try:
         yield recorder
     finally:

@@ -126,6 +126,7 @@ class Worker:
         log.info("worker %s started (device %s)", self.name, self.config.device)
         # torch and transformers take seconds to import: before the first lease, not during it.
         import workers.analysis  # noqa: F401
+
         try:
             while not self.stop_requested.is_set():
                 if self.config.max_jobs is not None and processed >= self.config.max_jobs:
@@ -149,9 +150,7 @@ class Worker:
     def run_one(self) -> bool:
         """Claim and process one job; False when none was claimable."""
         with write_transaction(self.factory) as session:
-            claimed = queue.claim(
-                session, owner=self.name, lease_seconds=self.config.lease_seconds
-            )
+            claimed = queue.claim(session, owner=self.name, lease_seconds=self.config.lease_seconds)
         if claimed is None:
             return False
         job, lease = claimed
@@ -164,7 +163,11 @@ class Worker:
         """Run one claimed job to its end; returns its new state (None: no longer ours)."""
         log.info(
             "job %s: claimed %s@%s (attempt %d/%d)",
-            job.id, job.model_id, job.revision, lease.attempt, job.max_attempts,
+            job.id,
+            job.model_id,
+            job.revision,
+            lease.attempt,
+            job.max_attempts,
         )
         heartbeat = Heartbeat(self.factory, lease, self.config.lease_seconds)
         heartbeat.start()
@@ -176,7 +179,10 @@ class Worker:
             timings["fetch"] = round(time.perf_counter() - started, 3)
             log.info(
                 "job %s: fetched %d file(s), %d bytes downloaded of %d in the repository (%.1f s)",
-                job.id, len(fetched.files), fetched.downloaded_bytes, fetched.repo_bytes,
+                job.id,
+                len(fetched.files),
+                fetched.downloaded_bytes,
+                fetched.repo_bytes,
                 timings["fetch"],
             )
             analysing = time.perf_counter()
@@ -187,7 +193,12 @@ class Worker:
             heartbeat.stop()
             self._complete(job, lease, report, timings, fetched)
             counts = _state_counts(report)
-            log.info("job %s: succeeded in %.1f s (%s)", job.id, timings["total"], counts or "no super weights")
+            log.info(
+                "job %s: succeeded in %.1f s (%s)",
+                job.id,
+                timings["total"],
+                counts or "no super weights",
+            )
             return JobState.SUCCEEDED
         except LeaseLost as exc:
             log.warning("job %s: %s", job.id, exc)
@@ -210,11 +221,9 @@ class Worker:
                 expected_revision=job.revision,
             )
             return result
+        # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
         return hub.fetch_hub(
-            job.model_id,
-            job.revision,
-            max_bytes=self.config.max_checkpoint_bytes,
-            token=os.environ.get("HF_TOKEN") or None,
+            job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes
         )
 
     def _analyse(
@@ -263,7 +272,10 @@ class Worker:
         permanent = bool(getattr(exc, "permanent", False))
         log.log(
             logging.WARNING if permanent else logging.ERROR,
-            "job %s: attempt %d failed: %s", job.id, lease.attempt, one_line(exc),
+            "job %s: attempt %d failed: %s",
+            job.id,
+            lease.attempt,
+            one_line(exc),
             exc_info=not permanent,
         )
         try:
@@ -279,7 +291,9 @@ class Worker:
         except LeaseLost as lost:
             log.warning("job %s: %s", job.id, lost)
             return None
-        log.info("job %s: %s", job.id, "failed" if state == JobState.FAILED else "queued for a retry")
+        log.info(
+            "job %s: %s", job.id, "failed" if state == JobState.FAILED else "queued for a retry"
+        )
         return state
 
     def _release(self, lease: Lease) -> None:
@@ -287,7 +301,11 @@ class Worker:
             with write_transaction(self.factory) as session:
                 released = queue.release(session, lease)
         except Exception as exc:
-            log.error("job %s: could not hand the job back: %s (its lease will expire)", lease.job_id, one_line(exc))
+            log.error(
+                "job %s: could not hand the job back: %s (its lease will expire)",
+                lease.job_id,
+                one_line(exc),
+            )
             return
         if released:
             log.info("job %s: handed back to the queue", lease.job_id)
@@ -302,7 +320,9 @@ class Worker:
             if self._signals == 1:
                 log.info(
                     "worker %s: %s received; finishing the current job, then stopping "
-                    "(send it again to stop now)", self.name, signal.Signals(signum).name,
+                    "(send it again to stop now)",
+                    self.name,
+                    signal.Signals(signum).name,
                 )
                 self.stop_requested.set()
             else:
@@ -342,7 +362,10 @@ def main(argv: list[str] | None = None) -> None:
     from registry.jobs.cli import worker
 
     group = SwregGroup(commands={"worker": worker})  # its one-line error handling
-    group.main(args=["worker", *(argv if argv is not None else sys.argv[1:])], prog_name="python -m workers.worker")
+    group.main(
+        args=["worker", *(argv if argv is not None else sys.argv[1:])],
+        prog_name="python -m workers.worker",
+    )
 
 
 if __name__ == "__main__":

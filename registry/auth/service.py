@@ -41,9 +41,7 @@ def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
     if _live_token(session, name) is not None:
         raise Conflict(f"a token named {name!r} exists; revoke it first or choose another name")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
-    token = ApiToken(
-        name=name, token_hash=hash_token(secret), prefix=secret[:SHOWN_PREFIX_CHARS]
-    )
+    token = ApiToken(name=name, token_hash=hash_token(secret), prefix=secret[:SHOWN_PREFIX_CHARS])
     session.add(token)
     session.flush()
     return token, secret

@@ -17,6 +17,7 @@ from registry.jobs.schemas import JobOut
 from registry.migrate import open_registry
 
 WAIT_POLL_SECONDS = 2.0
+STEP_ORDER = ("fetch", "analyse", "load", "detect", "validate", "score", "total")
 
 
 class JobFailed(SwregError):
@@ -50,13 +51,18 @@ def _show(job: JobOut) -> list[str]:
     if job.finished_at:
         lines.append(f"  finished  {job.finished_at:%Y-%m-%d %H:%M:%S}Z")
     if job.state == JobState.RUNNING and job.lease_owner:
-        lines.append(f"  worker    {job.lease_owner} (lease until {job.lease_expires_at:%H:%M:%S}Z)")
+        lines.append(
+            f"  worker    {job.lease_owner} (lease until {job.lease_expires_at:%H:%M:%S}Z)"
+        )
     if job.state == JobState.QUEUED and job.attempts and job.not_before:
         lines.append(f"  retry at  {job.not_before:%Y-%m-%d %H:%M:%S}Z")
     if job.last_error:
         lines.append(f"  error     {job.last_error}")
     if job.timings:
-        steps = ", ".join(f"{k} {v:.1f} s" for k, v in job.timings.items())
+        # In pipeline order (PostgreSQL's JSONB does not keep key order).
+        order = {step: i for i, step in enumerate(STEP_ORDER)}
+        ordered = sorted(job.timings.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in ordered)
         lines.append(f"  timings   {steps}")
     if job.fetch:
         lines.append(
@@ -65,16 +71,22 @@ def _show(job: JobOut) -> list[str]:
             f"{job.fetch.get('repo_bytes', 0):,} in the repository"
         )
     if job.result_url:
-        lines.append(f"  result    {job.result_url}  (swreg lookup {job.model_id} --revision {job.revision})")
+        lines.append(
+            f"  result    {job.result_url}  (swreg lookup {job.model_id} --revision {job.revision})"
+        )
     return lines
 
 
 @click.command()
 @click.argument("model")
-@click.option("--revision", help="Branch, tag or commit sha of a Hub model (pinned to its sha now).")
+@click.option(
+    "--revision", help="Branch, tag or commit sha of a Hub model (pinned to its sha now)."
+)
 @click.option("--model-id", help="Registry id for a local directory (default: local/<dirname>).")
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
-@click.option("--timeout", type=float, metavar="SECONDS", help="With --wait: give up after this long.")
+@click.option(
+    "--timeout", type=float, metavar="SECONDS", help="With --wait: give up after this long."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def submit(
     model: str,
@@ -86,7 +98,9 @@ def submit(
 ) -> None:
     """Queue MODEL (a Hub id or a local directory) for the workers."""
     factory = open_registry()
-    submission = service.submit(factory, model, revision=revision, model_id=model_id, submitted_by="cli")
+    submission = service.submit(
+        factory, model, revision=revision, model_id=model_id, submitted_by="cli"
+    )
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"
@@ -118,7 +132,9 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
 @click.option(
     "--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state."
 )
-@click.option("--limit", type=click.IntRange(1, 10_000), default=service.DEFAULT_LIST_LIMIT, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=service.DEFAULT_LIST_LIMIT, show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @click.pass_context
 def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
@@ -128,7 +144,9 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
     with transaction(open_registry()) as session:
         items = [
             JobOut.of(j)
-            for j in service.list_jobs(session, state=JobState(state) if state else None, limit=limit)
+            for j in service.list_jobs(
+                session, state=JobState(state) if state else None, limit=limit
+            )
         ]
     if as_json:
         click.echo(_dump([j.model_dump(mode="json") for j in items]))
@@ -152,10 +170,22 @@ def show(job_id: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Exit when no job is claimable instead of waiting for more.")
+@click.option(
+    "--once", is_flag=True, help="Exit when no job is claimable instead of waiting for more."
+)
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Exit after this many jobs.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run models (default: SWREG_DEVICE or cpu).")
-@click.option("--poll-seconds", type=click.FloatRange(min=0.05), help="How often to look for work when idle.", default=5.0, show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    help="Where to run models (default: SWREG_DEVICE or cpu).",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.05),
+    help="How often to look for work when idle.",
+    default=5.0,
+    show_default=True,
+)
 def worker(once: bool, max_jobs: int | None, device: str | None, poll_seconds: float) -> None:
     """Process queued jobs: fetch, detect, validate, record. SIGTERM/SIGINT finish the current
     job first; a second signal hands it back to the queue."""

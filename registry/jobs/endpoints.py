@@ -43,7 +43,9 @@ def submit(
     return SubmissionOut(created=submission.created, job=JobOut.of(submission.job))
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"description": "No such job"}})
+@router.get(
+    "/jobs/{job_id}", response_model=JobOut, responses={404: {"description": "No such job"}}
+)
 def get_job(job_id: int, session: SessionDep) -> JobOut:
     """A job's state, attempts, last error, step timings and times."""
     return JobOut.of(service.get_job(session, job_id))

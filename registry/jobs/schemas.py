@@ -13,7 +13,9 @@ class SubmissionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        min_length=1, max_length=255, description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M"
+        min_length=1,
+        max_length=255,
+        description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M",
     )
     revision: str | None = Field(
         default=None,
@@ -75,7 +77,9 @@ class JobOut(BaseModel):
 
 
 class SubmissionOut(BaseModel):
-    created: bool = Field(description="False when the revision already had a queued, running or succeeded job")
+    created: bool = Field(
+        description="False when the revision already had a queued, running or succeeded job"
+    )
     job: JobOut
 
 

@@ -56,7 +56,16 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def add_jobs(db_sessions, count: int, *, prefix: str = "org/model", revision: str = SHA, source=JobSource.HUB, max_attempts: int = 3, local_path: str | None = None):
+def add_jobs(
+    db_sessions,
+    count: int,
+    *,
+    prefix: str = "org/model",
+    revision: str = SHA,
+    source=JobSource.HUB,
+    max_attempts: int = 3,
+    local_path: str | None = None,
+):
     ids = []
     for i in range(count):
         with write_transaction(db_sessions) as session:

@@ -39,7 +39,9 @@ def _owned_running(db_sessions, pid: int) -> list[int]:
     with db_sessions() as session:
         return list(
             session.scalars(
-                select(Job.id).where(Job.state == JobState.RUNNING, Job.lease_owner.like(f"%:{pid}:%"))
+                select(Job.id).where(
+                    Job.state == JobState.RUNNING, Job.lease_owner.like(f"%:{pid}:%")
+                )
             )
         )
 
@@ -49,9 +51,13 @@ def _states(db_sessions) -> dict[str, int]:
         return dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
 
 
-def _run(db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int, kill: int) -> None:
+def _run(
+    db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int, kill: int
+) -> None:
     ids = [
-        service.submit(db_sessions, str(planted_dirs[i % len(planted_dirs)]), model_id=f"crash/m{i:02d}").job.id
+        service.submit(
+            db_sessions, str(planted_dirs[i % len(planted_dirs)]), model_id=f"crash/m{i:02d}"
+        ).job.id
         for i in range(jobs)
     ]
     # One torch thread per worker: several workers share two cores.
@@ -60,7 +66,12 @@ def _run(db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int
     )
     logs = [open(tmp_path / f"worker-{i}.log", "w") for i in range(workers)]
     procs = [
-        subprocess.Popen([*WORKER_CMD, "--poll-seconds", str(POLL_S)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [*WORKER_CMD, "--poll-seconds", str(POLL_S)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         for log in logs
     ]
     killed: dict[int, list[int]] = {}
@@ -92,12 +103,16 @@ def _run(db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int
                 proc.wait()
         for log in logs:
             log.close()
-    worker_logs = "\n".join((tmp_path / f"worker-{i}.log").read_text()[-3000:] for i in range(workers))
+    worker_logs = "\n".join(
+        (tmp_path / f"worker-{i}.log").read_text()[-3000:] for i in range(workers)
+    )
 
     with db_sessions() as session:
         rows = {j.id: j for j in session.scalars(select(Job))}
         assert set(rows) == set(ids)
-        not_done = {j.id: (j.state, j.last_error) for j in rows.values() if j.state != JobState.SUCCEEDED}
+        not_done = {
+            j.id: (j.state, j.last_error) for j in rows.values() if j.state != JobState.SUCCEEDED
+        }
         assert not not_done, f"{not_done}\n{worker_logs}"
         # Each job recorded its own revision, once.
         assert len({j.result_revision_id for j in rows.values()}) == jobs

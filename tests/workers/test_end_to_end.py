@@ -33,7 +33,9 @@ def _wait_for_server(base: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(
+                f"server exited: {process.stdout.read() if process.stdout else ''}"
+            )
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return
@@ -57,8 +59,18 @@ def test_submit_over_http_work_and_look_up_smollm2(tmp_path: Path, hf_cache: Pat
     port = _free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
     server = subprocess.Popen(
-        [sys.executable, "-c", "from registry.cli import main; main()", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from registry.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         _wait_for_server(base, server)
@@ -71,7 +83,10 @@ def test_submit_over_http_work_and_look_up_smollm2(tmp_path: Path, hf_cache: Pat
 
         worker = subprocess.run(
             [*WORKER_CMD, "--once", "--poll-seconds", "0.2"],
-            env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_S,
         )
         assert worker.returncode == 0, worker.stderr
         assert f"job {job['id']}: succeeded" in worker.stderr
@@ -93,7 +108,9 @@ def test_submit_over_http_work_and_look_up_smollm2(tmp_path: Path, hf_cache: Pat
         assert coordinates[(tensor, tuple(index))]["state"] == "verified"
 
         # The same revision again (by branch name this time): its job, not a second one.
-        again = httpx.post(f"{base}/submissions", json={"model": REPO, "revision": "main"}, headers=headers)
+        again = httpx.post(
+            f"{base}/submissions", json={"model": REPO, "revision": "main"}, headers=headers
+        )
         assert again.status_code == 200
         assert again.json()["created"] is False and again.json()["job"]["id"] == job["id"]
         assert [j["id"] for j in httpx.get(f"{base}/jobs").json()["items"]] == [job["id"]]

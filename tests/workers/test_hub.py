@@ -17,12 +17,17 @@ REPO = "acme/tiny-model"
 CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4}
 
 
-def make_checkpoint(directory: Path, *, weights: bool = True, extra: dict[str, bytes] | None = None) -> Path:
+def make_checkpoint(
+    directory: Path, *, weights: bool = True, extra: dict[str, bytes] | None = None
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(CONFIG))
     (directory / "tokenizer.json").write_text("{}")
     if weights:
-        save_file({"w": torch.arange(16, dtype=torch.float32).reshape(4, 4)}, str(directory / "model.safetensors"))
+        save_file(
+            {"w": torch.arange(16, dtype=torch.float32).reshape(4, 4)},
+            str(directory / "model.safetensors"),
+        )
     for name, content in (extra or {}).items():
         (directory / name).write_bytes(content)
     return directory
@@ -42,13 +47,19 @@ def test_resolve_from_the_cache_when_offline(tmp_path, hf_cache):
 @pytest.mark.parametrize(
     ("repo", "revision", "message"),
     [
-        ("acme/unknown", None, "acme/unknown@main cannot be resolved: offline mode and it is not in the local Hub cache"),
+        (
+            "acme/unknown",
+            None,
+            "acme/unknown@main cannot be resolved: offline mode and it is not in the local Hub cache",
+        ),
         (REPO, "no-such-branch", f"{REPO}@no-such-branch cannot be resolved"),
         (REPO, "e" * 40, "not in the local Hub cache"),
         ("not a repo id", None, "invalid Hub repository id"),
     ],
 )
-def test_unresolvable_revisions_are_refused_in_one_line(tmp_path, hf_cache, repo, revision, message):
+def test_unresolvable_revisions_are_refused_in_one_line(
+    tmp_path, hf_cache, repo, revision, message
+):
     install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
     with pytest.raises(hub.HubRefused) as caught:
         hub.resolve_revision(repo, revision)
@@ -57,7 +68,9 @@ def test_unresolvable_revisions_are_refused_in_one_line(tmp_path, hf_cache, repo
 
 def test_fetch_reads_only_what_detection_needs_and_knows_the_hashes(tmp_path, hf_cache):
     pickle = b"\x80\x04pickled" * 100
-    model = make_checkpoint(tmp_path / "m", extra={"pytorch_model.bin": pickle, "model.gguf": b"gguf" * 50})
+    model = make_checkpoint(
+        tmp_path / "m", extra={"pytorch_model.bin": pickle, "model.gguf": b"gguf" * 50}
+    )
     sha = install_into_hf_cache(model, hf_cache, REPO)
     fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
     names = [f["name"] for f in fetched.files]
@@ -74,14 +87,18 @@ def test_fetch_reads_only_what_detection_needs_and_knows_the_hashes(tmp_path, hf
 def test_a_pickle_only_repository_is_refused_before_any_download(tmp_path, hf_cache):
     model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
     sha = install_into_hf_cache(model, hf_cache, REPO)
-    with pytest.raises(hub.FetchRefused, match=r"pickle-only checkpoint \(never unpickled\)") as caught:
+    with pytest.raises(
+        hub.FetchRefused, match=r"pickle-only checkpoint \(never unpickled\)"
+    ) as caught:
         hub.fetch_hub(REPO, sha, max_bytes=10**9)
     assert caught.value.permanent
 
 
 def test_a_checkpoint_over_the_cap_is_refused(tmp_path, hf_cache):
     sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
-    with pytest.raises(hub.FetchRefused, match=r"checkpoint is [0-9.e-]+ GB, over the cap of 1e-07 GB"):
+    with pytest.raises(
+        hub.FetchRefused, match=r"checkpoint is [0-9.e-]+ GB, over the cap of 1e-07 GB"
+    ):
         hub.fetch_hub(REPO, sha, max_bytes=100)
 
 

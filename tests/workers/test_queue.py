@@ -97,7 +97,9 @@ def test_a_lapsed_lease_cannot_complete_and_records_nothing(db_sessions):
         assert session.scalar(select(func.count()).select_from(ModelRevision)) == 0
 
     with write_transaction(db_sessions) as session:
-        queue.complete(session, fresh, record=_recorder("org/model-0"), timings={"fetch": 1.0}, now=later)
+        queue.complete(
+            session, fresh, record=_recorder("org/model-0"), timings={"fetch": 1.0}, now=later
+        )
     job = _job(db_sessions, job_id)
     assert job.state == JobState.SUCCEEDED and job.lease_owner is None
     assert job.result_revision_id is not None and job.timings == {"fetch": 1.0}
@@ -109,7 +111,10 @@ def test_an_expired_lease_cannot_complete_even_before_a_reclaim(db_sessions):
     _, lease = _claim(db_sessions, "w", now=t0)
     with pytest.raises(LeaseLost), write_transaction(db_sessions) as session:
         queue.complete(
-            session, lease, record=_recorder("org/model-0"), timings={},
+            session,
+            lease,
+            record=_recorder("org/model-0"),
+            timings={},
             now=t0 + timedelta(seconds=LEASE + 0.5),
         )
 
@@ -124,7 +129,10 @@ def test_heartbeat_extends_the_lease(db_sessions):
     assert _claim(db_sessions, "other", now=t0 + timedelta(seconds=12)) is None
     with write_transaction(db_sessions) as session:
         queue.complete(
-            session, lease, record=_recorder("org/model-0"), timings={},
+            session,
+            lease,
+            record=_recorder("org/model-0"),
+            timings={},
             now=t0 + timedelta(seconds=12),
         )
     assert _job(db_sessions, job_id).state == JobState.SUCCEEDED
@@ -177,7 +185,9 @@ def test_a_permanent_failure_fails_at_once(db_sessions):
     (job_id,) = add_jobs(db_sessions, 1, max_attempts=3)
     _, lease = _claim(db_sessions, "w")
     with write_transaction(db_sessions) as session:
-        state = queue.fail(session, lease, "pickle-only checkpoint (never unpickled)", permanent=True)
+        state = queue.fail(
+            session, lease, "pickle-only checkpoint (never unpickled)", permanent=True
+        )
     assert state == JobState.FAILED
     job = _job(db_sessions, job_id)
     assert job.attempts == 1 and job.last_error == "pickle-only checkpoint (never unpickled)"

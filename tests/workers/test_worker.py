@@ -22,15 +22,26 @@ SIZE_CAP_BYTES = 1_600_000
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> Path:
-    return build_planted_model("llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2
+    ).path
 
 
 @pytest.fixture(scope="module")
 def planted_large(tmp_path_factory) -> Path:
-    return build_planted_model("llama", tmp_path_factory.mktemp("large") / "llama", num_layers=8).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("large") / "llama", num_layers=8
+    ).path
 
 
-def _variant(source: Path, target: Path, *, config: dict | None = None, truncate: bool = False, pickle_only: bool = False) -> Path:
+def _variant(
+    source: Path,
+    target: Path,
+    *,
+    config: dict | None = None,
+    truncate: bool = False,
+    pickle_only: bool = False,
+) -> Path:
     shutil.copytree(source, target)
     if config is not None:
         current = json.loads((target / "config.json").read_text())
@@ -50,8 +61,14 @@ def test_refused_checkpoints_fail_with_their_reason_and_the_worker_goes_on(
 ):
     repos = {
         "acme/pickle-only": _variant(planted, tmp_path / "pickle", pickle_only=True),
-        "acme/remote-code": _variant(planted, tmp_path / "remote", config={"auto_map": {"AutoModelForCausalLM": "modeling_x.X"}}),
-        "acme/unknown-arch": _variant(planted, tmp_path / "arch", config={"model_type": "frobnicator"}),
+        "acme/remote-code": _variant(
+            planted,
+            tmp_path / "remote",
+            config={"auto_map": {"AutoModelForCausalLM": "modeling_x.X"}},
+        ),
+        "acme/unknown-arch": _variant(
+            planted, tmp_path / "arch", config={"model_type": "frobnicator"}
+        ),
         "acme/corrupt": _variant(planted, tmp_path / "corrupt", truncate=True),
         "acme/too-big": planted_large,
         "acme/good": planted,
@@ -63,7 +80,9 @@ def test_refused_checkpoints_fail_with_their_reason_and_the_worker_goes_on(
 
     worker = Worker(
         db_sessions,
-        WorkerConfig(once=True, lease_seconds=60, max_checkpoint_bytes=SIZE_CAP_BYTES, poll_seconds=0.1),
+        WorkerConfig(
+            once=True, lease_seconds=60, max_checkpoint_bytes=SIZE_CAP_BYTES, poll_seconds=0.1
+        ),
     )
     assert worker.run() == len(repos)
 
@@ -86,7 +105,9 @@ def test_refused_checkpoints_fail_with_their_reason_and_the_worker_goes_on(
     with db_sessions() as session:
         (revision,) = lookup(session, "acme/good", good.revision)
         assert revision.id == good.result_revision_id
-        verified = {(sw.tensor, tuple(sw.index)) for sw in revision.super_weights if sw.state == "verified"}
+        verified = {
+            (sw.tensor, tuple(sw.index)) for sw in revision.super_weights if sw.state == "verified"
+        }
     assert ("model.layers.1.mlp.down_proj.weight", (49, 20)) in verified
 
 

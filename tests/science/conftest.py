@@ -1,0 +1,28 @@
+"""Fixtures for the science tests: planted tiny models (built once per session) and the real
+SmolLM2-135M-Instruct copy (converted once into the user cache, reused across runs)."""
+
+import pytest
+
+from workers.synthetic import build_planted_model
+
+
+@pytest.fixture(scope="session")
+def planted_models(tmp_path_factory):
+    """model_type -> PlantedModel, built on first use."""
+    built = {}
+
+    def get(model_type: str):
+        if model_type not in built:
+            built[model_type] = build_planted_model(
+                model_type, tmp_path_factory.mktemp(f"planted-{model_type}")
+            )
+        return built[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from workers.reference_models import smollm2_dir
+
+    return smollm2_dir()
