@@ -30,9 +30,11 @@ def main() -> None:
 def _register_commands() -> None:
     # Imported here so that `swreg --help` stays cheap: torch is only imported by the commands
     # that run a model, inside their own bodies.
+    from workers.bench import bench
     from workers.detect_command import detect
 
     main.add_command(detect)
+    main.add_command(bench)
 
     from registry.db_cli import db, setup
     from registry.index.cli import export, import_

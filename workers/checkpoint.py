@@ -6,6 +6,7 @@ and a config that asks for remote code are refused with a reason.
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class Checkpoint:
     tensor_file: dict[str, str] = field(repr=False)  # tensor name -> file name
     tensor_dtype: dict[str, str] = field(repr=False)
     tensor_shape: dict[str, list[int]] = field(repr=False)
+    # tensor name -> (absolute start, end) of its bytes in its file
+    tensor_span: dict[str, tuple[int, int]] = field(repr=False, default_factory=dict)
 
     @property
     def model_type(self) -> str:
@@ -96,20 +99,28 @@ def _safetensors_files(path: Path) -> list[Path]:
     raise CheckpointRefused(f"{path}: no .safetensors weight files")
 
 
-def _read_header(file: Path) -> dict[str, tuple[str, list[int]]]:
-    """Tensor name -> (dtype, shape) from a safetensors header; refuses a corrupt file.
+def _read_header(file: Path) -> dict[str, tuple[str, list[int], tuple[int, int]]]:
+    """Tensor name -> (dtype, shape, byte span in the file) from a safetensors header.
 
-    `safe_open` validates the header against the file size, so a truncated or garbled file
-    fails here, before any weights are used.
+    `safe_open` validates the header against the file size, so a truncated or garbled file is
+    refused here, before any weights are used. It does not expose where each tensor's bytes lie,
+    which the streamed reader needs, so the span comes from the header itself (8-byte
+    little-endian length, then JSON with `data_offsets` relative to the end of the header).
     """
     try:
-        with safe_open(file, framework="pt") as handle:
-            return {
-                name: (str(handle.get_slice(name).get_dtype()), list(handle.get_slice(name).get_shape()))
-                for name in handle.keys()
-            }
-    except (SafetensorError, OSError, ValueError) as exc:
+        with safe_open(file, framework="pt"):
+            pass
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+    except (SafetensorError, OSError, ValueError, struct.error) as exc:
         raise CheckpointRefused(f"{file}: corrupt safetensors file ({exc})") from None
+    base = 8 + length
+    return {
+        name: (entry["dtype"], list(entry["shape"]), (base + entry["data_offsets"][0], base + entry["data_offsets"][1]))
+        for name, entry in header.items()
+        if name != "__metadata__"
+    }
 
 
 def sha256_of(file: Path) -> str:
@@ -130,17 +141,21 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
     tensor_file: dict[str, str] = {}
     tensor_dtype: dict[str, str] = {}
     tensor_shape: dict[str, list[int]] = {}
+    tensor_span: dict[str, tuple[int, int]] = {}
     weight_files = []
     for file in _safetensors_files(path):
-        for name, (dtype, shape) in _read_header(file).items():
+        for name, (dtype, shape, span) in _read_header(file).items():
             tensor_file[name] = file.name
             tensor_dtype[name] = dtype
             tensor_shape[name] = shape
+            tensor_span[name] = span
         weight_files.append(WeightFile(name=file.name, size=file.stat().st_size))
     layers = text_config.get("num_hidden_layers") or text_config.get("n_layer")
     if not isinstance(layers, int) or layers < 1:
         raise CheckpointRefused(f"{path}: config does not say how many layers the model has")
-    return Checkpoint(path, config, architecture, weight_files, tensor_file, tensor_dtype, tensor_shape)
+    return Checkpoint(
+        path, config, architecture, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
+    )
 
 
 def content_hash(checkpoint: Checkpoint) -> str:

@@ -44,6 +44,7 @@ TIED_LM_HEAD_KEY = "lm_head.weight"
 # The first conversion takes ~40 s plus the download; a waiter should outlast a slow one.
 LOCK_TIMEOUT_S = 30 * 60
 HASH_CHUNK_BYTES = 1 << 20
+CACHE_FILE_MODE = 0o644
 
 
 def cache_root() -> Path:
@@ -117,6 +118,8 @@ def _convert_gguf_to_hf(gguf_file: Path, out_dir: Path) -> None:
         state.pop(TIED_LM_HEAD_KEY, None)
     tensors = {name: t.detach().contiguous() for name, t in state.items()}
     save_file(tensors, str(out_dir / SMOLLM2_WEIGHTS_FILE), metadata={"format": "pt"})
+    for path in out_dir.iterdir():
+        path.chmod(CACHE_FILE_MODE)  # safetensors writes 0600; the cache is read by other tools
 
 
 def smollm2_dir() -> Path:

@@ -16,16 +16,15 @@ with those arguments, and `logits` runs the forward again with the layers replac
 hidden state, so the model's own final norm, head and logit soft-capping apply.
 """
 
+import os
 import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from accelerate import init_empty_weights
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.conversion_mapping import get_model_conversion_mapping
@@ -58,6 +57,57 @@ def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
     """float32 on the CPU (half-precision matmuls there are slow and less exact); the
     checkpoint's own dtype on an accelerator."""
     return torch.float32 if device.type == "cpu" else stored
+
+
+# safetensors dtype codes -> torch dtypes, for the tensors a checkpoint may hold.
+TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class TensorReader:
+    """Reads single tensors from safetensors files with positioned reads into fresh buffers.
+
+    Written by hand because `safe_open` memory-maps the whole file: mapped pages count toward
+    the process's resident memory and its address-space limit for as long as the mapping lives,
+    which defeats a bounded-memory stream, and copying out of the mapping reads every byte on
+    the thread that first touches it. `os.preadv` releases the GIL, so the prefetch thread
+    really reads while the compute thread computes, and the bytes read are counted exactly.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, pin_memory: bool):
+        self.checkpoint = checkpoint
+        self.pin_memory = pin_memory
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.bytes_read = 0
+
+    def _fd(self, file: str) -> int:
+        with self._lock:
+            if file not in self._fds:
+                self._fds[file] = os.open(self.checkpoint.path / file, os.O_RDONLY)
+            return self._fds[file]
+
+    def read(self, name: str) -> torch.Tensor:
+        start, end = self.checkpoint.tensor_span[name]
+        buffer = torch.empty(end - start, dtype=torch.uint8, pin_memory=self.pin_memory)
+        view, fd, done = memoryview(buffer.numpy()), self._fd(self.checkpoint.tensor_file[name]), 0
+        while done < len(view):
+            count = os.preadv(fd, [view[done:]], start + done)
+            if count == 0:
+                raise OSError(f"{self.checkpoint.tensor_file[name]}: file ended inside tensor {name}")
+            done += count
+        self.bytes_read += done
+        dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
+        return buffer.view(dtype).reshape(self.checkpoint.tensor_shape[name])
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 def _tied_sources(model: nn.Module) -> dict[str, str]:
@@ -133,11 +183,9 @@ class LayerStreamer:
         self.num_layers = len(self.layers)
         self._tied = _tied_sources(self.model)
         self.names = checkpoint_names(self.model, checkpoint)
-        self._handles: dict[str, Any] = {}
-        self._handles_lock = threading.Lock()
+        self.reader = TensorReader(checkpoint, pin_memory=self.device.type == "cuda")
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
         self._pending: dict[int, Future] = {}
-        self.bytes_read = 0
         self._mode: str = "run"
         self._capture: list[LayerCall] = []
         self._inject: torch.Tensor | None = None
@@ -163,14 +211,6 @@ class LayerStreamer:
 
     def _checkpoint_name(self, param: str) -> str | None:
         return self.names.get(param)
-
-    def _handle(self, file: str):
-        with self._handles_lock:
-            if file not in self._handles:
-                self._handles[file] = safe_open(
-                    self.checkpoint.path / file, framework="pt", device="cpu"
-                )
-            return self._handles[file]
 
     def _non_layer_parameters(self) -> list[str]:
         prefix = self.architecture.layers + "."
@@ -200,18 +240,15 @@ class LayerStreamer:
             if name is None:
                 raise KeyError(f"checkpoint has no tensor for parameter {param}")
             if name not in by_name:
-                tensor = self._handle(self.checkpoint.tensor_file[name]).get_tensor(name)
-                self.bytes_read += tensor.numel() * tensor.element_size()
-                by_name[name] = self._stage(tensor)
+                by_name[name] = self._stage(self.reader.read(name))
             tensors[param] = by_name[name]
         return tensors
 
     def _stage(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Bring a tensor fully into host memory on the prefetch thread: safetensors may hand
-        back memory-mapped storage whose pages would otherwise be read on the compute thread."""
-        if self.device.type == "cuda":
-            return tensor.pin_memory()
-        return tensor.to(self.dtype, copy=True)
+        """Host-side preparation on the prefetch thread: on the CPU, the cast to the compute
+        dtype (a no-op for float32 checkpoints); on an accelerator the pinned buffer goes as is
+        and is cast after the copy."""
+        return tensor if self.device.type == "cuda" else tensor.to(self.dtype)
 
     def _install(self, tensors: dict[str, torch.Tensor]) -> None:
         on_device: dict[int, torch.Tensor] = {}  # tied parameters share one device tensor
@@ -237,9 +274,13 @@ class LayerStreamer:
             current = self.model.get_parameter(param)
             _set_parameter(self.model, param, torch.empty(current.shape, dtype=current.dtype, device="meta"))
 
+    @property
+    def bytes_read(self) -> int:
+        return self.reader.bytes_read
+
     def close(self) -> None:
         self._prefetcher.shutdown(wait=True)
-        self._handles.clear()
+        self.reader.close()
 
     # ---- driving the model's own forward -------------------------------------------------
 
