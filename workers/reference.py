@@ -18,14 +18,8 @@ from workers.checkpoint import fill_sha256, open_checkpoint
 from workers.detection import DetectionState, summarize
 from workers.evaluation import EVAL_WINDOW_TOKENS, Baseline, EvalText, Score, eval_windows, score_window, stop_word_ids
 from workers.report import build_report
-from workers.streaming import checkpoint_names, compute_dtype_for
+from workers.streaming import checkpoint_names, compute_dtype_for, stored_dtype
 from workers.validation import OutputRecorder, applied, as_out_in, plan_variants
-
-
-def _stored_dtype(checkpoint) -> torch.dtype:
-    suffix = f".{checkpoint.architecture.down_proj}.weight"
-    stored = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
-    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(stored, torch.float32)
 
 
 @torch.inference_mode()
@@ -41,7 +35,7 @@ def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = N
     tokenizer = load_tokenizer(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint.path,
-        dtype=compute_dtype_for(device, _stored_dtype(checkpoint)),
+        dtype=compute_dtype_for(device, stored_dtype(checkpoint)),
         attn_implementation=architecture.attention,
         trust_remote_code=False,
         use_safetensors=True,

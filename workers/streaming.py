@@ -110,6 +110,13 @@ class TensorReader:
             self._fds.clear()
 
 
+def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
+    """The dtype the checkpoint stores its down projections in."""
+    suffix = f".{checkpoint.architecture.down_proj}.weight"
+    code = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
+    return TORCH_DTYPES.get(code, torch.float32)
+
+
 def _tied_sources(model: nn.Module) -> dict[str, str]:
     """Tied parameter name -> the parameter it shares its weight with (e.g. lm_head <- embed)."""
     if not getattr(model.config.get_text_config(), "tie_word_embeddings", False):
@@ -167,16 +174,21 @@ class LayerStreamer:
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.architecture = checkpoint.architecture
-        config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
-        stored = self._stored_dtype()
-        self.dtype = compute_dtype_for(self.device, stored)
-        with init_empty_weights(include_buffers=False):
-            self.model = AutoModelForCausalLM.from_config(
-                config,
-                dtype=self.dtype,
-                attn_implementation=self.architecture.attention,
-                trust_remote_code=False,
-            )
+        self.dtype = compute_dtype_for(self.device, stored_dtype(checkpoint))
+        try:
+            config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
+            with init_empty_weights(include_buffers=False):
+                self.model = AutoModelForCausalLM.from_config(
+                    config,
+                    dtype=self.dtype,
+                    attn_implementation=self.architecture.attention,
+                    trust_remote_code=False,
+                )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CheckpointRefused(
+                f"{checkpoint.path}: config.json does not describe a valid "
+                f"{self.architecture.model_type} model ({exc})"
+            ) from None
         self.model.eval()
         self._buffers_to_device()
         self.layers: nn.ModuleList = self.model.get_submodule(self.architecture.layers)
@@ -193,15 +205,6 @@ class LayerStreamer:
         self._load_parameters(self._non_layer_parameters())
 
     # ---- weights -------------------------------------------------------------------------
-
-    def _stored_dtype(self) -> torch.dtype:
-        suffix = f".{self.architecture.down_proj}.weight"
-        stored = next(
-            (d for n, d in self.checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32"
-        )
-        return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}.get(
-            stored, torch.float32
-        )
 
     def _buffers_to_device(self) -> None:
         for module in self.model.modules():
@@ -238,7 +241,13 @@ class LayerStreamer:
         for param in params:
             name = self._source_name(param)
             if name is None:
-                raise KeyError(f"checkpoint has no tensor for parameter {param}")
+                raise CheckpointRefused(f"{self.checkpoint.path}: no tensor for parameter {param}")
+            expected = list(self.model.get_parameter(param).shape)
+            if self.checkpoint.tensor_shape[name] != expected:
+                raise CheckpointRefused(
+                    f"{self.checkpoint.path}: tensor {name} has shape "
+                    f"{self.checkpoint.tensor_shape[name]}, the config implies {expected}"
+                )
             if name not in by_name:
                 by_name[name] = self._stage(self.reader.read(name))
             tensors[param] = by_name[name]

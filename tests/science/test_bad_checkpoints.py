@@ -101,3 +101,11 @@ def test_cli_reports_a_refusal_as_one_line(tmp_path):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "config.json" in lines[0]
+
+
+def test_weights_that_do_not_match_the_config_are_refused(planted_copy):
+    config = json.loads((planted_copy / "config.json").read_text())
+    config["intermediate_size"] = config["intermediate_size"] * 2
+    (planted_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointRefused, match="has shape"):
+        analyse(planted_copy, AnalysisOptions(validate=False))

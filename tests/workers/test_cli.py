@@ -1,14 +1,17 @@
 """`swreg submit`, `swreg jobs`, `swreg worker` as a user runs them."""
 
 import json
+import threading
 
 import pytest
 from click.testing import CliRunner
 
 from registry.cli import main
+from registry.migrate import open_registry
 from tests.workers.test_hub import REPO, make_checkpoint
 from workers.reference_models import install_into_hf_cache
 from workers.synthetic import build_planted_model
+from workers.worker import Worker, WorkerConfig
 
 
 @pytest.fixture
@@ -42,13 +45,26 @@ def test_submit_work_wait_and_show_a_local_directory(cli_env, runner, tmp_path):
     assert "verified" in states
 
 
-def test_a_failed_job_makes_wait_exit_non_zero(cli_env, runner, tmp_path, hf_cache):
+def test_wait_follows_the_job_to_its_end_and_fails_with_it(
+    cli_env, runner, tmp_path, hf_cache
+):
     model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
     install_into_hf_cache(model, hf_cache, REPO)
-    assert runner.invoke(main, ["submit", REPO]).exit_code == 0
-    assert runner.invoke(main, ["worker", "--once"]).exit_code == 0
-    waited = runner.invoke(main, ["submit", REPO, "--wait"])
+    timed_out = runner.invoke(main, ["submit", REPO, "--wait", "--timeout", "0.5"])
+    assert timed_out.exit_code == 1 and "job 1 is still queued after 0.5 s" in timed_out.stderr
+
+    # A worker in the background, as `make run` has one.
+    worker = Worker(open_registry(), WorkerConfig(poll_seconds=0.1))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        waited = runner.invoke(main, ["submit", REPO, "--wait"])
+    finally:
+        worker.stop_requested.set()
+        thread.join()
     assert waited.exit_code == 3
+    assert "already queued: job 1" in waited.stdout
+    assert "job 1 failed: " in waited.stderr
     assert "pickle-only checkpoint (never unpickled)" in waited.stderr
 
 
