@@ -28,6 +28,7 @@ CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 # Evaluation tokens on the synthetic checkpoints: the timing ratio does not depend on the text's
 # length, and random weights make perplexity meaningless beyond a stable mean.
 SYNTHETIC_EVAL_TOKENS = 256
+FETCH_REPO = "swreg-bench/smollm2-with-duplicates"
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,11 @@ def memory_capped(model_dir: Path, device: str, eval_tokens: int, cap_bytes: int
 
 def fetch_ratio(model_dir: Path) -> dict:
     """Bytes a worker fetches over the bytes of a repository that also carries a pickle (.bin)
-    and a GGUF copy of the same model, laid out in an offline Hugging Face cache."""
-    from workers.hub import fetch_hub
+    and a GGUF copy of the same model, laid out in an offline Hugging Face cache.
+
+    The fetch runs in a child process because huggingface_hub reads HF_HUB_OFFLINE when it is
+    imported; this process imported it long ago.
+    """
     from workers.reference_models import install_into_hf_cache, smollm2_gguf_path
 
     cache = cache_root() / "bench" / "hf-cache"
@@ -305,22 +309,31 @@ def fetch_ratio(model_dir: Path) -> dict:
         "pytorch_model.bin": bytes(weights),
         "SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_gguf_path().read_bytes(),
     }
-    sha = install_into_hf_cache(model_dir, cache, "swreg-bench/smollm2-with-duplicates", extra_files=extra)
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        fetched = fetch_hub("swreg-bench/smollm2-with-duplicates", sha, max_bytes=64 * GIB, cache_dir=cache)
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
-    return {
-        "repo_bytes": fetched.repo_bytes,
-        "fetched_bytes": fetched.selected_bytes,
-        "fetched_over_repo": fetched.selected_bytes / fetched.repo_bytes,
-        "fetched_files": [f["name"] for f in fetched.files],
-    }
+    sha = install_into_hf_cache(model_dir, cache, FETCH_REPO, extra_files=extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fetch.json"
+        subprocess.run(
+            [sys.executable, "-m", "workers.bench", "fetch", FETCH_REPO, "--revision", sha,
+             "--cache", str(cache), "--out", str(out)],
+            check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        return json.loads(out.read_text())
+
+
+def _fetch_child(repo_id: str, sha: str, cache: str, out: str) -> None:
+    from workers.hub import fetch_hub
+
+    fetched = fetch_hub(repo_id, sha, max_bytes=64 * GIB, cache_dir=Path(cache))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "repo_bytes": fetched.repo_bytes,
+                "fetched_bytes": fetched.selected_bytes,
+                "fetched_over_repo": fetched.selected_bytes / fetched.repo_bytes,
+                "fetched_files": [f["name"] for f in fetched.files],
+            }
+        )
+    )
 
 
 def print_comparison(title: str, f: dict) -> None:
@@ -398,13 +411,18 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="swreg bench child process")
-    parser.add_argument("approach", choices=["swreg", "reference"])
-    parser.add_argument("model_dir")
+    parser.add_argument("approach", choices=["swreg", "reference", "fetch"])
+    parser.add_argument("model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-tokens", type=int, default=1024)
+    parser.add_argument("--revision")
+    parser.add_argument("--cache")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    _child(args.approach, args.model_dir, args.device, args.eval_tokens, args.out)
+    if args.approach == "fetch":
+        _fetch_child(args.model, args.revision, args.cache, args.out)
+    else:
+        _child(args.approach, args.model, args.device, args.eval_tokens, args.out)
 
 
 if __name__ == "__main__":
