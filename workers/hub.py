@@ -19,7 +19,13 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, constants, get_cached_repo_tree, snapshot_download
+from huggingface_hub import (
+    HfApi,
+    constants,
+    get_cached_repo_tree,
+    hf_hub_download,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
     DisabledRepoError,
@@ -198,20 +204,46 @@ def is_selected(name: str) -> bool:
     return any(fnmatch(name, pattern) for pattern in ALLOW_PATTERNS)
 
 
-def check_listing(files: list[RepoFile], *, max_bytes: int, what: str) -> None:
+def shard_names(index_file: Path) -> list[str]:
+    """The weight files a safetensors shard index names."""
+    try:
+        return sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
+    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise FetchRefused(f"{index_file}: unreadable shard index ({exc})") from None
+
+
+def select_files(listing: list[RepoFile], shards: list[str] | None) -> list[RepoFile]:
+    """What detection reads: the top-level config and tokenizer files, and the weights: the
+    shards the index names when there is one (a repository may also carry a consolidated copy of
+    the same weights, e.g. Mistral's consolidated.safetensors next to its shards), else the
+    top-level safetensors files (the rule of workers.checkpoint)."""
+
+    def wanted(name: str) -> bool:
+        if "/" in name:
+            return False
+        if name.endswith(SAFETENSORS_SUFFIX):
+            return shards is None or name in shards
+        return is_selected(name)
+
+    return [f for f in listing if wanted(f.name)]
+
+
+def check_listing(
+    files: list[RepoFile], selected: list[RepoFile], *, max_bytes: int, what: str
+) -> None:
     """Refuse, before any download, what the worker must not load or may not fetch."""
     names = [f.name for f in files]
-    has_safetensors = any(n.endswith(SAFETENSORS_SUFFIX) for n in names)
-    if not has_safetensors:
+    if not any(n.endswith(SAFETENSORS_SUFFIX) for n in names):
         if any(n.endswith(PICKLE_SUFFIXES) for n in names):
             raise FetchRefused(f"{what}: pickle-only checkpoint (never unpickled)")
         raise FetchRefused(f"{what}: no safetensors weight files")
     if CONFIG_FILE not in names:
         raise FetchRefused(f"{what}: no {CONFIG_FILE}")
-    selected = sum(f.size for f in files if is_selected(f.name))
-    if selected > max_bytes:
+    selected_bytes = sum(f.size for f in selected)
+    if selected_bytes > max_bytes:
         raise FetchRefused(
-            f"{what}: checkpoint is {gigabytes(selected)}, over the cap of {gigabytes(max_bytes)}"
+            f"{what}: checkpoint is {gigabytes(selected_bytes)}, "
+            f"over the cap of {gigabytes(max_bytes)}"
         )
 
 
@@ -288,9 +320,14 @@ def fetch_hub(
     except (OfflineModeIsEnabled, TransportError):
         listing = _cached_listing(repo_id, sha, cache_dir)
         offline = True
-    check_listing(listing, max_bytes=max_bytes, what=what)
+    shards = None
+    if any(f.name == SAFETENSORS_INDEX for f in listing):
+        # The index first (a few KB): it says which of the repository's weight files to fetch.
+        index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what)
+        shards = shard_names(index)
+    selected = select_files(listing, shards)
+    check_listing(listing, selected, max_bytes=max_bytes, what=what)
 
-    selected = [f for f in listing if is_selected(f.name)]
     blobs = repo_cache_dir(repo_id, cache_dir) / "blobs"
     snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
     # What is already cached costs nothing; the rest is what this fetch downloads.
@@ -304,7 +341,8 @@ def fetch_hub(
             snapshot_download(
                 repo_id,
                 revision=sha,
-                allow_patterns=ALLOW_PATTERNS,
+                # Exact names (chosen from ALLOW_PATTERNS above), never a pickle or other format.
+                allow_patterns=[f.name for f in selected],
                 cache_dir=cache_dir,
                 token=token,
             )
@@ -319,7 +357,7 @@ def fetch_hub(
     for name in sorted(f.name for f in selected):
         local = path / name
         if not local.is_file():
-            continue  # selected but not downloaded (a pattern matched a directory entry)
+            raise HubUnavailable(f"{what}: {name} is missing from the fetched snapshot")
         digest = known[name].sha256 or _blob_sha256(local) or sha256_file(local)
         records.append({"name": name, "size": local.stat().st_size, "sha256": digest})
     by_name = {r["name"]: r["sha256"] for r in records}
@@ -332,6 +370,17 @@ def fetch_hub(
         repo_bytes=sum(f.size for f in listing),
         offline=offline,
     )
+
+
+def _download_one(
+    repo_id: str, sha: str, filename: str, cache_dir: Path | None, token: str | None, what: str
+) -> Path:
+    try:
+        return Path(
+            hf_hub_download(repo_id, filename, revision=sha, cache_dir=cache_dir, token=token)
+        )
+    except LocalEntryNotFoundError as exc:
+        raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
 
 
 # --- local directories ----------------------------------------------------------------------
@@ -360,10 +409,7 @@ def weight_file_names(directory: Path) -> list[str]:
     (the rule of workers.checkpoint)."""
     index = directory / SAFETENSORS_INDEX
     if index.is_file():
-        try:
-            return sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-            raise FetchRefused(f"{index}: unreadable shard index ({exc})") from None
+        return shard_names(index)
     return sorted(p.name for p in directory.glob(f"*{SAFETENSORS_SUFFIX}"))
 
 
@@ -377,7 +423,9 @@ def hash_local_weights(directory: Path) -> dict[str, str]:
     if missing:
         raise FetchRefused(f"{directory}: shard index names missing files: {', '.join(missing)}")
     if not names:
-        check_listing(local_listing(directory), max_bytes=0, what=str(directory))
+        # The most specific reason first (pickle-only, no config), else this one.
+        check_listing(local_listing(directory), [], max_bytes=0, what=str(directory))
+        raise FetchRefused(f"{directory}: no top-level safetensors weight files")
     return {name: sha256_file(directory / name) for name in names}
 
 
@@ -405,9 +453,10 @@ def fetch_local(
     if not directory.is_dir():
         raise FetchRefused(f"{directory}: not a directory")
     listing = local_listing(directory)
-    check_listing(listing, max_bytes=max_bytes, what=str(directory))
+    index = directory / SAFETENSORS_INDEX
+    selected = select_files(listing, shard_names(index) if index.is_file() else None)
+    check_listing(listing, selected, max_bytes=max_bytes, what=str(directory))
     weights = hash_local_weights(directory)
-    selected = [f for f in listing if is_selected(f.name)]
     records = [
         {
             "name": f.name,

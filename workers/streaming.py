@@ -16,6 +16,7 @@ with those arguments, and `logits` runs the forward again with the layers replac
 hidden state, so the model's own final norm, head and logit soft-capping apply.
 """
 
+import ctypes
 import os
 import re
 import threading
@@ -110,6 +111,28 @@ class TensorReader:
             self._fds.clear()
 
 
+# glibc's M_MMAP_THRESHOLD option, and the size from which allocations should be mmapped.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_large_frees_to_the_os() -> None:
+    """Make glibc serve every allocation of 1 MiB or more with its own mapping, so that freeing a
+    streamed layer gives its memory back to the system.
+
+    By default glibc raises its mmap threshold each time a mapped block is freed, after which
+    blocks of that size come from the heap arenas (one per thread: our prefetch thread has its
+    own) and are kept there after they are freed: measured on a 12-layer, 268 MB-per-layer
+    checkpoint, resident memory then grew by one MLP matrix per layer, as if layers were never
+    released. A fixed threshold turns that off. Not glibc (macOS, musl): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+
 def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
     """The dtype the checkpoint stores its down projections in."""
     suffix = f".{checkpoint.architecture.down_proj}.weight"
@@ -171,6 +194,7 @@ def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 class LayerStreamer:
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+        return_large_frees_to_the_os()
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.architecture = checkpoint.architecture

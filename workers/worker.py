@@ -222,9 +222,7 @@ class Worker:
             )
             return result
         # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
-        return hub.fetch_hub(
-            job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes
-        )
+        return hub.fetch_hub(job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes)
 
     def _analyse(
         self, job: Job, fetched: hub.FetchResult, lease_lost: Callable[[], bool]

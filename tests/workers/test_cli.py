@@ -45,9 +45,7 @@ def test_submit_work_wait_and_show_a_local_directory(cli_env, runner, tmp_path):
     assert "verified" in states
 
 
-def test_wait_follows_the_job_to_its_end_and_fails_with_it(
-    cli_env, runner, tmp_path, hf_cache
-):
+def test_wait_follows_the_job_to_its_end_and_fails_with_it(cli_env, runner, tmp_path, hf_cache):
     model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
     install_into_hf_cache(model, hf_cache, REPO)
     timed_out = runner.invoke(main, ["submit", REPO, "--wait", "--timeout", "0.5"])
@@ -72,7 +70,9 @@ def test_wait_follows_the_job_to_its_end_and_fails_with_it(
 def test_submission_refusals_are_one_line(cli_env, runner, hf_cache, tmp_path):
     unknown = runner.invoke(main, ["submit", "acme/nothing-here"])
     assert unknown.exit_code == 1
-    assert unknown.stderr.strip().count("\n") == 0 and "not in the local Hub cache" in unknown.stderr
+    assert (
+        unknown.stderr.strip().count("\n") == 0 and "not in the local Hub cache" in unknown.stderr
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     refused = runner.invoke(main, ["submit", str(empty)])

@@ -119,3 +119,31 @@ def test_a_local_directory_that_changed_since_submission_is_refused(tmp_path):
     save_file({"w": torch.zeros(4, 4)}, str(directory / "model.safetensors"))
     with pytest.raises(hub.FetchRefused, match="weight files changed since submission"):
         hub.fetch_local(directory, max_bytes=10**9, expected_revision=revision)
+
+
+def test_a_sharded_repository_fetches_the_indexed_shards_only(tmp_path, hf_cache):
+    model = make_checkpoint(tmp_path / "m", weights=False)
+    shards = {"model-00001-of-00002.safetensors": "a", "model-00002-of-00002.safetensors": "b"}
+    for name, tensor in shards.items():
+        save_file({tensor: torch.ones(8, 8)}, str(model / name))
+    weight_map = {tensor: name for name, tensor in shards.items()}
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    # The same weights once more in another layout, and in pickle and GGUF form: never fetched.
+    save_file(
+        {"a": torch.ones(8, 8), "b": torch.ones(8, 8)}, str(model / "consolidated.safetensors")
+    )
+    extra = {"pytorch_model.bin": b"p" * 500, "model.gguf": b"g" * 500}
+    sha = install_into_hf_cache(model, hf_cache, REPO, extra_files=extra)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert [f["name"] for f in fetched.files] == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
+    assert sorted(fetched.weight_sha256) == sorted(shards)
+    assert (
+        fetched.selected_bytes
+        < fetched.repo_bytes - (model / "consolidated.safetensors").stat().st_size
+    )

@@ -3,6 +3,7 @@ worker whose lease lapsed cannot write anything, failures back off and end, dupl
 exist."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -64,6 +65,7 @@ def test_concurrent_claimers_never_share_a_job(db_sessions):
         try:
             while (got := _claim(db_sessions, name)) is not None:
                 mine.append(got[0].id)
+                time.sleep(0.005)  # "work", so that the others get a turn
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
