@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test venv setup clean
+.PHONY: run test bench venv setup clean
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -33,6 +33,10 @@ run: setup
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Times swreg's one-sweep job against the reference approach (minutes on two cores).
+bench: $(STAMP)
+	$(BIN)/swreg bench --json bench.json
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
