@@ -21,6 +21,8 @@ from pathlib import Path
 
 import click
 
+from workers.reference_models import cache_root
+
 GIB = 1024**3
 MIB = 1024**2
 READ_CHUNK_BYTES = 64 * MIB
@@ -60,10 +62,6 @@ SHAPES = {
     # GPU machine: Llama-7B's shape in bf16 (13.5 GB, as in the figures).
     "7b": SyntheticShape("7b", 4096, 11008, 32, 32, 32, 32000, "bfloat16"),
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SWREG_CACHE_DIR", Path.home() / ".cache" / "swreg"))
 
 
 def synthetic_checkpoint(shape: SyntheticShape) -> Path:

@@ -158,12 +158,20 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
     )
 
 
-def content_hash(checkpoint: Checkpoint) -> str:
-    """The revision of a local directory: one sha256 over its weight files' names and hashes."""
+LOCAL_REVISION_PREFIX = "sha256:"
+
+
+def local_revision(weight_sha256: dict[str, str]) -> str:
+    """The revision of a local directory: one sha256 over its weight files' names and sha256, in
+    name order (so the same weights give the same revision wherever they were hashed)."""
     digest = hashlib.sha256()
-    for file in sorted(checkpoint.weight_files, key=lambda f: f.name):
-        digest.update(f"{file.name}\0{file.sha256}\n".encode())
-    return f"sha256:{digest.hexdigest()}"
+    for name, file_sha256 in sorted(weight_sha256.items()):
+        digest.update(f"{name}\0{file_sha256}\n".encode())
+    return LOCAL_REVISION_PREFIX + digest.hexdigest()
+
+
+def content_hash(checkpoint: Checkpoint) -> str:
+    return local_revision({f.name: f.sha256 for f in checkpoint.weight_files})
 
 
 def fill_sha256(checkpoint: Checkpoint, known: dict[str, str] | None = None) -> None:

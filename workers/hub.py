@@ -10,7 +10,6 @@ Both return the files with their sha256, so that analysis does not hash them aga
 The Hub cache (HF_HUB_CACHE / HF_HOME) and the token (HF_TOKEN) are huggingface_hub's own.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from huggingface_hub.errors import (
 )
 
 from registry.errors import InvalidInput, NotFound, SwregError
+from workers.checkpoint import local_revision, sha256_of
 from workers.errors import CheckpointRefused
 
 try:  # the HTTP client huggingface_hub uses (httpx2 since 2.x)
@@ -66,8 +66,6 @@ DEFAULT_BRANCH = "main"
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-LOCAL_REVISION_PREFIX = "sha256:"
-HASH_CHUNK_BYTES = 1 << 20
 BYTES_PER_GB = 1e9
 
 
@@ -358,7 +356,7 @@ def fetch_hub(
         local = path / name
         if not local.is_file():
             raise HubUnavailable(f"{what}: {name} is missing from the fetched snapshot")
-        digest = known[name].sha256 or _blob_sha256(local) or sha256_file(local)
+        digest = known[name].sha256 or _blob_sha256(local) or sha256_of(local)
         records.append({"name": name, "size": local.stat().st_size, "sha256": digest})
     by_name = {r["name"]: r["sha256"] for r in records}
     return FetchResult(
@@ -386,24 +384,6 @@ def _download_one(
 # --- local directories ----------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def local_revision(weight_sha256: dict[str, str]) -> str:
-    """A directory's revision: one sha256 over its weight files' names and sha256, in name
-    order. The same formula as workers.checkpoint.content_hash (what `swreg detect` reports), so
-    a directory detected locally and submitted lands on the same registry revision."""
-    digest = hashlib.sha256()
-    for name, file_sha256 in sorted(weight_sha256.items()):
-        digest.update(f"{name}\0{file_sha256}\n".encode())
-    return LOCAL_REVISION_PREFIX + digest.hexdigest()
-
-
 def weight_file_names(directory: Path) -> list[str]:
     """The safetensors files detection reads: the shard index's files, else the top-level ones
     (the rule of workers.checkpoint)."""
@@ -426,7 +406,7 @@ def hash_local_weights(directory: Path) -> dict[str, str]:
         # The most specific reason first (pickle-only, no config), else this one.
         check_listing(local_listing(directory), [], max_bytes=0, what=str(directory))
         raise FetchRefused(f"{directory}: no top-level safetensors weight files")
-    return {name: sha256_file(directory / name) for name in names}
+    return {name: sha256_of(directory / name) for name in names}
 
 
 def local_listing(directory: Path) -> list[RepoFile]:
@@ -461,7 +441,7 @@ def fetch_local(
         {
             "name": f.name,
             "size": f.size,
-            "sha256": weights.get(f.name) or sha256_file(directory / f.name),
+            "sha256": weights.get(f.name) or sha256_of(directory / f.name),
         }
         for f in selected
     ]

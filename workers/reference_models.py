@@ -29,6 +29,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from workers.checkpoint import sha256_of
+
 CACHE_ENV_VAR = "SWREG_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "swreg"
 
@@ -43,7 +45,6 @@ TIED_LM_HEAD_KEY = "lm_head.weight"
 
 # The first conversion takes ~40 s plus the download; a waiter should outlast a slow one.
 LOCK_TIMEOUT_S = 30 * 60
-HASH_CHUNK_BYTES = 1 << 20
 CACHE_FILE_MODE = 0o644
 
 
@@ -146,14 +147,6 @@ def smollm2_dir() -> Path:
 # --- a Hugging Face hub cache, laid out by hand --------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _collect_files(model_dir: Path, extra_files: dict[str, bytes] | None) -> dict[str, bytes | Path]:
     """Relative posix path -> file (a Path to copy, or bytes); extra_files override same names."""
     files: dict[str, bytes | Path] = {
@@ -166,7 +159,7 @@ def _collect_files(model_dir: Path, extra_files: dict[str, bytes] | None) -> dic
 
 
 def _blob_hash(content: bytes | Path) -> str:
-    return _sha256_file(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
+    return sha256_of(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
 
 
 def _derive_commit(blob_hashes: dict[str, str]) -> str:

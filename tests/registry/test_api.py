@@ -1,6 +1,5 @@
 """The read API over FastAPI's test client (in-process ASGI) on real databases."""
 
-import json
 
 import pytest
 from fastapi.testclient import TestClient
