@@ -55,15 +55,29 @@ def as_out_in(weight: torch.Tensor, architecture: Architecture) -> torch.Tensor:
     return weight if architecture.stored_index(0, 1) == [0, 1] else weight.t()
 
 
+def _random_coordinates(
+    rows: int, cols: int, exclude: set[Coordinate], count: int, generator: torch.Generator
+) -> list[Coordinate]:
+    """`count` distinct coordinates drawn uniformly, none in `exclude`. Drawn by rejection
+    rather than from a permutation of the whole tensor, which would cost 8 bytes per weight."""
+    chosen: list[Coordinate] = []
+    seen = set(exclude)
+    while len(chosen) < count:
+        for flat in torch.randint(rows * cols, (count,), generator=generator).tolist():
+            coordinate = divmod(flat, cols)
+            if coordinate not in seen and len(chosen) < count:
+                seen.add(coordinate)
+                chosen.append(coordinate)
+    return chosen
+
+
 def control_coordinates(
     weight_out_in: torch.Tensor, exclude: set[Coordinate], layer: int
 ) -> tuple[list[Coordinate], list[Coordinate]]:
     """(random, top-k) control weights of one tensor, none of them a candidate."""
     rows, cols = weight_out_in.shape
     generator = torch.Generator().manual_seed(CONTROL_SEED + layer)
-    draws = torch.randperm(rows * cols, generator=generator)[: RANDOM_CONTROL_WEIGHTS + len(exclude)]
-    random = [divmod(int(i), cols) for i in draws]
-    random = [c for c in random if c not in exclude][:RANDOM_CONTROL_WEIGHTS]
+    random = _random_coordinates(rows, cols, exclude, RANDOM_CONTROL_WEIGHTS, generator)
     largest = torch.topk(weight_out_in.abs().reshape(-1), TOP_K_CONTROL_WEIGHTS + len(exclude)).indices
     top = [divmod(int(i), cols) for i in largest]
     top = [c for c in top if c not in exclude][:TOP_K_CONTROL_WEIGHTS]
