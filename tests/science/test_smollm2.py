@@ -36,8 +36,9 @@ def test_layer_11_super_weight_is_verified(report):
     assert sw["state"] == "verified"
     assert sw["value"] == pytest.approx(5.876, abs=1e-3)  # DESIGN.md
     validation = sw["evidence"]["validation"]
-    # DESIGN.md: 20.19 -> 378.6 on 1,024 tokens of its text; ours is another text, same scale.
-    assert validation["ablated"]["ratio"] > 5
+    # DESIGN.md: 20.19 -> 378.6 on 1,024 tokens of its text; on data/eval's first 1,024 tokens
+    # it is 25.6 -> 138.7 (x5.4): far beyond the verdict's x2 whatever the text.
+    assert validation["ablated"]["ratio"] > 4
     assert validation["controls"]["random"]["ratio"] == pytest.approx(1.0, abs=0.01)
     assert validation["controls"]["top_k"]["ratio"] < 1.2
     # Restoring the super activation while the weight stays zeroed recovers most of the loss.
