@@ -62,7 +62,7 @@ def load_tokenizer(checkpoint: Checkpoint):
         raise CheckpointRefused(f"{checkpoint.path}: cannot load its tokenizer ({exc})") from None
 
 
-def _tokenize(tokenizer, text: str) -> torch.Tensor:
+def tokenize(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
 
 
@@ -73,7 +73,7 @@ class _Variant:
 
 
 @dataclass
-class _Clock:
+class Clock:
     """Seconds spent on each part of the job."""
 
     seconds: dict[str, float] = field(default_factory=dict)
@@ -96,7 +96,7 @@ class Sweep:
         self.prompt_hidden = [c.embeddings for c in prompts]
         self.baseline_hidden = [c.embeddings for c in windows]
         self.variants: list[_Variant] = []
-        self.clock = _Clock()
+        self.clock = Clock()
 
     def run(self, progress: Progress | None = None) -> None:
         streamer = self.streamer
@@ -158,24 +158,35 @@ class Sweep:
         return baseline, scores
 
 
-def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None) -> dict:
-    """Detect the super weights of a local checkpoint and, unless told not to, validate them."""
-    options = options or AnalysisOptions()
-    clock = _Clock()
+def open_for_analysis(model_dir: Path | str, options: AnalysisOptions, clock: Clock):
+    """The checkpoint (refused if unusable, its files hashed) and its tokenizer."""
     started = perf_counter()
     checkpoint = open_checkpoint(model_dir)
     fill_sha256(checkpoint, options.file_sha256)
-    started = clock.add("open_and_hash", started)
-    tokenizer = load_tokenizer(checkpoint)
+    clock.add("open_and_hash", started)
+    return checkpoint, load_tokenizer(checkpoint)
+
+
+def evaluation_windows(tokenizer, options: AnalysisOptions) -> tuple[EvalText, list[torch.Tensor]]:
+    """The evaluation text and the token windows of it that are scored."""
+    eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
+    ids = tokenizer(eval_text.text)["input_ids"]
+    return eval_text, eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)
+
+
+def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None) -> dict:
+    """Detect the super weights of a local checkpoint and, unless told not to, validate them."""
+    options = options or AnalysisOptions()
+    clock = Clock()
+    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock)
+    started = perf_counter()
     streamer = LayerStreamer(checkpoint, options.device)
     try:
         prompts = list(options.prompts or DEFAULT_PROMPTS)
-        prompt_captures = [streamer.capture(_tokenize(tokenizer, p)) for p in prompts]
+        prompt_captures = [streamer.capture(tokenize(tokenizer, p)) for p in prompts]
         eval_text, window_captures = None, []
         if options.validate:
-            eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
-            ids = tokenizer(eval_text.text)["input_ids"]
-            windows = eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)
+            eval_text, windows = evaluation_windows(tokenizer, options)
             window_captures = [streamer.capture(w) for w in windows]
         started = clock.add("load", started)
         sweep = Sweep(streamer, prompt_captures, window_captures)

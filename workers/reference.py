@@ -13,10 +13,9 @@ from time import perf_counter
 import torch
 from transformers import AutoModelForCausalLM
 
-from workers.analysis import DEFAULT_PROMPTS, AnalysisOptions, _Clock, _tokenize, load_tokenizer
-from workers.checkpoint import fill_sha256, open_checkpoint
+from workers.analysis import DEFAULT_PROMPTS, AnalysisOptions, Clock, evaluation_windows, open_for_analysis, tokenize
 from workers.detection import DetectionState, summarize
-from workers.evaluation import EVAL_WINDOW_TOKENS, Baseline, EvalText, Score, eval_windows, score_window, stop_word_ids
+from workers.evaluation import Baseline, Score, score_window, stop_word_ids
 from workers.report import build_report
 from workers.streaming import checkpoint_names, compute_dtype_for, stored_dtype
 from workers.validation import OutputRecorder, applied, as_out_in, plan_variants
@@ -25,14 +24,11 @@ from workers.validation import OutputRecorder, applied, as_out_in, plan_variants
 @torch.inference_mode()
 def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = None) -> dict:
     options = options or AnalysisOptions()
-    clock = _Clock()
+    clock = Clock()
+    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock)
     started = perf_counter()
-    checkpoint = open_checkpoint(model_dir)
-    fill_sha256(checkpoint, options.file_sha256)
-    started = clock.add("open_and_hash", started)
     architecture = checkpoint.architecture
     device = torch.device(options.device)
-    tokenizer = load_tokenizer(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint.path,
         dtype=compute_dtype_for(device, stored_dtype(checkpoint)),
@@ -48,7 +44,7 @@ def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = N
     prompts = list(options.prompts or DEFAULT_PROMPTS)
     activities: list[list] = [[] for _ in down_projs]
     for prompt in prompts:
-        model(input_ids=_tokenize(tokenizer, prompt).to(device), use_cache=False)
+        model(input_ids=tokenize(tokenizer, prompt).to(device), use_cache=False)
         for layer, recorder in enumerate(recorders):
             activities[layer].append(summarize(recorder.inputs, recorder.outputs))
     state = DetectionState(len(prompts))
@@ -60,9 +56,8 @@ def analyse_reference(model_dir: Path | str, options: AnalysisOptions | None = N
 
     plans, scores, baseline, eval_text, windows = [], None, None, None, []
     if options.validate:
-        eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
-        ids = tokenizer(eval_text.text)["input_ids"]
-        windows = [w.to(device) for w in eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)]
+        eval_text, windows = evaluation_windows(tokenizer, options)
+        windows = [w.to(device) for w in windows]
         stop_ids = stop_word_ids(tokenizer)
         baseline, references, baseline_outputs = Score(), [], []
         for window in windows:
