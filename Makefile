@@ -19,10 +19,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Migrate the database (SWREG_DATABASE_URL, by default a SQLite file in the user data dir) and
-# load the published index; both are idempotent.
+# load the published index; idempotent.
 setup: $(STAMP)
-	$(BIN)/swreg db upgrade
-	$(BIN)/swreg import data/published_index.json
+	$(BIN)/swreg setup
 
 # The API and one worker together on the same database. The worker runs in the background and
 # is stopped (SIGTERM: it hands an unfinished job back to the queue) whenever `serve` exits.
@@ -34,7 +33,7 @@ run: setup
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Times swreg's one-sweep job against the reference approach (minutes on two cores).
+# Times swreg's one-sweep job against the naive approach (minutes on two cores).
 bench: $(STAMP)
 	$(BIN)/swreg bench --json bench.json
 

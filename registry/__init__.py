@@ -1,8 +1,6 @@
-"""swreg: a registry of super weights in large language models."""
+"""swreg's registry: what is stored and served (models, migrations, service rules, the HTTP API,
+the command line, the JSON index)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from workers.contract.version import package_version
 
-try:
-    __version__ = version("swreg")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+__version__ = package_version()

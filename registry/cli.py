@@ -1,9 +1,13 @@
 """The `swreg` command line.
 
-Each domain keeps its own commands next to its code; this module only gathers them and turns
-every `SwregError` into one line on stderr with a non-zero exit code (never a traceback).
+Each command lives next to the code it drives (the registry's domains, the worker, the science's
+commands); this module only names them, imports one when it is used, and turns every
+`SwregError` into one line on stderr with a non-zero exit code (never a traceback). Command
+modules import their heavy dependencies (torch, transformers, huggingface_hub) inside the command
+body, so `swreg --help` and the registry's commands start without them.
 """
 
+import importlib
 import sys
 
 import click
@@ -11,8 +15,35 @@ import click
 from registry import __version__
 from registry.errors import SwregError
 
+# name -> "module:attribute" of the click command.
+COMMANDS = {
+    "bench": "workers.commands.bench:bench",
+    "db": "registry.db_cli:db",
+    "detect": "workers.commands.detect:detect",
+    "export": "registry.index.cli:export",
+    "import": "registry.index.cli:import_",
+    "jobs": "registry.jobs.cli:jobs",
+    "list": "registry.superweights.cli:list_models",
+    "lookup": "registry.superweights.cli:lookup",
+    "retract": "registry.superweights.cli:retract",
+    "serve": "registry.server:serve",
+    "setup": "registry.db_cli:setup",
+    "submit": "registry.jobs.cli:submit",
+    "token": "registry.auth.cli:token",
+    "worker": "workers.worker.command:worker",
+}
+
 
 class SwregGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -25,33 +56,6 @@ class SwregGroup(click.Group):
 @click.version_option(__version__, prog_name="swreg")
 def main() -> None:
     """swreg: find, prove, store and serve the super weights of language models."""
-
-
-def _register_commands() -> None:
-    # Imported here so that `swreg --help` stays cheap: torch is only imported by the commands
-    # that run a model, inside their own bodies.
-    from workers.bench import bench
-    from workers.detect_command import detect
-
-    main.add_command(detect)
-    main.add_command(bench)
-
-    from registry.db_cli import db, setup
-    from registry.index.cli import export, import_
-    from registry.server import serve
-    from registry.superweights.cli import list_models, lookup, retract
-
-    for command in (db, setup, lookup, list_models, retract, export, import_, serve):
-        main.add_command(command)
-
-    from registry.auth.cli import token
-    from registry.jobs.cli import jobs, submit, worker
-
-    for command in (submit, jobs, worker, token):
-        main.add_command(command)
-
-
-_register_commands()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -17,12 +18,20 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# JSON everywhere, stored as JSONB on PostgreSQL (indexable, compact); plain JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
 # How long a SQLite connection waits for another writer before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def one_of(values) -> str:
+    """The SQL list `('a', 'b')` of allowed values, for a CHECK constraint."""
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 def _prepare_sqlite_file(url: str) -> None:

@@ -7,6 +7,7 @@ from registry import migrate
 from registry.database import make_engine, transaction
 from registry.errors import SwregError
 from registry.index import service as index_service
+from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 
 def _describe(url: str) -> str:
@@ -66,7 +67,7 @@ def setup() -> None:
     """Make a ready registry: migrate the database and load the published index (idempotent)."""
     url = migrate.database_url()
     migrate.upgrade(url)
-    document = index_service.load_file(index_service.PUBLISHED_INDEX_PATH)
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
     with transaction(migrate.open_registry(url)) as session:
         stats = index_service.import_document(session, document)
     click.echo(f"database {_describe(url)} is ready: published index {stats.summary()}")

@@ -1,28 +1,28 @@
-"""Errors that reach a user as one line (CLI: stderr + exit code; HTTP: a JSON body)."""
+"""Errors that reach a user as one line. The kinds are the contract's (shared with the workers);
+the registry adds those of its own database."""
 
+from workers.contract.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SwregError,
+    Unavailable,
+)
 
-class SwregError(Exception):
-    """Base of every error swreg reports to a user instead of a traceback."""
-
-    exit_code = 1
-    http_status = 400
-
-
-class NotFound(SwregError):
-    http_status = 404
-
-
-class InvalidInput(SwregError):
-    http_status = 422
-
-
-class Conflict(SwregError):
-    http_status = 409
+__all__ = [
+    "Conflict",
+    "DatabaseOutOfDate",
+    "DatabaseUnavailable",
+    "InvalidInput",
+    "NotFound",
+    "SwregError",
+    "Unavailable",
+]
 
 
 class DatabaseOutOfDate(SwregError):
     http_status = 503
 
 
-class DatabaseUnavailable(SwregError):
-    http_status = 503
+class DatabaseUnavailable(Unavailable):
+    pass

@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry.database import make_engine, make_sessionmaker
 from registry.errors import DatabaseOutOfDate, DatabaseUnavailable
-from registry.paths import ALEMBIC_INI, MIGRATIONS_DIR
+from registry.resources import MIGRATIONS_DIR
 from registry.settings import get_settings
 
 OUT_OF_DATE = "database schema is out of date: run `swreg db upgrade`"
 
 
 def alembic_config(url: str | None = None) -> Config:
-    config = Config(str(ALEMBIC_INI))
+    # No alembic.ini: everything Alembic needs is set here, so an installed wheel migrates too.
+    config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Alembic's logging setup would reconfigure the application's loggers on every call.
     config.attributes["skip_logging"] = True

@@ -4,8 +4,8 @@ import socket
 
 import click
 
-from registry.errors import SwregError
 from registry.database import make_engine
+from registry.errors import SwregError
 from registry.migrate import check_current, database_url
 from registry.settings import get_settings
 

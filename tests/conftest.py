@@ -7,7 +7,8 @@ the connection's search_path), dropped afterwards, so runs never see each other'
 when several suites share the database.
 
 Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, `db_sessions`
-(a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands).
+(a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands),
+`hf_cache` (an empty offline Hugging Face cache).
 """
 
 import itertools
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from huggingface_hub import constants
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,3 +117,16 @@ def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
     yield db_url
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """An empty Hugging Face cache, offline (there is no Hub to reach here), for this process
+    (huggingface_hub reads its constants at call time) and for subprocesses (environment)."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache

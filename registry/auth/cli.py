@@ -3,8 +3,8 @@
 import click
 
 from registry.auth import service
+from registry.clock import as_utc
 from registry.database import transaction
-from registry.jobs.queue import as_utc
 from registry.migrate import open_registry
 
 

@@ -1,18 +1,15 @@
 """API tokens, stored hashed: the database never holds a usable secret."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from registry.clock import utcnow
 from registry.database import Base
 
 # A name belongs to one live token; a revoked token keeps its row (and its name) for the record.
 LIVE_TOKEN_PREDICATE = "revoked_at IS NULL"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ApiToken(Base):

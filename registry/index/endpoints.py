@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response
 
 from registry.dependencies import SessionDep
 from registry.index import service
+from workers.contract.resources import INDEX_SCHEMA_PATH
 
 router = APIRouter(tags=["index"])
 
@@ -26,4 +27,4 @@ def get_index(session: SessionDep) -> Response:
 )
 def get_index_schema() -> Response:
     """The JSON Schema (draft 2020-12) of the index."""
-    return Response(service.SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
+    return Response(INDEX_SCHEMA_PATH.read_bytes(), media_type="application/schema+json")

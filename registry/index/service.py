@@ -18,8 +18,8 @@ from jsonschema.exceptions import best_match
 from sqlalchemy.orm import Session
 
 from registry import __version__
+from registry.clock import utcnow_seconds
 from registry.errors import InvalidInput
-from registry.paths import DATA_DIR
 from registry.superweights import service as sw_service
 from registry.superweights.documents import (
     format_time,
@@ -27,17 +27,16 @@ from registry.superweights.documents import (
     revision_document,
     revision_sort_key,
 )
-from registry.superweights.models import index_key, utcnow
+from registry.superweights.models import index_key
+from workers.contract.resources import INDEX_SCHEMA_PATH
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = DATA_DIR / "index.schema.json"
-PUBLISHED_INDEX_PATH = DATA_DIR / "published_index.json"
 GENERATOR_NAME = "swreg"
 
 
 @lru_cache
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return json.loads(INDEX_SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 @lru_cache
@@ -63,7 +62,7 @@ def export_document(session: Session, *, generated_at: datetime | None = None) -
     return {
         "meta": {
             "schema_version": SCHEMA_VERSION,
-            "generated_at": format_time(generated_at or utcnow()),
+            "generated_at": format_time(generated_at or utcnow_seconds()),
             "generator": {"name": GENERATOR_NAME, "version": __version__},
         },
         "models": [revision_document(rev) for rev in revisions],

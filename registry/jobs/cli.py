@@ -1,4 +1,4 @@
-"""`swreg submit`, `swreg jobs` and `swreg worker`.
+"""`swreg submit` and `swreg jobs` (`swreg worker` is the worker's own command).
 
 The CLI talks to the registry's database directly (SWREG_DATABASE_URL), like every other
 command: whoever can reach the database needs no API token.
@@ -167,34 +167,3 @@ def show(job_id: int, as_json: bool) -> None:
         return
     for line in _show(job):
         click.echo(line)
-
-
-@click.command()
-@click.option(
-    "--once", is_flag=True, help="Exit when no job is claimable instead of waiting for more."
-)
-@click.option("--max-jobs", type=click.IntRange(min=1), help="Exit after this many jobs.")
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    help="Where to run models (default: SWREG_DEVICE or cpu).",
-)
-@click.option(
-    "--poll-seconds",
-    type=click.FloatRange(min=0.05),
-    help="How often to look for work when idle.",
-    default=5.0,
-    show_default=True,
-)
-def worker(once: bool, max_jobs: int | None, device: str | None, poll_seconds: float) -> None:
-    """Process queued jobs: fetch, detect, validate, record. SIGTERM/SIGINT finish the current
-    job first; a second signal hands it back to the queue."""
-    from workers.worker import Worker, WorkerConfig, configure_logging
-
-    configure_logging()
-    config = WorkerConfig.from_settings(
-        device=device, once=once, max_jobs=max_jobs, poll_seconds=poll_seconds
-    )
-    instance = Worker(open_registry(), config)
-    instance.install_signal_handlers()
-    instance.run()

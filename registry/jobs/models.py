@@ -1,11 +1,10 @@
 """One row per submitted model revision: the unit a worker claims, leases, and finishes."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -15,12 +14,10 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.database import Base
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+from registry.clock import utcnow
+from registry.database import Base, JSONType, one_of
 
 
 class JobState(StrEnum):
@@ -43,19 +40,11 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED})
 ACTIVE_JOB_PREDICATE = "state != 'failed'"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _in(values: type[StrEnum]) -> str:
-    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
-
-
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"state IN {_in(JobState)}", name="state"),
-        CheckConstraint(f"source IN {_in(JobSource)}", name="source"),
+        CheckConstraint(f"state IN {one_of(JobState)}", name="state"),
+        CheckConstraint(f"source IN {one_of(JobSource)}", name="source"),
         Index(
             "uq_jobs_active_revision",
             "model_id",

@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.clock import as_utc
 from registry.jobs.models import Job, JobSource, JobState
-from registry.jobs.queue import as_utc
 
 
 class SubmissionIn(BaseModel):

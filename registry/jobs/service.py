@@ -15,7 +15,6 @@ from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
 from registry.settings import get_settings
 from registry.superweights.service import check_model_id
-from workers import hub
 
 LOCAL_MODEL_ID_PREFIX = "local/"
 DEFAULT_LIST_LIMIT = 50
@@ -51,23 +50,26 @@ def resolve_target(
     allow_local: bool = True,
 ) -> Target:
     """Pin what a user submitted: a Hub id (+ branch, tag or sha) or a local directory."""
+    # Imported here: huggingface_hub and safetensors are only needed when something is pinned.
+    from workers.sources import pinning
+
     if allow_local and is_local(model):
         if revision is not None:
             raise InvalidInput(
                 "--revision applies to Hub models; a directory is pinned by its content hash"
             )
         directory = Path(model).expanduser().resolve()
-        weights = hub.hash_local_weights(directory)
+        weights = pinning.hash_local_weights(directory)
         return Target(
             model_id=check_model_id(model_id or LOCAL_MODEL_ID_PREFIX + directory.name),
-            revision=hub.local_revision(weights),
+            revision=pinning.local_revision(weights),
             source=JobSource.LOCAL,
             local_path=str(directory),
         )
     if model_id is not None and model_id != model:
         raise InvalidInput("--model-id applies to local directories; a Hub model is its repo id")
     check_model_id(model)
-    sha = hub.resolve_revision(model, revision)
+    sha = pinning.resolve_revision(model, revision)
     return Target(model_id=model, revision=sha, source=JobSource.HUB, requested_revision=revision)
 
 

@@ -5,20 +5,14 @@ client parses all three the same way. Everything here is deterministic: coordina
 (tensor, index) and timestamps are UTC with whole seconds.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from registry.clock import as_utc
 from registry.errors import InvalidInput
 from registry.superweights.models import ModelRevision, SuperWeight
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything swreg stores is UTC.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def format_time(value: datetime | None) -> str | None:

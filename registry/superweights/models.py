@@ -3,11 +3,10 @@
 Nothing is ever deleted: a wrong coordinate is retracted (state `retracted` plus a reason).
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     CheckConstraint,
     DateTime,
     Double,
@@ -17,26 +16,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from registry.database import Base
-
-# JSON everywhere, stored as JSONB on PostgreSQL (indexable, compact); plain JSON text on SQLite.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+from registry.clock import utcnow_seconds
+from registry.database import Base, JSONType, one_of
 
 REVISION_KINDS = ("commit", "content", "unknown")
 STATES = ("published", "candidate", "verified", "rejected", "retracted")
-
-
-def utcnow() -> datetime:
-    # Whole seconds: timestamps are exported with second precision, so what is stored is what
-    # an export → import → export round trip writes back.
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class ModelRevision(Base):
@@ -45,7 +31,7 @@ class ModelRevision(Base):
     __tablename__ = "model_revisions"
     __table_args__ = (
         UniqueConstraint("model_id", "revision"),
-        CheckConstraint(f"revision_kind IN {_in(REVISION_KINDS)}", name="revision_kind"),
+        CheckConstraint(f"revision_kind IN {one_of(REVISION_KINDS)}", name="revision_kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -57,8 +43,8 @@ class ModelRevision(Base):
     dtype: Mapped[str | None] = mapped_column(String(32))
     num_layers: Mapped[int | None] = mapped_column(Integer)
     weight_files: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 
     super_weights: Mapped[list["SuperWeight"]] = relationship(
         back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
@@ -73,7 +59,7 @@ class SuperWeight(Base):
         # `index_key` is the canonical text of `index` ("3968,7003"): JSON columns cannot take
         # part in a unique constraint portably.
         UniqueConstraint("revision_id", "tensor", "index_key"),
-        CheckConstraint(f"state IN {_in(STATES)}", name="state"),
+        CheckConstraint(f"state IN {one_of(STATES)}", name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -98,8 +84,8 @@ class SuperWeight(Base):
     reproduced_in: Mapped[list[str]] = mapped_column(JSONType, default=list)
     retraction_reason: Mapped[str | None] = mapped_column(Text)
     retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 
     model_revision: Mapped[ModelRevision] = relationship(back_populates="super_weights")
 

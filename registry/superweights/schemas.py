@@ -1,9 +1,9 @@
-"""Pydantic shapes: what the HTTP API returns (published in the OpenAPI document) and what a
-detection report must contain before it is recorded."""
+"""Pydantic shapes: what the HTTP API returns (published in the OpenAPI document). What a worker
+records is the contract's report (`workers.contract.report`)."""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 State = Literal["published", "candidate", "verified", "rejected", "retracted"]
 RevisionKind = Literal["commit", "content", "unknown"]
@@ -82,45 +82,3 @@ class ModelPage(BaseModel):
     limit: int
     offset: int
     items: list[ModelSummary]
-
-
-# --- what `record_report` accepts (the output of `swreg detect --json`) -----------------------
-
-
-class ReportCoordinate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    tensor: str = Field(min_length=1, max_length=255)
-    index: list[Count] = Field(min_length=1, max_length=4)
-    layer: Count
-    module: str = Field(min_length=1, max_length=128)
-    row: Count
-    col: Count
-    value: FiniteFloat | None = None
-    dtype: str | None = Field(default=None, max_length=32)
-    # A report holds what a detector found; `published` and `retracted` are set by people.
-    state: Literal["candidate", "verified", "rejected"]
-    evidence: dict[str, Any] = Field(default_factory=dict)
-
-
-class ReportModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    architecture: str | None = Field(default=None, max_length=255)
-    dtype: str | None = Field(default=None, max_length=32)
-    num_layers: Count | None = None
-    weight_files: list[WeightFile] = Field(default_factory=list)
-
-
-class ReportDetector(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    version: str | None = Field(default=None, max_length=64)
-
-
-class Report(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: ReportModel
-    detector: ReportDetector = Field(default_factory=ReportDetector)
-    super_weights: list[ReportCoordinate] = Field(default_factory=list)

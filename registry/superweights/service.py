@@ -4,7 +4,6 @@ Writers never delete: `record_report` upserts (re-recording a revision updates i
 `retract` marks a coordinate retracted with a reason. Callers own the transaction.
 """
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -15,10 +14,12 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
-from registry.superweights.documents import as_utc, revision_document
-from registry.superweights.models import ModelRevision, SuperWeight, index_key, utcnow
-from registry.superweights.schemas import REVISION_PATTERN, Report
+from registry.superweights.documents import revision_document
+from registry.superweights.models import ModelRevision, SuperWeight, index_key
+from registry.superweights.schemas import REVISION_PATTERN
+from workers.contract.report import Report
 
 _REVISION_RE = re.compile(REVISION_PATTERN)
 _MODEL_ID_RE = re.compile(r"^[^\s]{1,255}$")
@@ -43,18 +44,6 @@ def check_model_id(model_id: str) -> str:
     if not isinstance(model_id, str) or not _MODEL_ID_RE.fullmatch(model_id):
         raise InvalidInput(f"invalid model id {model_id!r}: expected e.g. org/name, no spaces")
     return model_id
-
-
-def json_safe(value: Any) -> Any:
-    """Evidence as strict JSON: PostgreSQL's JSONB (and the index) take no NaN or infinities, but
-    an ablation can produce an infinite perplexity, so those become the strings JSON5 uses."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 # --- upserts ----------------------------------------------------------------------------------
@@ -89,7 +78,7 @@ def apply_fields(
             obj.updated_at = updated_at
             changed = True
     elif changed:
-        obj.updated_at = utcnow()
+        obj.updated_at = utcnow_seconds()
     return changed
 
 
@@ -116,7 +105,7 @@ def upsert_revision(
     rev = find_revision(session, model_id, revision)
     created = rev is None
     if rev is None:
-        now = utcnow()
+        now = utcnow_seconds()
         rev = ModelRevision(
             model_id=model_id,
             revision=revision,
@@ -152,7 +141,7 @@ def upsert_coordinate(
     fields["index_key"] = index_key(fields["index"])
     sw = find_coordinate(rev, fields["tensor"], fields["index"])
     if sw is None:
-        now = utcnow()
+        now = utcnow_seconds()
         sw = SuperWeight(
             evidence={},
             reproduced_in=[],
@@ -170,7 +159,7 @@ def upsert_coordinate(
 
 
 def record_report(
-    session: Session, *, model_id: str, revision: str, revision_kind: str, report: dict
+    session: Session, *, model_id: str, revision: str, revision_kind: str, report: Report | dict
 ) -> ModelRevision:
     """Store what `swreg detect --json` found for one model revision.
 
@@ -189,7 +178,7 @@ def record_report(
     if expected_kind == "unknown":
         raise InvalidInput("a detection report needs an exact revision, not 'unknown'")
     try:
-        parsed = Report.model_validate(report)
+        parsed = report if isinstance(report, Report) else Report.model_validate(report)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = "/".join(str(p) for p in err["loc"])
@@ -230,7 +219,7 @@ def record_report(
                 "value": coord.value,
                 "dtype": coord.dtype,
                 "state": coord.state,
-                "evidence": json_safe(coord.evidence),
+                "evidence": coord.evidence.as_json_dict(),
                 "detector_version": parsed.detector.version,
             },
         )
@@ -260,7 +249,7 @@ def retract(session: Session, coordinate: SuperWeight, reason: str) -> SuperWeig
         raise InvalidInput("a retraction needs a reason")
     if coordinate.state == "retracted":
         return coordinate
-    now = utcnow()
+    now = utcnow_seconds()
     apply_fields(
         coordinate,
         {"state": "retracted", "retraction_reason": reason, "retracted_at": now},

@@ -9,8 +9,7 @@ from registry.app import create_app
 from registry.database import transaction
 from registry.index import service as index_service
 from registry.superweights import service
-
-from .conftest import SHA_A
+from tests.helpers import SHA_A
 
 CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
 
@@ -52,7 +51,7 @@ def test_lookup_by_revision(client, db_sessions, report):
     assert [r["revision"] for r in both["revisions"]] == [SHA_A, "unknown"]
     one = client.get("/api/v1/models/huggyllama/llama-7b", params={"revision": SHA_A}).json()
     assert [r["revision"] for r in one["revisions"]] == [SHA_A]
-    assert one["revisions"][0]["super_weights"][0]["evidence"]["ppl_ablated"] == 378.6
+    assert one["revisions"][0]["super_weights"][0]["evidence"]["validation"]["ablated"]["perplexity"] == 378.6
     assert one["revisions"][0]["weight_files"][0]["sha256"] == "d" * 64
 
 

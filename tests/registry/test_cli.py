@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from registry.app import create_app
 from registry.cli import main
-from registry.index import service as index_service
+from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 OUT_OF_DATE = "error: database schema is out of date: run `swreg db upgrade`\n"
 SWREG = str(Path(sys.executable).with_name("swreg"))
@@ -27,7 +27,7 @@ def run(*args: str):
 
 @pytest.fixture
 def loaded(cli_env):
-    result = run("import", str(index_service.PUBLISHED_INDEX_PATH))
+    result = run("import", str(PUBLISHED_INDEX_PATH))
     assert result.exit_code == 0, result.output
     return cli_env
 
@@ -65,7 +65,7 @@ def test_list(loaded):
 
 
 def test_import_twice_and_export_round_trip(loaded, tmp_path):
-    again = run("import", str(index_service.PUBLISHED_INDEX_PATH))
+    again = run("import", str(PUBLISHED_INDEX_PATH))
     assert again.stdout.endswith("(0 new, 0 updated, 27 unchanged)\n")
     out = tmp_path / "index.json"
     result = run("export", "-o", str(out), "--generated-at", "2026-01-01T00:00:00Z")
@@ -77,7 +77,7 @@ def test_import_twice_and_export_round_trip(loaded, tmp_path):
 
 
 def test_invalid_import_is_one_line_and_writes_nothing(cli_env, tmp_path):
-    document = json.loads(index_service.PUBLISHED_INDEX_PATH.read_text())
+    document = json.loads(PUBLISHED_INDEX_PATH.read_text())
     document["models"][3]["super_weights"][1]["index"] = [1, -2]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(document))

@@ -1,0 +1,240 @@
+"""Helpers shared by tests in several folders: detection reports as `swreg detect --json` prints
+them, a tiny checkpoint directory, jobs in a queue, subprocess environments. Fixtures live in the
+conftest files; plain functions and data live here."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from registry.jobs.models import JobSource
+from registry.jobs.queue import enqueue, write_transaction
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHA = "0123456789abcdef0123456789abcdef01234567"
+SHA_A = "a" * 40
+CONTENT = "sha256:" + "c" * 64
+
+# --- detection reports ------------------------------------------------------------------------
+
+RULES = {
+    "super_activation_ratio": 100.0,
+    "min_contribution_share": 0.1,
+    "min_perplexity_ratio": 2.0,
+    "max_random_control_ratio": 1.05,
+    "random_control_weights": 100,
+    "top_k_control_weights": 10,
+}
+PROMPTS = ["Apple Inc. is a worldwide tech company."]
+EVAL = {"path": "data/eval/eval_text.txt", "sha256": "e" * 64, "tokens": 1024, "windows": 1}
+
+
+def _score(perplexity: float, baseline: float, **extra) -> dict:
+    return {
+        "perplexity": perplexity,
+        "mean_kl_from_baseline": 0.0 if perplexity == baseline else 1.5,
+        "stop_word_probability": 0.3,
+        "tokens": 1023,
+        "ratio": perplexity / baseline,
+        **extra,
+    }
+
+
+def coordinate(
+    layer: int,
+    row: int,
+    col: int,
+    value: float,
+    state: str,
+    *,
+    ablated: float,
+    baseline: float = 20.19,
+    tensor: str | None = None,
+) -> dict:
+    """One coordinate of a report, with detection and validation evidence."""
+    reason = "zeroing it multiplies perplexity by {:.2f}".format(ablated / baseline)
+    base = _score(baseline, baseline)
+    del base["ratio"]
+    return {
+        "tensor": tensor or f"model.layers.{layer}.mlp.down_proj.weight",
+        "index": [row, col],
+        "layer": layer,
+        "module": "mlp.down_proj",
+        "row": row,
+        "col": col,
+        "value": value,
+        "dtype": "float32",
+        "state": state,
+        "evidence": {
+            "rules": RULES,
+            "prompts": PROMPTS,
+            "code_version": "0.1.0",
+            "detection": {
+                "prompts": 1,
+                "seen_in_prompts": [0],
+                "stability": 1.0,
+                "mean_share": 0.7,
+                "observations": [
+                    {
+                        "prompt": 0,
+                        "token": 0,
+                        "super_activation": 24022.0,
+                        "input_activation": 2996.0,
+                        "contribution": 17600.0,
+                        "share": 0.7,
+                        "spike_ratio": 785.0,
+                    }
+                ],
+            },
+            "validation": {
+                "eval": EVAL,
+                "baseline": base,
+                "ablated": _score(ablated, baseline),
+                "restored": _score(baseline, baseline),
+                "controls": {
+                    "random": _score(baseline, baseline, weights=100, seed=2411_07191 + layer),
+                    "top_k": _score(baseline * 1.05, baseline, k=10, indices=[[1, 2]] * 10),
+                },
+                "super_activation": {
+                    "ablated": [{"tokens": [0], "before": [24022.0], "after": [7006.0]}],
+                    "restored": [{"tokens": [0], "before": [24022.0], "after": [24022.0]}],
+                },
+                "verdict": {"state": state, "reason": reason},
+            },
+        },
+    }
+
+
+def report(*coordinates: dict, num_layers: int = 30, weight_size: int = 538_000_000) -> dict:
+    """A whole detection report holding `coordinates`."""
+    profile = [
+        {
+            "layer": layer,
+            "max_abs_input": 3.0,
+            "input_token": 0,
+            "input_col": 1,
+            "max_abs_output": 10.0,
+            "output_token": 0,
+            "output_row": 2,
+            "output_percentiles": {"p50": 0.1, "p99": 1.0, "p99.9": 5.0},
+            "spike_ratio": None if layer == 0 else 1.0,
+            "max_abs_output_per_prompt": [10.0],
+            "spike": False,
+        }
+        for layer in range(num_layers)
+    ]
+    return {
+        "model": {
+            "path": "/models/m",
+            "model_type": "llama",
+            "architecture": "LlamaForCausalLM",
+            "dtype": "float32",
+            "num_layers": num_layers,
+            "d_model": 576,
+            "d_ff": 1536,
+            "weight_files": [{"name": "model.safetensors", "sha256": "d" * 64, "size": weight_size}],
+            "weight_bytes": weight_size,
+        },
+        "detector": {
+            "name": "swreg",
+            "version": "0.1.0",
+            "device": "cpu",
+            "torch": "2.13.0",
+            "transformers": "5.24.0",
+            "python": "3.11.7",
+        },
+        "rules": RULES,
+        "prompts": PROMPTS,
+        "eval": EVAL,
+        "profile": profile,
+        "super_weights": list(coordinates),
+        "timings": {"total": 41.2},
+        "bytes_read": weight_size,
+    }
+
+
+def smollm2_like_report() -> dict:
+    """SmolLM2's two spikes: layer 11's super weight (verified), layer 28's spike (rejected)."""
+    return report(
+        coordinate(11, 507, 1229, 5.876, "verified", ablated=378.6),
+        coordinate(28, 507, 678, -0.4375, "rejected", ablated=20.19),
+    )
+
+
+def tiny_report() -> dict:
+    """The smallest report a worker records: one verified weight of a 2-layer model."""
+    return report(
+        coordinate(1, 3, 7, 5.0, "verified", ablated=400.0, baseline=10.0),
+        num_layers=2,
+        weight_size=1000,
+    )
+
+
+# --- a tiny checkpoint directory ----------------------------------------------------------------
+
+REPO = "acme/tiny-model"
+CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4}
+
+
+def make_checkpoint(
+    directory: Path, *, weights: bool = True, extra: dict[str, bytes] | None = None
+) -> Path:
+    """A directory that passes the checkpoint file rules (config, tokenizer, safetensors); its
+    weights are one 4x4 tensor, not a loadable model."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(CONFIG))
+    (directory / "tokenizer.json").write_text("{}")
+    if weights:
+        save_file(
+            {"w": torch.arange(16, dtype=torch.float32).reshape(4, 4)},
+            str(directory / "model.safetensors"),
+        )
+    for name, content in (extra or {}).items():
+        (directory / name).write_bytes(content)
+    return directory
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+def add_jobs(
+    db_sessions,
+    count: int,
+    *,
+    prefix: str = "org/model",
+    revision: str = SHA,
+    source=JobSource.HUB,
+    max_attempts: int = 3,
+    local_path: str | None = None,
+) -> list[int]:
+    ids = []
+    for i in range(count):
+        with write_transaction(db_sessions) as session:
+            job, created = enqueue(
+                session,
+                model_id=f"{prefix}-{i}",
+                revision=revision,
+                source=source,
+                local_path=local_path,
+                max_attempts=max_attempts,
+            )
+            assert created
+            ids.append(job.id)
+    return ids
+
+
+# --- subprocesses ------------------------------------------------------------------------------
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that imports this source tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+WORKER_CMD = [sys.executable, "-m", "workers.worker"]

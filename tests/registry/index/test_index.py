@@ -1,0 +1,179 @@
+"""The JSON index: schema, published data, idempotent import, all-or-nothing, round trip."""
+
+import copy
+import json
+from datetime import UTC, datetime
+
+import pytest
+from jsonschema import Draft202012Validator
+from sqlalchemy import func, select
+
+from registry.database import transaction
+from registry.errors import InvalidInput
+from registry.index import service as index_service
+from registry.superweights import service
+from registry.superweights.models import ModelRevision, SuperWeight
+from tests.helpers import CONTENT, SHA, SHA_A
+from workers.contract.resources import PUBLISHED_INDEX_PATH
+
+PINNED = datetime(2026, 1, 1, tzinfo=UTC)
+CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+
+# (model, layer, row, col), written out independently of data/published_index.json.
+PAPER = {
+    ("huggyllama/llama-7b", 2, 3968, 7003),
+    ("huggyllama/llama-13b", 2, 2231, 2278),
+    ("huggyllama/llama-13b", 2, 2231, 6939),
+    ("huggyllama/llama-30b", 3, 5633, 12817),
+    ("huggyllama/llama-30b", 3, 5633, 17439),
+    ("huggyllama/llama-30b", 10, 5633, 14386),
+    ("meta-llama/Llama-2-7b-hf", 1, 2533, 7890),
+    ("meta-llama/Llama-2-13b-hf", 3, 4743, 7678),
+    *{(m, 1, r, 2427) for m in ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct") for r in (788, 1384, 4062)},
+    ("mistralai/Mistral-7B-v0.1", 1, 2070, 7310),
+    ("allenai/OLMo-1B-0724-hf", 1, 1764, 1710),
+    ("allenai/OLMo-1B-0724-hf", 2, 1764, 8041),
+    ("allenai/OLMo-7B-0724-hf", 1, 269, 7467),
+    ("allenai/OLMo-7B-0724-hf", 2, 269, 8275),
+    ("allenai/OLMo-7B-0724-hf", 7, 269, 453),
+    ("allenai/OLMo-7B-0724-hf", 24, 269, 2300),
+    *{("microsoft/Phi-3-mini-4k-instruct", layer, r, c) for layer, c in ((2, 808), (4, 2723)) for r in (525, 1693, 1113)},
+}
+
+
+def _export(sessions) -> str:
+    with transaction(sessions) as session:
+        return index_service.dumps(index_service.export_document(session, generated_at=PINNED))
+
+
+def _counts(sessions) -> tuple[int, int]:
+    with sessions() as session:
+        return (
+            session.scalar(select(func.count()).select_from(ModelRevision)),
+            session.scalar(select(func.count()).select_from(SuperWeight)),
+        )
+
+
+def _import(sessions, document):
+    with transaction(sessions) as session:
+        return index_service.import_document(session, document)
+
+
+def test_published_index_holds_the_papers_27_coordinates():
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    found = set()
+    for model in document["models"]:
+        assert (model["revision"], model["revision_kind"]) == ("unknown", "unknown")
+        for sw in model["super_weights"]:
+            assert sw["tensor"] == f"model.layers.{sw['layer']}.mlp.down_proj.weight"
+            assert sw["index"] == [sw["row"], sw["col"]]
+            assert (sw["module"], sw["state"], sw["value"], sw["dtype"]) == ("mlp.down_proj", "published", None, None)
+            assert sw["provenance"]["citation"] == CITATION
+            found.add((model["model_id"], sw["layer"], sw["row"], sw["col"]))
+    assert len(PAPER) == 27
+    assert found == PAPER
+    assert sum(len(m["super_weights"]) for m in document["models"]) == 27
+
+
+def test_published_index_is_in_canonical_form():
+    text = PUBLISHED_INDEX_PATH.read_text(encoding="utf-8")
+    assert index_service.dumps(json.loads(text)) == text
+
+
+def test_import_is_idempotent(db_sessions):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    first = _import(db_sessions, document)
+    once = _export(db_sessions)
+    second = _import(db_sessions, document)
+    assert _counts(db_sessions) == (11, 27)
+    assert _export(db_sessions) == once
+    assert first.coordinates["created"] == 27
+    assert second.coordinates == {"created": 0, "updated": 0, "unchanged": 27}
+
+
+def _fill(sessions, report):
+    """A registry with every kind of entry: published, reproduced, verified, rejected, retracted."""
+    _import(sessions, index_service.load_file(PUBLISHED_INDEX_PATH))
+    with transaction(sessions) as session:
+        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(session, model_id="org/smol", revision=CONTENT, revision_kind="content", report=report)
+        llama = copy.deepcopy(report)
+        llama["super_weights"] = [dict(report["super_weights"][0], tensor="model.layers.2.mlp.down_proj.weight",
+                                       index=[3968, 7003], layer=2, row=3968, col=7003, value=-1.0e-3)]
+        service.record_report(session, model_id="huggyllama/llama-7b", revision=SHA, revision_kind="commit", report=llama)
+        sw = service.get_coordinate(session, "org/smol", SHA_A, "model.layers.28.mlp.down_proj.weight", [507, 678])
+        service.retract(session, sw, "a spike, not a super weight: ablation leaves perplexity unchanged")
+
+
+def test_export_validates_against_the_schema(db_sessions, report):
+    _fill(db_sessions, report)
+    document = json.loads(_export(db_sessions))
+    Draft202012Validator(index_service.schema()).validate(document)
+    assert [(m["model_id"], m["revision"]) for m in document["models"]] == sorted(
+        (m["model_id"], m["revision"]) for m in document["models"]
+    )
+    states = {sw["state"] for m in document["models"] for sw in m["super_weights"]}
+    assert states == {"published", "verified", "rejected", "retracted"}
+    assert document["meta"] == {
+        "schema_version": 1,
+        "generated_at": "2026-01-01T00:00:00Z",
+        "generator": {"name": "swreg", "version": document["meta"]["generator"]["version"]},
+    }
+
+
+def test_round_trip_is_byte_identical(db_sessions, report, tmp_path, request):
+    _fill(db_sessions, report)
+    first = _export(db_sessions)
+    # A second, empty database of the same kind.
+    if "postgresql" in str(db_sessions.kw["bind"].url):
+        other_url = request.getfixturevalue("postgres_schema")()
+    else:
+        other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    from registry import migrate
+    from registry.database import make_engine, make_sessionmaker
+
+    migrate.upgrade(other_url)
+    engine = make_engine(other_url)
+    try:
+        other = make_sessionmaker(engine)
+        _import(other, json.loads(first))
+        assert _export(other) == first
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["models"][1]["super_weights"][0].update(state="bogus"),
+         "at /models/1/super_weights/0/state: 'bogus' is not one of"),
+        (lambda d: d["models"][0].update(revision="main"), "at /models/0/revision: 'main' does not match"),
+        (lambda d: d["models"][0].update(revision=SHA_A), "at /models/0/revision_kind: 'commit' was expected"),
+        (lambda d: d["models"][2]["super_weights"][0].pop("row"), "at /models/2/super_weights/0: 'row' is a required property"),
+        (lambda d: d["meta"].update(schema_version=2), "at /meta/schema_version: 1 was expected"),
+        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/11: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
+        (lambda d: d["models"][10]["super_weights"].append(copy.deepcopy(d["models"][10]["super_weights"][0])), "at /models/10/super_weights/1: "),
+        (lambda d: d["models"][0]["super_weights"][0].update(state="retracted"), "at /models/0/super_weights/0/provenance: 'retraction_reason' is a required property"),
+    ],
+)
+def test_invalid_import_writes_nothing_and_says_where(db_sessions, tmp_path, mutate, message):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    # The broken entry comes last in the file: nothing before it may be written either.
+    mutate(document)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(InvalidInput) as info:
+        _import(db_sessions, index_service.load_file(path))
+    line = str(info.value)
+    assert "\n" not in line and message in line, line
+    assert line.startswith(f"invalid {path}: at /")
+    assert _counts(db_sessions) == (0, 0)
+
+
+def test_not_json_is_one_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"meta": ')
+    with pytest.raises(InvalidInput, match=r"not JSON: .* at line 1 column 10$"):
+        index_service.load_file(path)
+    with pytest.raises(InvalidInput, match="no such file"):
+        index_service.load_file(tmp_path / "missing.json")

@@ -1,0 +1,80 @@
+"""`swreg submit`, `swreg jobs`, `swreg worker` as a user runs them."""
+
+import json
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from registry.cli import main
+from registry.migrate import open_registry
+from tests.helpers import REPO, make_checkpoint
+from workers.fixtures.hf_cache import install_into_hf_cache
+from workers.fixtures.planted import build_planted_model
+from workers.worker.loop import Worker, WorkerConfig
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_submit_work_wait_and_show_a_local_directory(cli_env, runner, tmp_path):
+    model = build_planted_model("llama", tmp_path / "tiny", num_layers=2).path
+    first = runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny"])
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("queued: job 1, me/tiny@sha256:")
+    again = runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny"])
+    assert again.stdout.startswith("already queued: job 1,")
+
+    listed = runner.invoke(main, ["jobs", "--state", "queued", "--json"])
+    (job,) = json.loads(listed.stdout)
+    assert (job["id"], job["state"], job["source"]) == (1, "queued", "local")
+
+    worked = runner.invoke(main, ["worker", "--once"])
+    assert worked.exit_code == 0, worked.output
+
+    waited = runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny", "--wait"])
+    assert waited.exit_code == 0, waited.output
+    assert "job 1: succeeded" in waited.stdout and "timings   fetch" in waited.stdout
+    shown = runner.invoke(main, ["jobs", "show", "1", "--json"])
+    assert json.loads(shown.stdout)["state"] == "succeeded"
+    assert "succeeded" in runner.invoke(main, ["jobs"]).stdout
+    lookup = runner.invoke(main, ["lookup", "me/tiny", "--json"])
+    states = {sw["state"] for sw in json.loads(lookup.stdout)["revisions"][0]["super_weights"]}
+    assert "verified" in states
+
+
+def test_wait_follows_the_job_to_its_end_and_fails_with_it(cli_env, runner, tmp_path, hf_cache):
+    model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
+    install_into_hf_cache(model, hf_cache, REPO)
+    timed_out = runner.invoke(main, ["submit", REPO, "--wait", "--timeout", "0.5"])
+    assert timed_out.exit_code == 1 and "job 1 is still queued after 0.5 s" in timed_out.stderr
+
+    # A worker in the background, as `make run` has one.
+    worker = Worker(open_registry(), WorkerConfig(poll_seconds=0.1))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        waited = runner.invoke(main, ["submit", REPO, "--wait"])
+    finally:
+        worker.stop_requested.set()
+        thread.join()
+    # (The worker may have taken job 1 before this submission, or even failed it, in which case
+    # the submission queued the revision again: either way `--wait` ends with the failure.)
+    assert waited.exit_code == 3
+    assert "failed: " in waited.stderr
+    assert "pickle-only checkpoint (never unpickled)" in waited.stderr
+
+
+def test_submission_refusals_are_one_line(cli_env, runner, hf_cache, tmp_path):
+    unknown = runner.invoke(main, ["submit", "acme/nothing-here"])
+    assert unknown.exit_code == 1
+    assert (
+        unknown.stderr.strip().count("\n") == 0 and "not in the local Hub cache" in unknown.stderr
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = runner.invoke(main, ["submit", str(empty)])
+    assert refused.exit_code != 0 and "no .safetensors weight files" in refused.stderr
+    assert runner.invoke(main, ["jobs", "--json"]).stdout.strip() == "[]"

@@ -1,0 +1,275 @@
+"""The queue's guarantees, on SQLite and PostgreSQL: a job is claimed by one worker at a time, a
+worker whose lease lapsed cannot write anything, failures back off and end, duplicates don't
+exist."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from registry.clock import as_utc
+from registry.jobs import queue
+from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.queue import LeaseLost, write_transaction
+from registry.superweights.models import ModelRevision, SuperWeight
+from registry.superweights.service import record_report
+from tests.helpers import SHA, add_jobs, tiny_report
+
+LEASE = 10.0
+
+
+def _claim(db_sessions, owner: str, now=None):
+    with write_transaction(db_sessions) as session:
+        return queue.claim(session, owner=owner, lease_seconds=LEASE, now=now)
+
+
+def _now(db_sessions):
+    with db_sessions() as session:
+        return queue.database_now(session)
+
+
+def _job(db_sessions, job_id: int) -> Job:
+    with db_sessions() as session:
+        return session.get(Job, job_id)
+
+
+def _recorder(model_id: str):
+    def record(session):
+        return record_report(
+            session, model_id=model_id, revision=SHA, revision_kind="commit", report=tiny_report()
+        ).id
+
+    return record
+
+
+def test_claim_takes_the_oldest_job_and_leases_it(db_sessions):
+    first, second = add_jobs(db_sessions, 2)
+    job, lease = _claim(db_sessions, "w1")
+    assert job.id == first and lease == queue.Lease(first, "w1", 1)
+    stored = _job(db_sessions, first)
+    assert stored.state == JobState.RUNNING and stored.lease_owner == "w1"
+    assert stored.attempts == 1 and stored.lease_expires_at is not None
+    job2, _ = _claim(db_sessions, "w2")
+    assert job2.id == second
+    assert _claim(db_sessions, "w3") is None
+
+
+def test_concurrent_claimers_never_share_a_job(db_sessions):
+    jobs = add_jobs(db_sessions, 30)
+    claimed: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def claimer(name: str) -> None:
+        mine = claimed.setdefault(name, [])
+        try:
+            while (got := _claim(db_sessions, name)) is not None:
+                mine.append(got[0].id)
+                time.sleep(0.005)  # "work", so that the others get a turn
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    every = [j for ids in claimed.values() for j in ids]
+    assert sorted(every) == sorted(jobs)  # each job exactly once
+    assert len([ids for ids in claimed.values() if ids]) > 1  # and the work was shared
+
+
+def test_a_lapsed_lease_cannot_complete_and_records_nothing(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1)
+    t0 = _now(db_sessions)
+    _, stale = _claim(db_sessions, "slow", now=t0)
+    # The lease lapses; another worker takes the job over.
+    later = t0 + timedelta(seconds=LEASE + 1)
+    _, fresh = _claim(db_sessions, "fast", now=later)
+    assert fresh.attempt == 2
+
+    with pytest.raises(LeaseLost), write_transaction(db_sessions) as session:
+        queue.complete(session, stale, record=_recorder("org/model-0"), timings={}, now=later)
+    with write_transaction(db_sessions) as session:
+        assert not queue.heartbeat(session, stale, lease_seconds=LEASE, now=later)
+        with pytest.raises(LeaseLost):
+            queue.fail(session, stale, "late failure", now=later)
+    with db_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ModelRevision)) == 0
+
+    with write_transaction(db_sessions) as session:
+        queue.complete(
+            session, fresh, record=_recorder("org/model-0"), timings={"fetch": 1.0}, now=later
+        )
+    job = _job(db_sessions, job_id)
+    assert job.state == JobState.SUCCEEDED and job.lease_owner is None
+    assert job.result_revision_id is not None and job.timings == {"fetch": 1.0}
+
+
+def test_an_expired_lease_cannot_complete_even_before_a_reclaim(db_sessions):
+    add_jobs(db_sessions, 1)
+    t0 = _now(db_sessions)
+    _, lease = _claim(db_sessions, "w", now=t0)
+    with pytest.raises(LeaseLost), write_transaction(db_sessions) as session:
+        queue.complete(
+            session,
+            lease,
+            record=_recorder("org/model-0"),
+            timings={},
+            now=t0 + timedelta(seconds=LEASE + 0.5),
+        )
+
+
+def test_heartbeat_extends_the_lease(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1)
+    t0 = _now(db_sessions)
+    _, lease = _claim(db_sessions, "w", now=t0)
+    with write_transaction(db_sessions) as session:
+        assert queue.heartbeat(session, lease, lease_seconds=LEASE, now=t0 + timedelta(seconds=8))
+    # Past the first lease but inside the extended one: still ours, not claimable.
+    assert _claim(db_sessions, "other", now=t0 + timedelta(seconds=12)) is None
+    with write_transaction(db_sessions) as session:
+        queue.complete(
+            session,
+            lease,
+            record=_recorder("org/model-0"),
+            timings={},
+            now=t0 + timedelta(seconds=12),
+        )
+    assert _job(db_sessions, job_id).state == JobState.SUCCEEDED
+
+
+def test_the_result_rows_commit_with_the_completion_or_not_at_all(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1)
+    _, lease = _claim(db_sessions, "w")
+
+    def broken(session):
+        _recorder("org/model-0")(session)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError), write_transaction(db_sessions) as session:
+        queue.complete(session, lease, record=broken, timings={})
+    with db_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(SuperWeight)) == 0
+        assert session.get(Job, job_id).state == JobState.RUNNING  # still ours, can still fail
+
+
+def test_failures_back_off_then_fail_after_max_attempts(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1, max_attempts=3)
+    base = 10.0
+    now = _now(db_sessions)
+    for attempt in (1, 2):
+        _, lease = _claim(db_sessions, "w", now=now)
+        assert lease.attempt == attempt
+        with write_transaction(db_sessions) as session:
+            state = queue.fail(
+                session, lease, ConnectionError("hub timed out"), backoff_base_seconds=base, now=now
+            )
+        assert state == JobState.QUEUED
+        delay = base * 2 ** (attempt - 1)
+        job = _job(db_sessions, job_id)
+        assert job.last_error == "ConnectionError: hub timed out"
+        assert as_utc(job.not_before) == now + timedelta(seconds=delay)
+        # Not before the backoff is over.
+        assert _claim(db_sessions, "w", now=now + timedelta(seconds=delay - 1)) is None
+        now = now + timedelta(seconds=delay)
+    _, lease = _claim(db_sessions, "w", now=now)
+    with write_transaction(db_sessions) as session:
+        assert queue.fail(session, lease, "still timing out", now=now) == JobState.FAILED
+    job = _job(db_sessions, job_id)
+    assert (job.state, job.attempts, job.last_error) == (JobState.FAILED, 3, "still timing out")
+    assert job.finished_at is not None
+    assert _claim(db_sessions, "w", now=now + timedelta(days=1)) is None
+
+
+def test_a_permanent_failure_fails_at_once(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1, max_attempts=3)
+    _, lease = _claim(db_sessions, "w")
+    with write_transaction(db_sessions) as session:
+        state = queue.fail(
+            session, lease, "pickle-only checkpoint (never unpickled)", permanent=True
+        )
+    assert state == JobState.FAILED
+    job = _job(db_sessions, job_id)
+    assert job.attempts == 1 and job.last_error == "pickle-only checkpoint (never unpickled)"
+
+
+def test_a_job_lost_on_its_last_attempt_fails_instead_of_looping(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1, max_attempts=2)
+    now = _now(db_sessions)
+    for _ in range(2):  # two workers die holding it
+        assert _claim(db_sessions, "doomed", now=now) is not None
+        now += timedelta(seconds=LEASE + 1)
+    assert _claim(db_sessions, "w", now=now) is None
+    job = _job(db_sessions, job_id)
+    assert job.state == JobState.FAILED and job.last_error == queue.ABANDONED_REASON
+
+
+def test_release_hands_the_job_back_without_using_an_attempt(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1)
+    _, lease = _claim(db_sessions, "stopping")
+    with write_transaction(db_sessions) as session:
+        assert queue.release(session, lease)
+    job = _job(db_sessions, job_id)
+    assert (job.state, job.attempts, job.lease_owner) == (JobState.QUEUED, 0, None)
+    _, again = _claim(db_sessions, "next")
+    assert again.attempt == 1
+
+
+def test_a_revision_has_one_active_job(db_sessions):
+    (first,) = add_jobs(db_sessions, 1)
+    with write_transaction(db_sessions) as session:
+        job, created = queue.enqueue(
+            session, model_id="org/model-0", revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
+    assert (job.id, created) == (first, False)
+    # Succeeded: still the same job (its result is in the registry).
+    _, lease = _claim(db_sessions, "w")
+    with write_transaction(db_sessions) as session:
+        queue.complete(session, lease, record=_recorder("org/model-0"), timings={})
+    with write_transaction(db_sessions) as session:
+        job, created = queue.enqueue(
+            session, model_id="org/model-0", revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
+    assert (job.id, created, job.state) == (first, False, JobState.SUCCEEDED)
+
+
+def test_a_failed_revision_can_be_submitted_again(db_sessions):
+    (first,) = add_jobs(db_sessions, 1)
+    _, lease = _claim(db_sessions, "w")
+    with write_transaction(db_sessions) as session:
+        queue.fail(session, lease, "refused", permanent=True)
+    with write_transaction(db_sessions) as session:
+        job, created = queue.enqueue(
+            session, model_id="org/model-0", revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
+    assert created and job.id != first
+
+
+def test_concurrent_submissions_insert_one_job(db_sessions):
+    results: list[tuple[int, bool]] = []
+    barrier = threading.Barrier(6)
+    lock = threading.Lock()
+
+    def submitter() -> None:
+        barrier.wait()
+        with write_transaction(db_sessions) as session:
+            job, created = queue.enqueue(
+                session, model_id="org/racy", revision=SHA, source=JobSource.HUB, max_attempts=3
+            )
+            job_id = job.id
+        with lock:
+            results.append((job_id, created))
+
+    threads = [threading.Thread(target=submitter) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with db_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1

@@ -1,0 +1,164 @@
+"""The layout's rules, checked on the source: no import cycle, and the dependency rule.
+
+The dependency rule, in one sentence: the contract imports nothing of swreg; the science, the
+sources and the fixtures import nothing from the registry; the registry imports from the workers
+only the contract and the pinning entry point; only the command line and the worker loop import
+both.
+
+Imports are read from the source (every `import` statement, at module level or inside a
+function), so a lazy import counts as much as an eager one.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, python_env
+
+PACKAGES = ("registry", "workers")
+HEAVY = ("torch", "transformers", "huggingface_hub", "safetensors")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources() -> dict[str, Path]:
+    modules = {}
+    for package in PACKAGES:
+        for path in (REPO_ROOT / package).rglob("*.py"):
+            relative = path.relative_to(REPO_ROOT / package)
+            if relative.parts[0] == "migrations":  # Alembic scripts: data, run by Alembic
+                continue
+            modules[_module_name(path)] = path
+    return modules
+
+
+MODULES = _sources()
+
+
+def _imports(path: Path) -> set[str]:
+    """The project modules a module imports (`from a.b import c` names a.b.c when that is a
+    module, else a.b)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [
+                f"{node.module}.{alias.name}"
+                if f"{node.module}.{alias.name}" in MODULES
+                else node.module
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in PACKAGES and n in MODULES)
+    return found
+
+
+GRAPH = {module: _imports(path) for module, path in MODULES.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), and self-imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle():
+    assert _cycles(GRAPH) == []
+
+
+def _in(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _violations(importers: tuple[str, ...], allowed) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if _in(module, *importers)
+        for target in targets
+        if not allowed(target)
+    )
+
+
+def test_the_contract_imports_nothing_of_swreg():
+    assert _violations(("workers.contract",), lambda t: _in(t, "workers.contract")) == []
+
+
+def test_science_sources_and_fixtures_import_nothing_from_the_registry():
+    importers = ("workers.science", "workers.sources", "workers.fixtures", "workers.contract")
+    assert _violations(importers, lambda t: not _in(t, "registry")) == []
+
+
+def test_the_registry_imports_only_the_contract_and_the_pinning_entry_point():
+    allowed = ("registry", "workers.contract", "workers.sources.pinning")
+    assert _violations(("registry",), lambda t: _in(t, *allowed)) == []
+
+
+def test_only_the_command_line_and_the_worker_import_both_sides():
+    seams = ("workers.contract", "workers.sources.pinning")  # what the registry may use
+    both = {
+        module
+        for module, targets in GRAPH.items()
+        if any(_in(t, "registry") for t in targets)
+        and any(_in(t, "workers") and not _in(t, *seams) for t in targets)
+    }
+    assert all(_in(m, "workers.worker", "workers.commands", "registry.cli") for m in both), both
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["detect", "--help"], ["worker", "--help"]])
+def test_help_imports_no_model_library(argv):
+    code = (
+        "import sys\n"
+        "from registry.cli import main\n"
+        f"try:\n    main({argv!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

@@ -1,0 +1,132 @@
+"""Revision resolution and fetching through a real (offline) Hugging Face cache, and local
+directories. There is no Hub to reach here: the cache is laid out as huggingface_hub writes it."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.helpers import REPO, make_checkpoint
+from workers.fixtures.hf_cache import install_into_hf_cache
+from workers.science.checkpoint import content_hash, fill_sha256, open_checkpoint
+from workers.science.errors import CheckpointRefused
+from workers.sources import hub, local, pinning
+from workers.sources.errors import HubRefused
+
+
+def test_resolve_from_the_cache_when_offline(tmp_path, hf_cache):
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    assert pinning.resolve_revision(REPO) == sha  # refs/main
+    assert pinning.resolve_revision(REPO, "main") == sha
+    assert pinning.resolve_revision(REPO, sha) == sha
+    assert pinning.resolve_revision(REPO, sha[:10]) == sha  # a short sha, unambiguous in the cache
+    tagged = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="f" * 40)
+    (hf_cache / f"models--{REPO.replace('/', '--')}" / "refs" / "v1.0").write_text(tagged)
+    assert pinning.resolve_revision(REPO, "v1.0") == tagged
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "message"),
+    [
+        (
+            "acme/unknown",
+            None,
+            "acme/unknown@main cannot be resolved: offline mode and it is not in the local Hub cache",
+        ),
+        (REPO, "no-such-branch", f"{REPO}@no-such-branch cannot be resolved"),
+        (REPO, "e" * 40, "not in the local Hub cache"),
+        ("not a repo id", None, "invalid Hub repository id"),
+    ],
+)
+def test_unresolvable_revisions_are_refused_in_one_line(
+    tmp_path, hf_cache, repo, revision, message
+):
+    install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(repo, revision)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_fetch_reads_only_what_detection_needs_and_knows_the_hashes(tmp_path, hf_cache):
+    pickle = b"\x80\x04pickled" * 100
+    model = make_checkpoint(
+        tmp_path / "m", extra={"pytorch_model.bin": pickle, "model.gguf": b"gguf" * 50}
+    )
+    sha = install_into_hf_cache(model, hf_cache, REPO)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    names = [f["name"] for f in fetched.files]
+    assert names == ["config.json", "model.safetensors", "tokenizer.json"]
+    weights = (model / "model.safetensors").read_bytes()
+    assert fetched.weight_sha256 == {"model.safetensors": hashlib.sha256(weights).hexdigest()}
+    assert fetched.offline and fetched.downloaded_bytes == 0
+    total = sum(p.stat().st_size for p in model.iterdir())
+    assert fetched.repo_bytes == total
+    assert fetched.selected_bytes == total - len(pickle) - 200
+    assert fetched.path == hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
+
+
+def test_a_pickle_only_repository_is_refused_before_any_download(tmp_path, hf_cache):
+    model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
+    sha = install_into_hf_cache(model, hf_cache, REPO)
+    with pytest.raises(
+        CheckpointRefused, match=r"pickle-only checkpoint \(never unpickled\)"
+    ) as caught:
+        hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert caught.value.permanent
+
+
+def test_a_checkpoint_over_the_cap_is_refused(tmp_path, hf_cache):
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    with pytest.raises(
+        CheckpointRefused, match=r"checkpoint is [0-9.e-]+ GB, over the cap of 1e-07 GB"
+    ):
+        hub.fetch_hub(REPO, sha, max_bytes=100)
+
+
+def test_local_revision_is_the_one_detect_reports(tmp_path):
+    directory = make_checkpoint(tmp_path / "m")
+    weights = pinning.hash_local_weights(directory)
+    checkpoint = open_checkpoint(directory)
+    fill_sha256(checkpoint)
+    assert pinning.local_revision(weights) == content_hash(checkpoint)
+    fetched, revision = local.fetch_local(directory, max_bytes=10**9)
+    assert revision == content_hash(checkpoint)
+    assert fetched.weight_sha256 == weights
+
+
+def test_a_local_directory_that_changed_since_submission_is_refused(tmp_path):
+    directory = make_checkpoint(tmp_path / "m")
+    revision = pinning.local_revision(pinning.hash_local_weights(directory))
+    save_file({"w": torch.zeros(4, 4)}, str(directory / "model.safetensors"))
+    with pytest.raises(CheckpointRefused, match="weight files changed since submission"):
+        local.fetch_local(directory, max_bytes=10**9, expected_revision=revision)
+
+
+def test_a_sharded_repository_fetches_the_indexed_shards_only(tmp_path, hf_cache):
+    model = make_checkpoint(tmp_path / "m", weights=False)
+    shards = {"model-00001-of-00002.safetensors": "a", "model-00002-of-00002.safetensors": "b"}
+    for name, tensor in shards.items():
+        save_file({tensor: torch.ones(8, 8)}, str(model / name))
+    weight_map = {tensor: name for name, tensor in shards.items()}
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    # The same weights once more in another layout, and in pickle and GGUF form: never fetched.
+    save_file(
+        {"a": torch.ones(8, 8), "b": torch.ones(8, 8)}, str(model / "consolidated.safetensors")
+    )
+    extra = {"pytorch_model.bin": b"p" * 500, "model.gguf": b"g" * 500}
+    sha = install_into_hf_cache(model, hf_cache, REPO, extra_files=extra)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert [f["name"] for f in fetched.files] == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
+    assert sorted(fetched.weight_sha256) == sorted(shards)
+    assert (
+        fetched.selected_bytes
+        < fetched.repo_bytes - (model / "consolidated.safetensors").stat().st_size
+    )

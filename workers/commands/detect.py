@@ -1,0 +1,146 @@
+"""`swreg detect`: find and validate the super weights of one model, locally, with no database."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
+    from workers.contract.report import Report
+
+# Width of the bar that draws each layer's largest output on a log scale in the profile table.
+BAR_WIDTH = 30
+
+
+def _model_dir(model: str, revision: str | None) -> tuple[Path, dict[str, str] | None]:
+    """A local directory as is, or a Hub repository fetched at its resolved commit."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if revision:
+            raise click.UsageError("--revision applies to Hub models, not to a local directory")
+        return path, None
+    from registry.settings import get_settings
+    from workers.sources.hub import fetch_hub
+    from workers.sources.pinning import resolve_revision
+
+    sha = resolve_revision(model, revision)
+    fetched = fetch_hub(model, sha, max_bytes=get_settings().max_checkpoint_bytes)
+    return fetched.path, fetched.weight_sha256
+
+
+def _bar(value: float, largest: float) -> str:
+    if value <= 0 or largest <= 1:
+        return ""
+    filled = round(BAR_WIDTH * math.log10(max(value, 1.0)) / math.log10(largest))
+    return "#" * max(filled, 1)
+
+
+def format_profile(report: Report) -> str:
+    profile = report.profile
+    largest = max((p.max_abs_output for p in profile), default=1.0)
+    lines = [
+        f"{'layer':>5} {'max|X|':>9} {'col':>6} {'max|Y|':>10} {'row':>6} {'tok':>4} "
+        f"{'x typical':>9}  max|Y| (log scale)"
+    ]
+    for p in profile:
+        ratio = "" if p.spike_ratio is None else f"{p.spike_ratio:.1f}"
+        mark = "  <- super activation" if p.spike else ""
+        lines.append(
+            f"{p.layer:>5} {p.max_abs_input:>9.1f} {p.input_col:>6} "
+            f"{p.max_abs_output:>10.1f} {p.output_row:>6} {p.output_token:>4} "
+            f"{ratio:>9}  {_bar(p.max_abs_output, largest)}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def format_candidates(report: Report) -> str:
+    weights = report.super_weights
+    if not weights:
+        return "no super activation found: no candidates"
+    # One column per control, in the order the report lists them.
+    controls = next(
+        (list(sw.evidence.validation.controls) for sw in weights if sw.evidence.validation), []
+    )
+    lines = [
+        f"{'tensor':<45} {'index':<14} {'value':>9} {'share':>6} {'stable':>6} "
+        f"{'ppl':>8} {'ablated':>9} {'restored':>9}"
+        + "".join(f" {name.replace('_', '-'):>8}" for name in controls)
+        + "  state"
+    ]
+    for sw in weights:
+        det, val = sw.evidence.detection, sw.evidence.validation
+        figures = [""] * (3 + len(controls))
+        if val:
+            figures = [
+                f"{val.baseline.perplexity:.2f}",
+                f"{val.ablated.perplexity:.2f}",
+                f"{val.restored.perplexity:.2f}",
+                *(f"{val.controls[name].perplexity:.2f}" for name in controls),
+            ]
+        lines.append(
+            f"{sw.tensor:<45} {str(sw.index):<14} {sw.value:>9.4f} "
+            f"{det.mean_share:>6.2f} {det.stability:>6.2f} "
+            f"{figures[0]:>8} {figures[1]:>9} {figures[2]:>9}"
+            + "".join(f" {f:>8}" for f in figures[3:])
+            + f"  {sw.state}"
+        )
+        if val:
+            lines.append(f"{'':<45} {val.verdict.reason}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--revision", help="Hub branch, tag or commit (resolved to the full commit sha).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--no-validate", is_flag=True, help="Detect only: no ablation runs.")
+@click.option("--prompt", "prompts", multiple=True, help="A detection prompt (repeatable).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--eval-tokens", type=click.IntRange(min=2), default=None,
+    help="Tokens of the evaluation text to score (default: one 1,024-token window).",
+)
+def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens) -> None:
+    """Find the super weights of MODEL (a Hub id or a local directory) and prove them by
+    ablation. Needs no database."""
+    from tqdm import tqdm
+
+    from workers.science.evaluation import EVAL_WINDOW_TOKENS
+    from workers.science.pipeline.steps import AnalysisOptions
+    from workers.science.pipeline.sweep import analyse
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is available")
+    path, known_sha256 = _model_dir(model, revision)
+    options = AnalysisOptions(
+        device=device,
+        validate=not no_validate,
+        prompts=list(prompts) or None,
+        eval_tokens=eval_tokens or EVAL_WINDOW_TOKENS,
+        file_sha256=known_sha256,
+    )
+    with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
+
+        def progress(_what: str, done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = analyse(path, options, progress)
+    if as_json:
+        click.echo(report.dumps())
+        return
+    info = report.model
+    click.echo(
+        f"{model}: {info.model_type}, {info.num_layers} layers, "
+        f"{info.dtype}, d_model {info.d_model}, d_ff {info.d_ff}"
+    )
+    click.echo(format_profile(report))
+    click.echo()
+    click.echo(format_candidates(report))

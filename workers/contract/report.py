@@ -1,0 +1,182 @@
+"""The detection report: what `swreg detect --json` prints, what a worker hands the registry, what
+the command-line table and the benchmark read. Defined once, here, and checked where it is made.
+
+Numbers that an ablation can make infinite (perplexity) are plain floats here; in JSON they are
+written as the strings "Infinity", "-Infinity" and "NaN" (strict JSON has no such numbers, and
+PostgreSQL's JSONB refuses them), and read back from those strings.
+"""
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt
+
+# Fits the 32-bit integer columns of every database backend the registry runs on.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+DetectedState = Literal["candidate", "verified", "rejected"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+
+    def as_json_dict(self) -> dict[str, Any]:
+        """As strict JSON values (non-finite numbers as strings)."""
+        return json.loads(self.model_dump_json())
+
+
+class WeightFile(_Part):
+    name: str
+    sha256: str | None = None
+    size: NonNegativeInt | None = None
+
+
+class ModelInfo(_Part):
+    path: str
+    model_type: str
+    architecture: str | None = Field(default=None, max_length=255)
+    dtype: str | None = Field(default=None, max_length=32)
+    num_layers: Count
+    d_model: int | None = None
+    d_ff: int | None = None
+    weight_files: list[WeightFile] = Field(default_factory=list)
+    weight_bytes: NonNegativeInt
+
+
+class Detector(_Part):
+    name: str = "swreg"
+    version: str = Field(max_length=64)
+    device: str
+    torch: str
+    transformers: str
+    python: str
+
+
+class EvalInfo(_Part):
+    """The evaluation text a verdict was measured on."""
+
+    path: str
+    sha256: str
+    tokens: NonNegativeInt
+    windows: NonNegativeInt
+
+
+class LayerProfile(_Part):
+    """One layer's down projection as the first prompt saw it, plus every prompt's maximum."""
+
+    layer: Count
+    max_abs_input: float
+    input_token: Count
+    input_col: Count
+    max_abs_output: float
+    output_token: Count
+    output_row: Count
+    output_percentiles: dict[str, float]
+    spike_ratio: float | None = Field(description="max |output| over the typical layer's")
+    max_abs_output_per_prompt: list[float]
+    spike: bool
+
+
+class Observation(_Part):
+    """One prompt's sighting of a candidate."""
+
+    prompt: Count
+    token: Count
+    super_activation: float
+    input_activation: float
+    contribution: float
+    share: float
+    spike_ratio: float
+
+
+class DetectionEvidence(_Part):
+    prompts: Count
+    seen_in_prompts: list[Count]
+    stability: float
+    mean_share: float
+    observations: list[Observation]
+
+
+class Score(_Part):
+    """A model run scored on the evaluation text."""
+
+    perplexity: float
+    mean_kl_from_baseline: float
+    stop_word_probability: float
+    tokens: NonNegativeInt
+
+
+class ScoreVsBaseline(Score):
+    ratio: float = Field(description="perplexity over the baseline's")
+
+
+class ControlEvidence(ScoreVsBaseline):
+    """A control's score; each control adds fields of its own (how many weights, which)."""
+
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="strings")
+
+
+class SuperActivationWindow(_Part):
+    """The spiking output on one evaluation window, before (baseline) and after (the variant)."""
+
+    tokens: list[Count]
+    before: list[float]
+    after: list[float]
+
+
+class SuperActivationEvidence(_Part):
+    ablated: list[SuperActivationWindow]
+    restored: list[SuperActivationWindow]
+
+
+class Verdict(_Part):
+    state: DetectedState
+    reason: str
+
+
+class ValidationEvidence(_Part):
+    eval: EvalInfo
+    baseline: Score
+    ablated: ScoreVsBaseline
+    restored: ScoreVsBaseline
+    controls: dict[str, ControlEvidence]
+    super_activation: SuperActivationEvidence
+    verdict: Verdict
+
+
+class Evidence(_Part):
+    rules: dict[str, int | float]
+    prompts: list[str]
+    code_version: str
+    detection: DetectionEvidence
+    validation: ValidationEvidence | None = None
+
+
+class Coordinate(_Part):
+    """One scalar of the checkpoint, named as the checkpoint stores it, with its verdict."""
+
+    tensor: str = Field(min_length=1, max_length=255)
+    index: list[Count] = Field(min_length=1, max_length=4, description="position as stored")
+    layer: Count
+    module: str = Field(min_length=1, max_length=128)
+    row: Count = Field(description="output channel: the residual dimension that spikes")
+    col: Count = Field(description="input channel of the projection")
+    value: FiniteFloat | None = None
+    dtype: str | None = Field(default=None, max_length=32)
+    state: DetectedState
+    evidence: Evidence
+
+
+class Report(_Part):
+    model: ModelInfo
+    detector: Detector
+    rules: dict[str, int | float]
+    prompts: list[str]
+    eval: EvalInfo | None = None
+    profile: list[LayerProfile]
+    super_weights: list[Coordinate]
+    timings: dict[str, float]
+    bytes_read: NonNegativeInt
+
+    def dumps(self) -> str:
+        """The report as one JSON document, keys sorted (what `swreg detect --json` prints)."""
+        return json.dumps(self.as_json_dict(), indent=2, sort_keys=True)

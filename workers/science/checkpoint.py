@@ -1,0 +1,220 @@
+"""Checkpoints: which files make one, and opening a local checkpoint directory safely.
+
+The file rules (`weight_file_names`, `refuse_unusable_listing`, `read_shard_index`) work on a
+list of file names, so that a Hub repository's listing is judged by the same rules as a local
+directory, before anything is downloaded. Nothing here unpickles a file or imports code shipped
+with a model: a pickle-only checkpoint and a config that asks for remote code are refused with a
+reason.
+"""
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from workers.science.architectures import Architecture, architecture_for
+from workers.science.errors import CheckpointRefused
+
+CONFIG_FILE = "config.json"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS_SUFFIX = ".safetensors"
+# Weights that can only be read by unpickling, which runs arbitrary code: never loaded.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+HASH_CHUNK_BYTES = 16 * 1024 * 1024
+SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+@dataclass
+class WeightFile:
+    name: str
+    size: int
+    sha256: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict
+    architecture: Architecture
+    weight_files: list[WeightFile]
+    tensor_file: dict[str, str] = field(repr=False)  # tensor name -> file name
+    tensor_dtype: dict[str, str] = field(repr=False)
+    tensor_shape: dict[str, list[int]] = field(repr=False)
+    # tensor name -> (absolute start, end) of its bytes in its file
+    tensor_span: dict[str, tuple[int, int]] = field(repr=False, default_factory=dict)
+
+    @property
+    def model_type(self) -> str:
+        return self.architecture.model_type
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.weight_files)
+
+    def text_config(self) -> dict:
+        return self.config.get("text_config") or self.config
+
+    def dtype_name(self, tensor: str) -> str:
+        return SAFETENSORS_DTYPES.get(self.tensor_dtype[tensor], self.tensor_dtype[tensor].lower())
+
+
+def _read_config(path: Path) -> dict:
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointRefused(f"{path}: no {CONFIG_FILE}, not a Hugging Face model directory")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointRefused(f"{config_path}: unreadable config ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointRefused(f"{config_path}: the config is not a JSON object")
+    if config.get("auto_map"):
+        raise CheckpointRefused(
+            f"{path}: the model needs remote code (config.json has auto_map); swreg never runs "
+            "code shipped with a model"
+        )
+    return config
+
+
+# --- which files make a checkpoint (rules over file names) ------------------------------------
+
+
+def read_shard_index(index_file: Path) -> list[str]:
+    """The weight files a safetensors shard index names."""
+    try:
+        return sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
+    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise CheckpointRefused(f"{index_file}: unreadable shard index ({exc})") from None
+
+
+def weight_file_names(names: Iterable[str], shards: list[str] | None) -> list[str]:
+    """The weight files detection reads among `names` (paths relative to the checkpoint): the
+    shards the index names when there is one (a repository may also carry a consolidated copy
+    of the same weights, e.g. Mistral's consolidated.safetensors next to its shards), else
+    every top-level safetensors file."""
+    top_level = [n for n in names if "/" not in n and n.endswith(SAFETENSORS_SUFFIX)]
+    return sorted(n for n in top_level if shards is None or n in shards)
+
+
+def refuse_unusable_listing(names: Iterable[str], what: str) -> None:
+    """Refuse, from its file names alone, a checkpoint swreg must not or cannot read."""
+    names = list(names)
+    if not any(n.endswith(SAFETENSORS_SUFFIX) for n in names):
+        if any(n.endswith(PICKLE_SUFFIXES) for n in names):
+            raise CheckpointRefused(
+                f"{what}: pickle-only checkpoint (never unpickled): no .safetensors weight files"
+            )
+        raise CheckpointRefused(f"{what}: no .safetensors weight files")
+    if CONFIG_FILE not in names:
+        raise CheckpointRefused(f"{what}: no {CONFIG_FILE}")
+
+
+def local_weight_names(path: Path) -> list[str]:
+    """The weight files of a local checkpoint directory by the rule above (not yet checked to
+    exist: a shard index may name missing files)."""
+    index_path = path / SAFETENSORS_INDEX
+    if index_path.is_file():
+        return read_shard_index(index_path)
+    return weight_file_names([p.name for p in path.iterdir() if p.is_file()], None)
+
+
+def checked_weight_names(path: Path) -> list[str]:
+    """The weight files of a local checkpoint directory, every one present; refuses a
+    directory that is not a usable checkpoint."""
+    names = local_weight_names(path)
+    missing = [n for n in names if not (path / n).is_file()]
+    if missing:
+        raise CheckpointRefused(f"{path}: shard index names missing files: {', '.join(missing)}")
+    refuse_unusable_listing([p.name for p in path.iterdir() if p.is_file()], str(path))
+    if not names:
+        raise CheckpointRefused(f"{path}: no top-level .safetensors weight files")
+    return names
+
+
+def _read_header(file: Path) -> dict[str, tuple[str, list[int], tuple[int, int]]]:
+    """Tensor name -> (dtype, shape, byte span in the file) from a safetensors header.
+
+    `safe_open` validates the header against the file size, so a truncated or garbled file is
+    refused here, before any weights are used. It does not expose where each tensor's bytes lie,
+    which the streamed reader needs, so the span comes from the header itself (8-byte
+    little-endian length, then JSON with `data_offsets` relative to the end of the header).
+    """
+    try:
+        with safe_open(file, framework="pt"):
+            pass
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+    except (SafetensorError, OSError, ValueError, struct.error) as exc:
+        raise CheckpointRefused(f"{file}: corrupt safetensors file ({exc})") from None
+    base = 8 + length
+    return {
+        name: (entry["dtype"], list(entry["shape"]), (base + entry["data_offsets"][0], base + entry["data_offsets"][1]))
+        for name, entry in header.items()
+        if name != "__metadata__"
+    }
+
+
+def sha256_of(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_checkpoint(path: Path | str) -> Checkpoint:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise CheckpointRefused(f"{path}: not a directory")
+    config = _read_config(path)
+    text_config = config.get("text_config") or config
+    architecture = architecture_for(config.get("model_type"))
+    tensor_file: dict[str, str] = {}
+    tensor_dtype: dict[str, str] = {}
+    tensor_shape: dict[str, list[int]] = {}
+    tensor_span: dict[str, tuple[int, int]] = {}
+    weight_files = []
+    for file in (path / name for name in checked_weight_names(path)):
+        for name, (dtype, shape, span) in _read_header(file).items():
+            tensor_file[name] = file.name
+            tensor_dtype[name] = dtype
+            tensor_shape[name] = shape
+            tensor_span[name] = span
+        weight_files.append(WeightFile(name=file.name, size=file.stat().st_size))
+    layers = text_config.get("num_hidden_layers") or text_config.get("n_layer")
+    if not isinstance(layers, int) or layers < 1:
+        raise CheckpointRefused(f"{path}: config does not say how many layers the model has")
+    return Checkpoint(
+        path, config, architecture, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
+    )
+
+
+LOCAL_REVISION_PREFIX = "sha256:"
+
+
+def local_revision(weight_sha256: dict[str, str]) -> str:
+    """The revision of a local directory: one sha256 over its weight files' names and sha256, in
+    name order (so the same weights give the same revision wherever they were hashed)."""
+    digest = hashlib.sha256()
+    for name, file_sha256 in sorted(weight_sha256.items()):
+        digest.update(f"{name}\0{file_sha256}\n".encode())
+    return LOCAL_REVISION_PREFIX + digest.hexdigest()
+
+
+def content_hash(checkpoint: Checkpoint) -> str:
+    return local_revision({f.name: f.sha256 for f in checkpoint.weight_files})
+
+
+def fill_sha256(checkpoint: Checkpoint, known: dict[str, str] | None = None) -> None:
+    """Give every weight file its sha256, hashing only those not already known (Hub blobs)."""
+    known = known or {}
+    for file in checkpoint.weight_files:
+        file.sha256 = known.get(file.name) or sha256_of(checkpoint.path / file.name)

@@ -1,0 +1,248 @@
+"""Finding super activations and the weights that cause them: pure functions over tensors.
+
+For one layer and one prompt, the down projection maps X (tokens x d_ff) to Y (tokens x d_model).
+A *super activation* is an entry of Y that stands orders of magnitude above the model's typical
+layer; the *super weights* are the entries W[row, c] whose contributions W[row, c] * X[t, c]
+make up most of that entry. Explaining the spike by contribution, not ranking weights by
+magnitude, is what keeps a huge weight on a dead input channel from being reported.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+# A layer spikes when its largest |output| is at least this many times the typical layer's
+# largest |output|: "orders of magnitude" (docs/method.md). On SmolLM2-135M the super activation is
+# ~700x the typical layer and the largest non-spike layer ~45x, so 100 separates them with
+# a factor of two on either side.
+SUPER_ACTIVATION_RATIO = 100.0
+# Within a spiking layer, only rows within one order of magnitude of its strongest row are
+# spikes of their own: a huge input channel also lifts every other row it feeds a little
+# (ordinary weights times a huge activation), and those rows are its shadow, not new spikes.
+MIN_ROW_FRACTION_OF_LAYER_MAX = 0.1
+# A weight explains a spike when its contribution is at least this share of the spiking output.
+# Two weights planted in one row each carry ~half; a dense sum of small terms has none.
+MIN_CONTRIBUTION_SHARE = 0.10
+# Bounds on what one spike can name (the paper reports at most 6 super weights per model).
+MAX_SPIKE_ROWS_PER_LAYER = 8
+MAX_WEIGHTS_PER_ROW = 6
+PERCENTILES = (0.5, 0.99, 0.999)
+
+
+@dataclass
+class LayerActivity:
+    """What one down projection did on one sequence."""
+
+    max_input: float
+    input_token: int
+    input_col: int
+    max_output: float
+    output_token: int
+    output_row: int
+    output_percentiles: dict[str, float]
+    row_max: torch.Tensor  # [d_model]: max over tokens of |Y[:, row]|
+    row_token: torch.Tensor  # [d_model]: the token where that max is
+    row_value: torch.Tensor  # [d_model]: Y[row_token, row], signed
+    inputs: torch.Tensor  # [T, d_ff] float32, kept to explain spikes
+
+
+@dataclass(frozen=True)
+class Contribution:
+    col: int
+    contribution: float
+    share: float
+
+
+@dataclass(frozen=True)
+class SpikeRow:
+    row: int
+    token: int
+    value: float  # Y[token, row], signed
+    ratio: float  # |value| / the typical scale
+
+
+def _flat_argmax(matrix: torch.Tensor) -> tuple[float, int, int]:
+    flat = int(matrix.argmax())
+    token, channel = divmod(flat, matrix.shape[-1])
+    return float(matrix.view(-1)[flat]), token, channel
+
+
+def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
+    """Summarize one down projection call (batch of one sequence: [1, T, *] or [T, *])."""
+    x = inputs.reshape(-1, inputs.shape[-1]).float()
+    signed = outputs.reshape(-1, outputs.shape[-1]).float()
+    y = signed.abs()
+    max_input, input_token, input_col = _flat_argmax(x.abs())
+    max_output, output_token, output_row = _flat_argmax(y)
+    quantiles = torch.quantile(y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device))
+    row_max, row_token = y.max(dim=0)
+    return LayerActivity(
+        max_input=max_input,
+        input_token=input_token,
+        input_col=input_col,
+        max_output=max_output,
+        output_token=output_token,
+        output_row=output_row,
+        output_percentiles={f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles)},
+        row_max=row_max.cpu(),
+        row_token=row_token.cpu(),
+        row_value=signed.gather(0, row_token.unsqueeze(0)).squeeze(0).cpu(),
+        inputs=x.cpu(),
+    )
+
+
+def typical_scale(previous_maxima: list[float]) -> float | None:
+    """The typical layer's largest |output|, from the layers before this one.
+
+    The lower median of the earlier layers' maxima: it only needs the layers already seen, so a
+    spike can be recognised as its layer passes (the streamed sweep forks its ablations there),
+    and a few spiking layers cannot raise it. Layer 0 has no earlier layers and is never a spike.
+    """
+    if not previous_maxima:
+        return None
+    ordered = sorted(previous_maxima)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def spike_rows(
+    activity: LayerActivity, typical: float | None, ratio: float = SUPER_ACTIVATION_RATIO
+) -> list[SpikeRow]:
+    """Rows of this layer's output that reach `ratio` times the typical scale, strongest first."""
+    if typical is None or typical <= 0:
+        return []
+    threshold = max(ratio * typical, MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output)
+    rows = torch.nonzero(activity.row_max >= threshold).view(-1).tolist()
+    rows.sort(key=lambda r: -float(activity.row_max[r]))
+    return [
+        SpikeRow(
+            row=r,
+            token=int(activity.row_token[r]),
+            value=float(activity.row_value[r]),
+            ratio=float(activity.row_max[r]) / typical,
+        )
+        for r in rows[:MAX_SPIKE_ROWS_PER_LAYER]
+    ]
+
+
+def explain_spike(
+    weight_row: torch.Tensor, inputs_at_token: torch.Tensor, output_value: float
+) -> list[Contribution]:
+    """The input channels whose contribution W[row, c] * X[t, c] carries the spike.
+
+    `output_value` is the signed spiking output Y[t, row] (bias included); a column counts when
+    its contribution has the spike's sign and at least MIN_CONTRIBUTION_SHARE of its size.
+    """
+    contributions = weight_row.float() * inputs_at_token.float()
+    shares = contributions / output_value
+    order = torch.argsort(shares, descending=True)[:MAX_WEIGHTS_PER_ROW]
+    return [
+        Contribution(col=int(c), contribution=float(contributions[c]), share=float(shares[c]))
+        for c in order.tolist()
+        if float(shares[c]) >= MIN_CONTRIBUTION_SHARE
+    ]
+
+
+@dataclass
+class Observation:
+    """One prompt's sighting of a candidate super weight."""
+
+    prompt: int
+    token: int
+    output: float
+    input: float
+    contribution: float
+    share: float
+    ratio: float
+    threshold: float
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "token": self.token,
+            "super_activation": self.output,
+            "input_activation": self.input,
+            "contribution": self.contribution,
+            "share": self.share,
+            "spike_ratio": self.ratio,
+        }
+
+
+@dataclass
+class Candidate:
+    layer: int
+    row: int
+    col: int
+    value: float  # W[row, col] as stored (exact in the compute dtype)
+    observations: list[Observation]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.layer, self.row, self.col)
+
+    @property
+    def threshold(self) -> float:
+        """Output level that counts as this row's super activation on other text."""
+        return min(o.threshold for o in self.observations)
+
+
+class DetectionState:
+    """Per-prompt layer history and the candidates found so far, fed one layer at a time."""
+
+    def __init__(self, prompts: int):
+        self.prompts = prompts
+        self.history: list[list[float]] = [[] for _ in range(prompts)]
+        self.profile: list[dict] = []
+        self.candidates: dict[tuple[int, int, int], Candidate] = {}
+
+    def observe_layer(
+        self, layer: int, activities: list[LayerActivity], weight_out_in: torch.Tensor
+    ) -> list[Candidate]:
+        """Record one layer's activity on every prompt; return the candidates it reveals."""
+        found: dict[tuple[int, int, int], Candidate] = {}
+        ratios = []
+        for prompt, activity in enumerate(activities):
+            typical = typical_scale(self.history[prompt])
+            ratios.append(activity.max_output / typical if typical else None)
+            for spike in spike_rows(activity, typical):
+                x = activity.inputs[spike.token]
+                for c in explain_spike(weight_out_in[spike.row], x, spike.value):
+                    key = (layer, spike.row, c.col)
+                    if key not in found:
+                        value = float(weight_out_in[spike.row, c.col])
+                        found[key] = Candidate(layer, spike.row, c.col, value, [])
+                    found[key].observations.append(
+                        Observation(
+                            prompt=prompt,
+                            token=spike.token,
+                            output=spike.value,
+                            input=float(x[c.col]),
+                            contribution=c.contribution,
+                            share=c.share,
+                            ratio=spike.ratio,
+                            threshold=SUPER_ACTIVATION_RATIO * typical,
+                        )
+                    )
+            self.history[prompt].append(activity.max_output)
+        self.profile.append(_profile_entry(layer, activities, ratios, bool(found)))
+        self.candidates.update(found)
+        return sorted(found.values(), key=lambda c: (c.row, c.col))
+
+
+def _profile_entry(
+    layer: int, activities: list[LayerActivity], ratios: list[float | None], spike: bool
+) -> dict:
+    """The layer as the first prompt saw it, plus every prompt's maximum."""
+    first = activities[0]
+    return {
+        "layer": layer,
+        "max_abs_input": first.max_input,
+        "input_token": first.input_token,
+        "input_col": first.input_col,
+        "max_abs_output": first.max_output,
+        "output_token": first.output_token,
+        "output_row": first.output_row,
+        "output_percentiles": first.output_percentiles,
+        "spike_ratio": ratios[0],
+        "max_abs_output_per_prompt": [a.max_output for a in activities],
+        "spike": spike,
+    }

@@ -1,0 +1,15 @@
+"""Errors of the science core that a user sees as one line."""
+
+from workers.contract.errors import SwregError
+
+
+class CheckpointRefused(SwregError):
+    """The checkpoint cannot be analysed, and trying again will not change that."""
+
+    permanent = True
+    exit_code = 2
+    http_status = 422
+
+
+class UnsupportedArchitecture(CheckpointRefused):
+    pass

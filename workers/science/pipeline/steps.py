@@ -1,0 +1,179 @@
+"""The steps of a job that do not depend on how activations reach each layer, shared by the
+streamed sweep and the naive full-model path: opening the checkpoint and its tokenizer, the
+prompts and evaluation windows, the variants that judge one layer's candidates, scoring, and
+the report."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+
+import torch
+from transformers import AutoTokenizer
+
+from workers.contract.report import Report
+from workers.science.checkpoint import Checkpoint, fill_sha256, open_checkpoint
+from workers.science.detection import Candidate, DetectionState
+from workers.science.errors import CheckpointRefused
+from workers.science.evaluation import (
+    EVAL_WINDOW_TOKENS,
+    Baseline,
+    EvalText,
+    Score,
+    eval_windows,
+    score_window,
+)
+from workers.science.report import Findings, build_report
+from workers.science.validation.variants import VariantPlan, plan_variants
+
+# The detection prompts. The first is the one the published SmolLM2 profile was measured on
+# (docs/measurements.md); the others vary topic, length and style so that a candidate's
+# stability across prompts means something.
+DEFAULT_PROMPTS = (
+    "Apple Inc. is a worldwide tech company.",
+    "The old lighthouse keeper climbed the stairs every evening to light the lamp.",
+    "In 1905, Albert Einstein published four papers that changed physics forever.",
+    "My favourite bread needs flour, water, salt and a little patience.",
+)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class AnalysisOptions:
+    device: str = "cpu"
+    validate: bool = True
+    prompts: list[str] | None = None
+    eval_tokens: int = EVAL_WINDOW_TOKENS
+    eval_text: Path | None = None
+    # Known sha256 per weight file name (Hub blobs are named by it): skips hashing those files.
+    file_sha256: dict[str, str] | None = None
+
+    def prompt_list(self) -> list[str]:
+        return list(self.prompts or DEFAULT_PROMPTS)
+
+
+@dataclass
+class Clock:
+    """Seconds spent on each part of the job."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, part: str, since: float) -> float:
+        now = perf_counter()
+        self.seconds[part] = self.seconds.get(part, 0.0) + now - since
+        return now
+
+    def rounded(self) -> dict[str, float]:
+        total = {**self.seconds, "total": sum(self.seconds.values())}
+        return {k: round(v, 3) for k, v in total.items()}
+
+
+def load_tokenizer(checkpoint: Checkpoint):
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint.path, trust_remote_code=False)
+    except Exception as exc:  # tokenizers fail in many ways; the user needs the one line
+        raise CheckpointRefused(f"{checkpoint.path}: cannot load its tokenizer ({exc})") from None
+
+
+def tokenize(tokenizer, text: str) -> torch.Tensor:
+    return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
+
+
+def open_for_analysis(model_dir: Path | str, options: AnalysisOptions, clock: Clock):
+    """The checkpoint (refused if unusable, its files hashed) and its tokenizer."""
+    started = perf_counter()
+    checkpoint = open_checkpoint(model_dir)
+    fill_sha256(checkpoint, options.file_sha256)
+    clock.add("open_and_hash", started)
+    return checkpoint, load_tokenizer(checkpoint)
+
+
+def evaluation_windows(tokenizer, options: AnalysisOptions) -> tuple[EvalText, list[torch.Tensor]]:
+    """The evaluation text and the token windows of it that are scored."""
+    eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
+    ids = tokenizer(eval_text.text)["input_ids"]
+    return eval_text, eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)
+
+
+def layer_plans(
+    layer: int, candidates: list[Candidate], weight_out_in: torch.Tensor
+) -> list[tuple[VariantPlan, float | None]]:
+    """The variants that judge one layer's candidates, each with the output level that counts
+    as its candidate's super activation (None for the controls)."""
+    thresholds = {(c.row, c.col): c.threshold for c in candidates}
+    return [
+        (plan, thresholds[plan.candidate[1:]] if plan.candidate else None)
+        for plan in plan_variants(layer, list(thresholds), weight_out_in)
+    ]
+
+
+class Scoring:
+    """Every variant scored window by window against the baseline of the same window."""
+
+    def __init__(self, stop_ids: torch.Tensor):
+        self.stop_ids = stop_ids
+        self.baseline = Score()
+        self.scores: dict[str, Score] = {}
+        self._baselines: dict[int, Baseline] = {}
+
+    def add_baseline(self, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
+        self._baselines[window] = Baseline.from_logits(logits)
+        self.add(None, window, logits, input_ids)
+
+    def add(self, name: str | None, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
+        score = self.baseline if name is None else self.scores.setdefault(name, Score())
+        score.add(score_window(logits, self._baselines[window], input_ids, self.stop_ids))
+
+
+@dataclass
+class OpenedJob:
+    """A checkpoint opened for analysis with everything both paths run on: its tokenizer, the
+    prompts, the evaluation windows (none without validation), and the job's clock."""
+
+    options: AnalysisOptions
+    clock: Clock
+    checkpoint: Checkpoint
+    tokenizer: object
+    prompts: list[str]
+    eval_text: EvalText | None
+    windows: list[torch.Tensor]
+
+    def report(
+        self,
+        state: DetectionState,
+        plans: list[VariantPlan],
+        scoring: Scoring | None,
+        *,
+        tensor_names: dict[str, str],
+        device: str,
+        bytes_read: int,
+    ) -> Report:
+        return build_report(
+            Findings(
+                checkpoint=self.checkpoint,
+                tensor_names=tensor_names,
+                device=device,
+                prompts=self.prompts,
+                state=state,
+                plans=plans,
+                scores=scoring.scores if scoring else None,
+                baseline=scoring.baseline if scoring else None,
+                eval_text=self.eval_text,
+                eval_windows=len(self.windows),
+                timings=self.clock.rounded(),
+                bytes_read=bytes_read,
+            )
+        )
+
+
+def open_job(model_dir: Path | str, options: AnalysisOptions | None) -> OpenedJob:
+    """Open the checkpoint (refused if unusable, its files hashed), its tokenizer, and what the
+    job will run through the model."""
+    options = options or AnalysisOptions()
+    clock = Clock()
+    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock)
+    eval_text, windows = evaluation_windows(tokenizer, options) if options.validate else (None, [])
+    return OpenedJob(
+        options, clock, checkpoint, tokenizer, options.prompt_list(), eval_text, windows
+    )

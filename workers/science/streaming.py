@@ -1,0 +1,372 @@
+"""Run a causal LM one decoder layer at a time, reading each layer's weights once.
+
+The model is built by transformers on the meta device (parameters only: buffers such as rotary
+frequencies are real), so its own code still computes embeddings, masks and position
+embeddings, and its own decoder-layer classes do the work. What we change is *when* weights
+exist: the non-layer parameters (embeddings, final norm, head) stay loaded; a decoder layer's
+parameters are read from the safetensors files just before it runs and dropped right after,
+while a background thread reads the next layer. Peak memory is therefore two layers plus the
+embeddings plus activations, whatever the model's size.
+
+To drive layers one by one without re-implementing each architecture's calling convention, we
+run the model's forward once per input sequence with every decoder layer replaced by a recorder:
+it captures the exact arguments the model passes to each layer (masks, position embeddings,
+sliding-window choices) and returns its input untouched. Later, `run_layer` calls the real layer
+with those arguments, and `logits` runs the forward again with the layers replaced by the final
+hidden state, so the model's own final norm, head and logit soft-capping apply.
+"""
+
+import ctypes
+import os
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from accelerate import init_empty_weights
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
+
+from workers.science.checkpoint import Checkpoint
+from workers.science.errors import CheckpointRefused
+
+
+class _CaptureDone(Exception):
+    """Raised by the last layer's recorder: nothing after the layers is needed while capturing."""
+
+
+@dataclass
+class LayerCall:
+    """What the model passes to one decoder layer for one sequence, minus the hidden states."""
+
+    args: tuple
+    kwargs: dict
+
+
+@dataclass
+class SequenceCapture:
+    input_ids: torch.Tensor  # [1, T] on the device
+    embeddings: torch.Tensor  # [1, T, d_model]: what the first layer receives
+    calls: list[LayerCall]
+
+
+def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
+    """float32 on the CPU (half-precision matmuls there are slow and less exact); the
+    checkpoint's own dtype on an accelerator."""
+    return torch.float32 if device.type == "cpu" else stored
+
+
+# safetensors dtype codes -> torch dtypes, for the tensors a checkpoint may hold.
+TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class TensorReader:
+    """Reads single tensors from safetensors files with positioned reads into fresh buffers.
+
+    Written by hand because `safe_open` memory-maps the whole file: mapped pages count toward
+    the process's resident memory and its address-space limit for as long as the mapping lives,
+    which defeats a bounded-memory stream, and copying out of the mapping reads every byte on
+    the thread that first touches it. `os.preadv` releases the GIL, so the prefetch thread
+    really reads while the compute thread computes, and the bytes read are counted exactly.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, pin_memory: bool):
+        self.checkpoint = checkpoint
+        self.pin_memory = pin_memory
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.bytes_read = 0
+
+    def _fd(self, file: str) -> int:
+        with self._lock:
+            if file not in self._fds:
+                self._fds[file] = os.open(self.checkpoint.path / file, os.O_RDONLY)
+            return self._fds[file]
+
+    def read(self, name: str) -> torch.Tensor:
+        start, end = self.checkpoint.tensor_span[name]
+        buffer = torch.empty(end - start, dtype=torch.uint8, pin_memory=self.pin_memory)
+        view, fd, done = memoryview(buffer.numpy()), self._fd(self.checkpoint.tensor_file[name]), 0
+        while done < len(view):
+            count = os.preadv(fd, [view[done:]], start + done)
+            if count == 0:
+                raise OSError(f"{self.checkpoint.tensor_file[name]}: file ended inside tensor {name}")
+            done += count
+        self.bytes_read += done
+        dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
+        return buffer.view(dtype).reshape(self.checkpoint.tensor_shape[name])
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+# glibc's M_MMAP_THRESHOLD option, and the size from which allocations should be mmapped.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_large_frees_to_the_os() -> None:
+    """Make glibc serve every allocation of 1 MiB or more with its own mapping, so that freeing a
+    streamed layer gives its memory back to the system.
+
+    By default glibc raises its mmap threshold each time a mapped block is freed, after which
+    blocks of that size come from the heap arenas (one per thread: our prefetch thread has its
+    own) and are kept there after they are freed: measured on a 12-layer, 268 MB-per-layer
+    checkpoint, resident memory then grew by one MLP matrix per layer, as if layers were never
+    released. A fixed threshold turns that off. Not glibc (macOS, musl): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+
+def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
+    """The dtype the checkpoint stores its down projections in."""
+    suffix = f".{checkpoint.architecture.down_proj}.weight"
+    code = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
+    return TORCH_DTYPES.get(code, torch.float32)
+
+
+def _tied_sources(model: nn.Module) -> dict[str, str]:
+    """Tied parameter name -> the parameter it shares its weight with (e.g. lm_head <- embed)."""
+    if not getattr(model.config.get_text_config(), "tie_word_embeddings", False):
+        return {}
+    tied: dict[str, str] = {}
+    for prefix, module in model.named_modules():
+        for target, source in (getattr(module, "_tied_weights_keys", None) or {}).items():
+            tied[f"{prefix}.{target}" if prefix else target] = source
+    return tied
+
+
+def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]:
+    """Model parameter name -> the checkpoint tensor that holds it.
+
+    transformers renames some checkpoint keys while loading (GPT-NeoX's `embed_out` is the
+    model's `lm_head`; old `gamma`/`beta` norms) and keeps those renames in a table; we apply the
+    same table rather than a copy of it. Checkpoints that drop the base model's prefix (GPT-2's
+    `h.0...`) are matched too. Transforms that do more than rename (fusing or splitting
+    tensors) would make a stored index ambiguous, so they are refused.
+    """
+    transforms = get_model_conversion_mapping(model)
+    renames = []
+    for transform in transforms:
+        if not isinstance(transform, WeightRenaming):
+            matches = [k for k in checkpoint.tensor_file if any(re.search(p, k) for p in transform.source_patterns)]
+            if matches:
+                raise CheckpointRefused(
+                    f"{checkpoint.path}: tensor {matches[0]} must be converted, not just renamed, "
+                    "to load; swreg only reads tensors as stored"
+                )
+            continue
+        renames.extend(zip(transform.source_patterns, transform.target_patterns * len(transform.source_patterns)))
+    names: dict[str, str] = {}
+    prefix = model.base_model_prefix
+    for stored in checkpoint.tensor_file:
+        renamed = stored
+        for source, target in renames:
+            if re.search(source, renamed):
+                renamed = re.sub(source, target, renamed)
+                break
+        names[renamed] = stored
+        if prefix:
+            names.setdefault(f"{prefix}.{renamed}", stored)
+    return names
+
+
+def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+
+
+class LayerStreamer:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+        return_large_frees_to_the_os()
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.architecture = checkpoint.architecture
+        self.dtype = compute_dtype_for(self.device, stored_dtype(checkpoint))
+        try:
+            config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
+            with init_empty_weights(include_buffers=False):
+                self.model = AutoModelForCausalLM.from_config(
+                    config,
+                    dtype=self.dtype,
+                    attn_implementation=self.architecture.attention,
+                    trust_remote_code=False,
+                )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CheckpointRefused(
+                f"{checkpoint.path}: config.json does not describe a valid "
+                f"{self.architecture.model_type} model ({exc})"
+            ) from None
+        self.model.eval()
+        self._buffers_to_device()
+        self.layers: nn.ModuleList = self.model.get_submodule(self.architecture.layers)
+        self.num_layers = len(self.layers)
+        self._tied = _tied_sources(self.model)
+        self.names = checkpoint_names(self.model, checkpoint)
+        self.reader = TensorReader(checkpoint, pin_memory=self.device.type == "cuda")
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
+        self._pending: dict[int, Future] = {}
+        self._mode: str = "run"
+        self._capture: list[LayerCall] = []
+        self._inject: torch.Tensor | None = None
+        self._install_dispatch()
+        self._load_parameters(self._non_layer_parameters())
+
+    # ---- weights -------------------------------------------------------------------------
+
+    def _buffers_to_device(self) -> None:
+        for module in self.model.modules():
+            for key, buffer in list(module._buffers.items()):
+                if buffer is not None and buffer.device != self.device:
+                    module._buffers[key] = buffer.to(self.device)
+
+    def _checkpoint_name(self, param: str) -> str | None:
+        return self.names.get(param)
+
+    def _non_layer_parameters(self) -> list[str]:
+        prefix = self.architecture.layers + "."
+        return [n for n, _ in self.model.named_parameters(remove_duplicate=False) if not n.startswith(prefix)]
+
+    def _layer_parameters(self, layer: int) -> list[str]:
+        prefix = f"{self.architecture.layers}.{layer}."
+        return [prefix + n for n, _ in self.layers[layer].named_parameters()]
+
+    def _source_name(self, param: str) -> str | None:
+        """Checkpoint tensor holding `param`: its own, or that of a parameter it is tied to
+        (checkpoints store a tied pair once, under either name)."""
+        name = self._checkpoint_name(param)
+        if name is None and param in self._tied:
+            name = self._checkpoint_name(self._tied[param])
+        if name is None:
+            partners = [target for target, source in self._tied.items() if source == param]
+            name = next((n for n in map(self._checkpoint_name, partners) if n), None)
+        return name
+
+    def _read(self, params: list[str]) -> dict[str, torch.Tensor]:
+        """Read parameters from the checkpoint into host memory (runs on the prefetch thread)."""
+        by_name: dict[str, torch.Tensor] = {}
+        tensors: dict[str, torch.Tensor] = {}
+        for param in params:
+            name = self._source_name(param)
+            if name is None:
+                raise CheckpointRefused(f"{self.checkpoint.path}: no tensor for parameter {param}")
+            expected = list(self.model.get_parameter(param).shape)
+            if self.checkpoint.tensor_shape[name] != expected:
+                raise CheckpointRefused(
+                    f"{self.checkpoint.path}: tensor {name} has shape "
+                    f"{self.checkpoint.tensor_shape[name]}, the config implies {expected}"
+                )
+            if name not in by_name:
+                by_name[name] = self._stage(self.reader.read(name))
+            tensors[param] = by_name[name]
+        return tensors
+
+    def _stage(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Host-side preparation on the prefetch thread: on the CPU, the cast to the compute
+        dtype (a no-op for float32 checkpoints); on an accelerator the pinned buffer goes as is
+        and is cast after the copy."""
+        return tensor if self.device.type == "cuda" else tensor.to(self.dtype)
+
+    def _install(self, tensors: dict[str, torch.Tensor]) -> None:
+        on_device: dict[int, torch.Tensor] = {}  # tied parameters share one device tensor
+        for param, tensor in tensors.items():
+            if id(tensor) not in on_device:
+                on_device[id(tensor)] = tensor.to(self.device, self.dtype, non_blocking=True)
+            _set_parameter(self.model, param, on_device[id(tensor)])
+
+    def _load_parameters(self, params: list[str]) -> None:
+        self._install(self._read(params))
+
+    def prefetch(self, layer: int) -> None:
+        if 0 <= layer < self.num_layers and layer not in self._pending:
+            self._pending[layer] = self._prefetcher.submit(self._read, self._layer_parameters(layer))
+
+    def load_layer(self, layer: int) -> nn.Module:
+        self.prefetch(layer)
+        self._install(self._pending.pop(layer).result())
+        return self.layers[layer]
+
+    def release_layer(self, layer: int) -> None:
+        for param in self._layer_parameters(layer):
+            current = self.model.get_parameter(param)
+            _set_parameter(self.model, param, torch.empty(current.shape, dtype=current.dtype, device="meta"))
+
+    @property
+    def bytes_read(self) -> int:
+        return self.reader.bytes_read
+
+    def close(self) -> None:
+        self._prefetcher.shutdown(wait=True)
+        self.reader.close()
+
+    # ---- driving the model's own forward -------------------------------------------------
+
+    def _install_dispatch(self) -> None:
+        for index, layer in enumerate(self.layers):
+            original = layer.forward
+
+            def dispatch(*args, _index=index, _original=original, **kwargs):
+                return self._dispatch(_index, _original, args, kwargs)
+
+            layer.forward = dispatch
+
+    def _dispatch(self, index: int, original: Callable, args: tuple, kwargs: dict):
+        if self._mode == "run":
+            return original(*args, **kwargs)
+        hidden, rest = (args[0], args[1:]) if args else (kwargs.pop("hidden_states"), ())
+        if self._mode == "capture":
+            self._capture.append(LayerCall(rest, kwargs))
+            if index == self.num_layers - 1:
+                raise _CaptureDone
+        elif index == 0:
+            # inject: the first layer hands back the final hidden state, the others pass it on.
+            hidden = self._inject
+        return (hidden,) if self.architecture.layer_returns_tuple else hidden
+
+    @torch.inference_mode()
+    def capture(self, input_ids: torch.Tensor) -> SequenceCapture:
+        input_ids = input_ids.to(self.device)
+        self._mode, self._capture = "capture", []
+        embeddings: list[torch.Tensor] = []
+        hook = self.layers[0].register_forward_pre_hook(
+            lambda _m, args, kwargs: embeddings.append(args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True,
+        )
+        try:
+            self.model(input_ids=input_ids, use_cache=False)
+        except _CaptureDone:
+            pass
+        finally:
+            hook.remove()
+            self._mode = "run"
+        return SequenceCapture(input_ids, embeddings[0], self._capture)
+
+    @torch.inference_mode()
+    def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
+        call = capture.calls[layer]
+        output = self.layers[layer](hidden, *call.args, **call.kwargs)
+        return output[0] if self.architecture.layer_returns_tuple else output
+
+    @torch.inference_mode()
+    def logits(self, capture: SequenceCapture, final_hidden: torch.Tensor) -> torch.Tensor:
+        self._mode, self._inject = "inject", final_hidden
+        try:
+            return self.model(input_ids=capture.input_ids, use_cache=False).logits
+        finally:
+            self._mode, self._inject = "run", None

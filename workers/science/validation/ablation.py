@@ -1,0 +1,107 @@
+"""How a variant changes its layer while one window runs through it: weights zeroed and put back
+exactly, a super activation put back, the spiking output recorded before and after."""
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import nn
+
+from workers.science.architectures import Architecture
+from workers.science.validation.variants import Coordinate, VariantPlan
+
+
+@contextmanager
+def zeroed(weight: torch.Tensor, architecture: Architecture, coordinates: list[Coordinate]):
+    """Zero weights in place for the duration of the block, then put them back exactly."""
+    stored = [architecture.stored_index(r, c) for r, c in coordinates]
+    index = (torch.tensor([s[0] for s in stored]), torch.tensor([s[1] for s in stored]))
+    with torch.no_grad():
+        saved = weight[index].clone()
+        weight[index] = 0
+        try:
+            yield
+        finally:
+            weight[index] = saved
+
+
+class OutputRecorder:
+    """A forward hook that keeps a copy of the last output (and, if asked, input) of a module.
+
+    Copies, because some architectures update the projection's output in place further down
+    the layer, and a kept reference would silently change under us.
+    """
+
+    def __init__(self, module: nn.Module, keep_inputs: bool = False):
+        self.keep_inputs = keep_inputs
+        self.inputs: torch.Tensor | None = None
+        self.outputs: torch.Tensor | None = None
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, _module, args, output):
+        self.outputs = output.detach().clone()
+        if self.keep_inputs:
+            self.inputs = args[0].detach().clone()
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@contextmanager
+def recording(module: nn.Module, keep_inputs: bool = False) -> Iterator[OutputRecorder]:
+    recorder = OutputRecorder(module, keep_inputs)
+    try:
+        yield recorder
+    finally:
+        recorder.remove()
+
+
+@contextmanager
+def restored(module: nn.Module, row: int, tokens: list[int], values: torch.Tensor):
+    """Overwrite output[..., tokens, row] with `values` (the baseline's super activation)."""
+
+    def hook(_module, _args, output):
+        output = output.clone()
+        flat = output.view(-1, output.shape[-1])
+        flat[tokens, row] = values.to(output.dtype)
+        return output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def spike_tokens(baseline_outputs: torch.Tensor, row: int, threshold: float) -> list[int]:
+    """Tokens of an evaluation window where the baseline's output row reaches the spike level."""
+    column = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])[:, row].abs()
+    return torch.nonzero(column >= threshold).view(-1).tolist()
+
+
+@contextmanager
+def applied(
+    plan: VariantPlan,
+    down_proj: nn.Module,
+    architecture: Architecture,
+    baseline_outputs: torch.Tensor | None,
+    threshold: float | None,
+):
+    """Make `down_proj` behave as the variant does while the block runs one window through it,
+    and record the super activation before (baseline) and after (this variant)."""
+    with ExitStack() as stack:
+        stack.enter_context(zeroed(down_proj.weight, architecture, plan.zeroed))
+        tokens: list[int] = []
+        row = plan.candidate[1] if plan.candidate else None
+        if row is not None and baseline_outputs is not None and threshold is not None:
+            tokens = spike_tokens(baseline_outputs, row, threshold)
+            before = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])[tokens, row]
+            if plan.restore_row is not None and tokens:
+                stack.enter_context(restored(down_proj, row, tokens, before))
+        recorder = stack.enter_context(recording(down_proj))
+        yield
+        if row is not None and tokens:
+            after = recorder.outputs.reshape(-1, recorder.outputs.shape[-1])[tokens, row]
+            plan.super_activation.append(
+                {"tokens": tokens, "before": before.float().tolist(), "after": after.float().tolist()}
+            )

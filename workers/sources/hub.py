@@ -1,0 +1,169 @@
+"""Fetching what detection reads of a Hub repository at a pinned commit, through
+huggingface_hub's shared cache (HF_HUB_CACHE / HF_HOME; the token is HF_TOKEN).
+
+The repository's file list is checked before anything is downloaded (pickle-only checkpoints,
+missing config, the size cap); then only config, tokenizer and the weight files are fetched,
+with their sha256 (from the LFS metadata or the cache's blob names), so that analysis does not
+hash them again.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from huggingface_hub import (
+    HfApi,
+    get_cached_repo_tree,
+    hf_hub_download,
+    snapshot_download,
+)
+from huggingface_hub.errors import (
+    CachedRepoTreeNotFoundError,
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from workers.science.checkpoint import (
+    SAFETENSORS_INDEX,
+    read_shard_index,
+    sha256_of,
+    weight_file_names,
+)
+from workers.science.errors import CheckpointRefused
+from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
+from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
+from workers.sources.pinning import COMMIT_SHA, TransportError, repo_cache_dir
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _remote_listing(repo_id: str, sha: str, token: str | None) -> list[RepoFile]:
+    info = HfApi(token=token).model_info(repo_id, revision=sha, files_metadata=True)
+    return [
+        RepoFile(
+            name=s.rfilename,
+            size=int(s.size or (s.lfs.size if s.lfs else 0) or 0),
+            sha256=s.lfs.sha256 if s.lfs else None,
+        )
+        for s in info.siblings or []
+    ]
+
+
+def _cached_listing(repo_id: str, sha: str, cache_dir: Path | None) -> list[RepoFile]:
+    """The repository's files from the cache: the tree listing huggingface_hub stored at
+    download time when there is one (it names files that were not downloaded), else the files
+    of the snapshot itself."""
+    snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
+    if not snapshot.is_dir():
+        raise HubRefused(
+            f"{repo_id}@{sha} is not in the local Hub cache and the Hub is unreachable"
+        )
+    present = {p.relative_to(snapshot).as_posix(): p for p in snapshot.rglob("*") if p.is_file()}
+    files = {name: RepoFile(name, p.stat().st_size, _blob_sha256(p)) for name, p in present.items()}
+    try:
+        tree = get_cached_repo_tree(repo_id, revision=sha, cache_dir=cache_dir)
+    except CachedRepoTreeNotFoundError:
+        tree = []
+    for entry in tree:
+        files.setdefault(entry.path, RepoFile(entry.path, int(entry.size or 0)))
+    return sorted(files.values(), key=lambda f: f.name)
+
+
+def _blob_sha256(path: Path) -> str | None:
+    """huggingface_hub names an LFS blob by its sha256 (64 hex); small files by git sha1."""
+    if path.is_symlink():
+        name = Path(os.readlink(path)).name
+        if SHA256_HEX.match(name):
+            return name
+    return None
+
+
+def fetch_hub(
+    repo_id: str,
+    sha: str,
+    *,
+    max_bytes: int,
+    cache_dir: Path | None = None,
+    token: str | None = None,
+) -> FetchResult:
+    """Download (or find in the cache) what detection reads of repo_id at commit sha."""
+    if not COMMIT_SHA.match(sha):
+        raise CheckpointRefused(f"{repo_id}: revision {sha!r} is not a full commit sha")
+    what = f"{repo_id}@{sha[:12]}"
+    offline = False
+    try:
+        listing = _remote_listing(repo_id, sha, token)
+    except GatedRepoError:
+        raise HubRefused(f"{repo_id} is a gated repository: set HF_TOKEN") from None
+    except RevisionNotFoundError:
+        raise HubNotFound(f"revision {sha} no longer exists in {repo_id}") from None
+    except RepositoryNotFoundError:
+        raise HubNotFound(f"repository {repo_id} no longer exists on the Hub") from None
+    except (OfflineModeIsEnabled, TransportError):
+        listing = _cached_listing(repo_id, sha, cache_dir)
+        offline = True
+    shards = None
+    if any(f.name == SAFETENSORS_INDEX for f in listing):
+        # The index first (a few KB): it says which of the repository's weight files to fetch.
+        index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what)
+        shards = read_shard_index(index)
+    selected = select_files(listing, shards)
+    selected_weights = weight_file_names([f.name for f in listing], shards)
+    check_listing(listing, selected, max_bytes=max_bytes, what=what)
+
+    blobs = repo_cache_dir(repo_id, cache_dir) / "blobs"
+    snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
+    # What is already cached costs nothing; the rest is what this fetch downloads.
+    downloaded = sum(
+        f.size
+        for f in selected
+        if not ((f.sha256 and (blobs / f.sha256).is_file()) or (snapshot / f.name).is_file())
+    )
+    try:
+        path = Path(
+            snapshot_download(
+                repo_id,
+                revision=sha,
+                # Exact names (chosen by select_files), never a pickle or other format.
+                allow_patterns=[f.name for f in selected],
+                cache_dir=cache_dir,
+                token=token,
+            )
+        )
+    except LocalEntryNotFoundError as exc:
+        raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
+    except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise HubRefused(f"{what}: {str(exc).splitlines()[0]}") from None
+
+    known = {f.name: f for f in listing}
+    records = []
+    for name in sorted(f.name for f in selected):
+        local = path / name
+        if not local.is_file():
+            raise HubUnavailable(f"{what}: {name} is missing from the fetched snapshot")
+        digest = known[name].sha256 or _blob_sha256(local) or sha256_of(local)
+        records.append({"name": name, "size": local.stat().st_size, "sha256": digest})
+    by_name = {r["name"]: r["sha256"] for r in records}
+    return FetchResult(
+        path=path,
+        files=records,
+        weight_sha256={n: by_name[n] for n in selected_weights if n in by_name},
+        selected_bytes=sum(f.size for f in selected),
+        downloaded_bytes=0 if offline else downloaded,
+        repo_bytes=sum(f.size for f in listing),
+        offline=offline,
+    )
+
+
+def _download_one(
+    repo_id: str, sha: str, filename: str, cache_dir: Path | None, token: str | None, what: str
+) -> Path:
+    try:
+        return Path(
+            hf_hub_download(repo_id, filename, revision=sha, cache_dir=cache_dir, token=token)
+        )
+    except LocalEntryNotFoundError as exc:
+        raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,350 @@
+"""The worker: claim a job, fetch its checkpoint, analyse it, record the result, repeat.
+
+    claim (lease) → fetch (Hub cache or local directory) → analyse (detect + validate)
+      → one transaction: fenced completion + record_report → next job
+
+A background thread heartbeats while a job runs, extending the lease. A failing job is retried
+with backoff or failed with a one-line reason (at once when the failure is permanent: a refused
+checkpoint), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
+exit; a second signal abandons it, handing it back to the queue.
+
+Run it with `swreg worker` or `python -m workers.worker`.
+"""
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.jobs import queue
+from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
+from registry.settings import get_settings
+from registry.superweights.service import record_report, revision_kind_of
+from workers.contract.report import Report
+from workers.sources import hub, local
+from workers.sources.listing import FetchResult
+
+log = logging.getLogger("swreg.worker")
+
+DEFAULT_POLL_SECONDS = 5.0
+# Heartbeats per lease period: a worker survives a couple of missed beats (a slow database).
+HEARTBEATS_PER_LEASE = 3
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
+
+
+class StopNow(BaseException):
+    """A second stop signal: abandon the current job now. A BaseException so that no
+    `except Exception` inside analysis swallows it."""
+
+
+@dataclass
+class WorkerConfig:
+    device: str = "cpu"
+    lease_seconds: float = 600.0
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    # Stop when no job is claimable instead of polling (drain the queue once).
+    once: bool = False
+    max_jobs: int | None = None
+    max_checkpoint_bytes: int = 64 * 1024**3
+    backoff_base_seconds: float = queue.RETRY_BACKOFF_BASE_SECONDS
+    validate: bool = True
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> "WorkerConfig":
+        settings = get_settings()
+        values: dict[str, Any] = {
+            "device": settings.device,
+            "lease_seconds": float(settings.job_lease_seconds),
+            "max_checkpoint_bytes": settings.max_checkpoint_bytes,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def worker_name() -> str:
+    # Unique per process and start: a restarted worker with the same pid is another owner.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease every lease/3 seconds; flags `lost` when the lease is gone."""
+
+    def __init__(self, factory: sessionmaker[Session], lease: Lease, lease_seconds: float):
+        super().__init__(name=f"heartbeat-{lease.job_id}", daemon=True)
+        self.factory, self.lease, self.lease_seconds = factory, lease, lease_seconds
+        self.interval = lease_seconds / HEARTBEATS_PER_LEASE
+        self.lost = threading.Event()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                with write_transaction(self.factory) as session:
+                    alive = queue.heartbeat(session, self.lease, lease_seconds=self.lease_seconds)
+            except Exception as exc:  # a database hiccup: the lease still has time, try again
+                log.warning("job %s: heartbeat failed: %s", self.lease.job_id, one_line(exc))
+                continue
+            if not alive:
+                log.warning("job %s: lease lost; abandoning the job", self.lease.job_id)
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join()
+
+
+class Worker:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        config: WorkerConfig,
+        *,
+        name: str | None = None,
+    ):
+        self.factory = factory
+        self.config = config
+        self.name = name or worker_name()
+        self.stop_requested = threading.Event()
+        self._signals = 0
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped (or the queue is drained with `once`); returns jobs processed."""
+        processed = 0
+        log.info("worker %s started (device %s)", self.name, self.config.device)
+        # torch and transformers take seconds to import: before the first lease, not during it.
+        import workers.science.pipeline.sweep  # noqa: F401
+
+        try:
+            while not self.stop_requested.is_set():
+                if self.config.max_jobs is not None and processed >= self.config.max_jobs:
+                    break
+                try:
+                    did_work = self.run_one()
+                except Exception as exc:  # the database is down, say: wait and try again
+                    log.error("worker %s: %s", self.name, one_line(exc))
+                    did_work = False
+                if did_work:
+                    processed += 1
+                elif self.config.once:
+                    break
+                else:
+                    self.stop_requested.wait(self.config.poll_seconds)
+        except StopNow:
+            pass
+        log.info("worker %s stopped after %d job(s)", self.name, processed)
+        return processed
+
+    def run_one(self) -> bool:
+        """Claim and process one job; False when none was claimable."""
+        with write_transaction(self.factory) as session:
+            claimed = queue.claim(session, owner=self.name, lease_seconds=self.config.lease_seconds)
+        if claimed is None:
+            return False
+        job, lease = claimed
+        self.process(job, lease)
+        return True
+
+    # --- one job --------------------------------------------------------------------------
+
+    def process(self, job: Job, lease: Lease) -> JobState | None:
+        """Run one claimed job to its end; returns its new state (None: no longer ours)."""
+        log.info(
+            "job %s: claimed %s@%s (attempt %d/%d)",
+            job.id,
+            job.model_id,
+            job.revision,
+            lease.attempt,
+            job.max_attempts,
+        )
+        heartbeat = Heartbeat(self.factory, lease, self.config.lease_seconds)
+        heartbeat.start()
+        fetched: FetchResult | None = None
+        try:
+            timings: dict[str, float] = {}
+            started = time.perf_counter()
+            fetched = self._fetch(job)
+            timings["fetch"] = round(time.perf_counter() - started, 3)
+            log.info(
+                "job %s: fetched %d file(s), %d bytes downloaded of %d in the repository (%.1f s)",
+                job.id,
+                len(fetched.files),
+                fetched.downloaded_bytes,
+                fetched.repo_bytes,
+                timings["fetch"],
+            )
+            analysing = time.perf_counter()
+            report = self._analyse(job, fetched, heartbeat.lost.is_set)
+            timings["analyse"] = round(time.perf_counter() - analysing, 3)
+            timings.update(_step_timings(report))
+            timings["total"] = round(time.perf_counter() - started, 3)
+            heartbeat.stop()
+            self._complete(job, lease, report, timings, fetched)
+            counts = _state_counts(report)
+            log.info(
+                "job %s: succeeded in %.1f s (%s)",
+                job.id,
+                timings["total"],
+                counts or "no super weights",
+            )
+            return JobState.SUCCEEDED
+        except LeaseLost as exc:
+            log.warning("job %s: %s", job.id, exc)
+            return None
+        except (StopNow, KeyboardInterrupt):
+            heartbeat.stop()
+            self._release(lease)
+            raise StopNow from None
+        except Exception as exc:
+            heartbeat.stop()
+            return self._fail(job, lease, exc, fetched)
+        finally:
+            heartbeat.stop()
+
+    def _fetch(self, job: Job) -> FetchResult:
+        if job.source == JobSource.LOCAL:
+            result, _ = local.fetch_local(
+                Path(job.local_path or ""),
+                max_bytes=self.config.max_checkpoint_bytes,
+                expected_revision=job.revision,
+            )
+            return result
+        # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
+        return hub.fetch_hub(job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes)
+
+    def _analyse(
+        self, job: Job, fetched: FetchResult, lease_lost: Callable[[], bool]
+    ) -> Report:
+        # Imported here: torch and transformers load in seconds, and only a worker needs them.
+        from workers.science.pipeline.steps import AnalysisOptions
+        from workers.science.pipeline.sweep import analyse
+
+        def progress(*_args: Any, **_kwargs: Any) -> None:
+            # Analysis reports progress between steps: the place to give up a lost job early.
+            if lease_lost():
+                raise LeaseLost(f"job {job.id}: lease lost during analysis")
+
+        options = AnalysisOptions(
+            device=self.config.device,
+            validate=self.config.validate,
+            file_sha256=fetched.weight_sha256 or None,
+        )
+        log.info("job %s: analysing on %s", job.id, self.config.device)
+        return analyse(fetched.path, options, progress=progress)
+
+    def _complete(
+        self,
+        job: Job,
+        lease: Lease,
+        report: Report,
+        timings: dict[str, float],
+        fetched: FetchResult,
+    ) -> None:
+        def record(session: Session) -> int:
+            revision = record_report(
+                session,
+                model_id=job.model_id,
+                revision=job.revision,
+                revision_kind=revision_kind_of(job.revision),
+                report=report,
+            )
+            return revision.id
+
+        with write_transaction(self.factory) as session:
+            queue.complete(session, lease, record=record, timings=timings, fetch=fetched.summary())
+
+    def _fail(
+        self, job: Job, lease: Lease, exc: Exception, fetched: FetchResult | None
+    ) -> JobState | None:
+        permanent = bool(getattr(exc, "permanent", False))
+        log.log(
+            logging.WARNING if permanent else logging.ERROR,
+            "job %s: attempt %d failed: %s",
+            job.id,
+            lease.attempt,
+            one_line(exc),
+            exc_info=not permanent,
+        )
+        try:
+            with write_transaction(self.factory) as session:
+                state = queue.fail(
+                    session,
+                    lease,
+                    exc,
+                    permanent=permanent,
+                    backoff_base_seconds=self.config.backoff_base_seconds,
+                    fetch=fetched.summary() if fetched else None,
+                )
+        except LeaseLost as lost:
+            log.warning("job %s: %s", job.id, lost)
+            return None
+        log.info(
+            "job %s: %s", job.id, "failed" if state == JobState.FAILED else "queued for a retry"
+        )
+        return state
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            with write_transaction(self.factory) as session:
+                released = queue.release(session, lease)
+        except Exception as exc:
+            log.error(
+                "job %s: could not hand the job back: %s (its lease will expire)",
+                lease.job_id,
+                one_line(exc),
+            )
+            return
+        if released:
+            log.info("job %s: handed back to the queue", lease.job_id)
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """First SIGTERM/SIGINT: finish the current job, then exit. Second: abandon it now."""
+
+        def handle(signum: int, _frame: Any) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                log.info(
+                    "worker %s: %s received; finishing the current job, then stopping "
+                    "(send it again to stop now)",
+                    self.name,
+                    signal.Signals(signum).name,
+                )
+                self.stop_requested.set()
+            else:
+                raise StopNow()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+def _step_timings(report: Report) -> dict[str, float]:
+    """The analysis's own step timings (load, detect, validate, score, …), in seconds; its
+    total is the worker's `analyse` (which also counts what analysis does not time)."""
+    return {name: round(value, 3) for name, value in report.timings.items() if name != "total"}
+
+
+def _state_counts(report: Report) -> str:
+    counts = Counter(sw.state for sw in report.super_weights)
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    # The schema check at start-up would log Alembic's context lines on every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
