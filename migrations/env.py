@@ -47,7 +47,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(_url())
+    engine = make_engine(_url(), timeouts=False)
     try:
         with engine.connect() as connection:
             _configure(connection)

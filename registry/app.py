@@ -2,59 +2,102 @@
 
 To add a router: put it in `_routers()` below; it is mounted under API_PREFIX and its errors
 (any SwregError) become JSON bodies {"error": {"code", "message"}} with the error's HTTP status.
+
+What every endpoint gets, and what a new one must keep:
+
+- **Database work** goes through `Database.call/read/write` (registry.dependencies): a worker
+  thread, bounded by `api_database_timeout_seconds`; a database that is down, locked, frozen or
+  too slow gives 503 with `Retry-After` and a body that names no URL, host or credential. The
+  schema check is retried on every request until it has once succeeded, so a server started
+  while the database is down answers 503 until it is back, without a restart.
+- **Errors**: every status an endpoint can give is listed in its `responses` (the OpenAPI
+  document is the contract; tests/registry/test_openapi_fuzz.py holds the app to it).
+  `COMMON_ERRORS` (422, 503) is on every route; add `registry.api_errors.errors(...)` for the
+  others (401, 404, 413, ...).
+- **Bounded input**: request bodies are capped at MAX_BODY_BYTES (registry.middleware: 413,
+  nothing more is read); a write route uses `TokenFirstRoute` (registry.auth.dependency), which
+  checks the token before the body is read; path and query integers are bounded to what the
+  columns hold (registry.bounds); model ids and revisions are validated
+  (workers.sources.pinning.check_model_id / check_revision) before they reach the database.
+- **HEAD** works on every GET (registry.middleware.HeadAsGet).
+- **HTTP caching** (registry.caching: Entity, ResponseCache, ResponseCacheDep, cached_response,
+  cached_responses, and the Cache-Control policies PINNED and REVALIDATE): a read endpoint whose
+  answer is a function of the stored data builds its body once per data version and answers
+  with a strong ETag, Cache-Control, 304 on If-None-Match and gzip when large:
+
+      async def get_thing(request: Request, database: DatabaseDep, cache: ResponseCacheDep):
+          entity = await database.call(_thing_entity, database, cache, thing_id)
+          return cached_response(request, entity, cache_control=REVALIDATE)
+
+      def _thing_entity(database, cache, thing_id) -> Entity:    # runs in a worker thread
+          with database.engine.connect() as connection:
+              version = current_version(connection)              # one tiny query
+              return cache.get_or_build(("thing", thing_id), version,
+                                        lambda: Entity.of(render(connection, thing_id), MEDIA))
+
+  Declare `responses=cached_responses(...)` on the route so that 304 is documented. Bodies of
+  any media type work (JSON, HTML, PNG); a table whose rows such a body shows must be tracked
+  (`registry.data_version.track(Model)`), so that writing it changes the version.
 """
 
-import re
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
+from registry.api_errors import COMMON_ERRORS, error_code, error_response, errors
+from registry.caching import ResponseCache
+from registry.database import is_unavailable
 from registry.dependencies import Database, DatabaseDep
-from registry.errors import SwregError
+from registry.errors import DatabaseUnavailable, SwregError
+from registry.middleware import HeadAsGet, MaxBodySize
 from registry.migrate import current_revisions, database_url
 
 API_PREFIX = "/api/v1"
+# Request bodies: a submission is two short strings; nothing the API takes comes near this.
+MAX_BODY_BYTES = 8 * 1024
+
+log = logging.getLogger("swreg.api")
 
 
 def _routers() -> list[APIRouter]:
     from registry.index.endpoints import router as index_router
     from registry.jobs.endpoints import router as jobs_router
+    from registry.jobs.endpoints import submissions as submissions_router
     from registry.superweights.endpoints import router as superweights_router
 
-    return [health_router, superweights_router, index_router, jobs_router]
+    return [health_router, superweights_router, index_router, jobs_router, submissions_router]
 
 
 # --- errors -----------------------------------------------------------------------------------
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-def error_code(exc: SwregError) -> str:
-    # NotFound -> not_found, DatabaseOutOfDate -> database_out_of_date
-    return getattr(exc, "code", None) or re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
-
-
 async def _swreg_error(_request: Request, exc: SwregError) -> JSONResponse:
-    response = error_response(exc.http_status, error_code(exc), str(exc))
+    message = getattr(exc, "public_message", None) or str(exc)
     # e.g. WWW-Authenticate on a 401 (registry.auth.service.Unauthorized)
-    response.headers.update(getattr(exc, "headers", None) or {})
-    return response
+    return error_response(
+        exc.http_status, error_code(exc), message, getattr(exc, "headers", None)
+    )
+
+
+async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    # Database work outside Database.call (there, these become DatabaseUnavailable already).
+    if is_unavailable(exc):
+        log.warning("database unavailable: %s", str(exc).splitlines()[0])
+        return await _swreg_error(request, DatabaseUnavailable(str(exc)))
+    log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -64,11 +107,12 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    response = error_response(exc.status_code, code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+    }.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -76,18 +120,27 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
 health_router = APIRouter(tags=["health"])
 
 
-class Health(BaseModel):
+class Liveness(BaseModel):
     status: str
     version: str
+
+
+class Readiness(Liveness):
     schema_revision: list[str]
 
 
-@health_router.get("/health", response_model=Health, responses={503: {"model": ErrorBody}})
-def health(database: DatabaseDep) -> Health:
-    """The service is up and its database is reachable and at the code's schema head."""
-    return Health(
-        status="ok", version=__version__, schema_revision=list(current_revisions(database.engine))
-    )
+@health_router.get("/health", response_model=Liveness)
+async def health() -> Liveness:
+    """Liveness: the server process answers. It does not touch the database (see /ready)."""
+    return Liveness(status="ok", version=__version__)
+
+
+@health_router.get("/ready", response_model=Readiness, responses=errors(503))
+async def ready(database: DatabaseDep) -> Readiness:
+    """Readiness: the database answers (within the server's database timeout) and its schema
+    is at the code's head; 503 otherwise."""
+    revisions = await database.call(current_revisions, database.engine)
+    return Readiness(status="ok", version=__version__, schema_revision=list(revisions))
 
 
 # --- the application --------------------------------------------------------------------------
@@ -99,6 +152,7 @@ def create_app(url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.database = Database.from_url(database_url(url))
+        app.state.response_cache = ResponseCache()
         try:
             yield
         finally:
@@ -112,11 +166,15 @@ def create_app(url: str | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
-        responses={422: {"model": ErrorBody, "description": "Invalid input"}},
+        responses=COMMON_ERRORS,
     )
     app.add_exception_handler(SwregError, _swreg_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(MaxBodySize, limit=MAX_BODY_BYTES)
+    app.add_middleware(HeadAsGet)
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -25,4 +25,8 @@ class DatabaseOutOfDate(SwregError):
 
 
 class DatabaseUnavailable(Unavailable):
-    pass
+    """The database is down, unreachable, locked or too slow. Its message (for the command line
+    and the logs) may name the database; an HTTP body says only `public_message`, so that no URL,
+    host or credential reaches a client."""
+
+    public_message = "the database is unavailable; retry later"

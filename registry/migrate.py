@@ -68,7 +68,7 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def _run(url: str, fn, revision: str) -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts=False)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)

@@ -19,12 +19,29 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=default_database_url)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes of `swreg serve` (see README: one by default, because the machine that
+    # serves usually runs the torch worker beside it, and one process already keeps a core busy).
+    web_workers: int = Field(default=1, ge=1, le=64)
     # Largest checkpoint (sum of the files a worker fetches) a worker accepts, in bytes.
     max_checkpoint_bytes: int = 64 * 1024**3
     # How long a claimed job stays leased to its worker without a heartbeat.
     job_lease_seconds: int = 600
     job_max_attempts: int = 3
     device: str = "cpu"
+
+    # --- the database: short limits, so that an outage is an answer, not a hang ---
+    # Opening a connection (PostgreSQL: libpq's connect_timeout, whole seconds).
+    db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    # One statement (PostgreSQL: statement_timeout; SQLite: how long to wait for a lock).
+    db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Waiting for a free connection of the pool.
+    db_pool_timeout_seconds: float = Field(default=3.0, gt=0)
+    # The HTTP API's bound on one request's database work, measured in the server (it also
+    # covers a server that accepts connections but never answers, e.g. a frozen one): past it
+    # the request answers 503.
+    api_database_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Retry-After of a 503 (the database or the Hub is unavailable), in seconds.
+    retry_after_seconds: int = Field(default=5, ge=1)
 
 
 @lru_cache

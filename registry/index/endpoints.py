@@ -1,30 +1,84 @@
-"""The whole registry as one JSON index document (the same bytes `swreg export` writes)."""
+"""The whole registry as one JSON index document (the same bytes `swreg export` writes), and
+its JSON Schema. Both answer through registry.caching (strong ETag, 304, gzip)."""
 
-from fastapi import APIRouter, Response
+from functools import cache
 
-from registry.dependencies import SessionDep
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+
+from registry.caching import (
+    REVALIDATE,
+    Entity,
+    ResponseCache,
+    ResponseCacheDep,
+    cached_response,
+    cached_responses,
+)
+from registry.data_version import current_version
+from registry.dependencies import Database, DatabaseDep
 from registry.index import service
+from registry.superweights.documents import parse_time
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
 router = APIRouter(tags=["index"])
 
-_INDEX_DOC = {
-    200: {
-        "description": "The JSON index; its JSON Schema is served at /api/v1/index/schema.",
-        "content": {"application/json": {}},
-    }
-}
-
-
-@router.get("/index", response_class=Response, responses=_INDEX_DOC)
-def get_index(session: SessionDep) -> Response:
-    """Every model revision and coordinate, in the JSON index format."""
-    return Response(service.dumps(service.export_document(session)), media_type="application/json")
+SCHEMA_MEDIA_TYPE = "application/schema+json"
+# The schema ships with the code: it changes only with a new version of swreg.
+SCHEMA_CACHE_CONTROL = "public, max-age=3600"
 
 
 @router.get(
-    "/index/schema", response_class=Response, responses={200: {"content": {"application/json": {}}}}
+    "/index",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The JSON index; its JSON Schema is served at /api/v1/index/schema. "
+            "meta.generated_at is the time of the last change to what it contains.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **cached_responses(),
+    },
 )
-def get_index_schema() -> Response:
+async def get_index(
+    request: Request, database: DatabaseDep, cache: ResponseCacheDep
+) -> Response:
+    """Every model revision and coordinate, in the JSON index format."""
+    entity = await database.call(_index, database, cache)
+    return cached_response(request, entity, cache_control=REVALIDATE)
+
+
+def _index(database: Database, cache: ResponseCache) -> Entity:
+    with database.engine.connect() as connection:
+        version = current_version(connection)
+
+        def build() -> Entity:
+            with Session(bind=connection) as session:
+                document = service.export_document(session)
+            return Entity.of(
+                service.dumps(document).encode(),
+                "application/json",
+                last_modified=parse_time(document["meta"]["generated_at"]),
+            )
+
+        return cache.get_or_build(("index",), version, build)
+
+
+@cache
+def _schema_entity() -> Entity:
+    return Entity.of(INDEX_SCHEMA_PATH.read_bytes(), SCHEMA_MEDIA_TYPE)
+
+
+@router.get(
+    "/index/schema",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "JSON Schema (draft 2020-12)",
+            "content": {SCHEMA_MEDIA_TYPE: {"schema": {"type": "object"}}},
+        },
+        304: {"description": "Not modified: the If-None-Match ETag is current"},
+    },
+)
+async def get_index_schema(request: Request) -> Response:
     """The JSON Schema (draft 2020-12) of the index."""
-    return Response(INDEX_SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
+    return cached_response(request, _schema_entity(), cache_control=SCHEMA_CACHE_CONTROL)

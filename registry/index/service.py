@@ -8,7 +8,7 @@ document before it writes anything, and writes it in the caller's single transac
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from jsonschema.exceptions import best_match
 from sqlalchemy.orm import Session
 
 from registry import __version__
-from registry.clock import utcnow_seconds
 from registry.errors import InvalidInput
 from registry.superweights import service as sw_service
 from registry.superweights.documents import (
@@ -32,6 +31,8 @@ from workers.contract.resources import INDEX_SCHEMA_PATH
 
 SCHEMA_VERSION = 1
 GENERATOR_NAME = "swreg"
+# `generated_at` of an empty registry: nothing has changed since the epoch.
+EMPTY_REGISTRY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @lru_cache
@@ -58,11 +59,15 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def export_document(session: Session, *, generated_at: datetime | None = None) -> dict[str, Any]:
+    """The whole registry. `generated_at` (unless pinned) is the time of the last change to
+    what the document contains, so the same data always gives the same bytes."""
     revisions = sorted(sw_service.all_revisions(session), key=revision_sort_key)
+    if generated_at is None:
+        generated_at = sw_service.last_change(session) or EMPTY_REGISTRY_TIME
     return {
         "meta": {
             "schema_version": SCHEMA_VERSION,
-            "generated_at": format_time(generated_at or utcnow_seconds()),
+            "generated_at": format_time(generated_at),
             "generator": {"name": GENERATOR_NAME, "version": __version__},
         },
         "models": [revision_document(rev) for rev in revisions],

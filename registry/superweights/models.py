@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.clock import utcnow_seconds
+from registry.data_version import track
 from registry.database import Base, JSONType, one_of
 
 REVISION_KINDS = ("commit", "content", "unknown")
@@ -88,6 +89,10 @@ class SuperWeight(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 
     model_revision: Mapped[ModelRevision] = relationship(back_populates="super_weights")
+
+
+# What the read API serves: any write to these bumps the data version (HTTP caching).
+track(ModelRevision, SuperWeight)
 
 
 def index_key(index: list[int]) -> str:

@@ -20,9 +20,11 @@ from registry.superweights.documents import revision_document
 from registry.superweights.models import ModelRevision, SuperWeight, index_key
 from registry.superweights.schemas import REVISION_PATTERN
 from workers.contract.report import Report
+from workers.sources.pinning import check_model_id
 
 _REVISION_RE = re.compile(REVISION_PATTERN)
-_MODEL_ID_RE = re.compile(r"^[^\s]{1,255}$")
+# How much of a hostile revision an error message repeats.
+_SHOWN_CHARS = 80
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -31,19 +33,14 @@ _MODEL_ID_RE = re.compile(r"^[^\s]{1,255}$")
 def revision_kind_of(revision: str) -> str:
     """`commit` (40-hex sha), `content` (sha256:… of a local directory) or `unknown`."""
     if not isinstance(revision, str) or not _REVISION_RE.fullmatch(revision):
+        shown = revision[:_SHOWN_CHARS] if isinstance(revision, str) else revision
         raise InvalidInput(
-            f"invalid revision {revision!r}: expected a full 40-hex commit sha, "
+            f"invalid revision {shown!r}: expected a full 40-hex commit sha, "
             "sha256:<64 hex> or unknown"
         )
     if revision == "unknown":
         return "unknown"
     return "content" if revision.startswith("sha256:") else "commit"
-
-
-def check_model_id(model_id: str) -> str:
-    if not isinstance(model_id, str) or not _MODEL_ID_RE.fullmatch(model_id):
-        raise InvalidInput(f"invalid model id {model_id!r}: expected e.g. org/name, no spaces")
-    return model_id
 
 
 # --- upserts ----------------------------------------------------------------------------------
@@ -274,6 +271,7 @@ def get_coordinate(
 
 def lookup(session: Session, model_id: str, revision: str | None = None) -> list[ModelRevision]:
     """The revisions of a model (one when `revision` is given), sorted by revision."""
+    check_model_id(model_id)
     if revision is not None:
         revision_kind_of(revision)
     query = select(ModelRevision).where(ModelRevision.model_id == model_id)
@@ -348,3 +346,21 @@ def list_models(
 
 def all_revisions(session: Session) -> Iterable[ModelRevision]:
     return session.scalars(select(ModelRevision))
+
+
+def last_change(session: Session) -> datetime | None:
+    """When what the registry serves last changed: the latest time stamped on a model revision
+    or a coordinate (created, updated, retracted); None for an empty registry. Computed from the
+    data, so an export → import → export round trip gives the same answer."""
+    times = [
+        session.scalar(select(func.max(column)))
+        for column in (
+            ModelRevision.created_at,
+            ModelRevision.updated_at,
+            SuperWeight.created_at,
+            SuperWeight.updated_at,
+            SuperWeight.retracted_at,
+        )
+    ]
+    present = [as_utc(t) for t in times if t is not None]
+    return max(present) if present else None

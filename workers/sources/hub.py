@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from httpx2 import TransportError  # huggingface_hub's HTTP client
 from huggingface_hub import (
     HfApi,
     get_cached_repo_tree,
@@ -20,6 +21,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
     GatedRepoError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
@@ -35,7 +37,7 @@ from workers.science.checkpoint import (
 from workers.science.errors import CheckpointRefused
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
-from workers.sources.pinning import COMMIT_SHA, TransportError, repo_cache_dir
+from workers.sources.pinning import COMMIT_SHA, repo_cache_dir
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -52,13 +54,18 @@ def _remote_listing(repo_id: str, sha: str, token: str | None) -> list[RepoFile]
     ]
 
 
-def _cached_listing(repo_id: str, sha: str, cache_dir: Path | None) -> list[RepoFile]:
+def _cached_listing(
+    repo_id: str, sha: str, cache_dir: Path | None, *, offline: bool
+) -> list[RepoFile]:
     """The repository's files from the cache: the tree listing huggingface_hub stored at
     download time when there is one (it names files that were not downloaded), else the files
-    of the snapshot itself."""
+    of the snapshot itself. A commit the cache lacks is refused in offline mode (a setting) and
+    HubUnavailable (worth retrying) when the Hub is unreachable."""
     snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
     if not snapshot.is_dir():
-        raise HubRefused(
+        if offline:
+            raise HubRefused(f"{repo_id}@{sha} is not in the local Hub cache (offline mode)")
+        raise HubUnavailable(
             f"{repo_id}@{sha} is not in the local Hub cache and the Hub is unreachable"
         )
     present = {p.relative_to(snapshot).as_posix(): p for p in snapshot.rglob("*") if p.is_file()}
@@ -102,8 +109,17 @@ def fetch_hub(
         raise HubNotFound(f"revision {sha} no longer exists in {repo_id}") from None
     except RepositoryNotFoundError:
         raise HubNotFound(f"repository {repo_id} no longer exists on the Hub") from None
-    except (OfflineModeIsEnabled, TransportError):
-        listing = _cached_listing(repo_id, sha, cache_dir)
+    except OfflineModeIsEnabled:
+        listing = _cached_listing(repo_id, sha, cache_dir, offline=True)
+        offline = True
+    except TransportError:
+        listing = _cached_listing(repo_id, sha, cache_dir, offline=False)
+        offline = True
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status is None or (status < 500 and status != 429):
+            raise HubRefused(f"the Hub refused {what}: {str(exc).splitlines()[0]}") from None
+        listing = _cached_listing(repo_id, sha, cache_dir, offline=False)
         offline = True
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):

@@ -1,50 +1,147 @@
 """Pinning: what a user names (a Hub id with a branch, tag or sha; a local directory) turned
 into the exact revision a coordinate belongs to. The registry calls this at submission.
 
+- `check_model_id` and `check_revision` validate names at the boundary, before anything uses
+  them: a model id by the Hub's own rules, a revision as a 40-hex sha or a git ref name.
 - `resolve_revision` pins a Hub branch, tag or short sha to the full commit sha.
 - `hash_local_weights` + `local_revision` pin a directory by the content hash of its weights.
+
+huggingface_hub is imported inside the functions that talk to the Hub: the registry imports this
+module to validate names, and a server answering lookups has no use for the Hub client.
 """
 
 import re
+import unicodedata
+from functools import cache
 from pathlib import Path
 
-from httpx2 import TransportError  # huggingface_hub's HTTP client
-from huggingface_hub import HfApi, constants
-from huggingface_hub.errors import (
-    DisabledRepoError,
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.file_download import repo_folder_name
-
+from workers.contract.errors import InvalidInput
 from workers.science.checkpoint import checked_weight_names, local_revision, sha256_of
 from workers.science.errors import CheckpointRefused
-from workers.sources.errors import HubNotFound, HubRefused
+from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 
-__all__ = ["hash_local_weights", "local_revision", "resolve_revision"]
+__all__ = [
+    "check_model_id",
+    "check_revision",
+    "hash_local_weights",
+    "local_revision",
+    "resolve_revision",
+]
 
 DEFAULT_BRANCH = "main"
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
+# git allows longer ref names; the Hub's branches and tags are short, and the jobs table keeps
+# the requested revision in 255 characters.
+MAX_REVISION_CHARS = 255
+# What git's check-ref-format forbids anywhere in a ref name (besides control characters):
+# space ~ ^ : ? * [ \ and the sequences `..` and `@{`.
+_REF_FORBIDDEN = re.compile(r"[ ~^:?*\[\\]|\.\.|@\{")
+# A ref file holds a 40-hex sha (huggingface_hub writes it without a newline): read no more.
+MAX_REF_FILE_BYTES = 64
+# How much of a hostile name an error message repeats.
+SHOWN_CHARS = 80
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
+
+
+# --- names at the boundary ----------------------------------------------------------------------
+
+
+@cache
+def _repo_id_validator():
+    # huggingface_hub.utils takes most of a second to import: only when a name is checked.
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    return validate_repo_id, HFValidationError
+
+
+def check_model_id(model_id: object) -> str:
+    """A Hub repository id by the Hub's rules (huggingface_hub's own validator): `name` or
+    `namespace/name`, letters, digits, `-`, `_`, `.`, at most 96 characters a part, no `--` or
+    `..`; InvalidInput otherwise. Registry ids of local directories (`local/<name>`) follow the
+    same rules."""
+    if not isinstance(model_id, str):
+        raise InvalidInput(f"invalid model id: expected a string, got {type(model_id).__name__}")
+    validate, error = _repo_id_validator()
+    try:
+        validate(model_id)
+    except error:
+        raise InvalidInput(
+            f"invalid model id {_shown(model_id)}: expected `name` or `namespace/name` of "
+            "letters, digits, '-', '_' and '.' (at most 96 characters each, no '--' or '..')"
+        ) from None
+    return model_id
+
+
+def check_revision(revision: object) -> str:
+    """A revision a user may name: a 40-hex commit sha, or a branch or tag name by git's rules
+    (check-ref-format): no control characters, no space ~ ^ : ? * [ \\, no `..` or `@{`, no
+    leading or trailing `/`, no `//`, no part starting with `.` or ending with `.lock`, at most
+    MAX_REVISION_CHARS characters. InvalidInput otherwise."""
+    if not isinstance(revision, str):
+        raise InvalidInput(f"invalid revision: expected a string, got {type(revision).__name__}")
+    if COMMIT_SHA.match(revision):
+        return revision
+    problem = _ref_name_problem(revision)
+    if problem:
+        raise InvalidInput(
+            f"invalid revision {_shown(revision)}: {problem} (expected a branch, tag or commit)"
+        )
+    return revision
+
+
+def _ref_name_problem(name: str) -> str | None:
+    if not name:
+        return "empty"
+    if len(name) > MAX_REVISION_CHARS:
+        return f"longer than {MAX_REVISION_CHARS} characters"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "control characters"
+    if _REF_FORBIDDEN.search(name):
+        return "a character or sequence git does not allow in a ref name"
+    if name.startswith(("/", "-")) or name.endswith(("/", ".")) or "//" in name or name == "@":
+        return "not a ref name"
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            return "not a ref name"
+    return None
+
+
+# --- pinning a Hub revision ----------------------------------------------------------------------
 
 
 def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | None = None) -> str:
     """The full commit sha of `revision` (branch, tag, sha or short sha; default: main).
 
-    Asks the Hub first. When the Hub cannot be asked (HF_HUB_OFFLINE=1, no network) the local
-    cache stands in: huggingface_hub records every branch/tag it resolved in refs/<name> and keeps
-    each commit's files in snapshots/<sha>, which is enough to pin a revision that was fetched
-    before. We do this ourselves rather than through HfApi.resolve_revision because we also accept
-    short shas and must tell "not cached" apart from "does not exist" in the refusal.
+    Both names are validated first (check_model_id, check_revision). Asks the Hub first. When the
+    Hub cannot be asked the local cache stands in: huggingface_hub records every branch/tag it
+    resolved in refs/<name> and keeps each commit's files in snapshots/<sha>, which is enough to
+    pin a revision that was fetched before. In offline mode (HF_HUB_OFFLINE=1) a revision the
+    cache does not have is refused (asking again will not help); when the Hub is unreachable or
+    failing it is HubUnavailable (worth retrying).
     """
+    check_model_id(repo_id)
+    if revision is not None:
+        check_revision(revision)
+    from httpx2 import TransportError  # huggingface_hub's HTTP client
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        DisabledRepoError,
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         info = HfApi(token=token).model_info(repo_id, revision=revision)
     except HFValidationError as exc:
-        raise HubRefused(f"invalid Hub repository id {repo_id!r}: {exc}") from None
+        raise HubRefused(f"invalid Hub repository id {_shown(repo_id)}: {exc}") from None
     except GatedRepoError:  # before RepositoryNotFoundError, its base class
         raise HubRefused(
             f"{repo_id} is a gated repository: accept its terms on the Hub and set HF_TOKEN"
@@ -57,40 +154,65 @@ def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | 
         ) from None
     except DisabledRepoError:
         raise HubRefused(f"repository {repo_id} is disabled on the Hub") from None
-    except (OfflineModeIsEnabled, TransportError) as exc:
-        return _resolve_from_cache(repo_id, revision, reason=_unreachable(exc))
+    except OfflineModeIsEnabled:
+        return _resolve_from_cache(repo_id, revision, reason="offline mode", retryable=False)
+    except TransportError:
+        return _resolve_from_cache(
+            repo_id, revision, reason="the Hub is unreachable", retryable=True
+        )
     except HfHubHTTPError as exc:
-        if exc.response is not None and exc.response.status_code >= 500:
-            return _resolve_from_cache(repo_id, revision, reason="the Hub is failing")
+        status = exc.response.status_code if exc.response is not None else None
+        if status is not None and (status >= 500 or status == 429):
+            return _resolve_from_cache(
+                repo_id, revision, reason=f"the Hub is failing (HTTP {status})", retryable=True
+            )
         raise HubRefused(f"the Hub refused {repo_id}: {str(exc).splitlines()[0]}") from None
     if not info.sha:
         raise HubRefused(f"the Hub returned no commit for {repo_id}@{revision or DEFAULT_BRANCH}")
     return info.sha
 
 
-def _unreachable(exc: BaseException) -> str:
-    return "offline mode" if isinstance(exc, OfflineModeIsEnabled) else "the Hub is unreachable"
-
-
 def repo_cache_dir(repo_id: str, cache_dir: Path | None = None) -> Path:
     """Where huggingface_hub caches a model repository (its own folder naming)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
     root = Path(cache_dir or constants.HF_HUB_CACHE).expanduser()
     return root / repo_folder_name(repo_id=repo_id, repo_type="model")
 
 
-def _resolve_from_cache(repo_id: str, revision: str | None, *, reason: str) -> str:
+def cached_ref(storage: Path, name: str) -> str | None:
+    """The commit sha the cache recorded for branch or tag `name`, or None.
+
+    `name` has passed check_revision, and the ref file must still lie inside the repository's
+    refs/ folder once every link is followed, be a regular file, and hold a 40-hex sha: no other
+    file is ever read, and no more than MAX_REF_FILE_BYTES of it."""
+    refs = (storage / "refs").resolve()
+    candidate = (refs / name).resolve()
+    if not candidate.is_relative_to(refs) or candidate == refs or not candidate.is_file():
+        return None
+    with candidate.open("rb") as handle:
+        content = handle.read(MAX_REF_FILE_BYTES + 1)
+    text = content.decode("ascii", errors="replace").strip()
+    return text if len(content) <= MAX_REF_FILE_BYTES and COMMIT_SHA.match(text) else None
+
+
+def _resolve_from_cache(
+    repo_id: str, revision: str | None, *, reason: str, retryable: bool
+) -> str:
     name = revision or DEFAULT_BRANCH
     storage = repo_cache_dir(repo_id)
     snapshots = storage / "snapshots"
-    not_cached = HubRefused(
+    kind = HubUnavailable if retryable else HubRefused
+    not_cached = kind(
         f"{repo_id}@{name} cannot be resolved: {reason} and it is not in the local Hub cache"
     )
     if not snapshots.is_dir():
         raise not_cached
     if COMMIT_SHA.match(name):
         sha = name
-    elif (ref := storage / "refs" / name).is_file():
-        sha = ref.read_text().strip()
+    elif found := cached_ref(storage, name):
+        sha = found
     elif SHORT_SHA.match(name):
         matches = [p.name for p in snapshots.iterdir() if p.name.startswith(name)]
         if len(matches) > 1:
@@ -98,9 +220,13 @@ def _resolve_from_cache(repo_id: str, revision: str | None, *, reason: str) -> s
         sha = matches[0] if matches else ""
     else:
         sha = ""
-    if not sha or not (snapshots / sha).is_dir():
+    # `sha` is 40 hex digits here (or empty): snapshots/<sha> stays inside the cache.
+    if not COMMIT_SHA.match(sha) or not (snapshots / sha).is_dir():
         raise not_cached
     return sha
+
+
+# --- pinning a local directory -------------------------------------------------------------------
 
 
 def hash_local_weights(directory: Path) -> dict[str, str]:

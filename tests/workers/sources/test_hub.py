@@ -37,7 +37,6 @@ def test_resolve_from_the_cache_when_offline(tmp_path, hf_cache):
         ),
         (REPO, "no-such-branch", f"{REPO}@no-such-branch cannot be resolved"),
         (REPO, "e" * 40, "not in the local Hub cache"),
-        ("not a repo id", None, "invalid Hub repository id"),
     ],
 )
 def test_unresolvable_revisions_are_refused_in_one_line(

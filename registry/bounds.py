@@ -1,0 +1,16 @@
+"""Bounds on the integers a request may carry: what the database's columns hold.
+
+Ids are 32-bit integer columns on every backend; an offset beyond the largest id can only give
+an empty page, and bounding it keeps SQLite (64-bit) and PostgreSQL (bigint) from overflowing.
+"""
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+MAX_INT32 = 2**31 - 1
+MAX_PAGE = 500
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT32, description="Items to skip")]
+RowId = Annotated[int, Path(ge=1, le=MAX_INT32)]

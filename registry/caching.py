@@ -1,0 +1,182 @@
+"""HTTP caching for read endpoints: one body built once per change of the data, served with a
+strong ETag, Cache-Control, 304 on If-None-Match, and gzip when it is large.
+
+How an endpoint uses it (registry/app.py says the same for new routers):
+
+    entity = cache.get_or_build(key, version, lambda: Entity.of(body_bytes, "application/json"))
+    return cached_response(request, entity, cache_control=REVALIDATE)
+
+- `Entity` is one response body with its validators: the ETag is the sha256 of the bytes (so it
+  changes exactly when the data does, never with the clock), the gzip form is made once, the
+  first time a client asks for it.
+- `ResponseCache` keeps the last entities built (LRU) under (key, data version): an endpoint reads
+  the registry's data version (`registry.data_version.current_version`, one tiny query) and only
+  rebuilds the body when the data changed since.
+- `cached_response` answers: 304 when If-None-Match names the representation, the gzip form when
+  the client accepts gzip and the body is at least GZIP_MIN_BYTES, the identity form otherwise.
+
+The gzip representation has its own strong ETag (`"<hash>-gzip"`): a strong validator names one
+exact byte sequence, and the two forms are different bytes (RFC 9110, 8.8.3). If-None-Match with
+either tag answers 304, since both stand for the same data.
+"""
+
+import gzip
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+
+from typing import Annotated, Any
+
+from fastapi import Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.api_errors import errors
+
+# Below this, gzip saves less than the time it costs (a lookup with evidence is ~5-20 KB).
+GZIP_MIN_BYTES = 1024
+# Level 6 (zlib's default): nearly level 9's size at a fraction of its time; done once per body.
+GZIP_LEVEL = 6
+# How many bodies a process keeps (a lookup body is a few KB; the index a few hundred KB).
+DEFAULT_CACHE_ENTRIES = 512
+# The hash prefix that names a body: 128 bits, plenty to tell versions of one resource apart.
+ETAG_HEX_CHARS = 32
+
+# Cache-Control policies.
+# Data at a pinned revision changes only by a retraction or a reproduction: caches may keep it a
+# few minutes, then revalidate (a 304 costs nothing).
+PINNED = "public, max-age=300"
+# Everything else (all revisions of a model, the model list, the index): always revalidate.
+REVALIDATE = "public, no-cache"
+
+
+@dataclass
+class Entity:
+    """One response body and its validators."""
+
+    body: bytes
+    media_type: str
+    etag: str
+    last_modified: datetime | None = None
+    _gzipped: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def of(
+        cls, body: bytes, media_type: str, *, last_modified: datetime | None = None
+    ) -> "Entity":
+        digest = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
+        return cls(body=body, media_type=media_type, etag=f'"{digest}"', last_modified=last_modified)
+
+    @property
+    def gzip_etag(self) -> str:
+        return self.etag[:-1] + '-gzip"'
+
+    @property
+    def compressible(self) -> bool:
+        return len(self.body) >= GZIP_MIN_BYTES
+
+    def gzipped(self) -> bytes:
+        with self._lock:
+            if self._gzipped is None:
+                # mtime=0: the same body always gives the same bytes (and so the same ETag).
+                self._gzipped = gzip.compress(self.body, compresslevel=GZIP_LEVEL, mtime=0)
+            return self._gzipped
+
+
+class ResponseCache:
+    """The last `max_entries` entities built, by (key, data version); safe across threads."""
+
+    def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Hashable, Hashable], Entity] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, version: Hashable) -> Entity | None:
+        with self._lock:
+            entity = self._entries.get((key, version))
+            if entity is not None:
+                self._entries.move_to_end((key, version))
+            return entity
+
+    def put(self, key: Hashable, version: Hashable, entity: Entity) -> Entity:
+        with self._lock:
+            self._entries[(key, version)] = entity
+            self._entries.move_to_end((key, version))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return entity
+
+    def get_or_build(
+        self, key: Hashable, version: Hashable, build: Callable[[], Entity]
+    ) -> Entity:
+        """The cached entity, or `build()` stored under this version. Two threads that miss at
+        once both build (the same bytes); no lock is held while building."""
+        return self.get(key, version) or self.put(key, version, build())
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for part in request.headers.get("accept-encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            quality = params.strip().lower()
+            return not (quality.startswith("q=") and _zero(quality[2:]))
+    return False
+
+
+def _zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
+
+
+def _matches(if_none_match: str, tags: tuple[str, ...]) -> bool:
+    """If-None-Match uses the weak comparison: W/"x" matches "x" (RFC 9110, 13.1.2)."""
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate in tags:
+            return True
+    return False
+
+
+def cached_response(request: Request, entity: Entity, *, cache_control: str) -> Response:
+    """The response for `entity`: 304, gzip or identity (see the module's docstring)."""
+    use_gzip = entity.compressible and _accepts_gzip(request)
+    etag = entity.gzip_etag if use_gzip else entity.etag
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if entity.compressible:
+        headers["Vary"] = "Accept-Encoding"
+    if entity.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(entity.last_modified, usegmt=True)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and _matches(if_none_match, (entity.etag, entity.gzip_etag)):
+        return Response(status_code=304, headers=headers)
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+        return Response(entity.gzipped(), media_type=entity.media_type, headers=headers)
+    return Response(entity.body, media_type=entity.media_type, headers=headers)
+
+
+def get_response_cache(request: Request) -> ResponseCache:
+    return request.app.state.response_cache
+
+
+ResponseCacheDep = Annotated[ResponseCache, Depends(get_response_cache)]
+
+
+def cached_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` of a route answered by `cached_response`: 304 and the given error
+    statuses (see registry.api_errors.errors)."""
+    return {
+        304: {"description": "Not modified: the If-None-Match ETag is current"},
+        **errors(*statuses, **descriptions),
+    }

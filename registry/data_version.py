@@ -1,0 +1,61 @@
+"""The registry's data version: a counter that every write to what the read API serves bumps,
+in the same transaction, so that a server can tell with one tiny query whether a body it built
+earlier is still the answer (registry.caching keeps bodies by this version).
+
+A table takes part with `track(ModelClass)`: any flush that adds, changes or deletes one of its
+rows bumps the counter. Writes that bypass the ORM's unit of work (bulk UPDATE statements) must
+call `bump(session)` themselves.
+"""
+
+from sqlalchemy import BigInteger, Connection, Integer, event, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from registry.database import Base
+
+# The one row of the table.
+ROW_ID = 1
+
+
+class DataVersion(Base):
+    __tablename__ = "data_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+_tracked: set[type] = set()
+
+
+def track(*classes: type) -> None:
+    """Bump the data version whenever a flush writes a row of one of these model classes."""
+    _tracked.update(classes)
+
+
+def bump(session: Session) -> None:
+    session.execute(
+        update(DataVersion)
+        .where(DataVersion.id == ROW_ID)
+        .values(version=DataVersion.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def current_version(connection: Connection | Session) -> int:
+    return connection.execute(
+        select(DataVersion.version).where(DataVersion.id == ROW_ID)
+    ).scalar_one()
+
+
+def _writes_tracked_rows(session: Session) -> bool:
+    if any(type(obj) in _tracked for obj in (*session.new, *session.deleted)):
+        return True
+    return any(
+        type(obj) in _tracked and session.is_modified(obj, include_collections=False)
+        for obj in session.dirty
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_on_flush(session: Session, _context, _instances) -> None:
+    if _tracked and _writes_tracked_rows(session):
+        bump(session)
