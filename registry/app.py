@@ -20,24 +20,24 @@ What every endpoint gets, and what a new one must keep:
   columns hold (registry.bounds); model ids and revisions are validated
   (workers.sources.pinning.check_model_id / check_revision) before they reach the database.
 - **HEAD** works on every GET (registry.middleware.HeadAsGet).
-- **HTTP caching** (registry.caching: Entity, ResponseCache, ResponseCacheDep, cached_response,
-  cached_responses, and the Cache-Control policies PINNED and REVALIDATE): a read endpoint whose
-  answer is a function of the stored data builds its body once per data version and answers
-  with a strong ETag, Cache-Control, 304 on If-None-Match and gzip when large:
+- **HTTP caching** (registry.caching: Entity, cached_entity, cached_response, cached_responses,
+  and the Cache-Control policies PINNED and REVALIDATE): a read endpoint whose answer is a
+  function of the stored data builds its body once per data version and answers with a strong
+  ETag, Cache-Control, 304 on If-None-Match and gzip when large:
 
-      async def get_thing(request: Request, database: DatabaseDep, cache: ResponseCacheDep):
-          entity = await database.call(_thing_entity, database, cache, thing_id)
+      @router.get("/things/{thing_id}", responses=cached_responses(404))
+      async def get_thing(request: Request, thing_id: RowId) -> Response:
+          def build(session: Session) -> Entity:           # runs in a worker thread
+              return Entity.of(render(session, thing_id), "text/html; charset=utf-8")
+
+          entity = await cached_entity(request, ("thing", thing_id), build)
           return cached_response(request, entity, cache_control=REVALIDATE)
 
-      def _thing_entity(database, cache, thing_id) -> Entity:    # runs in a worker thread
-          with database.engine.connect() as connection:
-              version = current_version(connection)              # one tiny query
-              return cache.get_or_build(("thing", thing_id), version,
-                                        lambda: Entity.of(render(connection, thing_id), MEDIA))
-
-  Declare `responses=cached_responses(...)` on the route so that 304 is documented. Bodies of
-  any media type work (JSON, HTML, PNG); a table whose rows such a body shows must be tracked
-  (`registry.data_version.track(Model)`), so that writing it changes the version.
+  `cached_responses(...)` documents 304 (and the error statuses named). Bodies of any media
+  type work (JSON, HTML, PNG). A cache hit costs no database work of its own: the data version
+  is read once per batch of concurrent requests. A table whose rows such a body shows must be
+  tracked (`registry.data_version.track(Model)`) so that writing it changes the version; a
+  body that also depends on something else (a template, a query parameter) puts it in the key.
 """
 
 import logging
@@ -52,7 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
 from registry.api_errors import COMMON_ERRORS, error_code, error_response, errors
-from registry.caching import ResponseCache
+from registry import caching
 from registry.database import is_unavailable
 from registry.dependencies import Database, DatabaseDep
 from registry.errors import DatabaseUnavailable, SwregError
@@ -72,7 +72,8 @@ def _routers() -> list[APIRouter]:
     from registry.jobs.endpoints import submissions as submissions_router
     from registry.superweights.endpoints import router as superweights_router
 
-    return [health_router, superweights_router, index_router, jobs_router, submissions_router]
+    # Matched in this order: the lookups, the hot path, first.
+    return [superweights_router, index_router, health_router, jobs_router, submissions_router]
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def create_app(url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.database = Database.from_url(database_url(url))
-        app.state.response_cache = ResponseCache()
+        caching.install(app.state, app.state.database)
         try:
             yield
         finally:

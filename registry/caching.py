@@ -3,15 +3,19 @@ strong ETag, Cache-Control, 304 on If-None-Match, and gzip when it is large.
 
 How an endpoint uses it (registry/app.py says the same for new routers):
 
-    entity = cache.get_or_build(key, version, lambda: Entity.of(body_bytes, "application/json"))
+    entity = await cached_entity(request, ("thing", thing_id), build)   # build(session) -> Entity
     return cached_response(request, entity, cache_control=REVALIDATE)
 
 - `Entity` is one response body with its validators: the ETag is the sha256 of the bytes (so it
   changes exactly when the data does, never with the clock), the gzip form is made once, the
   first time a client asks for it.
-- `ResponseCache` keeps the last entities built (LRU) under (key, data version): an endpoint reads
-  the registry's data version (`registry.data_version.current_version`, one tiny query) and only
-  rebuilds the body when the data changed since.
+- `cached_entity` asks for the registry's data version (registry.data_version: a counter every
+  write bumps in its own transaction) and returns the entity built for that version, building
+  it (in a worker thread, in one transaction with the version it is filed under) when the data
+  changed since. The version comes from a read that started at most
+  `api_data_version_max_age_seconds` (0.25 s) before the request (`DataVersionReader`): a write
+  shows in every answer within that time, and a busy server reads the version a few times a
+  second instead of once per request, so a cache hit costs no database work at all.
 - `cached_response` answers: 304 when If-None-Match names the representation, the gzip form when
   the client accepts gzip and the body is at least GZIP_MIN_BYTES, the identity form otherwise.
 
@@ -20,22 +24,28 @@ exact byte sequence, and the two forms are different bytes (RFC 9110, 8.8.3). If
 either tag answers 304, since both stand for the same data.
 """
 
+import asyncio
 import gzip
 import hashlib
+import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.api_errors import errors
+from registry.data_version import current_version
+from registry.dependencies import Database
+from registry.settings import get_settings
 
 # Below this, gzip saves less than the time it costs (a lookup with evidence is ~5-20 KB).
 GZIP_MIN_BYTES = 1024
@@ -166,11 +176,83 @@ def cached_response(request: Request, entity: Entity, *, cache_control: str) -> 
     return Response(entity.body, media_type=entity.media_type, headers=headers)
 
 
-def get_response_cache(request: Request) -> ResponseCache:
-    return request.app.state.response_cache
+class DataVersionReader:
+    """The data version for a request, from a read that started at most `max_age` seconds
+    before the request arrived (settings.api_data_version_max_age_seconds).
+
+    A busy server thus reads the version a few times a second, whatever its request rate, and
+    a write committed more than `max_age` before a request is always in its answer (0: every
+    request waits for a read that started after it arrived). Concurrent requests share one read.
+    Reads go through Database.call, so an unavailable database gives 503 within the database
+    timeout; a read that hangs is not waited for past it.
+    """
+
+    def __init__(self, database: Database, max_age: float):
+        self.database = database
+        self.max_age = max_age
+        self._known: int | None = None
+        self._known_at = -math.inf  # when the read that gave `_known` started (monotonic)
+        self._read: asyncio.Future[int] | None = None
+        self._read_started = -math.inf
+
+    async def current(self) -> int:
+        now = time.monotonic()
+        if self._known is not None and now - self._known_at <= self.max_age:
+            return self._known
+        read = self._read
+        if read is None or now - self._read_started > self.max_age:
+            read = self._read = asyncio.ensure_future(self._fetch(now))
+            self._read_started = now
+            read.add_done_callback(_retrieve)
+        # shield: a request that goes away must not cancel the read the others wait for.
+        return await asyncio.shield(read)
+
+    async def _fetch(self, started: float) -> int:
+        version = await self.database.call(self._read_version)
+        if started >= self._known_at:
+            self._known, self._known_at = version, started
+        return version
+
+    def _read_version(self) -> int:
+        with self.database.engine.connect() as connection:
+            return current_version(connection)
 
 
-ResponseCacheDep = Annotated[ResponseCache, Depends(get_response_cache)]
+def _retrieve(future: asyncio.Future) -> None:
+    # A failed read whose requests went away must not be reported as "never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+def install(app_state: Any, database: Database) -> None:
+    """Give an application its response cache and data-version reader (create_app does)."""
+    app_state.response_cache = ResponseCache()
+    app_state.data_versions = DataVersionReader(
+        database, get_settings().api_data_version_max_age_seconds
+    )
+
+
+async def cached_entity(
+    request: Request, key: Hashable, build: Callable[[Session], Entity]
+) -> Entity:
+    """The entity for `key` at the current data version, built by `build(session)` (in a
+    worker thread, within the database timeout) when the cache does not have it yet."""
+    state = request.app.state
+    cache: ResponseCache = state.response_cache
+    version = await state.data_versions.current()
+    entity = cache.get(key, version)
+    if entity is None:
+        entity = await state.database.call(_build, state.database, cache, key, build)
+    return entity
+
+
+def _build(
+    database: Database, cache: ResponseCache, key: Hashable, build: Callable[[Session], Entity]
+) -> Entity:
+    # The version and the data in one transaction: the body is filed under the version it shows.
+    with database.engine.connect() as connection, Session(bind=connection) as session:
+        version = current_version(connection)
+        return cache.get_or_build(key, version, lambda: build(session))
 
 
 def cached_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:

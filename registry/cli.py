@@ -18,6 +18,7 @@ from registry.errors import SwregError
 # name -> "module:attribute" of the click command.
 COMMANDS = {
     "bench": "workers.commands.bench:bench",
+    "bench-api": "registry.bench_api:bench_api",
     "db": "registry.db_cli:db",
     "detect": "workers.commands.detect:detect",
     "export": "registry.index.cli:export",

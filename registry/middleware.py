@@ -27,7 +27,8 @@ class MaxBodySize:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # GET and HEAD bodies are never read: no need to look.
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length")

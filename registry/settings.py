@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # covers a server that accepts connections but never answers, e.g. a frozen one): past it
     # the request answers 503.
     api_database_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How old the data version a cached answer is checked against may be: a write shows in the
+    # API's answers within this time (0: every request reads the version itself).
+    api_data_version_max_age_seconds: float = Field(default=0.25, ge=0)
     # Retry-After of a 503 (the database or the Hub is unavailable), in seconds.
     retry_after_seconds: int = Field(default=5, ge=1)
 

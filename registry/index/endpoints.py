@@ -9,13 +9,10 @@ from sqlalchemy.orm import Session
 from registry.caching import (
     REVALIDATE,
     Entity,
-    ResponseCache,
-    ResponseCacheDep,
+    cached_entity,
     cached_response,
     cached_responses,
 )
-from registry.data_version import current_version
-from registry.dependencies import Database, DatabaseDep
 from registry.index import service
 from registry.superweights.documents import parse_time
 from workers.contract.resources import INDEX_SCHEMA_PATH
@@ -39,28 +36,19 @@ SCHEMA_CACHE_CONTROL = "public, max-age=3600"
         **cached_responses(),
     },
 )
-async def get_index(
-    request: Request, database: DatabaseDep, cache: ResponseCacheDep
-) -> Response:
+async def get_index(request: Request) -> Response:
     """Every model revision and coordinate, in the JSON index format."""
-    entity = await database.call(_index, database, cache)
+    entity = await cached_entity(request, ("index",), _index)
     return cached_response(request, entity, cache_control=REVALIDATE)
 
 
-def _index(database: Database, cache: ResponseCache) -> Entity:
-    with database.engine.connect() as connection:
-        version = current_version(connection)
-
-        def build() -> Entity:
-            with Session(bind=connection) as session:
-                document = service.export_document(session)
-            return Entity.of(
-                service.dumps(document).encode(),
-                "application/json",
-                last_modified=parse_time(document["meta"]["generated_at"]),
-            )
-
-        return cache.get_or_build(("index",), version, build)
+def _index(session: Session) -> Entity:
+    document = service.export_document(session)
+    return Entity.of(
+        service.dumps(document).encode(),
+        "application/json",
+        last_modified=parse_time(document["meta"]["generated_at"]),
+    )
 
 
 @cache

@@ -329,6 +329,32 @@ def fail(
     return JobState.FAILED if final else JobState.QUEUED
 
 
+def postpone(
+    session: Session,
+    lease: Lease,
+    reason: BaseException | str,
+    *,
+    delay_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Hand the job back because something it depends on is unavailable (the Hub, the
+    database): like `release`, the attempt does not count, since the job itself did not fail;
+    it is claimable again after `delay_seconds`, and `last_error` says why it waits. False when
+    the lease was already lost."""
+    now = now or database_now(session)
+    return _fenced_update(
+        session,
+        lease,
+        now,
+        state=JobState.QUEUED,
+        attempts=Job.attempts - 1,
+        lease_owner=None,
+        lease_expires_at=None,
+        not_before=now + timedelta(seconds=delay_seconds),
+        last_error=one_line(f"waiting to retry: {one_line(reason)}"),
+    )
+
+
 def release(session: Session, lease: Lease, *, now: datetime | None = None) -> bool:
     """Hand an unfinished job back to the queue (the worker is stopping): the attempt does not
     count, since the job did not fail. False when the lease was already lost."""

@@ -5,9 +5,9 @@ with a strong ETag (304 on If-None-Match), Cache-Control and gzip.
 """
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from registry.bounds import Limit, Offset
@@ -15,13 +15,10 @@ from registry.caching import (
     PINNED,
     REVALIDATE,
     Entity,
-    ResponseCache,
-    ResponseCacheDep,
+    cached_entity,
     cached_response,
     cached_responses,
 )
-from registry.data_version import current_version
-from registry.dependencies import Database, DatabaseDep
 from registry.superweights import service
 from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage
 from workers.sources.pinning import check_model_id
@@ -39,66 +36,57 @@ def json_bytes(document: Any) -> bytes:
 
 
 @router.get("/models", response_model=ModelPage, responses=cached_responses())
-async def list_models(
-    request: Request,
-    database: DatabaseDep,
-    cache: ResponseCacheDep,
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> Response:
+async def list_models(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
     """Model ids in the registry (sorted), with their revisions and coordinate counts."""
-    entity = await database.call(_models_page, database, cache, limit, offset)
+
+    def build(session: Session) -> Entity:
+        total, items = service.list_models(session, limit=limit, offset=offset)
+        page = {"total": total, "limit": limit, "offset": offset, "items": items}
+        return Entity.of(json_bytes(page), JSON)
+
+    entity = await cached_entity(request, ("models", limit, offset), build)
     return cached_response(request, entity, cache_control=REVALIDATE)
 
 
-def _models_page(database: Database, cache: ResponseCache, limit: int, offset: int) -> Entity:
-    with database.engine.connect() as connection:
-        version = current_version(connection)
-
-        def build() -> Entity:
-            with Session(bind=connection) as session:
-                total, items = service.list_models(session, limit=limit, offset=offset)
-            page = {"total": total, "limit": limit, "offset": offset, "items": items}
-            return Entity.of(json_bytes(page), JSON)
-
-        return cache.get_or_build(("models", limit, offset), version, build)
+# The lookup is the hot path, and FastAPI's parameter solving costs more than the rest of a
+# cached lookup together (docs/measurements.md): it reads its path and query itself, checks them
+# by the same rules, and documents them here.
+LOOKUP_PARAMETERS = [
+    {
+        "name": "model_id",
+        "in": "path",
+        "required": True,
+        "description": "A Hub repository id (its rules: `name` or `namespace/name`, letters, "
+        "digits, '-', '_', '.', at most 96 characters a part, no '--' or '..')",
+        "schema": {"type": "string", "examples": ["huggyllama/llama-7b"]},
+    },
+    {
+        "name": "revision",
+        "in": "query",
+        "required": False,
+        "description": "A full 40-hex commit sha, sha256:<64 hex> or unknown",
+        "schema": {"type": "string", "pattern": REVISION_PATTERN},
+    },
+]
 
 
 @router.get(
     "/models/{model_id:path}",
     response_model=ModelLookup,
     responses=cached_responses(404, e404="Unknown model, or no such revision of it"),
+    openapi_extra={"parameters": LOOKUP_PARAMETERS},
 )
-async def get_model(
-    request: Request,
-    database: DatabaseDep,
-    cache: ResponseCacheDep,
-    model_id: str,
-    revision: Annotated[
-        str | None,
-        Query(
-            pattern=REVISION_PATTERN,
-            description="A full 40-hex commit sha, sha256:<64 hex> or unknown",
-        ),
-    ] = None,
-) -> Response:
+async def get_model(request: Request) -> Response:
     """Every revision of a model (e.g. `huggyllama/llama-7b`) with its super-weight
-    coordinates, their states, evidence and provenance. `model_id` follows the Hub's rules."""
-    check_model_id(model_id)
-    entity = await database.call(_lookup, database, cache, model_id, revision)
+    coordinates, their states, evidence and provenance; one revision with `?revision=`."""
+    model_id = check_model_id(request.path_params["model_id"])
+    revision = request.query_params.get("revision")
+    if revision is not None:
+        service.revision_kind_of(revision)  # InvalidInput (422) unless a well-formed revision
+
+    def build(session: Session) -> Entity:
+        return Entity.of(json_bytes(service.lookup_document(session, model_id, revision)), JSON)
+
+    entity = await cached_entity(request, ("model", model_id, revision), build)
     pinned = revision is not None and revision != "unknown"
     return cached_response(request, entity, cache_control=PINNED if pinned else REVALIDATE)
-
-
-def _lookup(
-    database: Database, cache: ResponseCache, model_id: str, revision: str | None
-) -> Entity:
-    with database.engine.connect() as connection:
-        version = current_version(connection)
-
-        def build() -> Entity:
-            with Session(bind=connection) as session:
-                document = service.lookup_document(session, model_id, revision)
-            return Entity.of(json_bytes(document), JSON)
-
-        return cache.get_or_build(("model", model_id, revision), version, build)

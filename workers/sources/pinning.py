@@ -6,8 +6,9 @@ into the exact revision a coordinate belongs to. The registry calls this at subm
 - `resolve_revision` pins a Hub branch, tag or short sha to the full commit sha.
 - `hash_local_weights` + `local_revision` pin a directory by the content hash of its weights.
 
-huggingface_hub is imported inside the functions that talk to the Hub: the registry imports this
-module to validate names, and a server answering lookups has no use for the Hub client.
+huggingface_hub and the checkpoint code (safetensors) are imported inside the functions that
+use them: the registry imports this module to validate names, and neither a server answering
+lookups nor `swreg --help` has any use for them.
 """
 
 import re
@@ -16,7 +17,6 @@ from functools import cache
 from pathlib import Path
 
 from workers.contract.errors import InvalidInput
-from workers.science.checkpoint import checked_weight_names, local_revision, sha256_of
 from workers.science.errors import CheckpointRefused
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 
@@ -231,7 +231,17 @@ def _resolve_from_cache(
 
 def hash_local_weights(directory: Path) -> dict[str, str]:
     """sha256 of each weight file of a directory; refuses a directory that is no checkpoint."""
+    from workers.science.checkpoint import checked_weight_names, sha256_of
+
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise CheckpointRefused(f"{directory}: not a directory")
     return {name: sha256_of(directory / name) for name in checked_weight_names(directory)}
+
+
+def local_revision(weight_sha256: dict[str, str]) -> str:
+    """The revision of a local directory from its weight files' sha256 (the checkpoint rules'
+    formula, `swreg detect` reports the same)."""
+    from workers.science import checkpoint
+
+    return checkpoint.local_revision(weight_sha256)

@@ -22,14 +22,17 @@ import click
 )
 def worker(once: bool, max_jobs: int | None, device: str | None, poll_seconds: float) -> None:
     """Process queued jobs: fetch, detect, validate, record. SIGTERM/SIGINT finish the current
-    job first; a second signal hands it back to the queue."""
-    from registry.migrate import open_registry
+    job first; a second signal hands it back to the queue. While the database is unavailable
+    (at start-up too) the worker waits and tries again."""
+    from registry.database import make_engine, make_sessionmaker
+    from registry.migrate import database_url
     from workers.worker.loop import Worker, WorkerConfig, configure_logging
 
     configure_logging()
     config = WorkerConfig.from_settings(
         device=device, once=once, max_jobs=max_jobs, poll_seconds=poll_seconds
     )
-    instance = Worker(open_registry(), config)
+    # No schema check here: Worker.run waits for the database (an outage is no reason to exit).
+    instance = Worker(make_sessionmaker(make_engine(database_url())), config)
     instance.install_signal_handlers()
     instance.run()

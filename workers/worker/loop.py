@@ -8,11 +8,18 @@ with backoff or failed with a one-line reason (at once when the failure is perma
 checkpoint), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
 exit; a second signal abandons it, handing it back to the queue.
 
+Outages: the worker rides them out. While the database is unreachable (at start-up too) it waits
+with exponential backoff and jitter and tries again; a finished result whose completion write
+fails is written again, with backoff, as long as the lease is still ours; and a job that failed
+because something it depends on is unavailable (the database, the Hub) is handed back to the
+queue for later without using up an attempt.
+
 Run it with `swreg worker` or `python -m workers.worker`.
 """
 
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -24,13 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.database import is_unavailable
+from registry.errors import DatabaseUnavailable
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
+from registry.migrate import check_current
 from registry.settings import get_settings
 from registry.superweights.service import record_report, revision_kind_of
+from workers.contract.errors import Unavailable
 from workers.contract.report import Report
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
@@ -40,6 +52,15 @@ log = logging.getLogger("swreg.worker")
 DEFAULT_POLL_SECONDS = 5.0
 # Heartbeats per lease period: a worker survives a couple of missed beats (a slow database).
 HEARTBEATS_PER_LEASE = 3
+# Waiting for an unavailable database: 1 s, 2 s, 4 s, ... up to a minute, each drawn between
+# half and all of it (jitter), so that workers cut off together do not return together.
+OUTAGE_BACKOFF_FIRST_SECONDS = 1.0
+OUTAGE_BACKOFF_MAX_SECONDS = 60.0
+# A job handed back because the Hub or the database was unavailable waits this long.
+INFRASTRUCTURE_RETRY_SECONDS = 60.0
+# Completion is not tried again when less than this is left of the lease: the write could land
+# after the lease ran out, and a fenced write would then be refused anyway.
+LEASE_MARGIN_SECONDS = 1.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
 
 
@@ -72,6 +93,22 @@ class WorkerConfig:
         return cls(**values)
 
 
+def outage_backoff(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive failures to reach the database (>= 1)."""
+    ceiling = min(
+        OUTAGE_BACKOFF_MAX_SECONDS, OUTAGE_BACKOFF_FIRST_SECONDS * 2 ** (failures - 1)
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def is_infrastructure_failure(error: BaseException) -> bool:
+    """Whether a job failed because something it depends on is unavailable (the database, the
+    Hub), not because of the job itself: such a failure does not use up an attempt."""
+    if isinstance(error, Unavailable):
+        return True
+    return isinstance(error, SQLAlchemyError) and is_unavailable(error)
+
+
 def worker_name() -> str:
     # Unique per process and start: a restarted worker with the same pid is another owner.
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -80,21 +117,39 @@ def worker_name() -> str:
 class Heartbeat(threading.Thread):
     """Extends the lease every lease/3 seconds; flags `lost` when the lease is gone."""
 
-    def __init__(self, factory: sessionmaker[Session], lease: Lease, lease_seconds: float):
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        lease: Lease,
+        lease_seconds: float,
+        *,
+        renewed_at: float | None = None,
+    ):
         super().__init__(name=f"heartbeat-{lease.job_id}", daemon=True)
         self.factory, self.lease, self.lease_seconds = factory, lease, lease_seconds
         self.interval = lease_seconds / HEARTBEATS_PER_LEASE
         self.lost = threading.Event()
         self._halt = threading.Event()
+        # time.monotonic() when the lease was last extended, taken *before* the write: the
+        # lease surely lasts until renewed_at + lease_seconds (the database's clock counts from
+        # a later instant).
+        self.renewed_at = time.monotonic() if renewed_at is None else renewed_at
+
+    def lease_left(self) -> float:
+        """Seconds the lease surely has left, by this process's clock."""
+        return self.renewed_at + self.lease_seconds - time.monotonic()
 
     def run(self) -> None:
         while not self._halt.wait(self.interval):
+            started = time.monotonic()
             try:
                 with write_transaction(self.factory) as session:
                     alive = queue.heartbeat(session, self.lease, lease_seconds=self.lease_seconds)
             except Exception as exc:  # a database hiccup: the lease still has time, try again
                 log.warning("job %s: heartbeat failed: %s", self.lease.job_id, one_line(exc))
                 continue
+            if alive:
+                self.renewed_at = started
             if not alive:
                 log.warning("job %s: lease lost; abandoning the job", self.lease.job_id)
                 self.lost.set()
@@ -130,14 +185,27 @@ class Worker:
         import workers.science.pipeline.sweep  # noqa: F401
 
         try:
+            self.wait_for_database()
+            failures = 0
             while not self.stop_requested.is_set():
                 if self.config.max_jobs is not None and processed >= self.config.max_jobs:
                     break
                 try:
                     did_work = self.run_one()
-                except Exception as exc:  # the database is down, say: wait and try again
-                    log.error("worker %s: %s", self.name, one_line(exc))
-                    did_work = False
+                    failures = 0
+                except Exception as exc:
+                    if not is_infrastructure_failure(exc):
+                        raise
+                    failures += 1
+                    delay = outage_backoff(failures)
+                    log.warning(
+                        "worker %s: database unavailable (%s); trying again in %.1f s",
+                        self.name,
+                        one_line(exc),
+                        delay,
+                    )
+                    self.stop_requested.wait(delay)
+                    continue
                 if did_work:
                     processed += 1
                 elif self.config.once:
@@ -149,19 +217,42 @@ class Worker:
         log.info("worker %s stopped after %d job(s)", self.name, processed)
         return processed
 
+    def wait_for_database(self) -> None:
+        """Return once the database answers and its schema is current; until then wait with
+        backoff and jitter (a stop request ends the wait). A schema that is out of date is no
+        outage: DatabaseOutOfDate is raised at once."""
+        engine = self.factory.kw["bind"]
+        failures = 0
+        while not self.stop_requested.is_set():
+            try:
+                check_current(engine)
+                if failures:
+                    log.info("worker %s: the database is back", self.name)
+                return
+            except DatabaseUnavailable as exc:
+                failures += 1
+                delay = outage_backoff(failures)
+                log.warning(
+                    "worker %s: %s; trying again in %.1f s", self.name, one_line(exc), delay
+                )
+                self.stop_requested.wait(delay)
+
     def run_one(self) -> bool:
         """Claim and process one job; False when none was claimable."""
+        claimed_at = time.monotonic()
         with write_transaction(self.factory) as session:
             claimed = queue.claim(session, owner=self.name, lease_seconds=self.config.lease_seconds)
         if claimed is None:
             return False
         job, lease = claimed
-        self.process(job, lease)
+        self.process(job, lease, claimed_at=claimed_at)
         return True
 
     # --- one job --------------------------------------------------------------------------
 
-    def process(self, job: Job, lease: Lease) -> JobState | None:
+    def process(
+        self, job: Job, lease: Lease, *, claimed_at: float | None = None
+    ) -> JobState | None:
         """Run one claimed job to its end; returns its new state (None: no longer ours)."""
         log.info(
             "job %s: claimed %s@%s (attempt %d/%d)",
@@ -171,7 +262,9 @@ class Worker:
             lease.attempt,
             job.max_attempts,
         )
-        heartbeat = Heartbeat(self.factory, lease, self.config.lease_seconds)
+        heartbeat = Heartbeat(
+            self.factory, lease, self.config.lease_seconds, renewed_at=claimed_at
+        )
         heartbeat.start()
         fetched: FetchResult | None = None
         try:
@@ -193,7 +286,7 @@ class Worker:
             timings.update(_step_timings(report))
             timings["total"] = round(time.perf_counter() - started, 3)
             heartbeat.stop()
-            self._complete(job, lease, report, timings, fetched)
+            self._complete(job, lease, report, timings, fetched, heartbeat.lease_left)
             counts = _state_counts(report)
             log.info(
                 "job %s: succeeded in %.1f s (%s)",
@@ -211,6 +304,8 @@ class Worker:
             raise StopNow from None
         except Exception as exc:
             heartbeat.stop()
+            if is_infrastructure_failure(exc):
+                return self._postpone(job, lease, exc, heartbeat.lease_left)
             return self._fail(job, lease, exc, fetched)
         finally:
             heartbeat.stop()
@@ -253,6 +348,7 @@ class Worker:
         report: Report,
         timings: dict[str, float],
         fetched: FetchResult,
+        lease_left: Callable[[], float],
     ) -> None:
         def record(session: Session) -> int:
             revision = record_report(
@@ -264,8 +360,86 @@ class Worker:
             )
             return revision.id
 
-        with write_transaction(self.factory) as session:
-            queue.complete(session, lease, record=record, timings=timings, fetch=fetched.summary())
+        def write() -> None:
+            with write_transaction(self.factory) as session:
+                queue.complete(
+                    session, lease, record=record, timings=timings, fetch=fetched.summary()
+                )
+
+        try:
+            self._while_leased(job, "completion", write, lease_left)
+        except LeaseLost:
+            # A retried completion whose earlier try did commit (the reply was lost) finds
+            # the job already succeeded under this very attempt: that is success.
+            if not self._completed_by(lease):
+                raise
+            log.info("job %s: an earlier completion write had succeeded", job.id)
+
+    def _completed_by(self, lease: Lease) -> bool:
+        with self.factory() as session:
+            job = session.get(Job, lease.job_id)
+            return (
+                job is not None
+                and job.state == JobState.SUCCEEDED
+                and job.attempts == lease.attempt
+            )
+
+    def _while_leased(
+        self, job: Job, what: str, write: Callable[[], Any], lease_left: Callable[[], float]
+    ) -> Any:
+        """`write()`, tried again with backoff and jitter while the database is unavailable and
+        the lease surely has time left; the last error is raised when it runs out."""
+        failures = 0
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                if not is_infrastructure_failure(exc):
+                    raise
+                failures += 1
+                delay = outage_backoff(failures)
+                if lease_left() - delay < LEASE_MARGIN_SECONDS:
+                    log.error(
+                        "job %s: %s write failed (%s) and the lease runs out; giving up",
+                        job.id,
+                        what,
+                        one_line(exc),
+                    )
+                    raise
+                log.warning(
+                    "job %s: %s write failed (%s); trying again in %.1f s",
+                    job.id,
+                    what,
+                    one_line(exc),
+                    delay,
+                )
+                time.sleep(delay)
+
+    def _postpone(
+        self, job: Job, lease: Lease, exc: Exception, lease_left: Callable[[], float]
+    ) -> JobState | None:
+        log.warning(
+            "job %s: attempt %d interrupted by an outage (%s); handing it back for later",
+            job.id,
+            lease.attempt,
+            one_line(exc),
+        )
+
+        def write() -> bool:
+            with write_transaction(self.factory) as session:
+                return queue.postpone(
+                    session, lease, exc, delay_seconds=INFRASTRUCTURE_RETRY_SECONDS
+                )
+
+        try:
+            postponed = self._while_leased(job, "postpone", write, lease_left)
+        except Exception as error:
+            log.error("job %s: could not hand the job back: %s", job.id, one_line(error))
+            return None
+        if not postponed:
+            log.warning("job %s: lease lost before handing the job back", job.id)
+            return None
+        return JobState.QUEUED
 
     def _fail(
         self, job: Job, lease: Lease, exc: Exception, fetched: FetchResult | None

@@ -127,9 +127,9 @@ def test_a_stop_request_lets_the_current_job_finish(db_sessions, planted):
     worker = Worker(db_sessions, WorkerConfig(lease_seconds=60, poll_seconds=0.1))
     original = worker.process
 
-    def process_then_stop(job, lease):
+    def process_then_stop(job, lease, **kwargs):
         worker.stop_requested.set()  # as the first SIGTERM does, mid-job
-        return original(job, lease)
+        return original(job, lease, **kwargs)
 
     worker.process = process_then_stop
     assert worker.run() == 1
