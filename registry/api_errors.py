@@ -20,6 +20,7 @@ class ErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The body cannot be read as JSON text (not UTF-8)",
     401: "No or invalid API token",
     404: "Not found",
     413: "Request body too large (nothing past the limit is read)",

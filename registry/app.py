@@ -50,9 +50,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry import __version__
+from registry import __version__, caching
 from registry.api_errors import COMMON_ERRORS, error_code, error_response, errors
-from registry import caching
 from registry.database import is_unavailable
 from registry.dependencies import Database, DatabaseDep
 from registry.errors import DatabaseUnavailable, SwregError
@@ -109,6 +108,7 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {
+        400: "bad_request",
         404: "not_found",
         405: "method_not_allowed",
         413: "request_too_large",

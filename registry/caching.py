@@ -35,7 +35,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -151,8 +150,7 @@ def _matches(if_none_match: str, tags: tuple[str, ...]) -> bool:
         candidate = candidate.strip()
         if candidate == "*":
             return True
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
+        candidate = candidate.removeprefix("W/")
         if candidate in tags:
             return True
     return False

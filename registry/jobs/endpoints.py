@@ -22,6 +22,7 @@ submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
     responses={
         200: {"model": SubmissionOut, "description": "The revision already has a job"},
         **errors(
+            400,
             401,
             404,
             413,

@@ -7,21 +7,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.clock import as_utc
 from registry.jobs.models import Job, JobSource, JobState
+from workers.sources.pinning import (
+    MAX_MODEL_ID_CHARS,
+    MAX_REVISION_CHARS,
+    MODEL_ID_PATTERN,
+    REVISION_NAME_PATTERN,
+)
 
 
 class SubmissionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The patterns use lookaheads, which only Python's engine has.
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     model: str = Field(
         min_length=1,
-        max_length=255,
-        description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M",
+        max_length=MAX_MODEL_ID_CHARS,
+        pattern=MODEL_ID_PATTERN,
+        description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M (the Hub's id rules)",
     )
     revision: str | None = Field(
         default=None,
-        max_length=255,
-        description="A branch, tag or commit sha; pinned to the full commit sha at submission "
-        "(default: the default branch)",
+        max_length=MAX_REVISION_CHARS,
+        pattern=REVISION_NAME_PATTERN,
+        description="A branch, tag or commit sha (git's ref-name rules); pinned to the full "
+        "commit sha at submission (default: the default branch)",
     )
 
 

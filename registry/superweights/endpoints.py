@@ -21,7 +21,7 @@ from registry.caching import (
 )
 from registry.superweights import service
 from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage
-from workers.sources.pinning import check_model_id
+from workers.sources.pinning import MAX_MODEL_ID_CHARS, MODEL_ID_PATTERN, check_model_id
 
 router = APIRouter(tags=["super weights"])
 
@@ -58,7 +58,12 @@ LOOKUP_PARAMETERS = [
         "required": True,
         "description": "A Hub repository id (its rules: `name` or `namespace/name`, letters, "
         "digits, '-', '_', '.', at most 96 characters a part, no '--' or '..')",
-        "schema": {"type": "string", "examples": ["huggyllama/llama-7b"]},
+        "schema": {
+            "type": "string",
+            "maxLength": MAX_MODEL_ID_CHARS,
+            "pattern": MODEL_ID_PATTERN,
+            "examples": ["huggyllama/llama-7b"],
+        },
     },
     {
         "name": "revision",

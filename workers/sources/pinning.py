@@ -12,7 +12,6 @@ lookups nor `swreg --help` has any use for them.
 """
 
 import re
-import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -31,16 +30,36 @@ __all__ = [
 DEFAULT_BRANCH = "main"
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
-# git allows longer ref names; the Hub's branches and tags are short, and the jobs table keeps
-# the requested revision in 255 characters.
-MAX_REVISION_CHARS = 255
-# What git's check-ref-format forbids anywhere in a ref name (besides control characters):
-# space ~ ^ : ? * [ \ and the sequences `..` and `@{`.
-_REF_FORBIDDEN = re.compile(r"[ ~^:?*\[\\]|\.\.|@\{")
 # A ref file holds a 40-hex sha (huggingface_hub writes it without a newline): read no more.
 MAX_REF_FILE_BYTES = 64
 # How much of a hostile name an error message repeats.
 SHOWN_CHARS = 80
+
+# The Hub's repository id rules (huggingface_hub's validate_repo_id, which check_model_id
+# runs) as one regular expression, for documents that cannot run Python (the OpenAPI schema):
+# `name` or `namespace/name`; each part 1-96 characters of ASCII letters, digits, `_`, `.`, `-`,
+# starting and ending with a letter, digit or `_`; no `--` or `..`; not ending in `.git`.
+MODEL_ID_PATTERN = (
+    r"^(?!.*(?:--|\.\.))(?!.*\.git$)"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?/)?"
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$"
+)
+MAX_MODEL_ID_CHARS = 96 + 1 + 96
+
+# A revision a user may name: a branch or tag by git's ref-name rules (check-ref-format), which
+# a 40-hex sha also satisfies. No control characters, space, ~ ^ : ? * [ or \; no `..`, `@{` or
+# `//`; no part that starts with `.` or ends with `.lock`; not starting with `/` or `-`, not
+# ending with `/` or `.`; not `@` alone. At most MAX_REVISION_CHARS (git allows longer ref
+# names; the Hub's are short, and the jobs table keeps the requested revision in 255).
+MAX_REVISION_CHARS = 255
+REVISION_NAME_PATTERN = (
+    r"^(?![/.-])(?!@$)"
+    r"(?!.*(?:\.\.|@\{|//|/\.|\.lock/|\.lock$|[/.]$))"
+    r"[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,255}$"
+)
+
+_MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
+_REVISION_NAME_RE = re.compile(REVISION_NAME_PATTERN, re.DOTALL)
 
 
 def _shown(text: str) -> str:
@@ -59,14 +78,17 @@ def _repo_id_validator():
 
 
 def check_model_id(model_id: object) -> str:
-    """A Hub repository id by the Hub's rules (huggingface_hub's own validator): `name` or
-    `namespace/name`, letters, digits, `-`, `_`, `.`, at most 96 characters a part, no `--` or
-    `..`; InvalidInput otherwise. Registry ids of local directories (`local/<name>`) follow the
-    same rules."""
+    """A Hub repository id by the Hub's rules: huggingface_hub's own validator, and ASCII only
+    (the Hub's letters and digits are ASCII; the validator's regular expression takes any Unicode
+    letter), which
+    together are MODEL_ID_PATTERN. InvalidInput otherwise. Registry ids of local directories
+    (`local/<name>`) follow the same rules."""
     if not isinstance(model_id, str):
         raise InvalidInput(f"invalid model id: expected a string, got {type(model_id).__name__}")
     validate, error = _repo_id_validator()
     try:
+        if not model_id.isascii():
+            raise error("not ASCII")
         validate(model_id)
     except error:
         raise InvalidInput(
@@ -77,37 +99,16 @@ def check_model_id(model_id: object) -> str:
 
 
 def check_revision(revision: object) -> str:
-    """A revision a user may name: a 40-hex commit sha, or a branch or tag name by git's rules
-    (check-ref-format): no control characters, no space ~ ^ : ? * [ \\, no `..` or `@{`, no
-    leading or trailing `/`, no `//`, no part starting with `.` or ending with `.lock`, at most
-    MAX_REVISION_CHARS characters. InvalidInput otherwise."""
+    """A branch, tag or commit name by REVISION_NAME_PATTERN (git's ref-name rules, bounded);
+    InvalidInput otherwise. Nothing is looked up: this only says the name is well formed."""
     if not isinstance(revision, str):
         raise InvalidInput(f"invalid revision: expected a string, got {type(revision).__name__}")
-    if COMMIT_SHA.match(revision):
-        return revision
-    problem = _ref_name_problem(revision)
-    if problem:
+    if not _REVISION_NAME_RE.match(revision):
         raise InvalidInput(
-            f"invalid revision {_shown(revision)}: {problem} (expected a branch, tag or commit)"
+            f"invalid revision {_shown(revision)}: not a branch, tag or commit name (git's "
+            f"ref-name rules, at most {MAX_REVISION_CHARS} characters)"
         )
     return revision
-
-
-def _ref_name_problem(name: str) -> str | None:
-    if not name:
-        return "empty"
-    if len(name) > MAX_REVISION_CHARS:
-        return f"longer than {MAX_REVISION_CHARS} characters"
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        return "control characters"
-    if _REF_FORBIDDEN.search(name):
-        return "a character or sequence git does not allow in a ref name"
-    if name.startswith(("/", "-")) or name.endswith(("/", ".")) or "//" in name or name == "@":
-        return "not a ref name"
-    for part in name.split("/"):
-        if part.startswith(".") or part.endswith(".lock"):
-            return "not a ref name"
-    return None
 
 
 # --- pinning a Hub revision ----------------------------------------------------------------------
