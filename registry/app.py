@@ -81,9 +81,7 @@ def _routers() -> list[APIRouter]:
 async def _swreg_error(_request: Request, exc: SwregError) -> JSONResponse:
     message = getattr(exc, "public_message", None) or str(exc)
     # e.g. WWW-Authenticate on a 401 (registry.auth.service.Unauthorized)
-    return error_response(
-        exc.http_status, error_code(exc), message, getattr(exc, "headers", None)
-    )
+    return error_response(exc.http_status, error_code(exc), message, getattr(exc, "headers", None))
 
 
 async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -144,10 +144,19 @@ def _prepare_registry(directory: Path) -> str:
 @click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option("--connections", type=click.IntRange(1, 1000), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Server processes, for both servers (swreg serve's default is 1).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the figures here.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes, for both servers (swreg serve's default is 1).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the figures here.",
+)
 def bench_api(
     seconds: int, rounds: int, connections: int, threads: int, workers: int, json_path
 ) -> None:
@@ -161,9 +170,7 @@ def bench_api(
         hello_port, swreg_port = _free_port(), _free_port()
         hello = _start(HELLO_FACTORY, hello_port, workers, env, HELLO_PATH)
         try:
-            swreg = _start(
-                "registry.app:create_app", swreg_port, workers, env, ENDPOINTS["lookup"]
-            )
+            swreg = _start("registry.app:create_app", swreg_port, workers, env, ENDPOINTS["lookup"])
         except BaseException:
             _stop(hello)
             raise

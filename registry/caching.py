@@ -75,11 +75,11 @@ class Entity:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def of(
-        cls, body: bytes, media_type: str, *, last_modified: datetime | None = None
-    ) -> "Entity":
+    def of(cls, body: bytes, media_type: str, *, last_modified: datetime | None = None) -> "Entity":
         digest = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
-        return cls(body=body, media_type=media_type, etag=f'"{digest}"', last_modified=last_modified)
+        return cls(
+            body=body, media_type=media_type, etag=f'"{digest}"', last_modified=last_modified
+        )
 
     @property
     def gzip_etag(self) -> str:
@@ -120,9 +120,7 @@ class ResponseCache:
                 self._entries.popitem(last=False)
         return entity
 
-    def get_or_build(
-        self, key: Hashable, version: Hashable, build: Callable[[], Entity]
-    ) -> Entity:
+    def get_or_build(self, key: Hashable, version: Hashable, build: Callable[[], Entity]) -> Entity:
         """The cached entity, or `build()` stored under this version. Two threads that miss at
         once both build (the same bytes); no lock is held while building."""
         return self.get(key, version) or self.put(key, version, build())

@@ -59,14 +59,10 @@ def is_unavailable(error: BaseException) -> bool:
     locked or too slow: worth retrying) rather than a fault in what was asked."""
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(
-        error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
-    )
+    return isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError))
 
 
-def make_engine(
-    url: str, *, settings: Settings | None = None, timeouts: bool = True
-) -> Engine:
+def make_engine(url: str, *, settings: Settings | None = None, timeouts: bool = True) -> Engine:
     """An engine on `url` with the settings' connect, statement and pool timeouts (`timeouts=False`
     leaves statements unbounded: migrations may take long on a large database)."""
     settings = settings or get_settings()

@@ -30,9 +30,7 @@ JSON = "application/json"
 
 def json_bytes(document: Any) -> bytes:
     """The JSON text FastAPI's JSONResponse would send (compact, UTF-8, strict)."""
-    return json.dumps(
-        document, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode()
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 @router.get("/models", response_model=ModelPage, responses=cached_responses())

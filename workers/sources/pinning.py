@@ -198,9 +198,7 @@ def cached_ref(storage: Path, name: str) -> str | None:
     return text if len(content) <= MAX_REF_FILE_BYTES and COMMIT_SHA.match(text) else None
 
 
-def _resolve_from_cache(
-    repo_id: str, revision: str | None, *, reason: str, retryable: bool
-) -> str:
+def _resolve_from_cache(repo_id: str, revision: str | None, *, reason: str, retryable: bool) -> str:
     name = revision or DEFAULT_BRANCH
     storage = repo_cache_dir(repo_id)
     snapshots = storage / "snapshots"

@@ -95,9 +95,7 @@ class WorkerConfig:
 
 def outage_backoff(failures: int) -> float:
     """Seconds to wait after `failures` consecutive failures to reach the database (>= 1)."""
-    ceiling = min(
-        OUTAGE_BACKOFF_MAX_SECONDS, OUTAGE_BACKOFF_FIRST_SECONDS * 2 ** (failures - 1)
-    )
+    ceiling = min(OUTAGE_BACKOFF_MAX_SECONDS, OUTAGE_BACKOFF_FIRST_SECONDS * 2 ** (failures - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -262,9 +260,7 @@ class Worker:
             lease.attempt,
             job.max_attempts,
         )
-        heartbeat = Heartbeat(
-            self.factory, lease, self.config.lease_seconds, renewed_at=claimed_at
-        )
+        heartbeat = Heartbeat(self.factory, lease, self.config.lease_seconds, renewed_at=claimed_at)
         heartbeat.start()
         fetched: FetchResult | None = None
         try:
@@ -321,9 +317,7 @@ class Worker:
         # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
         return hub.fetch_hub(job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes)
 
-    def _analyse(
-        self, job: Job, fetched: FetchResult, lease_lost: Callable[[], bool]
-    ) -> Report:
+    def _analyse(self, job: Job, fetched: FetchResult, lease_lost: Callable[[], bool]) -> Report:
         # Imported here: torch and transformers load in seconds, and only a worker needs them.
         from workers.science.pipeline.steps import AnalysisOptions
         from workers.science.pipeline.sweep import analyse
