@@ -124,7 +124,7 @@ def fetch_hub(
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):
         # The index first (a few KB): it says which of the repository's weight files to fetch.
-        index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what)
+        index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what, offline)
         shards = read_shard_index(index)
     selected = select_files(listing, shards)
     selected_weights = weight_file_names([f.name for f in listing], shards)
@@ -147,6 +147,8 @@ def fetch_hub(
                 allow_patterns=[f.name for f in selected],
                 cache_dir=cache_dir,
                 token=token,
+                # The listing already found the Hub unreachable: do not wait for it again.
+                local_files_only=offline,
             )
         )
     except LocalEntryNotFoundError as exc:
@@ -175,11 +177,24 @@ def fetch_hub(
 
 
 def _download_one(
-    repo_id: str, sha: str, filename: str, cache_dir: Path | None, token: str | None, what: str
+    repo_id: str,
+    sha: str,
+    filename: str,
+    cache_dir: Path | None,
+    token: str | None,
+    what: str,
+    offline: bool,
 ) -> Path:
     try:
         return Path(
-            hf_hub_download(repo_id, filename, revision=sha, cache_dir=cache_dir, token=token)
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=sha,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=offline,
+            )
         )
     except LocalEntryNotFoundError as exc:
         raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None

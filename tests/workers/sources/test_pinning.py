@@ -1,0 +1,169 @@
+"""Names at the boundary: revisions by git's ref-name rules, model ids by the Hub's; a revision is
+never used to name a file outside the cache's refs; an unreachable Hub is `HubUnavailable`
+(worth retrying), not a refusal. The Hub is played by closed and failing loopback ports."""
+
+import http.server
+import os
+import re
+import threading
+import time
+
+import pytest
+from huggingface_hub import constants
+
+from tests.helpers import REPO, free_port, make_checkpoint
+from workers.contract.errors import InvalidInput
+from workers.fixtures.hf_cache import install_into_hf_cache
+from workers.sources import hub, pinning
+from workers.sources.errors import HubRefused, HubUnavailable
+
+GOOD_REVISIONS = ["main", "v1.0", "refs/pr/1", "a" * 40, "feature/x-y_z", "0123abc", "r-2024.01"]
+BAD_REVISIONS = [
+    "/usr/bin/env",
+    "../blobs/x",
+    "a..b",
+    "-x",
+    ".hidden",
+    "x/",
+    "x.",
+    "a//b",
+    "a b",
+    "a\x00b",
+    "a\nb",
+    "@",
+    "x.lock",
+    "x.lock/y",
+    "a/.b",
+    "a@{1}",
+    "a~1",
+    "a^",
+    "a:b",
+    "a?",
+    "a*",
+    "a[",
+    "a\\b",
+    "x" * 256,
+    "",
+]
+GOOD_IDS = ["gpt2", "huggyllama/llama-7b", "x_y.z-1/foo", "a" * 96 + "/" + "b" * 96]
+BAD_IDS = ["a/b/c", "a--b", "é/x", "a\x00b", "a b", ".a", "a.git", "../x", "x" * 97, "", "a/"]
+
+
+@pytest.mark.parametrize("revision", GOOD_REVISIONS)
+def test_branch_tag_and_sha_names_pass(revision):
+    assert pinning.check_revision(revision) == revision
+
+
+@pytest.mark.parametrize("revision", BAD_REVISIONS)
+def test_names_git_refuses_are_invalid_input(revision):
+    with pytest.raises(InvalidInput, match="invalid revision") as caught:
+        pinning.check_revision(revision)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("model_id", GOOD_IDS)
+def test_hub_ids_pass(model_id):
+    assert pinning.check_model_id(model_id) == model_id
+    assert re.match(pinning.MODEL_ID_PATTERN, model_id)
+
+
+@pytest.mark.parametrize("model_id", BAD_IDS)
+def test_ids_the_hub_refuses_are_invalid_input(model_id):
+    with pytest.raises(InvalidInput, match="invalid model id"):
+        pinning.check_model_id(model_id)
+    # The pattern the OpenAPI document publishes says the same.
+    assert not re.match(pinning.MODEL_ID_PATTERN, model_id)
+
+
+def _in_time(fn, seconds: float = 10.0):
+    """fn() in a thread: a call that reads a FIFO would block forever, failing here instead."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "the call blocked: it opened the file the revision names"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_a_revision_naming_a_file_is_refused_without_reading_it(tmp_path, hf_cache):
+    install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    storage = pinning.repo_cache_dir(REPO)
+    # A FIFO blocks whoever opens it for reading: reading it would hang this test.
+    os.mkfifo(storage / "blobs" / "fifo")
+    for revision in ("/usr/bin/env", "../blobs/fifo", "../../../../../../dev/zero"):
+        with pytest.raises(InvalidInput, match="invalid revision"):
+            _in_time(lambda r=revision: pinning.resolve_revision(REPO, r))
+
+
+def test_only_a_sha_inside_the_refs_folder_pins_a_revision(tmp_path, hf_cache):
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    refs = pinning.repo_cache_dir(REPO) / "refs"
+    # A ref whose content names an existing folder (the snapshots' parent) is no commit.
+    (refs / "evil").write_text("../..")
+    # A ref that links out of the cache, and one far larger than a sha: neither is read.
+    fifo = tmp_path / "outside-fifo"
+    os.mkfifo(fifo)
+    (refs / "out").symlink_to(fifo)
+    with open(refs / "huge", "wb") as handle:
+        handle.truncate(1 << 30)  # sparse: 1 GiB that costs nothing on disk
+    for name in ("evil", "out", "huge"):
+        with pytest.raises(HubRefused, match="not in the local Hub cache"):
+            _in_time(lambda n=name: pinning.resolve_revision(REPO, n))
+    (refs / "v2").write_text(sha)
+    assert pinning.resolve_revision(REPO, "v2") == sha
+
+
+@pytest.fixture
+def hub_down(hf_cache, monkeypatch):
+    """The Hub at a loopback port nobody listens on, with offline mode off."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    return hf_cache
+
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture
+def hub_failing(hf_cache, monkeypatch):
+    """A Hub that answers every request with 503."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield hf_cache
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("state", ["hub_down", "hub_failing"])
+def test_an_unreachable_or_failing_hub_is_unavailable_and_the_cache_stands_in(
+    request, tmp_path, state
+):
+    cache = request.getfixturevalue(state)
+    started = time.monotonic()
+    with pytest.raises(HubUnavailable, match="not in the local Hub cache"):
+        pinning.resolve_revision("acme/unknown", "main")
+    with pytest.raises(HubUnavailable):
+        hub.fetch_hub("acme/unknown", "b" * 40, max_bytes=10**9)
+    assert time.monotonic() - started < 30
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), cache, REPO)
+    assert pinning.resolve_revision(REPO, "main") == sha
+    assert hub.fetch_hub(REPO, sha, max_bytes=10**9).offline
