@@ -8,11 +8,16 @@ when several suites share the database.
 
 Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, `db_sessions`
 (a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands),
-`hf_cache` (an empty offline Hugging Face cache).
+`hf_cache` (an empty offline Hugging Face cache), `hub_down` / `hub_failing` (that cache, with
+offline mode off and the Hub at a closed loopback port / at a loopback server answering 503),
+`fresh_reads` (the API checks the data version on every request: a write shows at once).
 """
 
+import http.server
 import itertools
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -130,3 +135,48 @@ def hf_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def hub_down(hf_cache, monkeypatch: pytest.MonkeyPatch):
+    """The Hub at a loopback port nobody listens on, with offline mode off."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as sock:  # a port that was free a moment ago: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    return hf_cache
+
+
+class _FailingHub(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture
+def hub_failing(hf_cache, monkeypatch: pytest.MonkeyPatch):
+    """A Hub on a loopback port that answers every request with 503."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield hf_cache
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fresh_reads(monkeypatch: pytest.MonkeyPatch):
+    """The API reads the data version on every request (no batching window)."""
+    monkeypatch.setenv("SWREG_API_DATA_VERSION_MAX_AGE_SECONDS", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

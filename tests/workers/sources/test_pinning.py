@@ -2,16 +2,14 @@
 never used to name a file outside the cache's refs; an unreachable Hub is `HubUnavailable`
 (worth retrying), not a refusal. The Hub is played by closed and failing loopback ports."""
 
-import http.server
 import os
 import re
 import threading
 import time
 
 import pytest
-from huggingface_hub import constants
 
-from tests.helpers import REPO, free_port, make_checkpoint
+from tests.helpers import REPO, make_checkpoint
 from workers.contract.errors import InvalidInput
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.sources import hub, pinning
@@ -120,37 +118,6 @@ def test_only_a_sha_inside_the_refs_folder_pins_a_revision(tmp_path, hf_cache):
             _in_time(lambda n=name: pinning.resolve_revision(REPO, n))
     (refs / "v2").write_text(sha)
     assert pinning.resolve_revision(REPO, "v2") == sha
-
-
-@pytest.fixture
-def hub_down(hf_cache, monkeypatch):
-    """The Hub at a loopback port nobody listens on, with offline mode off."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
-    return hf_cache
-
-
-class _Failing(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the stdlib's name
-        self.send_response(503)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_args):
-        pass
-
-
-@pytest.fixture
-def hub_failing(hf_cache, monkeypatch):
-    """A Hub that answers every request with 503."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    yield hf_cache
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("state", ["hub_down", "hub_failing"])
