@@ -259,6 +259,8 @@ def retract(session: Session, coordinate: SuperWeight, reason: str) -> SuperWeig
 def get_coordinate(
     session: Session, model_id: str, revision: str, tensor: str, index: list[int]
 ) -> SuperWeight:
+    check_model_id(model_id)
+    revision_kind_of(revision)
     rev = find_revision(session, model_id, revision)
     sw = None if rev is None else find_coordinate(rev, tensor, index)
     if sw is None:

@@ -166,3 +166,54 @@ def test_serve_prints_the_address_and_answers(loaded):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_names_are_checked_on_every_command(loaded, hf_cache, tmp_path):
+    for args in (
+        ["lookup", "a b"],
+        ["lookup", "a/b/c"],
+        ["lookup", "a\x01b"],
+        ["retract", "x--y", "--revision", "unknown", "--tensor", "t", "--index", "1,2",
+         "--reason", "r"],
+        ["submit", "acme/tiny", "--revision", "/usr/bin/env"],
+        ["submit", "acme/tiny", "--revision", "../blobs/x"],
+        ["submit", "a b"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith("error: invalid "), (args, result.stderr)
+        assert result.stderr.count("\n") == 1
+
+
+def test_serve_starts_while_the_database_is_down_and_answers_when_it_is_back(tmp_path):
+    from registry import migrate
+
+    blocker = tmp_path / "data"
+    blocker.write_text("not yet a folder")
+    url = f"sqlite:///{blocker}/swreg.db"
+    port = _free_port()
+    env = {**os.environ, "SWREG_DATABASE_URL": url}
+    server = subprocess.Popen(
+        [SWREG, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout.readline().startswith(f"swreg serving on http://127.0.0.1:{port}")
+        assert server.stderr.readline().startswith("warning: cannot open database")
+        base = f"http://127.0.0.1:{port}/api/v1"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ready = httpx.get(f"{base}/ready", timeout=10)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert ready.status_code == 503 and ready.headers["retry-after"]
+        blocker.unlink()
+        blocker.mkdir()
+        migrate.upgrade(url)
+        assert httpx.get(f"{base}/ready", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -353,3 +353,28 @@ def test_a_write_changes_the_etag_at_once(fresh_reads, db_url, published, db_ses
         assert [r["revision"] for r in pinned.json()["revisions"]] == [SHA_A]
         index = client.get(f"{API}/index").json()
         assert parse_time(index["meta"]["generated_at"]) > parse_time("2024-11-13T00:00:00Z")
+
+
+# --- guarantees that held, kept held -------------------------------------------------------------
+
+
+def test_concurrent_duplicate_submissions_over_http_queue_one_job(
+    server, token, tmp_path, hf_cache, db_sessions
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+
+    def submit(_):
+        return httpx.post(
+            f"{server.url}{API}/submissions",
+            json={"model": REPO, "revision": "main"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(submit, range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert len({r.json()["job"]["id"] for r in responses}) == 1
+    assert _jobs(db_sessions) == 1
