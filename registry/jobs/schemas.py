@@ -3,35 +3,56 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
 from registry.jobs.models import Job, JobSource, JobState
+from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
     MAX_MODEL_ID_CHARS,
     MAX_REVISION_CHARS,
     MODEL_ID_PATTERN,
     REVISION_NAME_PATTERN,
+    check_model_id,
+    check_revision,
 )
 
 
 class SubmissionIn(BaseModel):
-    # The patterns use lookaheads, which only Python's engine has.
-    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    """The patterns are published in the OpenAPI document; what checks a submission is the
+    pinning entry point's own validators (the same rules), which say what is wrong in words."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
         min_length=1,
         max_length=MAX_MODEL_ID_CHARS,
-        pattern=MODEL_ID_PATTERN,
+        json_schema_extra={"pattern": MODEL_ID_PATTERN},
         description="A Hub repository id, e.g. HuggingFaceTB/SmolLM2-135M (the Hub's id rules)",
     )
     revision: str | None = Field(
         default=None,
         max_length=MAX_REVISION_CHARS,
-        pattern=REVISION_NAME_PATTERN,
+        json_schema_extra={"pattern": REVISION_NAME_PATTERN},
         description="A branch, tag or commit sha (git's ref-name rules); pinned to the full "
         "commit sha at submission (default: the default branch)",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _hub_id(cls, value: str) -> str:
+        try:
+            return check_model_id(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("revision")
+    @classmethod
+    def _ref_name(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else check_revision(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
 
 
 class JobOut(BaseModel):
