@@ -196,7 +196,10 @@ class DataVersionReader:
         if self._known is not None and now - self._known_at <= self.max_age:
             return self._known
         read = self._read
-        if read is None or now - self._read_started > self.max_age:
+        # A read under way that started recently enough is shared; a finished one was either
+        # a success (handled above while fresh) or a failure, which is not repeated to later
+        # requests: each asks the database again, so recovery shows at once.
+        if read is None or read.done() or now - self._read_started > self.max_age:
             read = self._read = asyncio.ensure_future(self._fetch(now))
             self._read_started = now
             read.add_done_callback(_retrieve)

@@ -136,7 +136,9 @@ def test_a_server_started_without_its_database_recovers_without_a_restart(tmp_pa
         with transaction(migrate.open_registry(url)) as session:
             index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
         assert client.get(f"{API}/ready").status_code == 200
-        assert client.get(LOOKUP).json()["model_id"] == "huggyllama/llama-7b"
+        lookup = client.get(LOOKUP)
+        assert lookup.status_code == 200, lookup.text
+        assert lookup.json()["model_id"] == "huggyllama/llama-7b"
 
 
 # --- integers and strings that once reached the database unchecked -----------------------------
