@@ -23,7 +23,7 @@ MAX_EXAMPLES = 15
 SEED = 2411
 
 
-def test_schemathesis_finds_no_failure(db_url, published, db_sessions, hf_cache):
+def test_schemathesis_finds_no_failure(db_url, published, db_sessions, hf_cache, tmp_path):
     with transaction(db_sessions) as session:
         _, secret = auth.create_token(session, "schemathesis")
     with LiveServer(create_app(db_url)) as server:
@@ -51,6 +51,7 @@ def test_schemathesis_finds_no_failure(db_url, published, db_sessions, hf_cache)
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # its cache of crashes goes there, not into the checkout
         )
     report = result.stdout + result.stderr
     counts = re.search(r"Test cases:\s*\n\s*(.+)", report)
