@@ -11,11 +11,12 @@ How an endpoint uses it (registry/app.py says the same for new routers):
   first time a client asks for it.
 - `cached_entity` asks for the registry's data version (registry.data_version: a counter every
   write bumps in its own transaction) and returns the entity built for that version, building
-  it (in a worker thread, in one transaction with the version it is filed under) when the data
-  changed since. The version comes from a read that started at most
-  `api_data_version_max_age_seconds` (0.25 s) before the request (`DataVersionReader`): a write
-  shows in every answer within that time, and a busy server reads the version a few times a
-  second instead of once per request, so a cache hit costs no database work at all.
+  it (in a worker thread) when the data changed since; the version is read before the data, so
+  a body is never older than the version it is filed under. The version comes from a read that
+  started at most `api_data_version_max_age_seconds` (0.25 s) before the request
+  (`DataVersionReader`): a write shows in every answer within that time, and a busy server reads
+  the version a few times a second instead of once per request, so a cache hit costs no database
+  work at all.
 - `cached_response` answers: 304 when If-None-Match names the representation, the gzip form when
   the client accepts gzip and the body is at least GZIP_MIN_BYTES, the identity form otherwise.
 
@@ -248,7 +249,8 @@ async def cached_entity(
 def _build(
     database: Database, cache: ResponseCache, key: Hashable, build: Callable[[Session], Entity]
 ) -> Entity:
-    # The version and the data in one transaction: the body is filed under the version it shows.
+    # The version first, then the data: a body is never older than the version it is filed
+    # under (a write committed in between only makes it newer, and the next version rebuilds it).
     with database.engine.connect() as connection, Session(bind=connection) as session:
         version = current_version(connection)
         return cache.get_or_build(key, version, lambda: build(session))
