@@ -1,6 +1,6 @@
 """The worker on tiny planted models, through the offline Hub cache: refused checkpoints end
 `failed` with their reason and the worker goes on; a good one ends `succeeded` with its super
-weights in the registry; a stop signal lets the current job finish."""
+weights in the registry. (Stop signals: test_signals.py; heartbeats and leases: test_leases.py.)"""
 
 import json
 import shutil
@@ -119,20 +119,3 @@ def test_a_local_directory_is_worked_from_its_path(db_sessions, planted):
         job = session.get(Job, submission.job.id)
         assert job.state == JobState.SUCCEEDED, job.last_error
         assert job.fetch["files"] and job.fetch["downloaded_bytes"] == 0
-
-
-def test_a_stop_request_lets_the_current_job_finish(db_sessions, planted):
-    first = service.submit(db_sessions, str(planted), model_id="local/a").job.id
-    second = service.submit(db_sessions, str(planted), model_id="local/b").job.id
-    worker = Worker(db_sessions, WorkerConfig(lease_seconds=60, poll_seconds=0.1))
-    original = worker.process
-
-    def process_then_stop(job, lease):
-        worker.stop_requested.set()  # as the first SIGTERM does, mid-job
-        return original(job, lease)
-
-    worker.process = process_then_stop
-    assert worker.run() == 1
-    with db_sessions() as session:
-        assert session.get(Job, first).state == JobState.SUCCEEDED
-        assert session.get(Job, second).state == JobState.QUEUED
