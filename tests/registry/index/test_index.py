@@ -179,16 +179,22 @@ def test_invalid_import_writes_nothing_and_says_where(db_sessions, tmp_path, mut
 REFUSED_INDEX = [9999, 9999]
 REFUSE_TRIGGER = {
     "sqlite": [
-        "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
-        "WHEN NEW.index_key = '9999,9999' "
-        "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+        (
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
+            "WHEN NEW.index_key = '9999,9999' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+        )
     ],
     "postgresql": [
-        "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
-        "IF NEW.index_key = '9999,9999' THEN RAISE EXCEPTION 'refused by the test trigger'; "
-        "END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+        (
+            "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.index_key = '9999,9999' THEN RAISE EXCEPTION 'refused by the test trigger'; "
+            "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        (
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+        ),
     ],
 }
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from registry import migrate
+from registry.database import make_engine, make_sessionmaker
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.service import lookup
-from registry import migrate
-from registry.database import make_engine, make_sessionmaker
 from tests.helpers import WORKER_CMD, python_env
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.fixtures.planted import build_planted_model
@@ -147,6 +147,7 @@ def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
         run = subprocess.run(
             [*WORKER_CMD, "--once"],
             env=env,
+            check=False,
             capture_output=True,
             text=True,
             timeout=WORKER_TIMEOUT_S,
@@ -170,4 +171,5 @@ def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
     assert not set(duplicates) & set(fetched)
     # The job's record of what it downloaded is what the Hub sent it.
     assert good.fetch["downloaded_bytes"] == fake_hub.total_served("acme/good") > 0
-    assert good.fetch["repo_bytes"] - good.fetch["selected_bytes"] == sum(map(len, duplicates.values()))
+    not_fetched = good.fetch["repo_bytes"] - good.fetch["selected_bytes"]
+    assert not_fetched == sum(map(len, duplicates.values()))
