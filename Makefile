@@ -24,7 +24,9 @@ setup: $(STAMP)
 	$(BIN)/swreg setup
 
 # The API and one worker together on the same database. The worker runs in the background and
-# is stopped (SIGTERM: it hands an unfinished job back to the queue) whenever `serve` exits.
+# gets a SIGTERM whenever `serve` exits: it finishes the job it holds (which may take minutes;
+# make waits) and exits. Ctrl-C also reaches the worker itself (same process group), so there
+# it gets a second signal and hands an unfinished job back to the queue at once.
 run: setup
 	$(BIN)/swreg worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \

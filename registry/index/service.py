@@ -7,6 +7,7 @@ document before it writes anything, and writes it in the caller's single transac
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -83,6 +84,21 @@ def dumps(document: dict[str, Any]) -> str:
 # --- validation -------------------------------------------------------------------------------
 
 
+def _times(document: dict[str, Any]) -> Iterator[tuple[tuple, str]]:
+    """Every time in a document that passed the schema, with its path."""
+    yield ("meta", "generated_at"), document["meta"]["generated_at"]
+    for i, model in enumerate(document["models"]):
+        for name in ("created_at", "updated_at"):
+            if model.get(name) is not None:
+                yield ("models", i, name), model[name]
+        for j, coord in enumerate(model["super_weights"]):
+            provenance = coord.get("provenance", {})
+            for name in ("created_at", "updated_at", "retracted_at"):
+                if provenance.get(name) is not None:
+                    path = ("models", i, "super_weights", j, "provenance", name)
+                    yield path, provenance[name]
+
+
 def validate_document(document: Any, source: str = "index") -> None:
     """Raise InvalidInput with one line naming the first problem and its JSON pointer."""
     error = best_match(_validator().iter_errors(document))
@@ -90,6 +106,13 @@ def validate_document(document: Any, source: str = "index") -> None:
         raise InvalidInput(
             f"invalid {source}: at {_pointer(error.absolute_path)}: {_one_line(error.message)}"
         )
+    # The schema's pattern admits times that do not exist (2026-02-30): found here, before the
+    # import writes anything, rather than by the import half-way through.
+    for path, value in _times(document):
+        try:
+            parse_time(value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"invalid {source}: at {_pointer(path)}: {exc}") from None
     # What a schema cannot say: no model revision and no coordinate may appear twice.
     seen_revisions: set[tuple[str, str]] = set()
     for i, model in enumerate(document["models"]):

@@ -64,16 +64,32 @@ def test_list(loaded):
     assert any(line.startswith("microsoft/Phi-3-mini-4k-instruct") and "6 published" in line for line in lines)
 
 
-def test_import_twice_and_export_round_trip(loaded, tmp_path):
-    again = run("import", str(PUBLISHED_INDEX_PATH))
-    assert again.stdout.endswith("(0 new, 0 updated, 27 unchanged)\n")
+def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypatch):
     out = tmp_path / "index.json"
     result = run("export", "-o", str(out), "--generated-at", "2026-01-01T00:00:00Z")
     assert result.exit_code == 0
-    stdout = run("export", "--generated-at", "2026-01-01T00:00:00+00:00").stdout
-    assert out.read_text() == stdout
-    assert json.loads(stdout)["meta"]["generated_at"] == "2026-01-01T00:00:00Z"
+    first = out.read_text()
+    assert json.loads(first)["meta"]["generated_at"] == "2026-01-01T00:00:00Z"
+    # Importing the same file again changes nothing.
+    again = run("import", str(PUBLISHED_INDEX_PATH))
+    assert again.stdout.endswith("(0 new, 0 updated, 27 unchanged)\n")
+    assert run("export", "--generated-at", "2026-01-01T00:00:00+00:00").stdout == first
     assert run("export", "--generated-at", "yesterday").stderr == "error: not an ISO 8601 time: 'yesterday'\n"
+
+    # export -> import into an empty database (of the same kind) -> export: the same bytes.
+    if loaded.startswith("postgresql"):
+        other = request.getfixturevalue("postgres_schema")()
+    else:
+        other = f"sqlite:///{tmp_path / 'other.db'}"
+    from registry.settings import get_settings
+
+    monkeypatch.setenv("SWREG_DATABASE_URL", other)
+    get_settings.cache_clear()
+    assert run("db", "upgrade").exit_code == 0
+    assert run("list").stdout.splitlines()[-1] == "0 models"
+    imported = run("import", str(out))
+    assert imported.stdout.endswith("(27 new, 0 updated, 0 unchanged)\n"), imported.output
+    assert run("export", "--generated-at", "2026-01-01T00:00:00Z").stdout == first
 
 
 def test_invalid_import_is_one_line_and_writes_nothing(cli_env, tmp_path):

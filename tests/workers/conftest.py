@@ -1,5 +1,6 @@
-"""Fixtures for the workers' tests: planted tiny models (built once per session) and the real
-SmolLM2-135M-Instruct copy (converted once into the user cache, reused across runs)."""
+"""Fixtures for the workers' tests: planted tiny models (built once per session), the real
+SmolLM2-135M-Instruct copy (converted once into the user cache, reused across runs), and a fake
+Hugging Face Hub served over HTTP."""
 
 import pytest
 
@@ -26,3 +27,36 @@ def smollm2():
     from workers.fixtures.smollm2 import smollm2_dir
 
     return smollm2_dir()
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A fake Hugging Face Hub on 127.0.0.1 (tests/fake_hub.py) with an empty cache, online.
+
+    huggingface_hub in this process points at it as `HF_ENDPOINT` would have made it (it reads
+    HF_ENDPOINT into its constants at import, long done here), and subprocesses get HF_ENDPOINT
+    itself. `fake_hub.cache` is the Hub cache directory."""
+    from huggingface_hub import constants
+
+    from tests.fake_hub import FakeHub
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    with FakeHub() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(
+            constants,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            hub.url + "/{repo_id}/resolve/{revision}/{filename}",
+        )
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        for name, value in {
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_CACHE": str(cache),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        hub.cache = cache
+        yield hub

@@ -2,11 +2,19 @@
 and show that its memory does not grow with the model.
 
 Each approach runs in its own process, timed from start to exit (imports included, as a user
-would run it), reporting its own peak host memory (ru_maxrss) and peak GPU memory. The time to
-read the checkpoint once is measured with the page cache dropped for its files (cold), which is
-the floor for any job that must look at every weight. The memory demonstration runs the swreg
-job on a checkpoint at least twice the size of a memory cap it imposes (a cgroup when it can
-make one, else an address-space limit), and the naive approach under the same cap.
+would run it). Its peak host memory is the kernel's maximum resident set size for the whole
+child process (ru_maxrss from wait4); the child also reports its own (RUSAGE_SELF, taken when
+it writes its result) and its peak GPU memory. The checkpoint's files are hashed once, here, and
+their sha256 handed to both children (as a worker gets them from the Hub's blob names), so that
+each child reads the weights only to analyse them, starting with them out of the page cache.
+The time to read the checkpoint once is measured with the page cache dropped for its files
+(cold), which is the floor for any job that must look at every weight.
+
+The memory demonstration runs the swreg job on a checkpoint at least twice the size of a memory
+cap, and the naive approach under the same cap. The cap is a cgroup-v1 memory cgroup when this
+process may create one (root, with cgroup v1 mounted); otherwise (cgroup v2, or no root) it is
+an address-space limit (RLIMIT_AS), which counts mapped but untouched memory too and so is a
+stricter, different cap. The figures say which (`cap_kind`).
 """
 
 import json
@@ -23,9 +31,12 @@ import click
 
 from workers.contract.report import Report
 from workers.fixtures.cache import cache_root
+from workers.science.disk_reads import evict_from_page_cache
 
 GIB = 1024**3
 MIB = 1024**2
+# ru_maxrss is in KiB on Linux.
+KIB = 1024
 READ_CHUNK_BYTES = 64 * MIB
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 # Evaluation tokens on the synthetic checkpoints: the timing ratio does not depend on the text's
@@ -96,21 +107,10 @@ def weight_files(model_dir: Path) -> list[Path]:
     return sorted(model_dir.glob("*.safetensors"))
 
 
-def drop_page_cache(files: list[Path]) -> None:
-    """Evict the files' pages from the page cache, so that the next read comes from disk."""
-    for file in files:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def read_once(files: list[Path], cold: bool) -> tuple[float, int]:
     """Seconds to read every byte of the files once, and the bytes read."""
     if cold:
-        drop_page_cache(files)
+        evict_from_page_cache(files)
     buffer = bytearray(READ_CHUNK_BYTES)
     view = memoryview(buffer)
     total = 0
@@ -173,6 +173,8 @@ class ChildRun:
     returncode: int
     result: dict | None
     stderr_tail: str
+    # ru_maxrss of the whole child process, as the kernel reports it to its parent.
+    peak_rss_bytes: int
 
     @property
     def ok(self) -> bool:
@@ -180,26 +182,42 @@ class ChildRun:
 
 
 def run_approach(
-    approach: str, model_dir: Path, device: str, eval_tokens: int, cap: MemoryCap | None = None
+    approach: str,
+    model_dir: Path,
+    device: str,
+    eval_tokens: int,
+    cap: MemoryCap | None = None,
+    file_sha256: dict[str, str] | None = None,
 ) -> ChildRun:
     """Run one approach in a fresh process and time it from start to exit."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
+        out, stderr_path, hashes = (Path(tmp) / n for n in ("result.json", "stderr", "sha256.json"))
+        hashes.write_text(json.dumps(file_sha256 or {}))
         command = [
             sys.executable, "-m", "workers.commands.bench", approach, str(model_dir),
             "--device", device, "--eval-tokens", str(eval_tokens), "--out", str(out),
+            "--file-sha256", str(hashes),
         ]
         started = time.perf_counter()
-        process = subprocess.run(
-            command, capture_output=True, text=True,
-            preexec_fn=cap.preexec if cap else None,
-        )
+        with stderr_path.open("w") as stderr:
+            process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=stderr,
+                preexec_fn=cap.preexec if cap else None,  # noqa: PLW1509 (no threads here)
+            )
+            # wait4 rather than wait: it also gives the child's resource usage.
+            _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
         result = json.loads(out.read_text()) if out.is_file() else None
-    return ChildRun(approach, wall, process.returncode, result, process.stderr[-2000:])
+        stderr_tail = stderr_path.read_text()[-2000:]
+    return ChildRun(
+        approach, wall, process.returncode, result, stderr_tail, usage.ru_maxrss * KIB
+    )
 
 
-def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: str) -> None:
+def _child(
+    approach: str, model_dir: str, device: str, eval_tokens: int, out: str, file_sha256: str
+) -> None:
     """Entry point of a timed child process."""
     import torch
 
@@ -207,7 +225,8 @@ def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: st
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
 
-    options = AnalysisOptions(device=device, eval_tokens=eval_tokens)
+    known = json.loads(Path(file_sha256).read_text()) if file_sha256 else None
+    options = AnalysisOptions(device=device, eval_tokens=eval_tokens, file_sha256=known or None)
     run = analyse if approach == "swreg" else analyse_naive
     report = run(model_dir, options).as_json_dict()
     gpu_peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
@@ -215,7 +234,7 @@ def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: st
         json.dumps(
             {
                 "report": report,
-                "peak_host_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak_host_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB,
                 "peak_gpu_bytes": gpu_peak,
             }
         )
@@ -248,14 +267,21 @@ def _fmt_bytes(value: int | None) -> str:
     return "-" if value is None else f"{value / MIB:,.0f} MiB"
 
 
+def file_hashes(model_dir: Path) -> dict[str, str]:
+    from workers.science.checkpoint import sha256_of
+
+    return {file.name: sha256_of(file) for file in weight_files(model_dir)}
+
+
 def compare(model_dir: Path, device: str, eval_tokens: int) -> dict:
     files = weight_files(model_dir)
     read_cold, total = read_once(files, cold=True)
     read_warm, _ = read_once(files, cold=False)
-    drop_page_cache(files)
-    naive = run_approach("naive", model_dir, device, eval_tokens)
-    drop_page_cache(files)
-    swreg = run_approach("swreg", model_dir, device, eval_tokens)
+    hashes = file_hashes(model_dir)
+    evict_from_page_cache(files)
+    naive = run_approach("naive", model_dir, device, eval_tokens, file_sha256=hashes)
+    evict_from_page_cache(files)
+    swreg = run_approach("swreg", model_dir, device, eval_tokens, file_sha256=hashes)
     figures = {
         "checkpoint": str(model_dir),
         "checkpoint_bytes": total,
@@ -267,7 +293,8 @@ def compare(model_dir: Path, device: str, eval_tokens: int) -> dict:
         figures[run.approach] = {
             "ok": run.ok,
             "wall_s": run.wall_seconds,
-            "peak_host_bytes": run.result and run.result["peak_host_bytes"],
+            "peak_host_bytes": run.peak_rss_bytes,
+            "peak_host_bytes_self_reported": run.result and run.result["peak_host_bytes"],
             "peak_gpu_bytes": run.result and run.result["peak_gpu_bytes"],
             "bytes_read": run.result and run.result["report"]["bytes_read"],
             "timings": run.result and run.result["report"]["timings"],
@@ -284,16 +311,17 @@ def compare(model_dir: Path, device: str, eval_tokens: int) -> dict:
 def memory_capped(model_dir: Path, device: str, eval_tokens: int, cap_bytes: int) -> dict:
     size = sum(f.stat().st_size for f in weight_files(model_dir))
     figures = {"checkpoint": str(model_dir), "checkpoint_bytes": size, "cap_bytes": cap_bytes}
+    hashes = file_hashes(model_dir)
     for approach in ("swreg", "naive"):
-        drop_page_cache(weight_files(model_dir))
+        evict_from_page_cache(weight_files(model_dir))
         with MemoryCap(cap_bytes) as cap:
-            run = run_approach(approach, model_dir, device, eval_tokens, cap)
+            run = run_approach(approach, model_dir, device, eval_tokens, cap, file_sha256=hashes)
             figures["cap_kind"] = cap.kind
             figures[approach] = {
                 "ok": run.ok,
                 "returncode": run.returncode,
                 "wall_s": run.wall_seconds,
-                "peak_host_bytes": run.result and run.result["peak_host_bytes"],
+                "peak_host_bytes": run.peak_rss_bytes,
                 "cgroup_peak_bytes": cap.peak_bytes(),
                 "super_weights": run.result and [list(v) for v in _verdicts(run.result["report"])],
             }
@@ -427,11 +455,14 @@ def main() -> None:
     parser.add_argument("--revision")
     parser.add_argument("--cache")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--file-sha256", help="JSON file: weight file name -> known sha256")
     args = parser.parse_args()
     if args.approach == "fetch":
         _fetch_child(args.model, args.revision, args.cache, args.out)
     else:
-        _child(args.approach, args.model, args.device, args.eval_tokens, args.out)
+        _child(
+            args.approach, args.model, args.device, args.eval_tokens, args.out, args.file_sha256
+        )
 
 
 if __name__ == "__main__":

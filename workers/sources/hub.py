@@ -2,9 +2,10 @@
 huggingface_hub's shared cache (HF_HUB_CACHE / HF_HOME; the token is HF_TOKEN).
 
 The repository's file list is checked before anything is downloaded (pickle-only checkpoints,
-missing config, the size cap); then only config, tokenizer and the weight files are fetched,
-with their sha256 (from the LFS metadata or the cache's blob names), so that analysis does not
-hash them again.
+missing config, the size cap), except a sharded checkpoint's shard index (a few KB), fetched
+first because it says which shards count; then only config, tokenizer and the weight files are
+fetched, with their sha256 (from the LFS metadata or the cache's blob names), so that analysis
+does not hash them again.
 """
 
 import os

@@ -5,9 +5,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
+from registry.cli import main
 from registry.database import transaction
 from registry.errors import InvalidInput
 from registry.index import service as index_service
@@ -154,6 +156,8 @@ def test_round_trip_is_byte_identical(db_sessions, report, tmp_path, request):
         (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/11: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
         (lambda d: d["models"][10]["super_weights"].append(copy.deepcopy(d["models"][10]["super_weights"][0])), "at /models/10/super_weights/1: "),
         (lambda d: d["models"][0]["super_weights"][0].update(state="retracted"), "at /models/0/super_weights/0/provenance: 'retraction_reason' is a required property"),
+        (lambda d: d["models"][10].update(created_at="2026-02-30T00:00:00Z"), "at /models/10/created_at: not an ISO 8601 time: '2026-02-30T00:00:00Z'"),
+        (lambda d: d["models"][10]["super_weights"][0]["provenance"].update(retracted_at="2026-01-01T24:00:00Z"), "at /models/10/super_weights/0/provenance/retracted_at: not an ISO 8601 time"),
     ],
 )
 def test_invalid_import_writes_nothing_and_says_where(db_sessions, tmp_path, mutate, message):
@@ -168,6 +172,79 @@ def test_invalid_import_writes_nothing_and_says_where(db_sessions, tmp_path, mut
     assert "\n" not in line and message in line, line
     assert line.startswith(f"invalid {path}: at /")
     assert _counts(db_sessions) == (0, 0)
+
+
+# The database refuses one coordinate (a trigger standing in for any failure of the database
+# half-way through an import: a constraint, a full disk, a lost connection).
+REFUSED_INDEX = [9999, 9999]
+REFUSE_TRIGGER = {
+    "sqlite": [
+        (
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
+            "WHEN NEW.index_key = '9999,9999' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+        )
+    ],
+    "postgresql": [
+        (
+            "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.index_key = '9999,9999' THEN RAISE EXCEPTION 'refused by the test trigger'; "
+            "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        (
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON super_weights "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+        ),
+    ],
+}
+
+
+def _rows(sessions) -> dict[str, list[tuple]]:
+    """Every row of the registry's tables, in id order."""
+    with sessions() as session:
+        return {
+            model.__tablename__: [
+                tuple(getattr(row, c.key) for c in model.__mapper__.columns)
+                for row in session.scalars(select(model).order_by(model.id))
+            ]
+            for model in (ModelRevision, SuperWeight)
+        }
+
+
+def test_an_import_failing_on_its_last_model_leaves_the_database_as_before(
+    db_sessions, cli_env, report, tmp_path
+):
+    _fill(db_sessions, report)
+    before, before_rows = _export(db_sessions), _rows(db_sessions)
+    document = json.loads(before)
+    # Every kind of write before the failure: existing coordinates updated, a revision and its
+    # coordinates created...
+    for model in document["models"]:
+        for sw in model["super_weights"]:
+            sw["evidence"] = {**sw["evidence"], "note": "changed by the import"}
+    new = copy.deepcopy(next(m for m in document["models"] if m["revision"] == SHA_A))
+    first_new = dict(new, model_id="acme/new-model")
+    # ...and last, a model whose last coordinate the database refuses.
+    last = copy.deepcopy(first_new)
+    last["model_id"] = "zz/refused-last"
+    refused = copy.deepcopy(last["super_weights"][-1])
+    refused.update(index=REFUSED_INDEX, row=REFUSED_INDEX[0], col=REFUSED_INDEX[1])
+    last["super_weights"].append(refused)
+    document["models"] += [first_new, last]
+    index_service.validate_document(document)  # a valid document: it fails only when written
+
+    dialect = db_sessions.kw["bind"].dialect.name
+    with db_sessions() as session, session.begin():
+        for statement in REFUSE_TRIGGER[dialect]:
+            session.connection().exec_driver_sql(statement)
+    path = tmp_path / "index.json"
+    path.write_text(index_service.dumps(document))
+    result = CliRunner().invoke(main, ["import", str(path)])
+    assert result.exit_code != 0
+    assert "refused by the test trigger" in str(result.exception)
+
+    assert _rows(db_sessions) == before_rows
+    assert _export(db_sessions) == before
 
 
 def test_not_json_is_one_line(tmp_path):

@@ -1,7 +1,46 @@
 """`swreg bench`'s machinery on a tiny model: both approaches run in their own processes, their
-figures are printed, and they agree."""
+figures are measured (bytes read, peak memory) rather than assumed, and they agree."""
 
-from workers.commands.bench import compare, read_once, weight_files
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from workers.commands.bench import MIB, compare, read_once, weight_files
+
+# A tensor no layer uses, far larger than any readahead window: reading the checkpoint's files
+# whole would count it, reading what the model needs would not.
+UNUSED_TENSOR_BYTES = 64 * MIB
+# Filesystems with no storage behind them: the kernel counts no reads from them.
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}
+
+
+def _filesystem_of(path: Path) -> str:
+    """The type of the filesystem `path` lies on, from /proc/mounts (the longest mount point
+    that contains it)."""
+    path = path.resolve()
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount_point, fs_type, *_ = line.split()
+        if path.is_relative_to(mount_point) and len(mount_point) > len(best):
+            best, kind = mount_point, fs_type
+    return kind
+
+
+@pytest.fixture(scope="module")
+def with_unused_tensor(planted_models, tmp_path_factory) -> tuple[Path, int]:
+    """The planted gpt2 model with one more tensor in its weight file that the model does not
+    have (as real checkpoints sometimes carry extra tensors); returns the directory and the size
+    of the original weight file."""
+    source = planted_models("gpt2").path
+    target = tmp_path_factory.mktemp("unused") / "gpt2"
+    shutil.copytree(source, target)
+    weights = load_file(target / "model.safetensors")
+    weights["zz_unused.weight"] = torch.zeros(UNUSED_TENSOR_BYTES // 4, dtype=torch.float32)
+    save_file(weights, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return target, (source / "model.safetensors").stat().st_size
 
 
 def test_read_once_reads_every_byte(planted_models):
@@ -11,13 +50,30 @@ def test_read_once_reads_every_byte(planted_models):
     assert seconds > 0
 
 
-def test_compare_runs_both_approaches_and_they_agree(planted_models):
-    figures = compare(planted_models("gpt2").path, "cpu", eval_tokens=128)
+def test_compare_runs_both_approaches_measures_them_and_they_agree(with_unused_tensor):
+    path, used_file_bytes = with_unused_tensor
+    if _filesystem_of(path) in MEMORY_FILESYSTEMS:
+        pytest.skip(f"{path} is on {_filesystem_of(path)}: the kernel counts no reads from it")
+    figures = compare(path, "cpu", eval_tokens=128)
     assert figures["naive"]["ok"] and figures["swreg"]["ok"], figures
     assert figures["agreement"]["same_coordinates_and_verdicts"]
     assert figures["agreement"]["max_relative_perplexity_difference"] < 1e-4
-    for approach in ("naive", "swreg"):
-        assert figures[approach]["peak_host_bytes"] > 0
-        assert figures[approach]["bytes_read"] <= figures["checkpoint_bytes"]
     verified = [sw for sw in figures["swreg"]["super_weights"] if sw[2] == "verified"]
     assert len(verified) == 2
+    assert figures["checkpoint_bytes"] >= used_file_bytes + UNUSED_TENSOR_BYTES
+
+    for approach in ("naive", "swreg"):
+        run = figures[approach]
+        # Bytes read are measured: each approach read the model's tensors, and not the tensor
+        # the model does not use, though it lies in the same file.
+        assert 0.9 * used_file_bytes <= run["bytes_read"], (approach, run["bytes_read"])
+        assert run["bytes_read"] < used_file_bytes + UNUSED_TENSOR_BYTES / 4, (
+            approach,
+            run["bytes_read"],
+        )
+        # Peak memory is the kernel's figure for the whole child; the child's own, taken a
+        # moment before it exits, cannot be larger, and little can be added after it.
+        own, whole = run["peak_host_bytes_self_reported"], run["peak_host_bytes"]
+        assert own <= whole <= own + 64 * MIB, (approach, own, whole)
+        # The children are fresh Python processes that imported torch: hundreds of MiB.
+        assert whole > 100 * MIB, (approach, whole)

@@ -1,8 +1,10 @@
-"""Revision resolution and fetching through a real (offline) Hugging Face cache, and local
-directories. There is no Hub to reach here: the cache is laid out as huggingface_hub writes it."""
+"""Revision resolution and fetching, through huggingface_hub: from a real offline cache (laid out
+as huggingface_hub writes it), from a fake Hub served over HTTP in the test (tests/fake_hub.py,
+which counts every byte it sends), and from local directories."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.science.checkpoint import content_hash, fill_sha256, open_checkpoint
 from workers.science.errors import CheckpointRefused
 from workers.sources import hub, local, pinning
-from workers.sources.errors import HubRefused
+from workers.sources.errors import HubNotFound, HubRefused
 
 
 def test_resolve_from_the_cache_when_offline(tmp_path, hf_cache):
@@ -59,29 +61,94 @@ def test_fetch_reads_only_what_detection_needs_and_knows_the_hashes(tmp_path, hf
     assert names == ["config.json", "model.safetensors", "tokenizer.json"]
     weights = (model / "model.safetensors").read_bytes()
     assert fetched.weight_sha256 == {"model.safetensors": hashlib.sha256(weights).hexdigest()}
-    assert fetched.offline and fetched.downloaded_bytes == 0
+    assert fetched.offline
     total = sum(p.stat().st_size for p in model.iterdir())
     assert fetched.repo_bytes == total
     assert fetched.selected_bytes == total - len(pickle) - 200
     assert fetched.path == hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
 
 
-def test_a_pickle_only_repository_is_refused_before_any_download(tmp_path, hf_cache):
+def test_a_pickle_only_repository_is_refused_before_any_download(tmp_path, fake_hub):
     model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
-    sha = install_into_hf_cache(model, hf_cache, REPO)
+    sha = fake_hub.add_repo(REPO, model)
     with pytest.raises(
         CheckpointRefused, match=r"pickle-only checkpoint \(never unpickled\)"
     ) as caught:
         hub.fetch_hub(REPO, sha, max_bytes=10**9)
     assert caught.value.permanent
+    # Judged from the listing alone: not one file was asked for, config and tokenizer included.
+    assert _file_requests(fake_hub) == []
+    assert fake_hub.total_served() == 0
 
 
-def test_a_checkpoint_over_the_cap_is_refused(tmp_path, hf_cache):
-    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+def test_a_checkpoint_over_the_cap_is_refused_before_any_download(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
     with pytest.raises(
         CheckpointRefused, match=r"checkpoint is [0-9.e-]+ GB, over the cap of 1e-07 GB"
     ):
         hub.fetch_hub(REPO, sha, max_bytes=100)
+    assert _file_requests(fake_hub) == []
+    assert fake_hub.total_served() == 0
+
+
+def test_a_sharded_checkpoint_over_the_cap_costs_only_its_index(tmp_path, fake_hub):
+    model = _sharded_checkpoint(tmp_path / "m")
+    sha = fake_hub.add_repo(REPO, model)
+    index = (model / "model.safetensors.index.json").stat().st_size
+    with pytest.raises(CheckpointRefused, match="over the cap"):
+        hub.fetch_hub(REPO, sha, max_bytes=index + 100)
+    # The index (a few hundred bytes) says which shards count; no shard was fetched.
+    assert fake_hub.downloads(REPO) == ["model.safetensors.index.json"]
+    assert fake_hub.total_served() == index
+
+
+def test_a_fetch_downloads_only_what_detection_reads_and_counts_it(tmp_path, fake_hub):
+    model = make_checkpoint(
+        tmp_path / "m", extra={"pytorch_model.bin": b"p" * 5000, "model.gguf": b"g" * 5000}
+    )
+    sha = fake_hub.add_repo(REPO, model)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    names = ["config.json", "model.safetensors", "tokenizer.json"]
+    assert [f["name"] for f in fetched.files] == names
+    assert sorted(fake_hub.downloads(REPO)) == names
+    assert not fetched.offline
+    # What the fetch reports as downloaded is what the Hub sent.
+    assert fetched.downloaded_bytes == fake_hub.total_served() == fetched.selected_bytes
+    assert fetched.repo_bytes == fetched.selected_bytes + 10_000
+    weights = (model / "model.safetensors").read_bytes()
+    assert fetched.weight_sha256 == {"model.safetensors": hashlib.sha256(weights).hexdigest()}
+    assert fetched.path == fake_hub.cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
+
+    # Fetched again: everything is in the cache, nothing is sent and nothing is counted.
+    again = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert again.downloaded_bytes == 0
+    assert fake_hub.total_served() == fetched.downloaded_bytes
+    assert again.files == fetched.files
+
+
+def test_a_revision_is_pinned_by_asking_the_hub(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    assert pinning.resolve_revision(REPO) == sha
+    assert pinning.resolve_revision(REPO, "main") == sha
+    with pytest.raises(HubNotFound, match="revision 'v9' not found"):
+        pinning.resolve_revision(REPO, "v9")
+    with pytest.raises(HubNotFound, match="repository acme/nothing not found"):
+        pinning.resolve_revision("acme/nothing")
+
+
+def _file_requests(fake_hub) -> list[tuple[str, str]]:
+    """Every request for a file (HEAD or GET), as opposed to the listing API."""
+    return [(m, p) for m, p in fake_hub.requests if "/resolve/" in p]
+
+
+def _sharded_checkpoint(directory: Path) -> Path:
+    model = make_checkpoint(directory, weights=False)
+    shards = {"model-00001-of-00002.safetensors": "a", "model-00002-of-00002.safetensors": "b"}
+    for name, tensor in shards.items():
+        save_file({tensor: torch.ones(8, 8)}, str(model / name))
+    weight_map = {tensor: name for name, tensor in shards.items()}
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return model
 
 
 def test_local_revision_is_the_one_detect_reports(tmp_path):
@@ -104,12 +171,8 @@ def test_a_local_directory_that_changed_since_submission_is_refused(tmp_path):
 
 
 def test_a_sharded_repository_fetches_the_indexed_shards_only(tmp_path, hf_cache):
-    model = make_checkpoint(tmp_path / "m", weights=False)
-    shards = {"model-00001-of-00002.safetensors": "a", "model-00002-of-00002.safetensors": "b"}
-    for name, tensor in shards.items():
-        save_file({tensor: torch.ones(8, 8)}, str(model / name))
-    weight_map = {tensor: name for name, tensor in shards.items()}
-    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    model = _sharded_checkpoint(tmp_path / "m")
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     # The same weights once more in another layout, and in pickle and GGUF form: never fetched.
     save_file(
         {"a": torch.ones(8, 8), "b": torch.ones(8, 8)}, str(model / "consolidated.safetensors")

@@ -1,6 +1,7 @@
 """Real worker processes sharing one queue, some killed with SIGKILL while they hold a job: every
-job still ends `succeeded` exactly once, no coordinate is recorded twice, nothing stays `running`,
-and the survivors stop cleanly on SIGTERM.
+job still ends `succeeded` exactly once, each records its own revision with exactly the
+coordinates of its model (none lost or added by the takeover), nothing stays `running`, and the
+survivors stop cleanly on SIGTERM.
 
 PostgreSQL: 4 workers, 40 jobs (FOR UPDATE SKIP LOCKED). SQLite: 2 workers, 16 jobs (BEGIN
 IMMEDIATE). The jobs are tiny planted models (a few distinct directories shared by many model
@@ -18,9 +19,9 @@ from sqlalchemy import func, select
 
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
-from registry.superweights.models import ModelRevision, SuperWeight
+from registry.superweights.models import ModelRevision, SuperWeight, index_key
 from tests.helpers import WORKER_CMD, python_env
-from workers.fixtures.planted import build_planted_model
+from workers.fixtures.planted import PlantedModel, build_planted_model
 
 LEASE_SECONDS = 5
 MODEL_TYPES = ("llama", "qwen2", "gpt2")
@@ -30,9 +31,9 @@ POLL_S = 0.2
 
 
 @pytest.fixture(scope="module")
-def planted_dirs(tmp_path_factory) -> list[Path]:
+def planted(tmp_path_factory) -> list[PlantedModel]:
     root = tmp_path_factory.mktemp("planted")
-    return [build_planted_model(t, root / t, num_layers=2).path for t in MODEL_TYPES]
+    return [build_planted_model(t, root / t, num_layers=2) for t in MODEL_TYPES]
 
 
 def _owned_running(db_sessions, pid: int) -> list[int]:
@@ -51,13 +52,10 @@ def _states(db_sessions) -> dict[str, int]:
         return dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
 
 
-def _run(
-    db_url, db_sessions, planted_dirs, tmp_path, *, workers: int, jobs: int, kill: int
-) -> None:
+def _run(db_url, db_sessions, planted, tmp_path, *, workers: int, jobs: int, kill: int) -> None:
+    models = {i: planted[i % len(planted)] for i in range(jobs)}
     ids = [
-        service.submit(
-            db_sessions, str(planted_dirs[i % len(planted_dirs)]), model_id=f"crash/m{i:02d}"
-        ).job.id
+        service.submit(db_sessions, str(models[i].path), model_id=f"crash/m{i:02d}").job.id
         for i in range(jobs)
     ]
     # One torch thread per worker: several workers share two cores.
@@ -117,21 +115,34 @@ def _run(
         # Each job recorded its own revision, once.
         assert len({j.result_revision_id for j in rows.values()}) == jobs
         assert session.scalar(select(func.count()).select_from(ModelRevision)) == jobs
-        duplicates = session.execute(
-            select(SuperWeight.revision_id, SuperWeight.tensor, SuperWeight.index_key)
-            .group_by(SuperWeight.revision_id, SuperWeight.tensor, SuperWeight.index_key)
-            .having(func.count() > 1)
-        ).all()
-        assert duplicates == []
-        assert session.scalar(select(func.count()).select_from(SuperWeight)) >= jobs
+        recorded: dict[int, set[tuple]] = {}
+        for sw in session.scalars(select(SuperWeight)):
+            recorded.setdefault(sw.revision_id, set()).add((sw.tensor, sw.index_key, sw.state))
+        # ...with exactly its model's coordinates: every job on the same model the same set
+        # (whether or not it was taken over), its planted weights verified and no others.
+        by_model: dict[Path, set[tuple]] = {}
+        for i, job_id in enumerate(ids):
+            job, model = rows[job_id], models[i]
+            revision = session.get(ModelRevision, job.result_revision_id)
+            assert (revision.model_id, revision.revision) == (job.model_id, job.revision)
+            coordinates = recorded.get(revision.id, set())
+            assert coordinates == by_model.setdefault(model.path, coordinates), job.model_id
+            verified = {(t, k) for t, k, state in coordinates if state == "verified"}
+            assert verified == _planted(model), job.model_id
         # The jobs the killed workers held were taken over: a second attempt each.
         for held in killed.values():
             for job_id in held:
                 assert rows[job_id].attempts == 2, rows[job_id].attempts
 
 
+def _planted(model: PlantedModel) -> set[tuple[str, str]]:
+    return {
+        (model.down_proj_tensor(p.layer), index_key(model.stored_index(p))) for p in model.plants
+    }
+
+
 @pytest.mark.postgres
-def test_four_workers_two_killed_on_postgres(postgres_schema, planted_dirs, tmp_path):
+def test_four_workers_two_killed_on_postgres(postgres_schema, planted, tmp_path):
     from registry import migrate
     from registry.database import make_engine, make_sessionmaker
 
@@ -139,12 +150,12 @@ def test_four_workers_two_killed_on_postgres(postgres_schema, planted_dirs, tmp_
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
-        _run(url, make_sessionmaker(engine), planted_dirs, tmp_path, workers=4, jobs=40, kill=2)
+        _run(url, make_sessionmaker(engine), planted, tmp_path, workers=4, jobs=40, kill=2)
     finally:
         engine.dispose()
 
 
-def test_two_workers_one_killed_on_sqlite(planted_dirs, tmp_path):
+def test_two_workers_one_killed_on_sqlite(planted, tmp_path):
     from registry import migrate
     from registry.database import make_engine, make_sessionmaker
 
@@ -152,6 +163,6 @@ def test_two_workers_one_killed_on_sqlite(planted_dirs, tmp_path):
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
-        _run(url, make_sessionmaker(engine), planted_dirs, tmp_path, workers=2, jobs=16, kill=1)
+        _run(url, make_sessionmaker(engine), planted, tmp_path, workers=2, jobs=16, kill=1)
     finally:
         engine.dispose()

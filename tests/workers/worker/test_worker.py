@@ -1,23 +1,29 @@
-"""The worker on tiny planted models, through the offline Hub cache: refused checkpoints end
-`failed` with their reason and the worker goes on; a good one ends `succeeded` with its super
-weights in the registry; a stop signal lets the current job finish."""
+"""The worker on tiny planted models, through the offline Hub cache and through a Hub served
+over HTTP: refused checkpoints end `failed` with their reason, before any byte of them is
+downloaded, and the worker goes on; a good one ends `succeeded` with its super weights in the
+registry. (Stop signals: test_signals.py; heartbeats and leases: test_leases.py.)"""
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from registry import migrate
+from registry.database import make_engine, make_sessionmaker
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.service import lookup
+from tests.helpers import WORKER_CMD, python_env
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.fixtures.planted import build_planted_model
 from workers.worker.loop import Worker, WorkerConfig
 
 # Between a 2-layer tiny model (~0.6 MB) and an 8-layer one (~2.1 MB).
 SIZE_CAP_BYTES = 1_600_000
+WORKER_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -121,18 +127,49 @@ def test_a_local_directory_is_worked_from_its_path(db_sessions, planted):
         assert job.fetch["files"] and job.fetch["downloaded_bytes"] == 0
 
 
-def test_a_stop_request_lets_the_current_job_finish(db_sessions, planted):
-    first = service.submit(db_sessions, str(planted), model_id="local/a").job.id
-    second = service.submit(db_sessions, str(planted), model_id="local/b").job.id
-    worker = Worker(db_sessions, WorkerConfig(lease_seconds=60, poll_seconds=0.1))
-    original = worker.process
+def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
+    fake_hub, tmp_path, planted, planted_large
+):
+    """A real `python -m workers.worker` with HF_ENDPOINT pointing at a Hub served over HTTP."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    duplicates = {"pytorch_model.bin": b"p" * 300_000, "model.Q4_0.gguf": b"g" * 200_000}
+    fake_hub.add_repo("acme/good", planted, extra_files=duplicates)
+    fake_hub.add_repo("acme/too-big", planted_large)
+    fake_hub.add_repo("acme/pickle-only", _variant(planted, tmp_path / "pickle", pickle_only=True))
+    # Submission pins each revision by asking the same Hub.
+    jobs = {repo: service.submit(sessions, repo).job.id for repo in sorted(fake_hub.repos)}
 
-    def process_then_stop(job, lease, **kwargs):
-        worker.stop_requested.set()  # as the first SIGTERM does, mid-job
-        return original(job, lease, **kwargs)
+    env = python_env(SWREG_DATABASE_URL=url, SWREG_MAX_CHECKPOINT_BYTES=str(SIZE_CAP_BYTES))
+    try:
+        run = subprocess.run(
+            [*WORKER_CMD, "--once"],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_S,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        with sessions() as session:
+            done = {job.model_id: job for job in session.scalars(select(Job))}
+    finally:
+        engine.dispose()
 
-    worker.process = process_then_stop
-    assert worker.run() == 1
-    with db_sessions() as session:
-        assert session.get(Job, first).state == JobState.SUCCEEDED
-        assert session.get(Job, second).state == JobState.QUEUED
+    for repo, reason in (("acme/pickle-only", "pickle-only"), ("acme/too-big", "over the cap")):
+        assert done[repo].state == JobState.FAILED and reason in done[repo].last_error
+        # Refused from the listing: not one byte of the repository was downloaded.
+        assert fake_hub.downloads(repo) == [], fake_hub.downloads(repo)
+        assert fake_hub.total_served(repo) == 0
+    good = done["acme/good"]
+    assert good.id == jobs["acme/good"]
+    assert good.state == JobState.SUCCEEDED, good.last_error
+    fetched = sorted(f["name"] for f in good.fetch["files"])
+    assert sorted(fake_hub.downloads("acme/good")) == fetched
+    assert not set(duplicates) & set(fetched)
+    # The job's record of what it downloaded is what the Hub sent it.
+    assert good.fetch["downloaded_bytes"] == fake_hub.total_served("acme/good") > 0
+    not_fetched = good.fetch["repo_bytes"] - good.fetch["selected_bytes"]
+    assert not_fetched == sum(map(len, duplicates.values()))

@@ -6,6 +6,11 @@ It shares every decision with the streamed sweep (the steps of `pipeline.steps`:
 variant plans, ablation mechanics, scoring, report) and differs only in how activations reach
 each layer, so the two must agree: tests check that they do, and `swreg bench` times one
 against the other.
+
+Its `bytes_read` is measured, not assumed: `from_pretrained` memory-maps the weight files, so
+they are evicted from the page cache once opened (and hashed), and the figure is what the kernel
+then counts this process reading from storage until the analysis ends (`disk_reads`). Unused
+tensors in the files are therefore not counted, as they are not by the streamed reader.
 """
 
 from pathlib import Path
@@ -16,6 +21,7 @@ from transformers import AutoModelForCausalLM
 
 from workers.contract.report import Report
 from workers.science.detection import DetectionState, summarize
+from workers.science.disk_reads import evict_from_page_cache, read_bytes_so_far
 from workers.science.evaluation import stop_word_ids
 from workers.science.pipeline.steps import (
     AnalysisOptions,
@@ -31,6 +37,8 @@ from workers.science.validation.ablation import OutputRecorder, applied
 @torch.inference_mode()
 def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None) -> Report:
     job = open_job(model_dir, options)
+    evict_from_page_cache([job.checkpoint.path / f.name for f in job.checkpoint.weight_files])
+    read_before = read_bytes_so_far()
     started = perf_counter()
     architecture = job.checkpoint.architecture
     device = torch.device(job.options.device)
@@ -80,5 +88,5 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     names = checkpoint_names(model, job.checkpoint)
     return job.report(
         state, plans, scoring,
-        tensor_names=names, device=str(device), bytes_read=job.checkpoint.total_bytes,
+        tensor_names=names, device=str(device), bytes_read=read_bytes_so_far() - read_before,
     )

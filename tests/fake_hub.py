@@ -1,0 +1,255 @@
+"""A minimal Hugging Face Hub over real HTTP, for tests that point huggingface_hub at it
+(`HF_ENDPOINT`): the few routes a fetch uses, serving repositories laid out from local
+directories, and a count of every byte of file content it sends.
+
+Routes (those huggingface_hub's `model_info`, `list_repo_tree`, `hf_hub_download` and
+`snapshot_download` call for a model repository):
+
+- `GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`: the repository's info with its
+  files (`siblings`), sizes and LFS sha256;
+- `GET /api/models/{repo}/tree/{rev}[/{path}]`: the file listing;
+- `HEAD` and `GET /{repo}/resolve/{rev}/{file}`: a file's metadata headers, and its bytes.
+
+Files named like weights (`*.safetensors`, `*.bin`, `*.gguf`, ...) are served as LFS files: their
+etag is their sha256, as on the Hub, so huggingface_hub names their cache blobs by it. Unknown
+repositories and revisions answer 404 with the Hub's error codes.
+"""
+
+import hashlib
+import json
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Self
+from urllib.parse import unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
+# The size of a git-lfs pointer file, which the Hub reports for LFS files.
+LFS_POINTER_SIZE = 134
+
+REPO = r"(?P<repo>[^/]+/[^/]+)"
+INFO_ROUTE = re.compile(rf"^/api/models/{REPO}(?:/revision/(?P<rev>[^/]+))?$")
+TREE_ROUTE = re.compile(rf"^/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+RESOLVE_ROUTE = re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+
+
+@dataclass
+class HubFile:
+    path: str
+    content: bytes
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.path.endswith(LFS_SUFFIXES)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def git_sha1(self) -> str:
+        """The git blob id, as the Hub gives for every file."""
+        header = f"blob {len(self.content)}\0".encode()
+        return hashlib.sha1(header + self.content).hexdigest()
+
+    @property
+    def etag(self) -> str:
+        return self.sha256 if self.is_lfs else self.git_sha1
+
+
+@dataclass
+class HubRepo:
+    commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, revision: str | None) -> str | None:
+        revision = revision or "main"
+        return revision if revision in self.commits else self.refs.get(revision)
+
+
+class FakeHub:
+    """Serve repositories over HTTP on 127.0.0.1; `url` is the endpoint to point HF_ENDPOINT at.
+
+    `served_bytes` counts the file bytes sent per (repo, path); `requests` lists every
+    (method, path) received, in order."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, HubRepo] = {}
+        self.served_bytes: Counter[tuple[str, str]] = Counter()
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add_repo(
+        self, repo_id: str, directory: Path, *, extra_files: dict[str, bytes] | None = None
+    ) -> str:
+        """Publish a directory's files (plus `extra_files`) as a new commit on `main`; returns
+        its 40-hex sha."""
+        files = {
+            p.relative_to(directory).as_posix(): HubFile(
+                p.relative_to(directory).as_posix(), p.read_bytes()
+            )
+            for p in sorted(Path(directory).rglob("*"))
+            if p.is_file()
+        }
+        for name, content in (extra_files or {}).items():
+            files[name] = HubFile(name, content)
+        manifest = json.dumps(sorted((n, f.git_sha1) for n, f in files.items())).encode()
+        sha = hashlib.sha1(repo_id.encode() + manifest).hexdigest()
+        repo = self.repos.setdefault(repo_id, HubRepo())
+        repo.commits[sha] = files
+        repo.refs["main"] = sha
+        return sha
+
+    def total_served(self, repo_id: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (repo, _), n in self.served_bytes.items() if repo_id in (None, repo))
+
+    def downloads(self, repo_id: str) -> list[str]:
+        """The files of `repo_id` whose bytes were requested (GET), in order."""
+        with self._lock:
+            requests = list(self.requests)
+        found = []
+        for method, path in requests:
+            match = RESOLVE_ROUTE.match(path)
+            if method == "GET" and match and match["repo"] == repo_id:
+                found.append(match["path"])
+        return found
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def info(self, repo_id: str, sha: str) -> dict:
+        return {
+            "_id": repo_id,
+            "id": repo_id,
+            "modelId": repo_id,
+            "sha": sha,
+            "private": False,
+            "gated": False,
+            "disabled": False,
+            "tags": [],
+            "siblings": [_sibling(f) for f in self.repos[repo_id].commits[sha].values()],
+        }
+
+    def tree(self, repo_id: str, sha: str, path: str) -> list[dict]:
+        prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+        return [
+            _tree_entry(f)
+            for name, f in sorted(self.repos[repo_id].commits[sha].items())
+            if name.startswith(prefix)
+        ]
+
+
+def _sibling(f: HubFile) -> dict:
+    entry: dict = {"rfilename": f.path, "size": len(f.content), "blobId": f.git_sha1}
+    if f.is_lfs:
+        entry["lfs"] = {"sha256": f.sha256, "size": len(f.content), "pointerSize": LFS_POINTER_SIZE}
+    return entry
+
+
+def _tree_entry(f: HubFile) -> dict:
+    entry: dict = {"type": "file", "oid": f.git_sha1, "size": len(f.content), "path": f.path}
+    if f.is_lfs:
+        entry["lfs"] = {"oid": f.sha256, "size": len(f.content), "pointerSize": LFS_POINTER_SIZE}
+    return entry
+
+
+def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args) -> None:  # quiet: the test reads hub.requests
+            pass
+
+        def do_HEAD(self) -> None:
+            self._answer(send_body=False)
+
+        def do_GET(self) -> None:
+            self._answer(send_body=True)
+
+        def _answer(self, send_body: bool) -> None:
+            path = unquote(urlsplit(self.path).path)
+            with hub._lock:
+                hub.requests.append((self.command, path))
+            if match := TREE_ROUTE.match(path):
+                found = self._find(match["repo"], match["rev"])
+                if found:
+                    self._json(hub.tree(match["repo"], found, match["path"] or ""), send_body)
+            elif match := INFO_ROUTE.match(path):
+                found = self._find(match["repo"], match["rev"])
+                if found:
+                    self._json(hub.info(match["repo"], found), send_body)
+            elif match := RESOLVE_ROUTE.match(path):
+                found = self._find(match["repo"], match["rev"])
+                if found:
+                    self._file(match["repo"], found, match["path"], send_body)
+            else:
+                self._error(404, "EntryNotFound", f"no route for {path}")
+
+        def _find(self, repo_id: str, revision: str | None) -> str | None:
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+                return None
+            sha = repo.resolve(revision)
+            if sha is None:
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return sha
+
+        def _file(self, repo_id: str, sha: str, path: str, send_body: bool) -> None:
+            f = hub.repos[repo_id].commits[sha].get(path)
+            if f is None:
+                self._error(404, "EntryNotFound", f"{path} does not exist at {sha}")
+                return
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(len(f.content)),
+                "ETag": f'"{f.etag}"',
+                "X-Repo-Commit": sha,
+            }
+            if f.is_lfs:
+                headers["X-Linked-Etag"] = f'"{f.sha256}"'
+                headers["X-Linked-Size"] = str(len(f.content))
+            self._send(200, headers, f.content if send_body else b"")
+            if send_body:
+                with hub._lock:
+                    hub.served_bytes[(repo_id, path)] += len(f.content)
+
+        def _json(self, document, send_body: bool) -> None:
+            body = json.dumps(document).encode()
+            headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+            self._send(200, headers, body if send_body else b"")
+
+        def _error(self, status: int, code: str, message: str) -> None:
+            body = json.dumps({"error": message}).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+                "X-Error-Code": code,
+                "X-Error-Message": message,
+            }
+            self._send(status, headers, body if self.command != "HEAD" else b"")
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+
+    return Handler
