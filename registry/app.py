@@ -18,7 +18,7 @@ from registry.dependencies import Database, DatabaseDep
 from registry.errors import SwregError
 from registry.migrate import current_revisions, database_url
 
-API_PREFIX = "/api/v1"
+from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
 
 
 def _routers() -> list[APIRouter]:
@@ -110,7 +110,8 @@ def create_app(url: str | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # Served by registry.web.docs with local assets (the defaults load them from a CDN).
+        docs_url=None,
         redoc_url=None,
         responses={422: {"model": ErrorBody, "description": "Invalid input"}},
     )
@@ -119,4 +120,18 @@ def create_app(url: str | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
+    _add_web(app)
     return app
+
+
+def _add_web(app: FastAPI) -> None:
+    """The pages for people at the root, their static files, the API docs with local assets."""
+    from fastapi.staticfiles import StaticFiles
+
+    from registry.web.docs import add_docs
+    from registry.web.pages import STATIC_DIR
+    from registry.web.pages import router as pages_router
+
+    add_docs(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(pages_router)

@@ -43,5 +43,5 @@ def serve(host: str | None, port: int | None) -> None:
     _check_free(host, port)
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}{API_PREFIX}"
-    click.echo(f"swreg serving on {base} (docs: {base}/docs)")
+    click.echo(f"swreg serving on http://{shown}:{port}/ (API: {base}, docs: {base}/docs)")
     uvicorn.run(create_app(url), host=host, port=port, log_level="info")
