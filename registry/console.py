@@ -94,6 +94,15 @@ class StageProgress:
     def _label(self, stage: str) -> str:
         return f"{self.prefix}{stage:<{STAGE_WIDTH}}"
 
+    def note(self, text: str) -> None:
+        """A line of its own, above the bars on a terminal."""
+        if self._bars:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
     # --- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:

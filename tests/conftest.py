@@ -8,13 +8,19 @@ when several suites share the database.
 
 Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, `db_sessions`
 (a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands),
-`hf_cache` (an empty offline Hugging Face cache).
+`hf_cache` (an empty offline Hugging Face cache), `smollm2` (the real SmolLM2-135M-Instruct copy)
+and `smollm2_detect` (one `swreg detect --json --plot` run on it, shared by the whole session).
 """
 
 import itertools
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
@@ -130,3 +136,38 @@ def hf_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+# --- the real SmolLM2 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct in HF format (converted once into the user cache)."""
+    from workers.fixtures.smollm2 import smollm2_dir
+
+    return smollm2_dir()
+
+
+@dataclass(frozen=True)
+class DetectRun:
+    report: dict
+    stderr: str
+    plot: Path
+
+
+# `swreg detect` on SmolLM2 takes about a minute on two cores: one run serves the session.
+SMOLLM2_DETECT_TIMEOUT_S = 1200
+
+
+@pytest.fixture(scope="session")
+def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
+    """`swreg detect SMOLLM2 --json --plot FILE`, run once as a user runs it (a subprocess
+    whose stderr is not a terminal, so progress comes as plain lines)."""
+    plot = tmp_path_factory.mktemp("smollm2-detect") / "smollm2.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", "--plot", str(plot)],
+        capture_output=True, text=True, timeout=SMOLLM2_DETECT_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    return DetectRun(report=json.loads(result.stdout), stderr=result.stderr, plot=plot)

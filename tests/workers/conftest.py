@@ -1,5 +1,6 @@
-"""Fixtures for the workers' tests: planted tiny models (built once per session) and the real
-SmolLM2-135M-Instruct copy (converted once into the user cache, reused across runs)."""
+"""Fixtures for the workers' tests: planted tiny models (built once per session). The real
+SmolLM2-135M-Instruct copy and its one detection run are in tests/conftest.py (the registry's
+browser tests use them too)."""
 
 import pytest
 
@@ -19,10 +20,3 @@ def planted_models(tmp_path_factory):
         return built[model_type]
 
     return get
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    from workers.fixtures.smollm2 import smollm2_dir
-
-    return smollm2_dir()
