@@ -11,7 +11,7 @@ it took.
 
 import sys
 import time
-from typing import TextIO
+from typing import Self, TextIO
 
 # How often a plain-line report repeats while a stage runs: often enough to show it is alive,
 # rarely enough that a log of a long job stays readable.
@@ -110,7 +110,7 @@ class StageProgress:
             bar.close()
         self._bars.clear()
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:

@@ -189,7 +189,7 @@ def test_the_model_list_with_search(visit):
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1
-    assert visit.page.locator(f'a[href="/api/v1/index"]').count() >= 1
+    assert visit.page.locator('a[href="/api/v1/index"]').count() >= 1
     assert visit.page.locator('a[href="/api/v1/docs"]').count() >= 1
     visit.shot("home")
 
@@ -242,7 +242,7 @@ def test_a_published_model_page_shows_its_citation(visit):
 def test_a_job_page_follows_the_job_live(visit, registry):
     visit.open(f"/jobs/{registry.job_id}")
     page = visit.page
-    field = lambda name: page.locator(f'[data-field="{name}"]')  # noqa: E731
+    field = lambda name: page.locator(f'[data-field="{name}"]')
     assert field("state").inner_text() == "running"
     assert field("stage").inner_text() == "detect"
     assert field("progress-text").inner_text() == "12/30"
