@@ -4,9 +4,9 @@ Both hear `progress(stage, done, total)`: `done` out of `total` units of a named
 On a terminal each stage gets a progress bar of its own (tqdm, on stderr), created when the stage
 is first reported, so that stages that run side by side (the streamed sweep detects and
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
-(a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, when it
-starts, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done, with the seconds
-it took.
+(a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
+first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done,
+with the seconds it took since it was first reported.
 """
 
 import sys
@@ -78,6 +78,10 @@ class StageProgress:
 
     def _log(self, stage: str, done: int, total: int, now: float) -> None:
         last = self._logged.get(stage)
+        if last is None and done == 0 and total > 0:
+            # Nothing done yet: the first line waits for the first unit of work, so that a run
+            # refused at its start (a bad checkpoint) says so in its one error line alone.
+            return
         if last is not None:
             last_time, last_done, last_total = last
             if (done, total) == (last_done, last_total):
