@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench venv setup clean
+.PHONY: run test bench venv setup clean browser
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -32,8 +32,17 @@ run: setup
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/swreg serve
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium package (never a downloaded browser). Installed when
+# missing and apt-get can (root); otherwise those tests are skipped with the reason, except
+# under SWREG_REQUIRE_BROWSER=1 (.ci/run), where they fail.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@[ -x $(CHROMIUM) ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed: the browser tests will be skipped"
 
 # Times swreg's one-sweep job against the naive approach (minutes on two cores).
 bench: $(STAMP)

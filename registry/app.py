@@ -58,7 +58,8 @@ from registry.errors import DatabaseUnavailable, SwregError
 from registry.middleware import HeadAsGet, MaxBodySize
 from registry.migrate import current_revisions, database_url
 
-API_PREFIX = "/api/v1"
+from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
+
 # Request bodies: a submission is two short strings; nothing the API takes comes near this.
 MAX_BODY_BYTES = 8 * 1024
 
@@ -163,7 +164,8 @@ def create_app(url: str | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # Served by registry.web.docs with local assets (the defaults load them from a CDN).
+        docs_url=None,
         redoc_url=None,
         responses=COMMON_ERRORS,
     )
@@ -176,4 +178,18 @@ def create_app(url: str | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet)
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
+    _add_web(app)
     return app
+
+
+def _add_web(app: FastAPI) -> None:
+    """The pages for people at the root, their static files, the API docs with local assets."""
+    from fastapi.staticfiles import StaticFiles
+
+    from registry.web.docs import add_docs
+    from registry.web.pages import STATIC_DIR
+    from registry.web.pages import router as pages_router
+
+    add_docs(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(pages_router)

@@ -84,7 +84,7 @@ def serve(host: str | None, port: int | None, workers: int | None, access_log: b
     _check_free(host, port)
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}{API_PREFIX}"
-    click.echo(f"swreg serving on {base} (docs: {base}/docs)")
+    click.echo(f"swreg serving on http://{shown}:{port}/ (API: {base}, docs: {base}/docs)")
     # Every worker process builds its app from the settings: hand it the URL in use.
     os.environ["SWREG_DATABASE_URL"] = url
     run_server(APP_FACTORY, host=host, port=port, workers=workers, access_log=access_log)

@@ -10,16 +10,23 @@ Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, 
 (a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands),
 `hf_cache` (an empty offline Hugging Face cache), `hub_down` / `hub_failing` (that cache, with
 offline mode off and the Hub at a closed loopback port / at a loopback server answering 503),
-`fresh_reads` (the API checks the data version on every request: a write shows at once).
+`fresh_reads` (the API checks the data version on every request: a write shows at once),
+`smollm2` (the real SmolLM2-135M-Instruct copy) and `smollm2_detect` (one
+`swreg detect --json --plot` run on it, shared by the whole session).
 """
 
 import http.server
 import itertools
+import json
 import os
 import socket
 import threading
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
@@ -180,3 +187,36 @@ def fresh_reads(monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+# --- the real SmolLM2 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct in HF format (converted once into the user cache)."""
+    from workers.fixtures.smollm2 import smollm2_dir
+
+    return smollm2_dir()
+
+
+@dataclass(frozen=True)
+class DetectRun:
+    report: dict
+    stderr: str
+    plot: Path
+
+
+# `swreg detect` on SmolLM2 takes about a minute on two cores: one run serves the session.
+SMOLLM2_DETECT_TIMEOUT_S = 1200
+
+
+@pytest.fixture(scope="session")
+def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
+    """`swreg detect SMOLLM2 --json --plot FILE`, run once as a user runs it (a subprocess
+    whose stderr is not a terminal, so progress comes as plain lines)."""
+    plot = tmp_path_factory.mktemp("smollm2-detect") / "smollm2.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", "--plot", str(plot)],
+        capture_output=True, text=True, timeout=SMOLLM2_DETECT_TIMEOUT_S, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return DetectRun(report=json.loads(result.stdout), stderr=result.stderr, plot=plot)

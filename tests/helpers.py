@@ -108,24 +108,33 @@ def coordinate(
     }
 
 
+def profile_entry(layer: int, *, spike_layer: int = 11) -> dict:
+    """One layer of a report's profile, first prompt and per prompt; `spike_layer` spikes on row
+    507 the way SmolLM2's layer 11 does."""
+    spike = layer == spike_layer
+    prompt = {
+        "prompt": 0,
+        "max_abs_input": 2996.0 if spike else 3.0,
+        "input_token": 0,
+        "input_col": 1229 if spike else 1,
+        "max_abs_output": 24022.0 if spike else 10.0 + layer,
+        "output_token": 0,
+        "output_row": 507 if spike else 2,
+        "output_percentiles": {"p50": 0.1, "p99": 1.0, "p99.9": 5.0},
+        "spike_ratio": None if layer == 0 else (785.0 if spike else 1.0),
+    }
+    return {
+        "layer": layer,
+        **{k: v for k, v in prompt.items() if k != "prompt"},
+        "max_abs_output_per_prompt": [prompt["max_abs_output"]],
+        "spike": spike,
+        "prompts": [prompt],
+    }
+
+
 def report(*coordinates: dict, num_layers: int = 30, weight_size: int = 538_000_000) -> dict:
     """A whole detection report holding `coordinates`."""
-    profile = [
-        {
-            "layer": layer,
-            "max_abs_input": 3.0,
-            "input_token": 0,
-            "input_col": 1,
-            "max_abs_output": 10.0,
-            "output_token": 0,
-            "output_row": 2,
-            "output_percentiles": {"p50": 0.1, "p99": 1.0, "p99.9": 5.0},
-            "spike_ratio": None if layer == 0 else 1.0,
-            "max_abs_output_per_prompt": [10.0],
-            "spike": False,
-        }
-        for layer in range(num_layers)
-    ]
+    profile = [profile_entry(layer) for layer in range(num_layers)]
     return {
         "model": {
             "path": "/models/m",

@@ -76,6 +76,8 @@ def test_the_wheel_carries_data_and_migrations(wheel):
         "workers/contract/data/eval/eval_text.txt",
         "registry/migrations/env.py",
         "registry/migrations/versions/0001_registry.py",
+        "registry/web/templates/model.html",
+        "registry/web/static/job.js",
     } <= names
 
 

@@ -189,6 +189,7 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 "dtype": model.get("dtype"),
                 "num_layers": model.get("num_layers"),
                 "weight_files": model.get("weight_files", []),
+                "profile": model.get("profile"),
             },
             created_at=_time(model.get("created_at")),
             updated_at=_time(model.get("updated_at")),

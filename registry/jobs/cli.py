@@ -9,6 +9,7 @@ import time
 
 import click
 
+from registry.console import StageProgress
 from registry.database import transaction
 from registry.errors import SwregError
 from registry.jobs import service
@@ -117,15 +118,25 @@ def submit(
 
 
 def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
+    """Follow the job until it ends, showing its state and its stage's progress on stderr (a
+    bar on a terminal, plain lines otherwise)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with transaction(factory) as session:
-            job = JobOut.of(service.get_job(session, job_id))
-        if job.state in (JobState.SUCCEEDED, JobState.FAILED):
-            return job
-        if deadline is not None and time.monotonic() > deadline:
-            raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s")
-        time.sleep(WAIT_POLL_SECONDS)
+    state = None
+    with StageProgress(one_bar=True, prefix=f"job {job_id}: ") as display:
+        while True:
+            with transaction(factory) as session:
+                job = JobOut.of(service.get_job(session, job_id))
+            if job.stage and job.progress:
+                display(job.stage, job.progress.done, job.progress.total)
+            if job.state != state:
+                state = job.state
+                worker = f" on {job.lease_owner}" if job.lease_owner else ""
+                display.note(f"job {job_id}: {state.value}{worker}")
+            if job.state in (JobState.SUCCEEDED, JobState.FAILED):
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s")
+            time.sleep(WAIT_POLL_SECONDS)
 
 
 @click.group(invoke_without_command=True)

@@ -82,7 +82,14 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    # Seconds per step of the last successful attempt: fetch, detect, validate, total.
+    # What the running attempt is doing: a stage ("fetch", then the analysis's "load", "detect",
+    # "validate", "score") and `progress_done` of `progress_total` units of it. Written by the
+    # worker under its lease; cleared when an attempt starts.
+    stage: Mapped[str | None] = mapped_column(String(16))
+    progress_done: Mapped[int | None] = mapped_column(Integer)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
+    # Seconds per step: while running, the stages so far; after success, the last attempt's
+    # fetch, load, detect, validate, score, total.
     timings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # What the fetch read: files with sha256 and size, bytes downloaded vs the repository's total.
     fetch: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -212,6 +212,10 @@ def claim(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             heartbeat_at=now,
             started_at=func.coalesce(Job.started_at, now),
+            # A new attempt starts from nothing: its progress is its own.
+            stage=None,
+            progress_done=None,
+            progress_total=None,
         )
         .returning(Job),
         execution_options={"populate_existing": True},
@@ -256,6 +260,26 @@ def heartbeat(
         heartbeat_at=now,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
+
+
+def report_progress(
+    session: Session,
+    lease: Lease,
+    *,
+    stage: str,
+    done: int,
+    total: int,
+    timings: dict[str, float] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record what the attempt is doing: `done` of `total` units of `stage` (and, if given, the
+    seconds its stages took so far). Fenced like every other write: False when the lease is lost,
+    and then nothing is written."""
+    now = now or database_now(session)
+    values: dict[str, Any] = {"stage": stage, "progress_done": done, "progress_total": total}
+    if timings is not None:
+        values["timings"] = timings
+    return _fenced_update(session, lease, now, **values)
 
 
 def complete(

@@ -55,6 +55,11 @@ class SubmissionIn(BaseModel):
             raise ValueError(str(exc)) from None
 
 
+class Progress(BaseModel):
+    done: int = Field(description="Units of the stage's work done")
+    total: int = Field(description="Units of the stage's work in all")
+
+
 class JobOut(BaseModel):
     id: int
     model_id: str
@@ -72,7 +77,14 @@ class JobOut(BaseModel):
     heartbeat_at: datetime | None
     lease_expires_at: datetime | None
     lease_owner: str | None
-    timings: dict[str, Any]
+    stage: str | None = Field(
+        description="What the running attempt is doing: fetch, load, detect, validate, score "
+        "(the last one reached once the job has ended; null before a worker started it)"
+    )
+    progress: Progress | None = Field(description="How far the stage is")
+    timings: dict[str, Any] = Field(
+        description="Seconds per stage: so far while running; the last attempt's when done"
+    )
     fetch: dict[str, Any] = Field(description="Bytes fetched vs the repository's total, and files")
     result_revision_id: int | None
     result_url: str | None = Field(description="Where the recorded coordinates can be read")
@@ -99,6 +111,12 @@ class JobOut(BaseModel):
             heartbeat_at=as_utc(job.heartbeat_at),
             lease_expires_at=as_utc(job.lease_expires_at),
             lease_owner=job.lease_owner,
+            stage=job.stage,
+            progress=(
+                Progress(done=job.progress_done, total=job.progress_total)
+                if job.progress_done is not None and job.progress_total is not None
+                else None
+            ),
             timings=job.timings or {},
             fetch=job.fetch or {},
             result_revision_id=job.result_revision_id,

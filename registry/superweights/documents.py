@@ -11,6 +11,7 @@ from typing import Any
 from registry.clock import as_utc
 from registry.errors import InvalidInput
 from registry.superweights.models import ModelRevision, SuperWeight
+from workers.contract.report import Report
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -66,11 +67,24 @@ def revision_document(rev: ModelRevision) -> dict[str, Any]:
         "dtype": rev.dtype,
         "num_layers": rev.num_layers,
         "weight_files": list(rev.weight_files or []),
+        "profile": rev.profile,
         "created_at": format_time(rev.created_at),
         "updated_at": format_time(rev.updated_at),
         "super_weights": [
             coordinate_document(sw) for sw in sorted(rev.super_weights, key=coordinate_sort_key)
         ],
+    }
+
+
+def profile_document(report: Report) -> dict[str, Any]:
+    """What a revision stores of a detection report's profile: the prompts it ran, the ratio a
+    super activation must reach, and one `LayerProfile` per layer (non-finite numbers as
+    strings, like the evidence)."""
+    return {
+        "detector_version": report.detector.version,
+        "prompts": list(report.prompts),
+        "super_activation_ratio": report.rules.get("super_activation_ratio"),
+        "layers": [layer.as_json_dict() for layer in report.profile],
     }
 
 

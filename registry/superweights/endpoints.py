@@ -1,14 +1,23 @@
-"""Read endpoints: list models, look up the coordinates of one model (and revision).
+"""Read endpoints: list models, look up the coordinates of one model (and revision), a revision's
+per-layer profile, and the plots of a revision and of a coordinate.
 
-Both answer through registry.caching: the JSON body is built once per data version and served
-with a strong ETag (304 on If-None-Match), Cache-Control and gzip.
+The JSON answers go through registry.caching: the body is built once per data version and served
+with a strong ETag (304 on If-None-Match), Cache-Control and gzip. A plot's inputs are read
+within the database timeout and the figure is drawn outside it (registry.web.figures keeps the
+drawn bytes per input), then served with the same validators.
+
+The routes under /models/{model_id}/revisions/... come before the lookup's /models/{model_id}:
+a model id holds a slash, so the lookup's path pattern would take them too.
 """
 
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from registry.bounds import Limit, Offset
 from registry.caching import (
@@ -19,8 +28,11 @@ from registry.caching import (
     cached_response,
     cached_responses,
 )
+from registry.errors import NotFound
 from registry.superweights import service
-from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage
+from registry.dependencies import DatabaseDep
+from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage, ProfileOut
+from registry.web import figures
 from workers.sources.pinning import MAX_MODEL_ID_CHARS, MODEL_ID_PATTERN, check_model_id
 
 router = APIRouter(tags=["super weights"])
@@ -33,17 +45,114 @@ def json_bytes(document: Any) -> bytes:
     return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+Search = Annotated[
+    str | None, Query(max_length=255, description="Only model ids containing this text")
+]
+# The Hub's id rule needs look-ahead, which pydantic's regex engine lacks: the pattern is
+# published in the OpenAPI document and enforced by check_model_id in each route.
+ModelIdPath = Annotated[
+    str,
+    Path(
+        max_length=MAX_MODEL_ID_CHARS,
+        description="A Hub repository id, e.g. huggyllama/llama-7b",
+        json_schema_extra={"pattern": MODEL_ID_PATTERN},
+    ),
+]
+RevisionPath = Annotated[
+    str,
+    Path(pattern=REVISION_PATTERN, description="A full 40-hex commit sha or sha256:<64 hex>"),
+]
+# A coordinate's index in a URL: 1 to 4 non-negative integers, comma-separated.
+INDEX_PATTERN = r"^[0-9]{1,10}(,[0-9]{1,10}){0,3}$"
+PNG = "image/png"
+_PNG_RESPONSES = {
+    200: {"content": {PNG: {}}, "description": "A PNG image (strong ETag)"},
+    **cached_responses(404, e404="Unknown model, revision or coordinate, or nothing to draw"),
+}
+
+
 @router.get("/models", response_model=ModelPage, responses=cached_responses())
-async def list_models(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
+async def list_models(
+    request: Request, limit: Limit = 50, offset: Offset = 0, q: Search = None
+) -> Response:
     """Model ids in the registry (sorted), with their revisions and coordinate counts."""
+    search = (q or "").strip() or None
 
     def build(session: Session) -> Entity:
-        total, items = service.list_models(session, limit=limit, offset=offset)
+        total, items = service.list_models(session, limit=limit, offset=offset, search=search)
         page = {"total": total, "limit": limit, "offset": offset, "items": items}
         return Entity.of(json_bytes(page), JSON)
 
-    entity = await cached_entity(request, ("models", limit, offset), build)
+    entity = await cached_entity(request, ("models", limit, offset, search), build)
     return cached_response(request, entity, cache_control=REVALIDATE)
+
+
+@router.get(
+    "/models/{model_id:path}/revisions/{revision}/profile",
+    response_model=ProfileOut,
+    responses=cached_responses(404, e404="Unknown model or revision, or no profile recorded"),
+)
+async def get_profile(request: Request, model_id: ModelIdPath, revision: RevisionPath) -> Response:
+    """The per-layer profile of the detection run that recorded this revision: for every
+    layer's down projection, the largest |input| and |output| with their channel and token, the
+    spike ratio and |output| percentiles, for the first prompt and for each prompt."""
+    check_model_id(model_id)
+
+    def build(session: Session) -> Entity:
+        rev = service.get_revision(session, model_id, revision)
+        if not rev.profile:
+            raise NotFound(f"no per-layer profile for {model_id} at {revision}")
+        return Entity.of(json_bytes(rev.profile), JSON)
+
+    entity = await cached_entity(request, ("profile", model_id, revision), build)
+    return cached_response(request, entity, cache_control=PINNED)
+
+
+@router.get(
+    "/models/{model_id:path}/revisions/{revision}/plots/profile.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+)
+async def get_profile_plot(
+    request: Request, database: DatabaseDep, model_id: ModelIdPath, revision: RevisionPath
+) -> Response:
+    """Per layer, the largest |down_proj input| and |output| on a log scale, one line per
+    prompt, with the super activations and the coordinates found there marked."""
+    check_model_id(model_id)
+    key = await database.read(
+        lambda session: figures.profile_key(service.get_revision(session, model_id, revision))
+    )
+    png = await run_in_threadpool(figures.draw_profile, key)
+    return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
+
+
+@router.get(
+    "/models/{model_id:path}/revisions/{revision}/plots/ablation.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+)
+async def get_ablation_plot(
+    request: Request,
+    database: DatabaseDep,
+    model_id: ModelIdPath,
+    revision: RevisionPath,
+    tensor: Annotated[str, Query(min_length=1, max_length=255)],
+    index: Annotated[
+        str, Query(pattern=INDEX_PATTERN, max_length=64, description="As stored, e.g. 507,1229")
+    ],
+) -> Response:
+    """One coordinate's ablation evidence: perplexity of the baseline, the weight zeroed, zeroed
+    with its super activation restored, and each control; and the stop-word probability of
+    each against the baseline's."""
+    check_model_id(model_id)
+    position = service.parse_index(index)
+
+    def read(session: Session) -> str:
+        sw = service.get_coordinate(session, model_id, revision, tensor, position)
+        return figures.ablation_key(sw, model_id, revision)
+
+    png = await run_in_threadpool(figures.draw_ablation, await database.read(read))
+    return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
 
 
 # The lookup is the hot path, and FastAPI's parameter solving costs more than the rest of a
@@ -81,7 +190,8 @@ LOOKUP_PARAMETERS = [
 )
 async def get_model(request: Request) -> Response:
     """Every revision of a model (e.g. `huggyllama/llama-7b`) with its super-weight
-    coordinates, their states, evidence and provenance; one revision with `?revision=`."""
+    coordinates, their states, evidence, provenance and (for detected revisions) the per-layer
+    profile; one revision with `?revision=`."""
     model_id = check_model_id(request.path_params["model_id"])
     revision = request.query_params.get("revision")
     if revision is not None:

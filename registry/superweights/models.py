@@ -44,6 +44,10 @@ class ModelRevision(Base):
     dtype: Mapped[str | None] = mapped_column(String(32))
     num_layers: Mapped[int | None] = mapped_column(Integer)
     weight_files: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # The per-layer profile of the detection run that recorded this revision (prompts, the
+    # super-activation ratio, one entry per layer; `documents.profile_document`); null for
+    # revisions no detector ran on (the published index).
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 

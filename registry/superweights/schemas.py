@@ -52,6 +52,21 @@ class SuperWeightOut(BaseModel):
     provenance: Provenance
 
 
+NonFinite = Literal["Infinity", "-Infinity", "NaN"]
+
+
+class ProfileOut(BaseModel):
+    """The per-layer profile of the detection run that recorded a revision (the JSON index
+    schema's `profile`). Each layer is a `LayerProfile` of the detection report: the largest
+    |input| and |output| of its down projection with their channel and token, the spike ratio
+    and |output| percentiles, for the first prompt and, in `prompts`, for each prompt."""
+
+    detector_version: str | None = None
+    prompts: list[str]
+    super_activation_ratio: float | NonFinite | None = None
+    layers: list[dict[str, Any]]
+
+
 class RevisionOut(BaseModel):
     model_id: str
     revision: str
@@ -60,6 +75,9 @@ class RevisionOut(BaseModel):
     dtype: str | None
     num_layers: int | None
     weight_files: list[WeightFile]
+    profile: ProfileOut | None = Field(
+        default=None, description="Null for revisions no detector ran on (published entries)."
+    )
     created_at: Timestamp | None
     updated_at: Timestamp | None
     super_weights: list[SuperWeightOut]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
-from registry.superweights.documents import revision_document
+from registry.superweights.documents import profile_document, revision_document
 from registry.superweights.models import ModelRevision, SuperWeight, index_key
 from registry.superweights.schemas import REVISION_PATTERN
 from workers.contract.report import Report
@@ -191,6 +191,7 @@ def record_report(
             "dtype": model.dtype,
             "num_layers": model.num_layers,
             "weight_files": [f.model_dump(exclude_none=False) for f in model.weight_files],
+            "profile": profile_document(parsed),
         },
     )
     seen: set[tuple[str, str]] = set()
@@ -256,6 +257,25 @@ def retract(session: Session, coordinate: SuperWeight, reason: str) -> SuperWeig
     return coordinate
 
 
+def get_revision(session: Session, model_id: str, revision: str) -> ModelRevision:
+    revision_kind_of(revision)
+    rev = find_revision(session, model_id, revision)
+    if rev is None:
+        raise NotFound(f"no revision {revision} of {model_id} in the registry")
+    return rev
+
+
+def parse_index(text: str) -> list[int]:
+    """A coordinate's index as written in a URL or on the command line: "507,1229"."""
+    try:
+        index = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InvalidInput(f"invalid index {text!r}: expected integers like 507,1229") from None
+    if not 1 <= len(index) <= 4 or any(i < 0 for i in index):
+        raise InvalidInput(f"invalid index {text!r}: expected 1 to 4 integers >= 0")
+    return index
+
+
 def get_coordinate(
     session: Session, model_id: str, revision: str, tensor: str, index: list[int]
 ) -> SuperWeight:
@@ -303,14 +323,26 @@ def _binary_order(session: Session, column):
     return column
 
 
+def _containing(text: str):
+    """Model ids that contain `text`, case-insensitively (LIKE wildcards in it are literal)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return ModelRevision.model_id.ilike(f"%{escaped}%", escape="\\")
+
+
 def list_models(
-    session: Session, *, limit: int = 50, offset: int = 0
+    session: Session, *, limit: int = 50, offset: int = 0, search: str | None = None
 ) -> tuple[int, list[dict[str, Any]]]:
-    """One page of model ids with their revisions and coordinate counts per state."""
-    total = session.scalar(select(func.count(func.distinct(ModelRevision.model_id)))) or 0
+    """One page of model ids (those containing `search`, when given) with their revisions and
+    coordinate counts per state."""
+    where = [_containing(search)] if search else []
+    total = (
+        session.scalar(select(func.count(func.distinct(ModelRevision.model_id))).where(*where))
+        or 0
+    )
     page_ids = list(
         session.scalars(
             select(ModelRevision.model_id)
+            .where(*where)
             .group_by(ModelRevision.model_id)
             .order_by(_binary_order(session, ModelRevision.model_id))
             .limit(limit)

@@ -166,7 +166,9 @@ def test_serve_prints_the_address_and_answers(loaded):
     )
     try:
         first = server.stdout.readline()
-        assert first.startswith(f"swreg serving on http://127.0.0.1:{port}/api/v1"), first
+        assert first.startswith(
+            f"swreg serving on http://127.0.0.1:{port}/ (API: http://127.0.0.1:{port}/api/v1"
+        ), first
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -177,6 +179,8 @@ def test_serve_prints_the_address_and_answers(loaded):
                 time.sleep(0.1)
         assert response.status_code == 200
         assert response.json()["revisions"][0]["super_weights"][0]["index"] == [3968, 7003]
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.status_code == 200 and "huggyllama/llama-7b" in page.text
         busy = _swreg("serve", "--port", str(port), url=loaded)
         assert busy.returncode == 1 and busy.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
     finally:

@@ -1,6 +1,6 @@
-"""Fixtures for the workers' tests: planted tiny models (built once per session), the real
-SmolLM2-135M-Instruct copy (converted once into the user cache, reused across runs), and a fake
-Hugging Face Hub served over HTTP."""
+"""Fixtures for the workers' tests: planted tiny models (built once per session) and a fake
+Hugging Face Hub served over HTTP. The real SmolLM2-135M-Instruct copy and its one detection run
+are in tests/conftest.py (the registry's browser tests use them too)."""
 
 import pytest
 
@@ -20,13 +20,6 @@ def planted_models(tmp_path_factory):
         return built[model_type]
 
     return get
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    from workers.fixtures.smollm2 import smollm2_dir
-
-    return smollm2_dir()
 
 
 @pytest.fixture

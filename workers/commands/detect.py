@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,6 +92,27 @@ def format_candidates(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _check_plot_path(path: Path) -> None:
+    """Refuse a plot file we could not write before the analysis, not after it."""
+    from registry.web.plots import FORMATS
+
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise click.UsageError(
+            f"--plot {path}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}"
+        )
+    if not path.parent.resolve().is_dir():
+        raise click.UsageError(f"--plot {path}: no such folder {path.parent}")
+
+
+def _write_plot(report: Report, path: Path, model: str) -> None:
+    from registry.web.plots import render, report_figure
+
+    figure = report_figure(report, title=f"{model}: per-layer max |down_proj input| and |output|")
+    path.write_bytes(render(figure, path.suffix.lstrip(".").lower()))
+    click.echo(f"plot written to {path}", err=True)
+
+
 @click.command()
 @click.argument("model")
 @click.option("--revision", help="Hub branch, tag or commit (resolved to the full commit sha).")
@@ -104,10 +124,25 @@ def format_candidates(report: Report) -> str:
     "--eval-tokens", type=click.IntRange(min=2), default=None,
     help="Tokens of the evaluation text to score (default: one 1,024-token window).",
 )
-def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens) -> None:
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also draw the per-layer profile and each verified weight's ablation evidence into "
+    "this file (.png, .svg or .pdf).",
+)
+def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens, plot_path) -> None:
     """Find the super weights of MODEL (a Hub id or a local directory) and prove them by
-    ablation. Needs no database."""
-    from tqdm import tqdm
+    ablation. Needs no database.
+
+    Progress goes to stderr, one stage at a time (load, detect, validate, score): bars on a
+    terminal, plain lines otherwise."""
+    from registry.console import StageProgress
+    from workers.contract.progress import LOAD_STEPS
+
+    if plot_path is not None:
+        _check_plot_path(plot_path)
+    # Shown before torch is imported: the load stage starts now, not seconds later.
+    display = StageProgress()
+    display("load", 0, LOAD_STEPS)
 
     from workers.science.evaluation import EVAL_WINDOW_TOKENS
     from workers.science.pipeline.steps import AnalysisOptions
@@ -126,13 +161,10 @@ def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens) 
         eval_tokens=eval_tokens or EVAL_WINDOW_TOKENS,
         file_sha256=known_sha256,
     )
-    with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
-
-        def progress(_what: str, done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        report = analyse(path, options, progress)
+    with display:
+        report = analyse(path, options, display)
+    if plot_path is not None:
+        _write_plot(report, plot_path, model)
     if as_json:
         click.echo(report.dumps())
         return

@@ -60,8 +60,25 @@ class EvalInfo(_Part):
     windows: NonNegativeInt
 
 
+class PromptProfile(_Part):
+    """One layer's down projection on one prompt: its largest |input| and |output| with where
+    they are, the spike ratio and percentiles of |output|. One object per prompt, so that a new
+    per-prompt figure is one more field here."""
+
+    prompt: Count = Field(description="index into the report's prompts")
+    max_abs_input: float
+    input_token: Count
+    input_col: Count
+    max_abs_output: float
+    output_token: Count
+    output_row: Count
+    output_percentiles: dict[str, float]
+    spike_ratio: float | None = Field(description="max |output| over the typical layer's")
+
+
 class LayerProfile(_Part):
-    """One layer's down projection as the first prompt saw it, plus every prompt's maximum."""
+    """One layer's down projection as the first prompt saw it, plus every prompt's maximum and,
+    in `prompts`, every prompt's full entry."""
 
     layer: Count
     max_abs_input: float
@@ -74,6 +91,9 @@ class LayerProfile(_Part):
     spike_ratio: float | None = Field(description="max |output| over the typical layer's")
     max_abs_output_per_prompt: list[float]
     spike: bool
+    prompts: list[PromptProfile] = Field(
+        default_factory=list, description="per prompt (absent from reports made before it)"
+    )
 
 
 class Observation(_Part):

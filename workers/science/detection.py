@@ -228,21 +228,31 @@ class DetectionState:
         return sorted(found.values(), key=lambda c: (c.row, c.col))
 
 
+def _prompt_entry(prompt: int, activity: LayerActivity, ratio: float | None) -> dict:
+    """One prompt's view of one layer (`workers.contract.report.PromptProfile`)."""
+    return {
+        "prompt": prompt,
+        "max_abs_input": activity.max_input,
+        "input_token": activity.input_token,
+        "input_col": activity.input_col,
+        "max_abs_output": activity.max_output,
+        "output_token": activity.output_token,
+        "output_row": activity.output_row,
+        "output_percentiles": activity.output_percentiles,
+        "spike_ratio": ratio,
+    }
+
+
 def _profile_entry(
     layer: int, activities: list[LayerActivity], ratios: list[float | None], spike: bool
 ) -> dict:
-    """The layer as the first prompt saw it, plus every prompt's maximum."""
-    first = activities[0]
+    """The layer as the first prompt saw it, every prompt's maximum, and every prompt's entry."""
+    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios))]
+    first = {k: v for k, v in prompts[0].items() if k != "prompt"}
     return {
         "layer": layer,
-        "max_abs_input": first.max_input,
-        "input_token": first.input_token,
-        "input_col": first.input_col,
-        "max_abs_output": first.max_output,
-        "output_token": first.output_token,
-        "output_row": first.output_row,
-        "output_percentiles": first.output_percentiles,
-        "spike_ratio": ratios[0],
+        **first,
         "max_abs_output_per_prompt": [a.max_output for a in activities],
         "spike": spike,
+        "prompts": prompts,
     }

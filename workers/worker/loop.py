@@ -18,6 +18,7 @@ Run it with `swreg worker` or `python -m workers.worker`.
 """
 
 import logging
+import math
 import os
 import random
 import secrets
@@ -43,6 +44,7 @@ from registry.migrate import check_current
 from registry.settings import get_settings
 from registry.superweights.service import record_report, revision_kind_of
 from workers.contract.errors import Unavailable
+from workers.contract.progress import JOB_STAGES
 from workers.contract.report import Report
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
@@ -61,6 +63,9 @@ INFRASTRUCTURE_RETRY_SECONDS = 60.0
 # Completion is not tried again when less than this is left of the lease: the write could land
 # after the lease ran out, and a fenced write would then be refused anyway.
 LEASE_MARGIN_SECONDS = 1.0
+# A running job's progress is written at every new stage and at the end of each, and in between
+# at most this often: live enough for a person watching, few writes for the database.
+PROGRESS_INTERVAL_SECONDS = 1.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
 
 
@@ -80,6 +85,7 @@ class WorkerConfig:
     max_checkpoint_bytes: int = 64 * 1024**3
     backoff_base_seconds: float = queue.RETRY_BACKOFF_BASE_SECONDS
     validate: bool = True
+    progress_seconds: float = PROGRESS_INTERVAL_SECONDS
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "WorkerConfig":
@@ -157,6 +163,73 @@ class Heartbeat(threading.Thread):
         self._halt.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join()
+
+
+class ProgressWriter:
+    """The analysis's `progress(stage, done, total)`, written to the job under its lease.
+
+    The job shows one stage: the one furthest along in JOB_STAGES. Stages reported side by side
+    (the sweep detects and validates each layer as it goes by) therefore never make it go back
+    and forth, and `progress` only moves forward within a stage. `timings` carries the seconds
+    each stage has taken so far (from its first report to its latest). A lost lease stops the
+    analysis (LeaseLost): the place to give up a job another worker may hold.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        lease: Lease,
+        lease_lost: Callable[[], bool],
+        *,
+        interval: float = PROGRESS_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.factory, self.lease, self.lease_lost = factory, lease, lease_lost
+        self.interval, self.clock = interval, clock
+        self.timings: dict[str, float] = {}
+        self._first: dict[str, float] = {}
+        self._shown: tuple[int, str, int, int] | None = None  # (rank, stage, done, total)
+        self._written_at = -math.inf
+
+    def _rank(self, stage: str) -> int:
+        # Stages this worker does not know of rank after the known ones, in order of arrival.
+        if stage in JOB_STAGES:
+            return JOB_STAGES.index(stage)
+        return len(JOB_STAGES) + list(self._first).index(stage)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.lease_lost():
+            raise LeaseLost(f"job {self.lease.job_id}: lease lost during analysis")
+        now = self.clock()
+        self._first.setdefault(stage, now)
+        self.timings[stage] = round(now - self._first[stage], 3)
+        rank = self._rank(stage)
+        shown = self._shown
+        if shown is not None and (rank, done) < (shown[0], shown[2]):
+            return  # an earlier stage, or an older count: the job already shows more
+        new_stage = shown is None or rank != shown[0]
+        finished = done >= total
+        if new_stage:
+            log.info("job %s: %s (%d/%d)", self.lease.job_id, stage, done, total)
+        if not (new_stage or finished or now - self._written_at >= self.interval):
+            self._shown = (rank, stage, done, total)
+            return
+        self._shown = (rank, stage, done, total)
+        self._write(stage, done, total, now)
+
+    def _write(self, stage: str, done: int, total: int, now: float) -> None:
+        try:
+            with write_transaction(self.factory) as session:
+                ours = queue.report_progress(
+                    session, self.lease, stage=stage, done=done, total=total,
+                    timings=dict(self.timings),
+                )
+        except Exception as exc:  # a database hiccup costs a progress line, not the job
+            log.warning("job %s: progress not recorded: %s", self.lease.job_id, one_line(exc))
+            return
+        if not ours:
+            raise LeaseLost(f"job {self.lease.job_id}: lease lost during analysis")
+        self._written_at = now
 
 
 class Worker:
@@ -262,11 +335,16 @@ class Worker:
         )
         heartbeat = Heartbeat(self.factory, lease, self.config.lease_seconds, renewed_at=claimed_at)
         heartbeat.start()
+        progress = ProgressWriter(
+            self.factory, lease, heartbeat.lost.is_set, interval=self.config.progress_seconds
+        )
         fetched: FetchResult | None = None
         try:
             timings: dict[str, float] = {}
             started = time.perf_counter()
+            progress("fetch", 0, 1)
             fetched = self._fetch(job)
+            progress("fetch", 1, 1)
             timings["fetch"] = round(time.perf_counter() - started, 3)
             log.info(
                 "job %s: fetched %d file(s), %d bytes downloaded of %d in the repository (%.1f s)",
@@ -277,7 +355,7 @@ class Worker:
                 timings["fetch"],
             )
             analysing = time.perf_counter()
-            report = self._analyse(job, fetched, heartbeat.lost.is_set)
+            report = self._analyse(job, fetched, progress)
             timings["analyse"] = round(time.perf_counter() - analysing, 3)
             timings.update(_step_timings(report))
             timings["total"] = round(time.perf_counter() - started, 3)
@@ -317,15 +395,10 @@ class Worker:
         # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
         return hub.fetch_hub(job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes)
 
-    def _analyse(self, job: Job, fetched: FetchResult, lease_lost: Callable[[], bool]) -> Report:
+    def _analyse(self, job: Job, fetched: FetchResult, progress: ProgressWriter) -> Report:
         # Imported here: torch and transformers load in seconds, and only a worker needs them.
         from workers.science.pipeline.steps import AnalysisOptions
         from workers.science.pipeline.sweep import analyse
-
-        def progress(*_args: Any, **_kwargs: Any) -> None:
-            # Analysis reports progress between steps: the place to give up a lost job early.
-            if lease_lost():
-                raise LeaseLost(f"job {job.id}: lease lost during analysis")
 
         options = AnalysisOptions(
             device=self.config.device,

@@ -144,6 +144,47 @@ def test_round_trip_is_byte_identical(db_sessions, report, tmp_path, request):
         engine.dispose()
 
 
+def test_the_profile_is_stored_and_round_trips(db_sessions, report, tmp_path):
+    """A recorded revision keeps its report's per-layer profile (every prompt's entry, non-finite
+    numbers as strings); the index carries it, and importing that index gives the same bytes."""
+    report = copy.deepcopy(report)
+    report["profile"][5]["prompts"][0]["spike_ratio"] = float("inf")
+    with transaction(db_sessions) as session:
+        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
+    first = _export(db_sessions)
+    (model,) = json.loads(first)["models"]
+    profile = model["profile"]
+    assert profile["prompts"] == report["prompts"]
+    assert profile["super_activation_ratio"] == 100.0
+    assert profile["detector_version"] == report["detector"]["version"]
+    assert len(profile["layers"]) == 30
+    assert profile["layers"][11]["prompts"] == report["profile"][11]["prompts"]
+    assert profile["layers"][11]["spike"] is True
+    assert profile["layers"][5]["prompts"][0]["spike_ratio"] == "Infinity"
+    Draft202012Validator(index_service.schema()).validate(json.loads(first))
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    from registry import migrate
+    from registry.database import make_engine, make_sessionmaker
+
+    migrate.upgrade(other)
+    engine = make_engine(other)
+    try:
+        _import(make_sessionmaker(engine), json.loads(first))
+        assert _export(make_sessionmaker(engine)) == first
+    finally:
+        engine.dispose()
+
+
+def test_a_malformed_profile_is_refused(db_sessions, report):
+    with transaction(db_sessions) as session:
+        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
+    document = json.loads(_export(db_sessions))
+    document["models"][0]["profile"]["layers"][3]["max_abs_output"] = "huge"
+    with pytest.raises(InvalidInput, match=r"at /models/0/profile/layers/3/max_abs_output: "):
+        index_service.validate_document(document)
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

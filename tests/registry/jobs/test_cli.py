@@ -78,3 +78,27 @@ def test_submission_refusals_are_one_line(cli_env, runner, hf_cache, tmp_path):
     refused = runner.invoke(main, ["submit", str(empty)])
     assert refused.exit_code != 0 and "no .safetensors weight files" in refused.stderr
     assert runner.invoke(main, ["jobs", "--json"]).stdout.strip() == "[]"
+
+
+def test_wait_shows_the_stages_as_the_worker_goes(cli_env, runner, tmp_path, monkeypatch):
+    """Not a terminal: one line per state, and the job's stage and progress as they move."""
+    from registry.jobs import cli as jobs_cli
+
+    monkeypatch.setattr(jobs_cli, "WAIT_POLL_SECONDS", 0.05)
+    model = build_planted_model("llama", tmp_path / "tiny", num_layers=3).path
+    worker = Worker(open_registry(), WorkerConfig(poll_seconds=0.05, progress_seconds=0.0))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        waited = runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny", "--wait"])
+    finally:
+        worker.stop_requested.set()
+        thread.join()
+    assert waited.exit_code == 0, waited.output
+    lines = waited.stderr.splitlines()
+    assert lines[-1].startswith("job 1: succeeded")
+    stages = [line.split()[2] for line in lines if line.startswith("job 1: ") and "/" in line]
+    order = ["fetch", "load", "detect", "validate", "score"]
+    assert stages and all(s in order for s in stages), lines
+    assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
+    assert stages[-1] == "score"

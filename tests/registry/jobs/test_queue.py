@@ -273,3 +273,28 @@ def test_concurrent_submissions_insert_one_job(db_sessions):
     assert sum(created for _, created in results) == 1
     with db_sessions() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_progress_is_fenced_by_the_lease_and_reset_by_a_new_attempt(db_sessions):
+    (job_id,) = add_jobs(db_sessions, 1)
+    t0 = _now(db_sessions)
+    _, stale = _claim(db_sessions, "slow", now=t0)
+    with write_transaction(db_sessions) as session:
+        assert queue.report_progress(
+            session, stale, stage="detect", done=3, total=30, timings={"load": 1.5}, now=t0
+        )
+    job = _job(db_sessions, job_id)
+    assert (job.stage, job.progress_done, job.progress_total) == ("detect", 3, 30)
+    assert job.timings == {"load": 1.5}
+
+    # The lease lapses and another worker takes the job over: it starts from no progress, and
+    # the old owner's progress writes change nothing.
+    later = t0 + timedelta(seconds=LEASE + 1)
+    _, fresh = _claim(db_sessions, "fast", now=later)
+    job = _job(db_sessions, job_id)
+    assert (job.stage, job.progress_done, job.progress_total) == (None, None, None)
+    with write_transaction(db_sessions) as session:
+        assert not queue.report_progress(session, stale, stage="score", done=9, total=9, now=later)
+        assert queue.report_progress(session, fresh, stage="fetch", done=0, total=1, now=later)
+    job = _job(db_sessions, job_id)
+    assert (job.stage, job.progress_done, job.progress_total) == ("fetch", 0, 1)

@@ -2,12 +2,11 @@
 `swreg detect --json` finds the super weight of docs/measurements.md, verifies it by ablation, and
 rejects the late spike at layer 28."""
 
-import json
-import subprocess
-import sys
+import re
 
 import pytest
 from safetensors import safe_open
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -16,13 +15,8 @@ LATE_SPIKE = ("model.layers.28.mlp.down_proj.weight", [507, 678])
 
 
 @pytest.fixture(scope="module")
-def report(smollm2):
-    result = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json"],
-        capture_output=True, text=True, timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def report(smollm2_detect):
+    return smollm2_detect.report
 
 
 def _find(report, tensor, index):
@@ -78,3 +72,37 @@ def test_profile_shows_the_spikes(report):
     assert profile[11]["spike"] and profile[11]["output_row"] == 507 and profile[11]["input_col"] == 1229
     assert profile[28]["spike"]
     assert profile[11]["max_abs_output"] > 100 * profile[5]["max_abs_output"]
+
+
+def test_profile_has_every_prompt(report):
+    layer = report["profile"][11]
+    prompts = layer["prompts"]
+    assert [p["prompt"] for p in prompts] == list(range(len(report["prompts"])))
+    assert [p["max_abs_output"] for p in prompts] == layer["max_abs_output_per_prompt"]
+    # The super activation is on every prompt: row 507, fed by input channel 1229.
+    assert all((p["output_row"], p["input_col"]) == (507, 1229) for p in prompts)
+    assert {k: v for k, v in prompts[0].items() if k != "prompt"} == {
+        k: layer[k] for k in prompts[0] if k != "prompt"
+    }
+
+
+def test_detect_names_its_stages_in_order(smollm2_detect):
+    """Not a terminal: plain lines, each stage when it starts and when it is done (with its
+    seconds); the sweep's detect and validate run side by side, then score."""
+    lines = [line.split() for line in smollm2_detect.stderr.splitlines()]
+    stages = [words[0] for words in lines if words and re.fullmatch(r"\d+/\d+", words[1] if len(words) > 1 else "")]
+    assert stages[0] == "load" and stages[-1] == "score"
+    firsts = sorted({s: stages.index(s) for s in set(stages)}.items(), key=lambda kv: kv[1])
+    assert [s for s, _ in firsts] == ["load", "detect", "validate", "score"]
+    finished = {words[0]: words[1] for words in lines if len(words) > 2 and words[-1] == "s)"}
+    assert finished["detect"] == finished["validate"] == "30/30"
+    assert finished["load"] == "4/4"
+    assert "\r" not in smollm2_detect.stderr  # no progress bars in a log
+
+
+def test_detect_writes_the_plot(smollm2_detect):
+    with Image.open(smollm2_detect.plot) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+    # The profile (420 px high at 100 dpi) and one ablation panel for the one verified weight.
+    assert (width, height) == (1000, 420 + 340)

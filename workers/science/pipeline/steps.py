@@ -3,7 +3,6 @@ streamed sweep and the naive full-model path: opening the checkpoint and its tok
 prompts and evaluation windows, the variants that judge one layer's candidates, scoring, and
 the report."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -11,6 +10,7 @@ from time import perf_counter
 import torch
 from transformers import AutoTokenizer
 
+from workers.contract.progress import LOAD_STEPS, Progress
 from workers.contract.report import Report
 from workers.science.checkpoint import Checkpoint, fill_sha256, open_checkpoint
 from workers.science.detection import Candidate, DetectionState
@@ -36,7 +36,11 @@ DEFAULT_PROMPTS = (
     "My favourite bread needs flour, water, salt and a little patience.",
 )
 
-Progress = Callable[[str, int, int], None]
+
+
+def report_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
 
 
 @dataclass
@@ -80,13 +84,19 @@ def tokenize(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
 
 
-def open_for_analysis(model_dir: Path | str, options: AnalysisOptions, clock: Clock):
+def open_for_analysis(
+    model_dir: Path | str, options: AnalysisOptions, clock: Clock, progress: Progress | None = None
+):
     """The checkpoint (refused if unusable, its files hashed) and its tokenizer."""
     started = perf_counter()
+    report_progress(progress, "load", 0, LOAD_STEPS)
     checkpoint = open_checkpoint(model_dir)
     fill_sha256(checkpoint, options.file_sha256)
     clock.add("open_and_hash", started)
-    return checkpoint, load_tokenizer(checkpoint)
+    report_progress(progress, "load", 1, LOAD_STEPS)
+    tokenizer = load_tokenizer(checkpoint)
+    report_progress(progress, "load", 2, LOAD_STEPS)
+    return checkpoint, tokenizer
 
 
 def evaluation_windows(tokenizer, options: AnalysisOptions) -> tuple[EvalText, list[torch.Tensor]]:
@@ -167,13 +177,16 @@ class OpenedJob:
         )
 
 
-def open_job(model_dir: Path | str, options: AnalysisOptions | None) -> OpenedJob:
+def open_job(
+    model_dir: Path | str, options: AnalysisOptions | None, progress: Progress | None = None
+) -> OpenedJob:
     """Open the checkpoint (refused if unusable, its files hashed), its tokenizer, and what the
-    job will run through the model."""
+    job will run through the model (load steps 1 to 3 of LOAD_STEPS)."""
     options = options or AnalysisOptions()
     clock = Clock()
-    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock)
+    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock, progress)
     eval_text, windows = evaluation_windows(tokenizer, options) if options.validate else (None, [])
+    report_progress(progress, "load", 3, LOAD_STEPS)
     return OpenedJob(
         options, clock, checkpoint, tokenizer, options.prompt_list(), eval_text, windows
     )

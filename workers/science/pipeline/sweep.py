@@ -19,11 +19,13 @@ from workers.science.detection import Candidate, DetectionState, summarize
 from workers.science.evaluation import stop_word_ids
 from workers.science.pipeline.steps import (
     AnalysisOptions,
+    LOAD_STEPS,
     Clock,
     Progress,
     Scoring,
     layer_plans,
     open_job,
+    report_progress,
     tokenize,
 )
 from workers.science.streaming import LayerStreamer, SequenceCapture
@@ -52,7 +54,12 @@ class Sweep:
         self.clock = Clock()
 
     def run(self, progress: Progress | None = None) -> None:
+        """Every layer once: detect on the prompts, then (with windows) carry the baseline and
+        the variants through it. Both stages count layers."""
         streamer = self.streamer
+        report_progress(progress, "detect", 0, streamer.num_layers)
+        if self.windows:
+            report_progress(progress, "validate", 0, streamer.num_layers)
         for layer in range(streamer.num_layers):
             started = perf_counter()
             module = streamer.load_layer(layer)
@@ -61,12 +68,12 @@ class Sweep:
             down_proj = module.get_submodule(self.architecture.down_proj)
             candidates = self._detect(layer, down_proj)
             started = self.clock.add("detect", started)
+            report_progress(progress, "detect", layer + 1, streamer.num_layers)
             if self.windows:
                 self._validate(layer, down_proj, candidates)
                 self.clock.add("validate", started)
+                report_progress(progress, "validate", layer + 1, streamer.num_layers)
             streamer.release_layer(layer)
-            if progress:
-                progress("layers", layer + 1, streamer.num_layers)
 
     def _detect(self, layer: int, down_proj) -> list[Candidate]:
         activities = []
@@ -95,30 +102,42 @@ class Sweep:
                     hidden.append(run(layer, layer_inputs[w], capture))
             self.variants.append(_Variant(plan, hidden))
 
-    def score(self, tokenizer) -> Scoring:
+    def score(self, tokenizer, progress: Progress | None = None) -> Scoring:
+        """The baseline and every variant scored on every window; progress counts runs."""
         scoring = Scoring(stop_word_ids(tokenizer))
+        total = len(self.windows) * (1 + len(self.variants))
+        done = 0
+        report_progress(progress, "score", done, total)
         for w, capture in enumerate(self.windows):
             scoring.add_baseline(w, self.streamer.logits(capture, self.baseline_hidden[w]), capture.input_ids)
+            done += 1
+            report_progress(progress, "score", done, total)
             for variant in self.variants:
                 logits = self.streamer.logits(capture, variant.hidden[w])
                 scoring.add(variant.plan.name, w, logits, capture.input_ids)
+                done += 1
+                report_progress(progress, "score", done, total)
         return scoring
 
 
 def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None) -> Report:
-    """Detect the super weights of a local checkpoint and, unless told not to, validate them."""
-    job = open_job(model_dir, options)
+    """Detect the super weights of a local checkpoint and, unless told not to, validate them.
+
+    `progress(stage, done, total)` hears of each stage ("load", "detect", "validate", "score")
+    as its work advances."""
+    job = open_job(model_dir, options, progress)
     started = perf_counter()
     streamer = LayerStreamer(job.checkpoint, job.options.device)
     try:
         prompts = [streamer.capture(tokenize(job.tokenizer, p)) for p in job.prompts]
         windows = [streamer.capture(w) for w in job.windows]
         started = job.clock.add("load", started)
+        report_progress(progress, "load", LOAD_STEPS, LOAD_STEPS)
         sweep = Sweep(streamer, prompts, windows)
         sweep.run(progress)
         job.clock.seconds.update(sweep.clock.seconds)
         started = perf_counter()
-        scoring = sweep.score(job.tokenizer) if windows else None
+        scoring = sweep.score(job.tokenizer, progress) if windows else None
         job.clock.add("score", started)
     finally:
         streamer.close()

@@ -1,6 +1,6 @@
 """data version: a counter bumped by every write to what the read API serves (HTTP caching)
 
-Revision ID: 0006
+Revision ID: 0003
 Revises: 0002
 Create Date: 2025-11-30
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

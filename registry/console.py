@@ -1,0 +1,121 @@
+"""Progress shown to a person waiting at the command line (`swreg detect`, `swreg submit --wait`).
+
+Both hear `progress(stage, done, total)`: `done` out of `total` units of a named stage's work.
+On a terminal each stage gets a progress bar of its own (tqdm, on stderr), created when the stage
+is first reported, so that stages that run side by side (the streamed sweep detects and
+validates each layer as it goes by) each show their own count. When stderr is not a terminal
+(a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
+first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done,
+with the seconds it took since it was first reported.
+"""
+
+import sys
+import time
+from typing import Self, TextIO
+
+# How often a plain-line report repeats while a stage runs: often enough to show it is alive,
+# rarely enough that a log of a long job stays readable.
+LOG_INTERVAL_SECONDS = 5.0
+# Stage names are padded to this width so that bars and lines align.
+STAGE_WIDTH = 8
+
+
+class StageProgress:
+    """A `progress(stage, done, total)` callable that draws what it hears (see the module doc).
+
+    `one_bar`: a single bar that each new stage takes over, for a follower that only sees the
+    current stage (a job document) rather than every stage's own count.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        bars: bool | None = None,
+        one_bar: bool = False,
+        prefix: str = "",
+    ):
+        self.stream = stream or sys.stderr
+        self.bars = self.stream.isatty() if bars is None else bars
+        self.one_bar = one_bar
+        self.prefix = prefix
+        self._bars: dict[str, object] = {}
+        self._started: dict[str, float] = {}
+        self._logged: dict[str, tuple[float, int, int]] = {}
+        self._current: str | None = None
+
+    # --- the callable -------------------------------------------------------------------------
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        self._started.setdefault(stage, now)
+        if self.bars:
+            self._draw(stage, done, total)
+        else:
+            self._log(stage, done, total, now)
+        self._current = stage
+
+    def _draw(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm  # only drawn on a terminal
+
+        key = "" if self.one_bar else stage
+        bar = self._bars.get(key)
+        if bar is None:
+            bar = self._bars[key] = tqdm(
+                desc=self._label(stage),
+                total=total,
+                file=self.stream,
+                position=len(self._bars),
+                leave=True,
+                dynamic_ncols=True,
+            )
+        if self.one_bar and stage != self._current:
+            bar.set_description_str(self._label(stage), refresh=False)
+            bar.reset(total=total)
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    def _log(self, stage: str, done: int, total: int, now: float) -> None:
+        last = self._logged.get(stage)
+        if last is None and done == 0 and total > 0:
+            # Nothing done yet: the first line waits for the first unit of work, so that a run
+            # refused at its start (a bad checkpoint) says so in its one error line alone.
+            return
+        if last is not None:
+            last_time, last_done, last_total = last
+            if (done, total) == (last_done, last_total):
+                return
+            finished = done >= total
+            if not finished and now - last_time < LOG_INTERVAL_SECONDS:
+                return
+        line = f"{self._label(stage)} {done}/{total}"
+        if done >= total:
+            line += f" ({now - self._started[stage]:.1f} s)"
+        print(line, file=self.stream, flush=True)
+        self._logged[stage] = (now, done, total)
+
+    def _label(self, stage: str) -> str:
+        return f"{self.prefix}{stage:<{STAGE_WIDTH}}"
+
+    def note(self, text: str) -> None:
+        """A line of its own, above the bars on a terminal."""
+        if self._bars:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""What a person sees: the web pages at `/`, the plots, the offline API docs."""

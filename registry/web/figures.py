@@ -1,0 +1,73 @@
+"""The figures of stored results as PNG bytes: the profile of a model revision, the ablation
+evidence of one coordinate (drawn by `registry.web.plots`).
+
+Drawing takes a few hundred milliseconds, so the bytes are kept per input (the stored profile or
+evidence and the marks drawn on it): a figure is drawn again only when what it shows changed.
+"""
+
+import json
+import threading
+from functools import lru_cache
+
+from registry.errors import NotFound
+from registry.superweights.models import ModelRevision, SuperWeight
+from registry.web import plots
+from workers.contract.report import LayerProfile, ValidationEvidence
+
+# Figures kept in memory (about 30 to 80 KB each).
+RENDER_CACHE_SIZE = 64
+# Matplotlib's text rendering shares font objects between figures: one drawing at a time.
+_DRAW_LOCK = threading.Lock()
+
+
+def _ratio(value) -> float | None:
+    return None if value is None else float(value)  # "Infinity" and friends included
+
+
+def profile_key(rev: ModelRevision) -> str:
+    """What the profile figure of `rev` shows, as text (read within the database timeout)."""
+    if not rev.profile:
+        raise NotFound(
+            f"no per-layer profile for {rev.model_id} at {rev.revision}: "
+            "it was not recorded by a detection run"
+        )
+    marks = sorted([sw.layer, sw.row, sw.col, sw.state] for sw in rev.super_weights)
+    title = f"{rev.model_id} @ {rev.revision[:19]}: max |down_proj input| and |output| per layer"
+    return json.dumps({"profile": rev.profile, "marks": marks, "title": title}, sort_keys=True)
+
+
+@lru_cache(maxsize=RENDER_CACHE_SIZE)
+def draw_profile(key: str) -> bytes:
+    data = json.loads(key)
+    profile = data["profile"]
+    figure = plots.profile_figure(
+        [LayerProfile.model_validate(layer) for layer in profile["layers"]],
+        prompts=profile.get("prompts", []),
+        marks=[plots.Mark(*mark) for mark in data["marks"]],
+        ratio=_ratio(profile.get("super_activation_ratio")),
+        title=data["title"],
+    )
+    with _DRAW_LOCK:
+        return plots.render(figure, "png")
+
+
+def ablation_key(sw: SuperWeight, model_id: str, revision: str) -> str:
+    """What the ablation figure of `sw` shows, as text (read within the database timeout)."""
+    validation = (sw.evidence or {}).get("validation")
+    if not validation:
+        raise NotFound(
+            f"no ablation evidence for {sw.tensor} {list(sw.index)} of {model_id} at {revision} "
+            f"(state {sw.state})"
+        )
+    title = plots.coordinate_title(sw.tensor, sw.index)
+    return json.dumps({"validation": validation, "title": title}, sort_keys=True)
+
+
+@lru_cache(maxsize=RENDER_CACHE_SIZE)
+def draw_ablation(key: str) -> bytes:
+    data = json.loads(key)
+    figure = plots.ablation_figure(
+        ValidationEvidence.model_validate(data["validation"]), title=data["title"]
+    )
+    with _DRAW_LOCK:
+        return plots.render(figure, "png")

@@ -1,0 +1,337 @@
+"""Figures of what detection found, drawn with matplotlib (Agg, no display) from the contract's
+types, so that the HTTP API (stored results) and `swreg detect --plot` (a fresh report) draw the
+same pictures:
+
+- the *profile* of a model revision: per layer, the largest |input| and |output| of the down
+  projection on a log scale, one line per prompt, the super activations marked with their row,
+  token and the weights that were verified there (the view of the paper's figures);
+- the *ablation evidence* of one coordinate: perplexity of the baseline, the coordinate zeroed,
+  zeroed with its super activation restored, and each control; and the stop-word probability of
+  each, against the baseline's.
+
+Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never pyplot: no global
+state, so the API can draw in any thread.
+"""
+
+import io
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
+
+from workers.contract.report import LayerProfile, Report, ValidationEvidence
+
+# Inches at DPI dots per inch: a 1000 x 420 pixel profile, 1000 x 340 per ablation panel.
+DPI = 100
+PROFILE_SIZE = (10.0, 4.2)
+ABLATION_SIZE = (10.0, 3.4)
+# Prompts are named in the legend by their first characters.
+PROMPT_LABEL_CHARS = 38
+FORMATS = ("png", "svg", "pdf")
+# Spikes this close (in layers) get their labels stacked, this many points apart.
+NEAR_LAYERS = 3
+LABEL_STEP_POINTS = 34
+# A verdict's reason is one line under the ablation panel's title.
+REASON_CHARS = 150
+
+FIRST_PROMPT_COLOR = "#1f4e79"
+OTHER_PROMPT_COLOR = "#7f9fbf"
+SPIKE_COLOR = "#c0392b"
+THRESHOLD_COLOR = "#888888"
+STATE_COLORS = {
+    "verified": "#c0392b",
+    "rejected": "#7f8c8d",
+    "candidate": "#d68910",
+    "published": "#1f618d",
+    "retracted": "#5d6d7e",
+}
+VARIANT_COLORS = {"baseline": "#7f8c8d", "ablated": "#c0392b", "restored": "#2471a3"}
+CONTROL_COLOR = "#d68910"
+
+
+class Mark(NamedTuple):
+    """A coordinate to name on the profile, at its layer."""
+
+    layer: int
+    row: int
+    col: int
+    state: str
+
+
+# --- the profile --------------------------------------------------------------------------------
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    """Values a log axis can draw: non-finite and non-positive ones become gaps (NaN)."""
+    return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
+
+
+def _prompt_label(prompts: Sequence[str], i: int) -> str:
+    text = prompts[i] if i < len(prompts) else ""
+    short = text if len(text) <= PROMPT_LABEL_CHARS else text[: PROMPT_LABEL_CHARS - 1] + "…"
+    return f"prompt {i + 1}: {short}" if short else f"prompt {i + 1}"
+
+
+def _series(layers: Sequence[LayerProfile], field: str) -> list[list[float]]:
+    """One list per prompt of a per-prompt field, layer by layer. Reports made before per-prompt
+    entries existed have only the first prompt (and every prompt's max |output|)."""
+    count = max((len(p.prompts) for p in layers), default=0)
+    if count:
+        return [
+            _finite([getattr(p.prompts[i], field) if i < len(p.prompts) else None for p in layers])
+            for i in range(count)
+        ]
+    if field == "max_abs_output":
+        count = max((len(p.max_abs_output_per_prompt) for p in layers), default=1)
+        return [
+            _finite([
+                p.max_abs_output_per_prompt[i] if i < len(p.max_abs_output_per_prompt) else None
+                for p in layers
+            ])
+            for i in range(count)
+        ]
+    return [_finite([getattr(p, field) for p in layers])]
+
+
+def draw_profile(
+    figure: Figure | SubFigure,
+    layers: Sequence[LayerProfile],
+    *,
+    prompts: Sequence[str] = (),
+    marks: Sequence[Mark] = (),
+    ratio: float | None = None,
+    title: str = "",
+) -> None:
+    """Per layer, max |down_proj input| (left) and max |down_proj output| (right), log scale."""
+    x = [p.layer for p in layers]
+    axes_in, axes_out = figure.subplots(1, 2, sharex=True)
+    panels = (
+        (axes_in, "max_abs_input", "max |down_proj input|  (the MLP activation X)"),
+        (axes_out, "max_abs_output", "max |down_proj output|  (the residual update Y)"),
+    )
+    for axes, field, label in panels:
+        series = _series(layers, field)
+        # The first prompt bold and on top; the others thin behind it.
+        for i in range(len(series)):
+            first = i == 0
+            axes.plot(
+                x, series[i],
+                color=FIRST_PROMPT_COLOR if first else OTHER_PROMPT_COLOR,
+                linewidth=1.8 if first else 0.9,
+                alpha=1.0 if first else 0.7,
+                marker="o" if first else None,
+                markersize=3,
+                label=_prompt_label(prompts, i),
+                zorder=3 if first else 2,
+            )
+        axes.set_yscale("log")
+        axes.set_title(label, fontsize=10)
+        axes.set_xlabel("layer")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, which="major", alpha=0.3)
+    _draw_threshold(axes_out, layers, ratio)
+    _mark_spikes(axes_in, axes_out, layers, marks)
+    handles, labels = axes_out.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+    if title:
+        figure.suptitle(title, fontsize=11)
+
+
+def _draw_threshold(axes, layers: Sequence[LayerProfile], ratio: float | None) -> None:
+    """The level a layer's output must reach to count as a super activation (first prompt):
+    `ratio` times the typical earlier layer's max |output|."""
+    if not ratio:
+        return
+    x, level = [], []
+    for p in layers:
+        if p.spike_ratio and math.isfinite(p.spike_ratio) and p.spike_ratio > 0:
+            x.append(p.layer)
+            level.append(ratio * p.max_abs_output / p.spike_ratio)
+    if x:
+        axes.plot(
+            x, level, linestyle="--", linewidth=1, color=THRESHOLD_COLOR,
+            label=f"super activation threshold ({ratio:g}x typical)", zorder=1,
+        )
+
+
+def _annotate(axes, text: str, x: float, y: float, last_layer: int, level: int = 0) -> None:
+    """A label beside a marked point, on the side of the plot that has room for it; `level`
+    moves it down a step so that labels of neighbouring spikes do not overlap."""
+    right = x <= last_layer / 2
+    axes.annotate(
+        text, (x, y), xytext=(8 if right else -8, -6 - LABEL_STEP_POINTS * level),
+        textcoords="offset points",
+        ha="left" if right else "right", va="top", fontsize=7, color=SPIKE_COLOR,
+    )
+
+
+def _mark_spikes(axes_in, axes_out, layers: Sequence[LayerProfile], marks: Sequence[Mark]) -> None:
+    last_layer = max((p.layer for p in layers), default=0)
+    by_layer: dict[int, list[Mark]] = {}
+    for mark in marks:
+        by_layer.setdefault(mark.layer, []).append(mark)
+    level, previous = 0, None
+    for p in layers:
+        if not p.spike or not math.isfinite(p.max_abs_output) or p.max_abs_output <= 0:
+            continue
+        near = previous is not None and p.layer - previous <= NEAR_LAYERS
+        level = level + 1 if near else 0
+        previous = p.layer
+        axes_out.scatter([p.layer], [p.max_abs_output], s=70, color=SPIKE_COLOR, zorder=4)
+        lines = [f"layer {p.layer}: row {p.output_row}, token {p.output_token}"]
+        if p.spike_ratio:
+            lines.append(f"{p.max_abs_output:,.0f} ({p.spike_ratio:,.0f}x typical)")
+        lines += [
+            f"[{m.row}, {m.col}] {m.state}"
+            for m in sorted(by_layer.get(p.layer, []), key=lambda m: (m.state != "verified", m.col))
+            if m.state in ("verified", "candidate", "published")
+        ]
+        _annotate(axes_out, "\n".join(lines), p.layer, p.max_abs_output, last_layer, level)
+        if math.isfinite(p.max_abs_input) and p.max_abs_input > 0:
+            axes_in.scatter([p.layer], [p.max_abs_input], s=70, color=SPIKE_COLOR, zorder=4)
+            _annotate(
+                axes_in, f"layer {p.layer}: col {p.input_col}, token {p.input_token}",
+                p.layer, p.max_abs_input, last_layer, level,
+            )
+
+
+# --- the ablation evidence ----------------------------------------------------------------------
+
+
+def _variants(validation: ValidationEvidence) -> list[tuple[str, object, str]]:
+    """(label, score, colour) of the baseline, the variants and each control, in that order."""
+    rows: list[tuple[str, object, str]] = [
+        ("baseline", validation.baseline, VARIANT_COLORS["baseline"]),
+        ("zeroed", validation.ablated, VARIANT_COLORS["ablated"]),
+        ("zeroed,\nactivation\nrestored", validation.restored, VARIANT_COLORS["restored"]),
+    ]
+    for name, control in validation.controls.items():
+        rows.append((f"control:\n{name.replace('_', '-')}", control, CONTROL_COLOR))
+    return rows
+
+
+def draw_ablation(
+    figure: Figure | SubFigure, validation: ValidationEvidence, *, title: str = ""
+) -> None:
+    """Perplexity (log scale) and stop-word probability of each variant of one coordinate."""
+    rows = _variants(validation)
+    labels = [label for label, _, _ in rows]
+    colors = [color for _, _, color in rows]
+    axes_ppl, axes_stop = figure.subplots(1, 2)
+
+    perplexities = [score.perplexity for _, score, _ in rows]
+    finite = [v for v in perplexities if math.isfinite(v) and v > 0]
+    top = max(finite, default=1.0) * 4  # room for the labels; where an infinite bar ends
+    heights = [v if math.isfinite(v) and v > 0 else top for v in perplexities]
+    bars = axes_ppl.bar(range(len(rows)), heights, color=colors)
+    baseline = validation.baseline.perplexity
+    for bar, value in zip(bars, perplexities):
+        if not math.isfinite(value):
+            text = "inf"
+        elif math.isfinite(baseline) and baseline > 0:
+            text = f"{value:,.2f}\nx{value / baseline:.2f}"
+        else:
+            text = f"{value:,.2f}"
+        axes_ppl.annotate(
+            text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+            textcoords="offset points", ha="center", va="bottom", fontsize=7,
+        )
+    axes_ppl.set_yscale("log")
+    axes_ppl.set_ylim(min(finite, default=1.0) / 3, top * 3)
+    axes_ppl.set_title(f"perplexity on {validation.eval.tokens:,} tokens", fontsize=10)
+
+    stop = [score.stop_word_probability for _, score, _ in rows]
+    bars = axes_stop.bar(range(len(rows)), _finite(stop), color=colors)
+    base_stop = validation.baseline.stop_word_probability
+    axes_stop.axhline(base_stop, linestyle="--", linewidth=1, color=THRESHOLD_COLOR)
+    for bar, value in zip(bars, stop):
+        shift = value - base_stop
+        axes_stop.annotate(
+            f"{value:.3f}\n{shift:+.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+        )
+    axes_stop.set_ylim(0, max(_finite(stop) + [base_stop, 1e-3], key=_nan_low) * 1.35)
+    axes_stop.set_title("stop-word probability (shift from the baseline)", fontsize=10)
+
+    for axes in (axes_ppl, axes_stop):
+        axes.set_xticks(range(len(rows)), labels, fontsize=7)
+        axes.grid(True, axis="y", alpha=0.3)
+    verdict = validation.verdict
+    heading = f"{title}: {verdict.state}" if title else verdict.state
+    figure.suptitle(f"{heading}\n{textwrap.shorten(verdict.reason, REASON_CHARS)}", fontsize=9)
+
+
+def _nan_low(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
+# --- whole figures ------------------------------------------------------------------------------
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def profile_figure(
+    layers: Sequence[LayerProfile],
+    *,
+    prompts: Sequence[str] = (),
+    marks: Sequence[Mark] = (),
+    ratio: float | None = None,
+    title: str = "",
+) -> Figure:
+    figure = new_figure(PROFILE_SIZE)
+    draw_profile(figure, layers, prompts=prompts, marks=marks, ratio=ratio, title=title)
+    return figure
+
+
+def ablation_figure(validation: ValidationEvidence, *, title: str = "") -> Figure:
+    figure = new_figure(ABLATION_SIZE)
+    draw_ablation(figure, validation, title=title)
+    return figure
+
+
+def coordinate_title(tensor: str, index: Sequence[int]) -> str:
+    return f"{tensor} {list(index)}"
+
+
+def report_figure(report: Report, *, title: str = "") -> Figure:
+    """What `swreg detect --plot` writes: the profile, then the ablation evidence of every
+    verified coordinate below it."""
+    verified = [
+        sw for sw in report.super_weights
+        if sw.state == "verified" and sw.evidence.validation is not None
+    ]
+    heights = [PROFILE_SIZE[1]] + [ABLATION_SIZE[1]] * len(verified)
+    figure = new_figure((PROFILE_SIZE[0], sum(heights)))
+    panels = figure.subfigures(len(heights), 1, height_ratios=heights) if verified else [figure]
+    draw_profile(
+        panels[0],
+        report.profile,
+        prompts=report.prompts,
+        marks=[Mark(sw.layer, sw.row, sw.col, sw.state) for sw in report.super_weights],
+        ratio=report.rules.get("super_activation_ratio"),
+        title=title,
+    )
+    for panel, sw in zip(panels[1:], verified):
+        draw_ablation(panel, sw.evidence.validation, title=coordinate_title(sw.tensor, sw.index))
+    return figure
+
+
+def render(figure: Figure, fmt: str = "png") -> bytes:
+    """The figure's bytes. No creation date or software version is written, so the same
+    figure gives the same bytes (its ETag is a hash of them)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+                "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}[fmt]
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, metadata=metadata)
+    return buffer.getvalue()

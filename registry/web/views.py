@@ -1,0 +1,143 @@
+"""Evidence and provenance in words: what the web pages show for a coordinate, built from the
+same documents the API serves (`registry.superweights.documents`)."""
+
+import math
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from registry.paths import API_PREFIX
+
+NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def number(value: Any) -> float | None:
+    """A stored number (non-finite ones are stored as strings) as a float."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return NON_FINITE.get(value)
+    return float(value)
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A number for a person: thousands separated, infinities spelled out, missing as a dash."""
+    x = number(value)
+    if x is None:
+        return "–"
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.{digits}g}"
+    return f"{x:,.{digits}f}"
+
+
+def ratio(value: Any) -> str:
+    x = number(value)
+    return "–" if x is None else f"×{fmt(x, 3)}"
+
+
+def model_path(model_id: str) -> str:
+    return "/models/" + quote(model_id, safe="/")
+
+
+def model_api_url(model_id: str) -> str:
+    return f"{API_PREFIX}/models/{quote(model_id, safe='/')}"
+
+
+def revision_api(model_id: str, revision: str) -> str:
+    return f"{API_PREFIX}/models/{quote(model_id, safe='/')}/revisions/{quote(revision)}"
+
+
+def profile_plot_url(model_id: str, revision: str) -> str:
+    return revision_api(model_id, revision) + "/plots/profile.png"
+
+
+def profile_json_url(model_id: str, revision: str) -> str:
+    return revision_api(model_id, revision) + "/profile"
+
+
+def ablation_plot_url(model_id: str, revision: str, sw: dict[str, Any]) -> str:
+    query = urlencode({"tensor": sw["tensor"], "index": ",".join(str(i) for i in sw["index"])})
+    return revision_api(model_id, revision) + "/plots/ablation.png?" + query
+
+
+def sources(sw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a coordinate comes from, as a list: the provenance's own `sources` when it carries
+    them, otherwise its one citation (published entries) or the detector that found it."""
+    provenance = sw.get("provenance") or {}
+    listed = provenance.get("sources")
+    if isinstance(listed, list) and listed:
+        return [s if isinstance(s, dict) else {"citation": str(s)} for s in listed]
+    if provenance.get("citation"):
+        return [{"citation": provenance["citation"]}]
+    if provenance.get("detector_version"):
+        return [{"citation": f"detected and validated by swreg {provenance['detector_version']}"}]
+    return []
+
+
+def detection_summary(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    detection = evidence.get("detection")
+    if not detection:
+        return None
+    observations = detection.get("observations") or []
+    strongest = max(
+        observations, key=lambda o: abs(number(o.get("super_activation")) or 0), default=None
+    )
+    return {
+        "seen": f"{len(detection.get('seen_in_prompts', []))} of {detection.get('prompts')} prompts",
+        "stability": fmt(detection.get("stability")),
+        "mean_share": fmt(detection.get("mean_share")),
+        "strongest": strongest and {
+            "prompt": strongest.get("prompt", 0) + 1,
+            "token": strongest.get("token"),
+            "super_activation": fmt(strongest.get("super_activation"), 1),
+            "input_activation": fmt(strongest.get("input_activation"), 1),
+            "share": fmt(strongest.get("share")),
+            "spike_ratio": fmt(strongest.get("spike_ratio"), 0),
+        },
+    }
+
+
+def validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
+    """One row per run of the ablation: the baseline, zeroed, restored, each control."""
+    validation = evidence.get("validation")
+    if not validation:
+        return None
+    baseline = validation.get("baseline", {})
+    base_stop = number(baseline.get("stop_word_probability"))
+
+    def row(name: str, what: str, score: dict[str, Any]) -> dict[str, str]:
+        stop = number(score.get("stop_word_probability"))
+        shift = None if stop is None or base_stop is None else stop - base_stop
+        return {
+            "name": name,
+            "what": what,
+            "perplexity": fmt(score.get("perplexity")),
+            "ratio": ratio(score.get("ratio", 1.0)),
+            "kl": fmt(score.get("mean_kl_from_baseline"), 3),
+            "stop": fmt(stop, 3),
+            "shift": "–" if shift is None else f"{shift:+.3f}",
+        }
+
+    rows = [
+        row("baseline", "the model as it is", baseline),
+        row("zeroed", "this weight set to 0", validation.get("ablated", {})),
+        row("restored", "zeroed, its super activation put back", validation.get("restored", {})),
+    ]
+    for name, control in (validation.get("controls") or {}).items():
+        count = control.get("weights") or control.get("k")
+        what = f"{count} other weights of the tensor zeroed" if count else "a control"
+        rows.append(row(f"control: {name}", what, control))
+    return rows
+
+
+def verdict(evidence: dict[str, Any]) -> dict[str, str] | None:
+    validation = evidence.get("validation") or {}
+    return validation.get("verdict")
+
+
+def eval_text(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    validation = evidence.get("validation") or {}
+    return validation.get("eval")

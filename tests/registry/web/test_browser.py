@@ -1,0 +1,297 @@
+"""The web pages in a real browser: headless Chromium (the Debian package, driven by Playwright,
+never a downloaded browser) against a real `swreg serve`, with the network cut off from outside
+(every host name but 127.0.0.1 resolves to nothing, and every request the pages make is checked
+to have stayed on this server).
+
+The registry holds the published index, a real SmolLM2-135M-Instruct report (the session's one
+`swreg detect` run) and a running job. Each test saves a screenshot under test-artifacts/browser/
+(or $SWREG_TEST_ARTIFACTS/browser/).
+
+Chromium missing: skipped with the reason, except under SWREG_REQUIRE_BROWSER=1 (CI), where it
+fails (`make test` installs it when it can).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry import migrate
+from registry.database import make_engine, make_sessionmaker, transaction
+from registry.index import service as index_service
+from registry.jobs import queue
+from registry.jobs.models import JobSource
+from registry.superweights import service
+from tests.helpers import REPO_ROOT, SHA, SHA_A, python_env
+from workers.contract.resources import PUBLISHED_INDEX_PATH
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("SWREG_CHROMIUM", "/usr/bin/chromium")
+REQUIRE_BROWSER_ENV = "SWREG_REQUIRE_BROWSER"
+ARTIFACTS = Path(os.environ.get("SWREG_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "browser"
+# Every host name resolves to nothing except the server's own address; no proxy either.
+OFFLINE_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server"]
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SERVER_START_TIMEOUT_S = 60
+# How long a page may take to show what the test waits for (two busy cores).
+WAIT_MS = 30_000
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
+        pytest.fail(f"the browser is required ({REQUIRE_BROWSER_ENV}=1) but {reason}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest.fixture(scope="module")
+def playwright_chromium():
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+        yield browser
+        browser.close()
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+@dataclass
+class Registry:
+    base: str
+    sessions: object
+    job_id: int
+    lease: queue.Lease
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _fill(url: str, report: dict):
+    """The published index, the SmolLM2 report, and a job a worker is running."""
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with transaction(sessions) as session:
+        index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
+        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
+    with queue.write_transaction(sessions) as session:
+        job, _ = queue.enqueue(session, model_id=MODEL, revision=SHA, source=JobSource.HUB, max_attempts=3)
+    with queue.write_transaction(sessions) as session:
+        _, lease = queue.claim(session, owner="worker-1", lease_seconds=3600)
+    with queue.write_transaction(sessions) as session:
+        queue.report_progress(
+            session, lease, stage="detect", done=12, total=30,
+            timings={"fetch": 0.4, "load": 4.1, "detect": 8.2},
+        )
+    return engine, sessions, job.id, lease
+
+
+@pytest.fixture(scope="module")
+def registry(playwright_chromium, smollm2_detect, tmp_path_factory) -> Iterator[Registry]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'registry.db'}"
+    engine, sessions, job_id, lease = _fill(url, smollm2_detect.report)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
+        env=python_env(SWREG_DATABASE_URL=url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        yield Registry(base, sessions, job_id, lease)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        engine.dispose()
+
+
+# --- one page visit ---------------------------------------------------------------------------
+
+
+@dataclass
+class Visit:
+    page: object
+    base: str
+    requests: list[str] = field(default_factory=list)
+    # Requests the browser refused to send because the page's Content-Security-Policy forbids
+    # them (ReDoc's bundle asks for its maker's logo on a CDN): they never leave the browser.
+    blocked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def open(self, path: str) -> None:
+        response = self.page.goto(self.base + path)
+        assert response is not None and response.status == 200, path
+        self.page.wait_for_load_state("networkidle")
+
+    def shot(self, name: str, full_page: bool = True) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def assert_stayed_local(self) -> None:
+        # A page's own blob: URLs (ReDoc's worker) and data: URLs stay in the browser.
+        local = (self.base + "/", f"blob:{self.base}/", "data:")
+        outside = [u for u in self.requests if not u.startswith(local) and u not in self.blocked]
+        assert self.requests and outside == [], outside
+        assert self.errors == [], self.errors
+
+
+@pytest.fixture
+def visit(playwright_chromium, registry) -> Iterator[Visit]:
+    context = playwright_chromium.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    v = Visit(page, registry.base)
+    context.on("request", lambda request: v.requests.append(request.url))
+    context.on(
+        "requestfailed",
+        lambda request: request.failure == "csp" and v.blocked.append(request.url),
+    )
+    page.on("pageerror", lambda error: v.errors.append(str(error)))
+    yield v
+    context.close()
+
+
+# --- the pages --------------------------------------------------------------------------------
+
+
+def test_the_model_list_with_search(visit):
+    visit.open("/")
+    rows = visit.page.locator("#models tbody tr")
+    assert rows.count() == 12  # the paper's 11 models and SmolLM2
+    smol = rows.filter(has_text=MODEL)
+    assert smol.locator(".state-verified").inner_text() == "1 verified"
+    assert smol.locator(".state-rejected").count() == 1
+    assert visit.page.locator('a[href="/api/v1/index"]').count() >= 1
+    assert visit.page.locator('a[href="/api/v1/docs"]').count() >= 1
+    visit.shot("home")
+
+    visit.page.fill('input[name="q"]', "llama-2")
+    visit.page.press('input[name="q"]', "Enter")
+    visit.page.wait_for_url("**/?q=llama-2")
+    assert visit.page.locator("#models tbody tr").all_inner_texts()[0].startswith("meta-llama/Llama-2-13b-hf")
+    assert visit.page.locator("#models tbody tr").count() == 2
+    visit.assert_stayed_local()
+
+
+def test_a_model_page_with_its_coordinates_evidence_and_plots(visit):
+    visit.open(f"/models/{MODEL}")
+    page = visit.page
+    verified = page.locator("table.coordinates tr.coordinate[data-state=verified]")
+    assert verified.count() == 1
+    cells = verified.locator("td").all_inner_texts()
+    assert cells[:6] == ["verified", "model.layers.11.mlp.down_proj.weight", "[507, 1229]", "11", "507", "1229"]
+    assert page.locator("table.coordinates tr.coordinate[data-state=rejected]").count() >= 1
+    # Evidence in words and figures.
+    evidence = page.locator("article.evidence").filter(has_text="[507, 1229]").first
+    assert "zeroing it multiplies perplexity by" in evidence.locator(".verdict").inner_text()
+    runs = evidence.locator("table.validation tbody tr td:first-child").all_inner_texts()
+    assert runs[:3] == ["baseline", "zeroed", "restored"] and "control: random" in runs
+    assert "Yu, Wang, Shan, Reed, Wan" not in evidence.inner_text()  # a detected coordinate
+    assert "detected and validated by swreg" in evidence.locator(".sources").inner_text()
+
+    # The plots: loaded, real images of the size the figures are drawn at.
+    page.wait_for_function(
+        "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    sizes = page.evaluate(
+        "() => [...document.querySelectorAll('img.profile-plot, img.ablation-plot')]"
+        ".map(i => [i.className, i.naturalWidth, i.naturalHeight])"
+    )
+    assert sizes == [["profile-plot", 1000, 420], ["ablation-plot", 1000, 340]]
+    visit.shot("model")
+    visit.assert_stayed_local()
+
+
+def test_a_published_model_page_shows_its_citation(visit):
+    visit.open("/models/huggyllama/llama-7b")
+    row = visit.page.locator("table.coordinates tr.coordinate")
+    assert row.locator("td").all_inner_texts()[:3] == ["published", "model.layers.2.mlp.down_proj.weight", "[3968, 7003]"]
+    assert "The Super Weight in Large Language Models" in visit.page.locator("ul.sources").inner_text()
+    assert visit.page.locator("img").count() == 0  # nothing detected: no profile, no plots
+    visit.assert_stayed_local()
+
+
+def test_a_job_page_follows_the_job_live(visit, registry):
+    visit.open(f"/jobs/{registry.job_id}")
+    page = visit.page
+    field = lambda name: page.locator(f'[data-field="{name}"]')
+    assert field("state").inner_text() == "running"
+    assert field("stage").inner_text() == "detect"
+    assert field("progress-text").inner_text() == "12/30"
+    assert page.locator("progress").evaluate("p => [p.value, p.max]") == [12, 30]
+
+    # The worker moves on; the page shows it without a reload.
+    with queue.write_transaction(registry.sessions) as session:
+        assert queue.report_progress(
+            session, registry.lease, stage="validate", done=20, total=30,
+            timings={"fetch": 0.4, "load": 4.1, "detect": 14.0, "validate": 13.5},
+        )
+    page.wait_for_function(
+        "() => document.querySelector('[data-field=stage]').textContent === 'validate'"
+        " && document.querySelector('[data-field=progress-text]').textContent === '20/30'"
+    )
+    assert page.locator("#timings tbody tr td:first-child").all_inner_texts() == [
+        "fetch", "load", "detect", "validate"
+    ]
+    visit.shot("job", full_page=False)
+
+    # It fails: the page shows the state and the error, and stops polling.
+    with queue.write_transaction(registry.sessions) as session:
+        queue.fail(session, registry.lease, "out of memory on layer 21", permanent=True)
+    page.wait_for_function("() => document.querySelector('#job').dataset.state === 'failed'")
+    assert field("error").inner_text() == "out of memory on layer 21"
+    assert field("live").inner_text() == ""
+    visit.assert_stayed_local()
+
+
+def test_the_api_docs_render_offline(visit):
+    visit.open("/api/v1/docs")
+    page = visit.page
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert len(paths) >= 10
+    assert "/api/v1/models/{model_id}/revisions/{revision}/plots/profile.png" in [p.strip() for p in paths]
+    assert page.evaluate("() => ui.getConfigs().oauth2RedirectUrl").endswith("/api/v1/docs/oauth2-redirect")
+    visit.shot("api-docs")
+    visit.assert_stayed_local()
+
+    visit.requests.clear()
+    visit.open("/api/v1/redoc")
+    page.locator("h2", has_text="Get Profile Plot").first.wait_for()
+    visit.assert_stayed_local()
+    assert all(url.startswith("https://cdn.redoc.ly/") for url in visit.blocked), visit.blocked
+
+
+def test_the_browser_cannot_reach_anything_else(visit):
+    from playwright.sync_api import Error
+
+    with pytest.raises(Error, match="ERR_NAME_NOT_RESOLVED"):
+        visit.page.goto("http://example.org/")
