@@ -33,6 +33,7 @@ from workers.contract.version import package_version
 from workers.science import detection
 from workers.science.architectures import Architecture
 from workers.science.checkpoint import Checkpoint
+from workers.science.context import ModelContext
 from workers.science.detection import Candidate
 from workers.science.evaluation import EvalText, Score
 from workers.science.validation import verdict as verdict_rule
@@ -161,6 +162,8 @@ class Findings:
     baseline: Score | None
     eval_text: EvalText | None
     eval_windows: int
+    window_tokens: int
+    context: ModelContext
     timings: dict[str, float]
     bytes_read: int
 
@@ -177,6 +180,9 @@ def build_report(findings: Findings) -> Report:
             sha256=eval_text.sha256,
             tokens=baseline.tokens + eval_windows,
             windows=eval_windows,
+            window_tokens=findings.window_tokens,
+            context_tokens=findings.context.tokens,
+            context_source=findings.context.source,
         )
     super_weights = []
     for key in sorted(state.candidates):

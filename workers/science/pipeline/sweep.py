@@ -24,7 +24,6 @@ from workers.science.pipeline.steps import (
     Scoring,
     layer_plans,
     open_job,
-    tokenize,
 )
 from workers.science.streaming import LayerStreamer, SequenceCapture
 from workers.science.validation.ablation import applied, recording
@@ -111,7 +110,7 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     started = perf_counter()
     streamer = LayerStreamer(job.checkpoint, job.options.device)
     try:
-        prompts = [streamer.capture(tokenize(job.tokenizer, p)) for p in job.prompts]
+        prompts = [streamer.capture(ids) for ids in job.prompt_ids]
         windows = [streamer.capture(w) for w in job.windows]
         started = job.clock.add("load", started)
         sweep = Sweep(streamer, prompts, windows)
