@@ -6,7 +6,7 @@ fails with an IndexError), and past a sliding attention window later tokens no l
 first one, where super activations live. The cap is the smaller of the two.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from workers.science.errors import CheckpointRefused
 
@@ -22,8 +22,7 @@ POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
 MIN_CONTEXT_TOKENS = 64
 
 
-@dataclass(frozen=True)
-class ModelContext:
+class ModelContext(NamedTuple):
     """The longest sequence swreg runs through a model, and the config key that set it."""
 
     tokens: int | None  # None: the config names no limit
