@@ -60,13 +60,13 @@ def test_list(loaded):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model", "revisions", "super", "weights", "states"]
-    assert lines[-1] == "11 models"
+    assert lines[-1] == "13 models"
     assert any(line.startswith("microsoft/Phi-3-mini-4k-instruct") and "6 published" in line for line in lines)
 
 
 def test_import_twice_and_export_round_trip(loaded, tmp_path):
     again = run("import", str(PUBLISHED_INDEX_PATH))
-    assert again.stdout.endswith("(0 new, 0 updated, 27 unchanged)\n")
+    assert again.stdout.endswith("(0 new, 0 updated, 33 unchanged)\n")
     out = tmp_path / "index.json"
     result = run("export", "-o", str(out), "--generated-at", "2026-01-01T00:00:00Z")
     assert result.exit_code == 0
@@ -109,7 +109,7 @@ def test_db_current_and_setup(empty_db_url, monkeypatch):
             result = run("setup")
             assert result.exit_code == 0 and "is ready" in result.stdout
         assert "up to date" in run("db", "current").stdout
-        assert run("list").stdout.splitlines()[-1] == "11 models"
+        assert run("list").stdout.splitlines()[-1] == "13 models"
     finally:
         get_settings.cache_clear()
 
