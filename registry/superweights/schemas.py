@@ -23,11 +23,15 @@ class WeightFile(BaseModel):
     size: NonNegativeInt | None = None
 
 
+EXAMPLE_CITATION = (
+    "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+)
+
+
 class Source(BaseModel):
     """One source that states a coordinate."""
 
-    citation: str = Field(examples=["Yu, Wang, Shan, Reed, Wan. The Super Weight in Large "
-                                    "Language Models. arXiv:2411.07191 (2024)"])
+    citation: str = Field(examples=[EXAMPLE_CITATION])
     locator: str | None = Field(default=None, description="Where in it: a table, a file.")
     statement: str | None = Field(default=None, description="What it says about this coordinate.")
     url: str | None = None

@@ -107,8 +107,9 @@ def test_olmo_1b_second_super_weight_is_disputed_with_each_claim():
     code = claims[("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)]
     assert table["provenance"]["disputed_with"] == [{"tensor": code["tensor"], "index": code["index"]}]
     assert code["provenance"]["disputed_with"] == [{"tensor": table["tensor"], "index": table["index"]}]
-    assert [s["citation"] for s in code["provenance"]["sources"]][0].startswith("Yu, Wang, Shan, Reed, Wan. LLMSuperWeight")
-    assert "(2, 1764, 8041)" in code["provenance"]["sources"][0]["statement"]
+    (code_source,) = code["provenance"]["sources"]
+    assert code_source["citation"].startswith("Yu, Wang, Shan, Reed, Wan. LLMSuperWeight")
+    assert "(2, 1764, 8041)" in code_source["statement"]
     assert any("(1, \"mlp.down_proj\", 1764, 8041)" in s["statement"] for s in table["provenance"]["sources"])
     # The first super weight is where every source puts it.
     assert claims[("allenai/OLMo-1B-0724-hf", 1, 1764, 1710)]["provenance"]["disputed_with"] == []
