@@ -69,6 +69,7 @@ def _display_path(path: Path) -> str:
 def rules() -> dict[str, float]:
     return {
         "super_activation_ratio": detection.SUPER_ACTIVATION_RATIO,
+        "within_layer_ratio": detection.WITHIN_LAYER_RATIO,
         "min_contribution_share": detection.MIN_CONTRIBUTION_SHARE,
         "min_perplexity_ratio": verdict_rule.MIN_PERPLEXITY_RATIO,
         **control_rules(),
