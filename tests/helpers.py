@@ -122,6 +122,7 @@ def profile_entry(layer: int, *, spike_layer: int = 11) -> dict:
         "output_row": 507 if spike else 2,
         "output_percentiles": {"p50": 0.1, "p99": 1.0, "p99.9": 5.0},
         "spike_ratio": None if layer == 0 else (785.0 if spike else 1.0),
+        "within_layer_ratio": 2400.0 if spike else 100.0,
     }
     return {
         "layer": layer,

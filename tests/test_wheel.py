@@ -88,7 +88,7 @@ def test_the_installed_wheel_runs_outside_the_checkout(installed, tmp_path):
 
     setup = _run(installed, tmp_path, "swreg", "setup")
     assert setup.returncode == 0, setup.stderr
-    assert "27 coordinates" in setup.stdout
+    assert "33 coordinates" in setup.stdout
 
     lookup = _run(installed, tmp_path, "swreg", "lookup", "huggyllama/llama-7b", "--json")
     assert lookup.returncode == 0, lookup.stderr

@@ -27,7 +27,12 @@ from registry.superweights.documents import (
     revision_document,
     revision_sort_key,
 )
-from registry.superweights.models import index_key
+from registry.superweights.models import CLAIM_STATES, index_key
+from registry.superweights.sources import (
+    canonical_places,
+    canonical_sources,
+    merged_claim_state,
+)
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
 SCHEMA_VERSION = 1
@@ -125,6 +130,12 @@ def validate_document(document: Any, source: str = "index") -> None:
         seen_coords: set[tuple[str, str]] = set()
         for j, coord in enumerate(model["super_weights"]):
             ckey = (coord["tensor"], index_key(coord["index"]))
+            places = coord.get("provenance", {}).get("disputed_with", [])
+            if any((p["tensor"], index_key(p["index"])) == ckey for p in places):
+                raise InvalidInput(
+                    f"invalid {source}: at /models/{i}/super_weights/{j}/provenance/disputed_with: "
+                    "a coordinate cannot dispute itself"
+                )
             if ckey in seen_coords:
                 raise InvalidInput(
                     f"invalid {source}: at /models/{i}/super_weights/{j}: "
@@ -176,7 +187,11 @@ def _time(value: str | None) -> datetime | None:
 
 def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
     """Upsert every revision and coordinate of a document (validated here too). Idempotent:
-    importing the same document twice leaves the database as importing it once."""
+    importing the same document twice leaves the database as importing it once.
+
+    A coordinate that the registry already holds as a claim (`published` or `reported`) and that
+    the document also states as a claim is merged, not replaced: it keeps the sources and
+    disputes of both. Anything else is replaced by what the document says."""
     validate_document(document)
     stats = ImportStats()
     for model in document["models"]:
@@ -197,28 +212,50 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
         stats.revisions += 1
         for coord in model["super_weights"]:
             prov = coord.get("provenance", {})
+            fields = {
+                "tensor": coord["tensor"],
+                "index": coord["index"],
+                "layer": coord["layer"],
+                "module": coord["module"],
+                "row": coord["row"],
+                "col": coord["col"],
+                "value": coord["value"],
+                "dtype": coord["dtype"],
+                "state": coord["state"],
+                "evidence": coord.get("evidence", {}),
+                "citation": prov.get("citation"),
+                "sources": canonical_sources(prov.get("sources")),
+                "disputed_with": canonical_places(prov.get("disputed_with")),
+                "detector_version": prov.get("detector_version"),
+                "reproduced_in": sorted(prov.get("reproduced_in", [])),
+                "retraction_reason": prov.get("retraction_reason"),
+                "retracted_at": _time(prov.get("retracted_at")),
+            }
+            created_at, updated_at = _time(prov.get("created_at")), _time(prov.get("updated_at"))
+            existing = sw_service.find_coordinate(rev, coord["tensor"], coord["index"])
+            if _both_claims(existing, coord["state"]):
+                fields = _merged_claim(existing, fields)
+                created_at = updated_at = None  # a merge is a change made now
             _, outcome = sw_service.upsert_coordinate(
-                rev,
-                {
-                    "tensor": coord["tensor"],
-                    "index": coord["index"],
-                    "layer": coord["layer"],
-                    "module": coord["module"],
-                    "row": coord["row"],
-                    "col": coord["col"],
-                    "value": coord["value"],
-                    "dtype": coord["dtype"],
-                    "state": coord["state"],
-                    "evidence": coord.get("evidence", {}),
-                    "citation": prov.get("citation"),
-                    "detector_version": prov.get("detector_version"),
-                    "reproduced_in": sorted(prov.get("reproduced_in", [])),
-                    "retraction_reason": prov.get("retraction_reason"),
-                    "retracted_at": _time(prov.get("retracted_at")),
-                },
-                created_at=_time(prov.get("created_at")),
-                updated_at=_time(prov.get("updated_at")),
+                rev, fields, created_at=created_at, updated_at=updated_at
             )
             stats.coordinates[outcome] += 1
     session.flush()
     return stats
+
+
+def _both_claims(existing, state: str) -> bool:
+    return existing is not None and existing.state in CLAIM_STATES and state in CLAIM_STATES
+
+
+def _merged_claim(existing, fields: dict[str, Any]) -> dict[str, Any]:
+    """A second source's claim about a coordinate already stated by another: the sources and the
+    disputes of both, the stronger state, the first citation, every reproduction."""
+    return {
+        **fields,
+        "state": merged_claim_state(existing.state, fields["state"]),
+        "citation": existing.citation or fields["citation"],
+        "sources": canonical_sources(existing.sources, fields["sources"]),
+        "disputed_with": canonical_places(existing.disputed_with, fields["disputed_with"]),
+        "reproduced_in": sorted({*(existing.reproduced_in or []), *fields["reproduced_in"]}),
+    }

@@ -18,6 +18,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def _source(sw: dict[str, Any]) -> str:
     provenance = sw["provenance"]
+    if provenance["sources"]:
+        count = len(provenance["sources"])
+        return f"{count} source" + ("s" if count > 1 else "")
     if provenance["citation"]:
         return "published index"
     if provenance["detector_version"]:
@@ -31,7 +34,7 @@ def _print_revision(rev: dict[str, Any]) -> None:
     click.echo(f"{rev['model_id']} @ {rev['revision']}" + (f"  ({details})" if details else ""))
     rows = [
         [
-            sw["state"],
+            sw["state"] + (" (disputed)" if sw["provenance"]["disputed_with"] else ""),
             str(sw["layer"]),
             sw["tensor"],
             json.dumps(sw["index"]),
@@ -48,11 +51,29 @@ def _print_revision(rev: dict[str, Any]) -> None:
     for citation in sorted(citations):
         click.echo(f"  citation: {citation}")
     for sw in rev["super_weights"]:
+        _print_sources(sw)
+    for sw in rev["super_weights"]:
         where = f"{sw['tensor']} {sw['index']}"
         if sw["provenance"]["reproduced_in"]:
             click.echo(f"  {where} reproduced at: {', '.join(sw['provenance']['reproduced_in'])}")
         if sw["state"] == "retracted":
             click.echo(f"  {where} retracted: {sw['provenance']['retraction_reason']}")
+
+
+def _print_sources(sw: dict[str, Any]) -> None:
+    """What each source says about a coordinate, and where else other sources place it."""
+    provenance = sw["provenance"]
+    if not provenance["sources"]:
+        return
+    line = f"  {sw['tensor']} {sw['index']}"
+    if provenance["disputed_with"]:
+        others = ", ".join(f"{p['tensor']} {p['index']}" for p in provenance["disputed_with"])
+        line += f": disputed, other sources place it at {others}"
+    click.echo(line)
+    for source in provenance["sources"]:
+        where = f", {source['locator']}" if source["locator"] else ""
+        says = f": {source['statement']}" if source["statement"] else ""
+        click.echo(f"    - {source['citation']}{where}{says}")
 
 
 @click.command()

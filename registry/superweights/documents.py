@@ -48,6 +48,8 @@ def coordinate_document(sw: SuperWeight) -> dict[str, Any]:
         "evidence": sw.evidence or {},
         "provenance": {
             "citation": sw.citation,
+            "sources": [dict(source) for source in sw.sources or []],
+            "disputed_with": [dict(place) for place in sw.disputed_with or []],
             "detector_version": sw.detector_version,
             "reproduced_in": list(sw.reproduced_in or []),
             "retraction_reason": sw.retraction_reason,

@@ -23,7 +23,10 @@ from registry.data_version import track
 from registry.database import Base, JSONType, one_of
 
 REVISION_KINDS = ("commit", "content", "unknown")
-STATES = ("published", "candidate", "verified", "rejected", "retracted")
+STATES = ("published", "reported", "candidate", "verified", "rejected", "retracted")
+# Coordinates that sources state and swreg has not checked at that revision: `published` by the
+# paper's authors (the paper or their code), `reported` by other public work.
+CLAIM_STATES = ("published", "reported")
 
 
 class ModelRevision(Base):
@@ -84,8 +87,12 @@ class SuperWeight(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Provenance
     citation: Mapped[str | None] = mapped_column(Text)
+    # Every source that states this coordinate: [{citation, locator, statement, url}], sorted.
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # Other places ([{tensor, index}] in the same revision) that sources give for the same weight.
+    disputed_with: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     detector_version: Mapped[str | None] = mapped_column(String(64))
-    # Revisions at which a worker verified this published coordinate (it stays `published`).
+    # Revisions at which a worker verified this published or reported coordinate (its state stays).
     reproduced_in: Mapped[list[str]] = mapped_column(JSONType, default=list)
     retraction_reason: Mapped[str | None] = mapped_column(Text)
     retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

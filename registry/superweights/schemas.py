@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-State = Literal["published", "candidate", "verified", "rejected", "retracted"]
+State = Literal["published", "reported", "candidate", "verified", "rejected", "retracted"]
 RevisionKind = Literal["commit", "content", "unknown"]
 # A full commit sha, a content hash of a local directory's weight files, or "unknown" (entries of
 # the published index, whose exact revision the paper does not name).
@@ -23,12 +23,40 @@ class WeightFile(BaseModel):
     size: NonNegativeInt | None = None
 
 
+EXAMPLE_CITATION = (
+    "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+)
+
+
+class Source(BaseModel):
+    """One source that states a coordinate."""
+
+    citation: str = Field(examples=[EXAMPLE_CITATION])
+    locator: str | None = Field(default=None, description="Where in it: a table, a file.")
+    statement: str | None = Field(default=None, description="What it says about this coordinate.")
+    url: str | None = None
+
+
+class Place(BaseModel):
+    """Another place a source gives for the same weight, in the same model revision."""
+
+    tensor: str
+    index: list[int]
+
+
 class Provenance(BaseModel):
     citation: str | None = None
+    sources: list[Source] = Field(
+        default_factory=list, description="Every source that states this coordinate."
+    )
+    disputed_with: list[Place] = Field(
+        default_factory=list,
+        description="Other places sources give for the same weight; not empty: disputed.",
+    )
     detector_version: str | None = None
     reproduced_in: list[str] = Field(
         default_factory=list,
-        description="Revisions at which a worker verified this published coordinate.",
+        description="Revisions at which a worker verified this published or reported coordinate.",
     )
     retraction_reason: str | None = None
     retracted_at: Timestamp | None = None

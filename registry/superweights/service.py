@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
 from registry.superweights.documents import profile_document, revision_document
-from registry.superweights.models import ModelRevision, SuperWeight, index_key
+from registry.superweights.models import CLAIM_STATES, ModelRevision, SuperWeight, index_key
 from registry.superweights.schemas import REVISION_PATTERN
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
@@ -162,8 +162,8 @@ def record_report(
 
     Idempotent: recording the same revision again updates its rows, never duplicates them.
     A coordinate that was retracted stays retracted (a person's verdict outranks a rerun). When a
-    coordinate is `verified` and the same (model_id, tensor, index) is in the published index
-    (revision `unknown`), the published row stays `published` and gets this revision appended to
+    coordinate is `verified` and the same (model_id, tensor, index) is a published or reported
+    coordinate (revision `unknown`), that row keeps its state and gets this revision appended to
     its `reproduced_in` list.
     """
     expected_kind = revision_kind_of(revision)
@@ -234,7 +234,7 @@ def _mark_reproduced(
     if published is None:
         return
     sw = find_coordinate(published, tensor, index)
-    if sw is None or sw.state != "published" or revision in (sw.reproduced_in or []):
+    if sw is None or sw.state not in CLAIM_STATES or revision in (sw.reproduced_in or []):
         return
     # A new list (not an in-place append) so that SQLAlchemy sees the JSON change.
     apply_fields(sw, {"reproduced_in": sorted([*(sw.reproduced_in or []), revision])})

@@ -79,18 +79,19 @@ def test_malformed_revision_is_422(client, revision):
 
 def test_pagination(client):
     first = client.get("/api/v1/models", params={"limit": 4}).json()
-    assert (first["total"], first["limit"], first["offset"], len(first["items"])) == (11, 4, 0, 4)
+    assert (first["total"], first["limit"], first["offset"], len(first["items"])) == (13, 4, 0, 4)
     assert first["items"][0] == {
         "model_id": "allenai/OLMo-1B-0724-hf",
         "revisions": ["unknown"],
-        "super_weights": 2,
-        "states": {"published": 2},
+        "super_weights": 3,
+        "states": {"published": 3},
     }
-    pages = [client.get("/api/v1/models", params={"limit": 4, "offset": o}).json()["items"] for o in (0, 4, 8)]
+    assert first["items"][2]["states"] == {"reported": 1}  # google/gemma-7b
+    pages = [client.get("/api/v1/models", params={"limit": 4, "offset": o}).json()["items"] for o in (0, 4, 8, 12)]
     ids = [item["model_id"] for page in pages for item in page]
-    assert len(ids) == 11 and ids == sorted(ids)
-    assert sum(item["super_weights"] for page in pages for item in page) == 27
-    assert client.get("/api/v1/models", params={"offset": 11}).json()["items"] == []
+    assert len(ids) == 13 and ids == sorted(ids)
+    assert sum(item["super_weights"] for page in pages for item in page) == 33
+    assert client.get("/api/v1/models", params={"offset": 13}).json()["items"] == []
     assert client.get("/api/v1/models", params={"limit": 0}).status_code == 422
 
 

@@ -60,7 +60,7 @@ def test_list(loaded):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model", "revisions", "super", "weights", "states"]
-    assert lines[-1] == "11 models"
+    assert lines[-1] == "13 models"
     assert any(line.startswith("microsoft/Phi-3-mini-4k-instruct") and "6 published" in line for line in lines)
 
 
@@ -72,7 +72,7 @@ def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypat
     assert json.loads(first)["meta"]["generated_at"] == "2026-01-01T00:00:00Z"
     # Importing the same file again changes nothing.
     again = run("import", str(PUBLISHED_INDEX_PATH))
-    assert again.stdout.endswith("(0 new, 0 updated, 27 unchanged)\n")
+    assert again.stdout.endswith("(0 new, 0 updated, 33 unchanged)\n")
     assert run("export", "--generated-at", "2026-01-01T00:00:00+00:00").stdout == first
     assert run("export", "--generated-at", "yesterday").stderr == "error: not an ISO 8601 time: 'yesterday'\n"
 
@@ -88,7 +88,7 @@ def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypat
     assert run("db", "upgrade").exit_code == 0
     assert run("list").stdout.splitlines()[-1] == "0 models"
     imported = run("import", str(out))
-    assert imported.stdout.endswith("(27 new, 0 updated, 0 unchanged)\n"), imported.output
+    assert imported.stdout.endswith("(33 new, 0 updated, 0 unchanged)\n"), imported.output
     assert run("export", "--generated-at", "2026-01-01T00:00:00Z").stdout == first
 
 
@@ -125,7 +125,7 @@ def test_db_current_and_setup(empty_db_url, monkeypatch):
             result = run("setup")
             assert result.exit_code == 0 and "is ready" in result.stdout
         assert "up to date" in run("db", "current").stdout
-        assert run("list").stdout.splitlines()[-1] == "11 models"
+        assert run("list").stdout.splitlines()[-1] == "13 models"
     finally:
         get_settings.cache_clear()
 

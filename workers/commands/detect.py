@@ -43,15 +43,16 @@ def format_profile(report: Report) -> str:
     largest = max((p.max_abs_output for p in profile), default=1.0)
     lines = [
         f"{'layer':>5} {'max|X|':>9} {'col':>6} {'max|Y|':>10} {'row':>6} {'tok':>4} "
-        f"{'x typical':>9}  max|Y| (log scale)"
+        f"{'x typical':>9} {'x median':>9}  max|Y| (log scale)"
     ]
     for p in profile:
         ratio = "" if p.spike_ratio is None else f"{p.spike_ratio:.1f}"
+        within = "" if p.within_layer_ratio is None else f"{p.within_layer_ratio:.1f}"
         mark = "  <- super activation" if p.spike else ""
         lines.append(
             f"{p.layer:>5} {p.max_abs_input:>9.1f} {p.input_col:>6} "
             f"{p.max_abs_output:>10.1f} {p.output_row:>6} {p.output_token:>4} "
-            f"{ratio:>9}  {_bar(p.max_abs_output, largest)}{mark}"
+            f"{ratio:>9} {within:>9}  {_bar(p.max_abs_output, largest)}{mark}"
         )
     return "\n".join(lines)
 
@@ -122,7 +123,8 @@ def _write_plot(report: Report, path: Path, model: str) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
-    help="Tokens of the evaluation text to score (default: one 1,024-token window).",
+    help="Tokens of the evaluation text to score, exactly (all of it if shorter), in windows "
+    "of at most 1,024 tokens and at most the model's context (default: 1,024).",
 )
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),

@@ -52,12 +52,26 @@ class Detector(_Part):
 
 
 class EvalInfo(_Part):
-    """The evaluation text a verdict was measured on."""
+    """The evaluation text a verdict was measured on, and how it was cut to fit the model."""
 
     path: str
     sha256: str
     tokens: NonNegativeInt
     windows: NonNegativeInt
+    window_tokens: NonNegativeInt | None = Field(
+        default=None, description="the longest window scored, in tokens"
+    )
+    context_tokens: NonNegativeInt | None = Field(
+        default=None,
+        description="the model's context cap: no window or prompt is longer; null when the "
+        "config names no limit",
+    )
+    context_source: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the config key that set the cap (e.g. max_position_embeddings, "
+        "n_positions, sliding_window)",
+    )
 
 
 class PromptProfile(_Part):
@@ -74,6 +88,9 @@ class PromptProfile(_Part):
     output_row: Count
     output_percentiles: dict[str, float]
     spike_ratio: float | None = Field(description="max |output| over the typical layer's")
+    within_layer_ratio: float | None = Field(
+        default=None, description="max |output| over this layer's own median |output|"
+    )
 
 
 class LayerProfile(_Part):
@@ -88,7 +105,15 @@ class LayerProfile(_Part):
     output_token: Count
     output_row: Count
     output_percentiles: dict[str, float]
-    spike_ratio: float | None = Field(description="max |output| over the typical layer's")
+    spike_ratio: float | None = Field(
+        description="max |output| over the typical earlier layer's (the lower median of the "
+        "largest |output| of earlier layers that did not spike); null where there is none"
+    )
+    within_layer_ratio: float | None = Field(
+        default=None,
+        description="max |output| over this layer's own median |output|: how the layer is "
+        "judged where spike_ratio is null (layer 0)",
+    )
     max_abs_output_per_prompt: list[float]
     spike: bool
     prompts: list[PromptProfile] = Field(
@@ -105,7 +130,12 @@ class Observation(_Part):
     input_activation: float
     contribution: float
     share: float
-    spike_ratio: float
+    spike_ratio: float = Field(description="|super activation| over the scale of spike_rule")
+    spike_rule: Literal["earlier_layers", "within_layer"] = Field(
+        default="earlier_layers",
+        description="earlier_layers: against the typical earlier layer's largest |output|; "
+        "within_layer: against this layer's median |output| (no typical earlier layer)",
+    )
 
 
 class DetectionEvidence(_Part):

@@ -16,6 +16,14 @@ import torch
 # ~700x the typical layer and the largest non-spike layer ~45x, so 100 separates them with
 # a factor of two on either side.
 SUPER_ACTIVATION_RATIO = 100.0
+# Where no earlier layer can serve as the typical one (layer 0, or a layer after nothing but
+# spiking layers), a layer spikes when its largest |output| is at least this many times its own
+# median |output|. 1,000 is the massive-activation criterion of Sun, Chen, Kolter, Liu,
+# "Massive Activations in Large Language Models" (arXiv:2402.17762, 2024): about 1,000 times
+# the median magnitude. On SmolLM2-135M (4 default prompts, docs/measurements.md) layer 0
+# reaches 44-49x, 20x below; the super activations of layers 11 and 28 are 3,586-30,287x,
+# 3.6x above; the largest layer without a spike (layer 2) reaches 923-1,122x.
+WITHIN_LAYER_RATIO = 1000.0
 # Within a spiking layer, only rows within one order of magnitude of its strongest row are
 # spikes of their own: a huge input channel also lifts every other row it feeds a little
 # (ordinary weights times a huge activation), and those rows are its shadow, not new spikes.
@@ -40,6 +48,7 @@ class LayerActivity:
     output_token: int
     output_row: int
     output_percentiles: dict[str, float]
+    median_output: float  # median of |Y| over every token and row: the layer's typical output
     row_max: torch.Tensor  # [d_model]: max over tokens of |Y[:, row]|
     row_token: torch.Tensor  # [d_model]: the token where that max is
     row_value: torch.Tensor  # [d_model]: Y[row_token, row], signed
@@ -53,12 +62,32 @@ class Contribution:
     share: float
 
 
+class Rule:
+    """Which scale a layer's output is compared with to call it a spike."""
+
+    EARLIER_LAYERS = "earlier_layers"  # the typical earlier layer's largest |output|
+    WITHIN_LAYER = "within_layer"  # this layer's own median |output|
+
+
+@dataclass(frozen=True)
+class SpikeReference:
+    """The scale a layer is judged against, and how many times it a spike must reach."""
+
+    rule: str
+    scale: float
+    ratio: float
+
+    @property
+    def threshold(self) -> float:
+        return self.ratio * self.scale
+
+
 @dataclass(frozen=True)
 class SpikeRow:
     row: int
     token: int
     value: float  # Y[token, row], signed
-    ratio: float  # |value| / the typical scale
+    ratio: float  # |value| / the reference scale
 
 
 def _flat_argmax(matrix: torch.Tensor) -> tuple[float, int, int]:
@@ -75,6 +104,7 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
     max_input, input_token, input_col = _flat_argmax(x.abs())
     max_output, output_token, output_row = _flat_argmax(y)
     quantiles = torch.quantile(y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device))
+    percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles)}
     row_max, row_token = y.max(dim=0)
     return LayerActivity(
         max_input=max_input,
@@ -83,7 +113,8 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
         max_output=max_output,
         output_token=output_token,
         output_row=output_row,
-        output_percentiles={f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles)},
+        output_percentiles=percentiles,
+        median_output=percentiles["p50"],
         row_max=row_max.cpu(),
         row_token=row_token.cpu(),
         row_value=signed.gather(0, row_token.unsqueeze(0)).squeeze(0).cpu(),
@@ -92,11 +123,11 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
 
 
 def typical_scale(previous_maxima: list[float]) -> float | None:
-    """The typical layer's largest |output|, from the layers before this one.
+    """The typical layer's largest |output|, from the layers before this one that did not spike.
 
-    The lower median of the earlier layers' maxima: it only needs the layers already seen, so a
-    spike can be recognised as its layer passes (the streamed sweep forks its ablations there),
-    and a few spiking layers cannot raise it. Layer 0 has no earlier layers and is never a spike.
+    The lower median of those layers' maxima: it only needs the layers already seen, so a spike
+    can be recognised as its layer passes (the streamed sweep forks its ablations there), and a
+    few large layers cannot raise it. None when there is no such layer (layer 0).
     """
     if not previous_maxima:
         return None
@@ -104,13 +135,27 @@ def typical_scale(previous_maxima: list[float]) -> float | None:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def spike_rows(
-    activity: LayerActivity, typical: float | None, ratio: float = SUPER_ACTIVATION_RATIO
-) -> list[SpikeRow]:
-    """Rows of this layer's output that reach `ratio` times the typical scale, strongest first."""
-    if typical is None or typical <= 0:
+def within_layer_ratio(activity: LayerActivity) -> float | None:
+    """The layer's largest |output| over its own median |output| (None for a silent layer)."""
+    return activity.max_output / activity.median_output if activity.median_output > 0 else None
+
+
+def spike_reference(activity: LayerActivity, previous_maxima: list[float]) -> SpikeReference | None:
+    """What the layer is judged against: the typical earlier layer when there is one, else the
+    layer's own median output (layer 0, or a layer after nothing but spiking layers)."""
+    typical = typical_scale(previous_maxima)
+    if typical is not None and typical > 0:
+        return SpikeReference(Rule.EARLIER_LAYERS, typical, SUPER_ACTIVATION_RATIO)
+    if activity.median_output > 0:
+        return SpikeReference(Rule.WITHIN_LAYER, activity.median_output, WITHIN_LAYER_RATIO)
+    return None
+
+
+def spike_rows(activity: LayerActivity, reference: SpikeReference | None) -> list[SpikeRow]:
+    """Rows of this layer's output that reach the reference's threshold, strongest first."""
+    if reference is None:
         return []
-    threshold = max(ratio * typical, MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output)
+    threshold = max(reference.threshold, MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output)
     rows = torch.nonzero(activity.row_max >= threshold).view(-1).tolist()
     rows.sort(key=lambda r: -float(activity.row_max[r]))
     return [
@@ -118,7 +163,7 @@ def spike_rows(
             row=r,
             token=int(activity.row_token[r]),
             value=float(activity.row_value[r]),
-            ratio=float(activity.row_max[r]) / typical,
+            ratio=float(activity.row_max[r]) / reference.scale,
         )
         for r in rows[:MAX_SPIKE_ROWS_PER_LAYER]
     ]
@@ -154,6 +199,7 @@ class Observation:
     share: float
     ratio: float
     threshold: float
+    rule: str = Rule.EARLIER_LAYERS
 
     def as_dict(self) -> dict:
         return {
@@ -164,6 +210,7 @@ class Observation:
             "contribution": self.contribution,
             "share": self.share,
             "spike_ratio": self.ratio,
+            "spike_rule": self.rule,
         }
 
 
@@ -186,7 +233,11 @@ class Candidate:
 
 
 class DetectionState:
-    """Per-prompt layer history and the candidates found so far, fed one layer at a time."""
+    """Per-prompt layer history and the candidates found so far, fed one layer at a time.
+
+    The history of a prompt holds the largest |output| of every earlier layer that did not
+    spike on it: the typical layer a later one is compared with.
+    """
 
     def __init__(self, prompts: int):
         self.prompts = prompts
@@ -203,7 +254,9 @@ class DetectionState:
         for prompt, activity in enumerate(activities):
             typical = typical_scale(self.history[prompt])
             ratios.append(activity.max_output / typical if typical else None)
-            for spike in spike_rows(activity, typical):
+            reference = spike_reference(activity, self.history[prompt])
+            spikes = spike_rows(activity, reference)
+            for spike in spikes:
                 x = activity.inputs[spike.token]
                 for c in explain_spike(weight_out_in[spike.row], x, spike.value):
                     key = (layer, spike.row, c.col)
@@ -219,10 +272,12 @@ class DetectionState:
                             contribution=c.contribution,
                             share=c.share,
                             ratio=spike.ratio,
-                            threshold=SUPER_ACTIVATION_RATIO * typical,
+                            threshold=reference.threshold,
+                            rule=reference.rule,
                         )
                     )
-            self.history[prompt].append(activity.max_output)
+            if not spikes:
+                self.history[prompt].append(activity.max_output)
         self.profile.append(_profile_entry(layer, activities, ratios, bool(found)))
         self.candidates.update(found)
         return sorted(found.values(), key=lambda c: (c.row, c.col))
@@ -240,6 +295,7 @@ def _prompt_entry(prompt: int, activity: LayerActivity, ratio: float | None) -> 
         "output_row": activity.output_row,
         "output_percentiles": activity.output_percentiles,
         "spike_ratio": ratio,
+        "within_layer_ratio": within_layer_ratio(activity),
     }
 
 

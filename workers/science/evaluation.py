@@ -39,12 +39,29 @@ class EvalText:
         return cls(path=path, text=data.decode("utf-8"), sha256=hashlib.sha256(data).hexdigest())
 
 
-def eval_windows(input_ids: list[int], window: int, max_tokens: int) -> list[torch.Tensor]:
-    """Consecutive windows of `window` tokens covering at most `max_tokens` tokens (at least one
-    window, shorter if the text is shorter)."""
-    count = max(1, min(max_tokens, len(input_ids)) // window)
-    windows = [input_ids[i * window : (i + 1) * window] for i in range(count)]
-    return [torch.tensor([w], dtype=torch.long) for w in windows if len(w) > 1]
+def eval_windows(
+    text_ids: list[int], window: int, max_tokens: int, prefix: list[int] | tuple[int, ...] = ()
+) -> list[torch.Tensor]:
+    """Consecutive windows of the text that hold `max_tokens` tokens in all (all of the text if
+    it is shorter), each at most `window` tokens long and each starting with `prefix`.
+
+    `text_ids` is the text without the tokens a tokenizer adds around it; `prefix` is what it puts
+    before any text (a BOS token, or nothing), so every window begins as a document begins, like
+    every prompt. The last window holds what is left and may be shorter; a window needs two
+    tokens to predict one.
+    """
+    prefix = list(prefix)
+    room = window - len(prefix)
+    if room < 1:
+        raise ValueError(f"a {window}-token window cannot hold the {len(prefix)}-token prefix")
+    windows, start, left = [], 0, max_tokens
+    while start < len(text_ids):
+        take = min(room, left - len(prefix), len(text_ids) - start)
+        if len(prefix) + take < 2 or take < 1:
+            break
+        windows.append(torch.tensor([prefix + text_ids[start : start + take]], dtype=torch.long))
+        start, left = start + take, left - len(prefix) - take
+    return windows
 
 
 def stop_word_ids(tokenizer) -> torch.Tensor:

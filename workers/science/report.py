@@ -33,6 +33,7 @@ from workers.contract.version import package_version
 from workers.science import detection
 from workers.science.architectures import Architecture
 from workers.science.checkpoint import Checkpoint
+from workers.science.context import ModelContext
 from workers.science.detection import Candidate
 from workers.science.evaluation import EvalText, Score
 from workers.science.validation import verdict as verdict_rule
@@ -68,6 +69,7 @@ def _display_path(path: Path) -> str:
 def rules() -> dict[str, float]:
     return {
         "super_activation_ratio": detection.SUPER_ACTIVATION_RATIO,
+        "within_layer_ratio": detection.WITHIN_LAYER_RATIO,
         "min_contribution_share": detection.MIN_CONTRIBUTION_SHARE,
         "min_perplexity_ratio": verdict_rule.MIN_PERPLEXITY_RATIO,
         **control_rules(),
@@ -161,6 +163,8 @@ class Findings:
     baseline: Score | None
     eval_text: EvalText | None
     eval_windows: int
+    window_tokens: int
+    context: ModelContext
     timings: dict[str, float]
     bytes_read: int
 
@@ -177,6 +181,9 @@ def build_report(findings: Findings) -> Report:
             sha256=eval_text.sha256,
             tokens=baseline.tokens + eval_windows,
             windows=eval_windows,
+            window_tokens=findings.window_tokens,
+            context_tokens=findings.context.tokens,
+            context_source=findings.context.source,
         )
     super_weights = []
     for key in sorted(state.candidates):

@@ -19,10 +19,12 @@ from tests.helpers import CONTENT, SHA, SHA_A
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 PINNED = datetime(2026, 1, 1, tzinfo=UTC)
-CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+PAPER_CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+CODE_URL = "https://github.com/mengxiayu/LLMSuperWeight"
 
-# (model, layer, row, col), written out independently of data/published_index.json.
-PAPER = {
+# Written out independently of data/published_index.json: (model, layer, row, col).
+# The paper's table (Table 2), as public transcriptions of it read it.
+PAPER_TABLE = {
     ("huggyllama/llama-7b", 2, 3968, 7003),
     ("huggyllama/llama-13b", 2, 2231, 2278),
     ("huggyllama/llama-13b", 2, 2231, 6939),
@@ -31,16 +33,26 @@ PAPER = {
     ("huggyllama/llama-30b", 10, 5633, 14386),
     ("meta-llama/Llama-2-7b-hf", 1, 2533, 7890),
     ("meta-llama/Llama-2-13b-hf", 3, 4743, 7678),
-    *{(m, 1, r, 2427) for m in ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct") for r in (788, 1384, 4062)},
     ("mistralai/Mistral-7B-v0.1", 1, 2070, 7310),
     ("allenai/OLMo-1B-0724-hf", 1, 1764, 1710),
-    ("allenai/OLMo-1B-0724-hf", 2, 1764, 8041),
+    ("allenai/OLMo-1B-0724-hf", 1, 1764, 8041),
     ("allenai/OLMo-7B-0724-hf", 1, 269, 7467),
     ("allenai/OLMo-7B-0724-hf", 2, 269, 8275),
     ("allenai/OLMo-7B-0724-hf", 7, 269, 453),
     ("allenai/OLMo-7B-0724-hf", 24, 269, 2300),
     *{("microsoft/Phi-3-mini-4k-instruct", layer, r, c) for layer, c in ((2, 808), (4, 2723)) for r in (525, 1693, 1113)},
 }
+# The authors' code (analyze.py, SUPER_WEIGHTS_MAP): no Llama-2; Llama-3-8B; OLMo-1B's second in layer 2.
+AUTHORS_CODE = (
+    {c for c in PAPER_TABLE if not c[0].startswith("meta-llama/Llama-2")} - {("allenai/OLMo-1B-0724-hf", 1, 1764, 8041)}
+) | {("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)} | {("meta-llama/Meta-Llama-3-8B", 1, r, 2427) for r in (788, 1384, 4062)}
+# Other sources: a fork of the authors' code, the authors' plotting map, Su et al. (2025) Table 8.
+REPORTED = {
+    *{("meta-llama/Meta-Llama-3-8B-Instruct", 1, r, 2427) for r in (788, 1384, 4062)},
+    ("google/gemma-7b", 0, 1995, 21041),
+    *{("meta-llama/Llama-3.2-1B", 1, r, 1417) for r in (400, 698, 2029, 1159)},
+}
+COORDINATES, MODELS = 33, 13
 
 
 def _export(sessions) -> str:
@@ -61,20 +73,48 @@ def _import(sessions, document):
         return index_service.import_document(session, document)
 
 
-def test_published_index_holds_the_papers_27_coordinates():
+def _claims(document) -> dict[tuple, dict]:
+    return {
+        (model["model_id"], sw["layer"], sw["row"], sw["col"]): sw
+        for model in document["models"] for sw in model["super_weights"]
+    }
+
+
+def test_published_index_states_every_coordinate_with_its_sources():
     document = index_service.load_file(PUBLISHED_INDEX_PATH)
-    found = set()
     for model in document["models"]:
         assert (model["revision"], model["revision_kind"]) == ("unknown", "unknown")
         for sw in model["super_weights"]:
             assert sw["tensor"] == f"model.layers.{sw['layer']}.mlp.down_proj.weight"
             assert sw["index"] == [sw["row"], sw["col"]]
-            assert (sw["module"], sw["state"], sw["value"], sw["dtype"]) == ("mlp.down_proj", "published", None, None)
-            assert sw["provenance"]["citation"] == CITATION
-            found.add((model["model_id"], sw["layer"], sw["row"], sw["col"]))
-    assert len(PAPER) == 27
-    assert found == PAPER
-    assert sum(len(m["super_weights"]) for m in document["models"]) == 27
+            assert (sw["module"], sw["value"], sw["dtype"]) == ("mlp.down_proj", None, None)
+            sources = sw["provenance"]["sources"]
+            assert sources and all(s["citation"] and s["statement"] and s["url"] for s in sources)
+            assert sw["provenance"]["citation"] in {s["citation"] for s in sources}
+    claims = _claims(document)
+    assert len(claims) == COORDINATES and len(document["models"]) == MODELS
+
+    def stated_by(predicate):
+        return {key for key, sw in claims.items() if any(predicate(s) for s in sw["provenance"]["sources"])}
+
+    assert stated_by(lambda s: s["citation"] == PAPER_CITATION) == PAPER_TABLE
+    assert stated_by(lambda s: s["url"] == CODE_URL and "SUPER_WEIGHTS_MAP" in s["locator"]) == AUTHORS_CODE
+    assert {key for key, sw in claims.items() if sw["state"] == "published"} == PAPER_TABLE | AUTHORS_CODE
+    assert {key for key, sw in claims.items() if sw["state"] == "reported"} == REPORTED
+
+
+def test_olmo_1b_second_super_weight_is_disputed_with_each_claim():
+    claims = _claims(index_service.load_file(PUBLISHED_INDEX_PATH))
+    table = claims[("allenai/OLMo-1B-0724-hf", 1, 1764, 8041)]
+    code = claims[("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)]
+    assert table["provenance"]["disputed_with"] == [{"tensor": code["tensor"], "index": code["index"]}]
+    assert code["provenance"]["disputed_with"] == [{"tensor": table["tensor"], "index": table["index"]}]
+    (code_source,) = code["provenance"]["sources"]
+    assert code_source["citation"].startswith("Yu, Wang, Shan, Reed, Wan. LLMSuperWeight")
+    assert "(2, 1764, 8041)" in code_source["statement"]
+    assert any("(1, \"mlp.down_proj\", 1764, 8041)" in s["statement"] for s in table["provenance"]["sources"])
+    # The first super weight is where every source puts it.
+    assert claims[("allenai/OLMo-1B-0724-hf", 1, 1764, 1710)]["provenance"]["disputed_with"] == []
 
 
 def test_published_index_is_in_canonical_form():
@@ -87,10 +127,10 @@ def test_import_is_idempotent(db_sessions):
     first = _import(db_sessions, document)
     once = _export(db_sessions)
     second = _import(db_sessions, document)
-    assert _counts(db_sessions) == (11, 27)
+    assert _counts(db_sessions) == (MODELS, COORDINATES)
     assert _export(db_sessions) == once
-    assert first.coordinates["created"] == 27
-    assert second.coordinates == {"created": 0, "updated": 0, "unchanged": 27}
+    assert first.coordinates["created"] == COORDINATES
+    assert second.coordinates == {"created": 0, "updated": 0, "unchanged": COORDINATES}
 
 
 def _fill(sessions, report):
@@ -115,7 +155,7 @@ def test_export_validates_against_the_schema(db_sessions, report):
         (m["model_id"], m["revision"]) for m in document["models"]
     )
     states = {sw["state"] for m in document["models"] for sw in m["super_weights"]}
-    assert states == {"published", "verified", "rejected", "retracted"}
+    assert states == {"published", "reported", "verified", "rejected", "retracted"}
     assert document["meta"] == {
         "schema_version": 1,
         "generated_at": "2026-01-01T00:00:00Z",
@@ -194,8 +234,13 @@ def test_a_malformed_profile_is_refused(db_sessions, report):
         (lambda d: d["models"][0].update(revision=SHA_A), "at /models/0/revision_kind: 'commit' was expected"),
         (lambda d: d["models"][2]["super_weights"][0].pop("row"), "at /models/2/super_weights/0: 'row' is a required property"),
         (lambda d: d["meta"].update(schema_version=2), "at /meta/schema_version: 1 was expected"),
-        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/11: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
-        (lambda d: d["models"][10]["super_weights"].append(copy.deepcopy(d["models"][10]["super_weights"][0])), "at /models/10/super_weights/1: "),
+        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/13: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
+        (lambda d: d["models"][12]["super_weights"].append(copy.deepcopy(d["models"][12]["super_weights"][0])), "at /models/12/super_weights/1: "),
+        (lambda d: d["models"][12]["super_weights"][0]["provenance"]["sources"][0].pop("citation"),
+         "at /models/12/super_weights/0/provenance/sources/0: 'citation' is a required property"),
+        (lambda d: d["models"][12]["super_weights"][0]["provenance"].update(
+            disputed_with=[{"tensor": "model.layers.1.mlp.down_proj.weight", "index": [2070, 7310]}]),
+         "at /models/12/super_weights/0/provenance/disputed_with: a coordinate cannot dispute itself"),
         (lambda d: d["models"][0]["super_weights"][0].update(state="retracted"), "at /models/0/super_weights/0/provenance: 'retraction_reason' is a required property"),
         (lambda d: d["models"][10].update(created_at="2026-02-30T00:00:00Z"), "at /models/10/created_at: not an ISO 8601 time: '2026-02-30T00:00:00Z'"),
         (lambda d: d["models"][10]["super_weights"][0]["provenance"].update(retracted_at="2026-01-01T24:00:00Z"), "at /models/10/super_weights/0/provenance/retracted_at: not an ISO 8601 time"),

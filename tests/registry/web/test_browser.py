@@ -185,7 +185,7 @@ def visit(playwright_chromium, registry) -> Iterator[Visit]:
 def test_the_model_list_with_search(visit):
     visit.open("/")
     rows = visit.page.locator("#models tbody tr")
-    assert rows.count() == 12  # the paper's 11 models and SmolLM2
+    assert rows.count() == 14  # the 13 models of the published index and SmolLM2
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1

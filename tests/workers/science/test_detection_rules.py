@@ -5,7 +5,11 @@ import torch
 from workers.science import detection
 from workers.science.architectures import ARCHITECTURES
 from workers.science.detection import (
+    DetectionState,
+    Rule,
+    SpikeReference,
     explain_spike,
+    spike_reference,
     spike_rows,
     summarize,
     typical_scale,
@@ -31,27 +35,75 @@ def _activity(outputs: torch.Tensor, inputs: torch.Tensor | None = None):
     return summarize(inputs, outputs)
 
 
+def _earlier(typical: float) -> SpikeReference:
+    return SpikeReference(Rule.EARLIER_LAYERS, typical, detection.SUPER_ACTIVATION_RATIO)
+
+
 def test_spike_rows_need_orders_of_magnitude_over_the_typical_scale():
     y = torch.ones(4, 16)
     y[0, 3] = 0.99 * detection.SUPER_ACTIVATION_RATIO
-    assert spike_rows(_activity(y), typical=1.0) == []
+    assert spike_rows(_activity(y), _earlier(1.0)) == []
     y[0, 3] = -2 * detection.SUPER_ACTIVATION_RATIO
-    rows = spike_rows(_activity(y), typical=1.0)
+    rows = spike_rows(_activity(y), _earlier(1.0))
     assert [(r.row, r.token) for r in rows] == [(3, 0)]
     assert rows[0].value < 0 and rows[0].ratio == 2 * detection.SUPER_ACTIVATION_RATIO
 
 
-def test_first_layer_is_never_a_spike():
-    y = torch.ones(2, 4)
-    y[0, 0] = 1e6
-    assert spike_rows(_activity(y), typical=None) == []
+def _first_token_spike(peak: float, tokens: int = 8, rows: int = 64) -> torch.Tensor:
+    """Outputs of ordinary size (|Y| = 1, so the median is 1) with `peak` at token 0, row 5."""
+    y = torch.ones(tokens, rows)
+    y[0, 5] = peak
+    return y
+
+
+def test_layer_0_is_judged_against_its_own_median_output():
+    below = _activity(_first_token_spike(0.99 * detection.WITHIN_LAYER_RATIO))
+    above = _activity(_first_token_spike(2 * detection.WITHIN_LAYER_RATIO))
+    assert spike_reference(below, []).rule == Rule.WITHIN_LAYER
+    assert spike_rows(below, spike_reference(below, [])) == []
+    rows = spike_rows(above, spike_reference(above, []))
+    assert [(r.row, r.token) for r in rows] == [(5, 0)]
+    assert rows[0].ratio == 2 * detection.WITHIN_LAYER_RATIO
+
+
+def test_later_layers_keep_the_earlier_layers_rule():
+    # 2,000x its own median but only 20x the typical earlier layer: not a spike.
+    activity = _activity(_first_token_spike(2 * detection.WITHIN_LAYER_RATIO))
+    reference = spike_reference(activity, [100.0, 120.0])
+    assert (reference.rule, reference.scale) == (Rule.EARLIER_LAYERS, 100.0)
+    assert spike_rows(activity, reference) == []
+
+
+def test_a_spiking_layer_is_not_the_typical_layer_for_the_next():
+    """After a super activation in layer 0, layer 1 has no typical earlier layer: it is judged
+    within itself, not against layer 0's spike (against which nothing could spike)."""
+    weight = torch.zeros(64, 8)
+    weight[5, 2] = 1.0
+    inputs = torch.zeros(8, 8)
+    inputs[0, 2] = 5000.0
+    state = DetectionState(prompts=1)
+    layer0 = summarize(inputs, _first_token_spike(5000.0))
+    assert [c.key for c in state.observe_layer(0, [layer0], weight)] == [(0, 5, 2)]
+    assert state.history == [[]]
+    layer1 = summarize(inputs, _first_token_spike(3000.0))
+    found = state.observe_layer(1, [layer1], weight)
+    assert [c.key for c in found] == [(1, 5, 2)]
+    observation = found[0].observations[0]
+    assert observation.rule == Rule.WITHIN_LAYER
+    assert observation.threshold == detection.WITHIN_LAYER_RATIO * 1.0
+    assert state.profile[1]["spike_ratio"] is None
+    assert state.profile[1]["within_layer_ratio"] == 3000.0
+    # Layer 2, ordinary: layers 0 and 1 spiked, so it is judged within itself too.
+    layer2 = summarize(inputs * 0, torch.ones(8, 64))
+    assert state.observe_layer(2, [layer2], weight) == []
+    assert state.history == [[1.0]]
 
 
 def test_rows_far_below_the_layers_strongest_are_its_shadow():
     y = torch.ones(2, 8)
     y[0, 1] = 10_000.0
     y[0, 2] = 500.0  # 100x the typical scale but 20x below the layer's spike
-    rows = spike_rows(_activity(y), typical=1.0)
+    rows = spike_rows(_activity(y), _earlier(1.0))
     assert [r.row for r in rows] == [1]
 
 

@@ -8,6 +8,8 @@ import pytest
 from safetensors import safe_open
 from PIL import Image
 
+from workers.science.detection import WITHIN_LAYER_RATIO
+
 pytestmark = pytest.mark.slow
 
 SUPER_WEIGHT = ("model.layers.11.mlp.down_proj.weight", [507, 1229])
@@ -64,6 +66,16 @@ def test_larger_neighbour_weight_is_not_the_super_weight(report, smollm2):
     assert sw["value"] == pytest.approx(6.066, abs=1e-3)
     assert sw["state"] == "rejected"
     assert sw["evidence"]["validation"]["ablated"]["ratio"] < 1.2
+
+
+def test_layer_0_does_not_spike(report):
+    """Layer 0 is judged against its own median output (there is no earlier layer): SmolLM2's
+    reaches max |Y| 30.6, about 47x its median (docs/measurements.md), far below the rule."""
+    layer0 = report["profile"][0]
+    assert layer0["spike_ratio"] is None and not layer0["spike"]
+    assert layer0["max_abs_output"] == pytest.approx(30.6, abs=0.1)
+    assert layer0["within_layer_ratio"] < WITHIN_LAYER_RATIO / 10
+    assert [sw for sw in report["super_weights"] if sw["layer"] == 0] == []
 
 
 def test_profile_shows_the_spikes(report):

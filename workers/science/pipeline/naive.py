@@ -28,7 +28,6 @@ from workers.science.pipeline.steps import (
     Scoring,
     layer_plans,
     open_job,
-    tokenize,
 )
 from workers.science.streaming import checkpoint_names, compute_dtype_for, stored_dtype
 from workers.science.validation.ablation import OutputRecorder, applied
@@ -55,8 +54,8 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     started = job.clock.add("load", started)
 
     activities: list[list] = [[] for _ in down_projs]
-    for prompt in job.prompts:
-        model(input_ids=tokenize(job.tokenizer, prompt).to(device), use_cache=False)
+    for prompt_ids in job.prompt_ids:
+        model(input_ids=prompt_ids.to(device), use_cache=False)
         for layer, recorder in enumerate(recorders):
             activities[layer].append(summarize(recorder.inputs, recorder.outputs))
     state = DetectionState(len(job.prompts))

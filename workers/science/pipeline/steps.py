@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from workers.contract.progress import LOAD_STEPS, Progress
 from workers.contract.report import Report
 from workers.science.checkpoint import Checkpoint, fill_sha256, open_checkpoint
+from workers.science.context import ModelContext, check_judgeable, model_context
 from workers.science.detection import Candidate, DetectionState
 from workers.science.errors import CheckpointRefused
 from workers.science.evaluation import (
@@ -48,6 +49,8 @@ class AnalysisOptions:
     device: str = "cpu"
     validate: bool = True
     prompts: list[str] | None = None
+    # Tokens of the evaluation text scored, in windows of at most EVAL_WINDOW_TOKENS and at most
+    # the model's context; exactly this many unless the text is shorter.
     eval_tokens: int = EVAL_WINDOW_TOKENS
     eval_text: Path | None = None
     # Known sha256 per weight file name (Hub blobs are named by it): skips hashing those files.
@@ -84,26 +87,63 @@ def tokenize(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
 
 
+def text_prefix(tokenizer) -> list[int]:
+    """The tokens the tokenizer puts before any text it encodes (a BOS token, or nothing)."""
+    probe = "The"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start]
+    return []
+
+
+def fit_prompts(tokenizer, prompts: list[str], context: ModelContext) -> tuple[list[str], list[torch.Tensor]]:
+    """Each prompt as the model runs it: tokenized, and cut to the model's context. A prompt that
+    was cut is recorded as the text of the tokens that ran."""
+    texts, ids = [], []
+    for prompt in prompts:
+        tokens = tokenize(tokenizer, prompt)
+        if context.tokens is not None and tokens.shape[1] > context.tokens:
+            tokens = tokens[:, : context.tokens]
+            prompt = tokenizer.decode(tokens[0].tolist(), skip_special_tokens=True)
+        texts.append(prompt)
+        ids.append(tokens)
+    return texts, ids
+
+
 def open_for_analysis(
     model_dir: Path | str, options: AnalysisOptions, clock: Clock, progress: Progress | None = None
 ):
-    """The checkpoint (refused if unusable, its files hashed) and its tokenizer."""
+    """The checkpoint (refused if unusable or if its context is too short to judge, before its
+    files are hashed), its context and its tokenizer."""
     started = perf_counter()
     report_progress(progress, "load", 0, LOAD_STEPS)
     checkpoint = open_checkpoint(model_dir)
+    context = model_context(checkpoint.text_config())
+    check_judgeable(context, str(checkpoint.path))
     fill_sha256(checkpoint, options.file_sha256)
     clock.add("open_and_hash", started)
     report_progress(progress, "load", 1, LOAD_STEPS)
     tokenizer = load_tokenizer(checkpoint)
     report_progress(progress, "load", 2, LOAD_STEPS)
-    return checkpoint, tokenizer
+    return checkpoint, context, tokenizer
 
 
-def evaluation_windows(tokenizer, options: AnalysisOptions) -> tuple[EvalText, list[torch.Tensor]]:
+def window_length(context: ModelContext) -> int:
+    """Evaluation windows are EVAL_WINDOW_TOKENS long, or the model's context if shorter."""
+    return min(EVAL_WINDOW_TOKENS, context.tokens or EVAL_WINDOW_TOKENS)
+
+
+def evaluation_windows(
+    tokenizer, options: AnalysisOptions, context: ModelContext
+) -> tuple[EvalText, list[torch.Tensor]]:
     """The evaluation text and the token windows of it that are scored."""
     eval_text = EvalText.load(options.eval_text) if options.eval_text else EvalText.load()
-    ids = tokenizer(eval_text.text)["input_ids"]
-    return eval_text, eval_windows(ids, EVAL_WINDOW_TOKENS, options.eval_tokens)
+    ids = tokenizer(eval_text.text, add_special_tokens=False)["input_ids"]
+    return eval_text, eval_windows(
+        ids, window_length(context), options.eval_tokens, prefix=text_prefix(tokenizer)
+    )
 
 
 def layer_plans(
@@ -145,7 +185,9 @@ class OpenedJob:
     clock: Clock
     checkpoint: Checkpoint
     tokenizer: object
-    prompts: list[str]
+    context: ModelContext
+    prompts: list[str]  # as run: a prompt longer than the context is cut
+    prompt_ids: list[torch.Tensor]
     eval_text: EvalText | None
     windows: list[torch.Tensor]
 
@@ -171,6 +213,8 @@ class OpenedJob:
                 baseline=scoring.baseline if scoring else None,
                 eval_text=self.eval_text,
                 eval_windows=len(self.windows),
+                window_tokens=max((w.shape[1] for w in self.windows), default=0),
+                context=self.context,
                 timings=self.clock.rounded(),
                 bytes_read=bytes_read,
             )
@@ -180,13 +224,17 @@ class OpenedJob:
 def open_job(
     model_dir: Path | str, options: AnalysisOptions | None, progress: Progress | None = None
 ) -> OpenedJob:
-    """Open the checkpoint (refused if unusable, its files hashed), its tokenizer, and what the
-    job will run through the model (load steps 1 to 3 of LOAD_STEPS)."""
+    """Open the checkpoint (refused if unusable or if its context is too short to judge, its
+    files hashed), its tokenizer, and what the job will run through the model, cut to fit it
+    (load steps 1 to 3 of LOAD_STEPS)."""
     options = options or AnalysisOptions()
     clock = Clock()
-    checkpoint, tokenizer = open_for_analysis(model_dir, options, clock, progress)
-    eval_text, windows = evaluation_windows(tokenizer, options) if options.validate else (None, [])
+    checkpoint, context, tokenizer = open_for_analysis(model_dir, options, clock, progress)
+    prompts, prompt_ids = fit_prompts(tokenizer, options.prompt_list(), context)
+    eval_text, windows = (
+        evaluation_windows(tokenizer, options, context) if options.validate else (None, [])
+    )
     report_progress(progress, "load", 3, LOAD_STEPS)
     return OpenedJob(
-        options, clock, checkpoint, tokenizer, options.prompt_list(), eval_text, windows
+        options, clock, checkpoint, tokenizer, context, prompts, prompt_ids, eval_text, windows
     )

@@ -26,7 +26,6 @@ from workers.science.pipeline.steps import (
     layer_plans,
     open_job,
     report_progress,
-    tokenize,
 )
 from workers.science.streaming import LayerStreamer, SequenceCapture
 from workers.science.validation.ablation import applied, recording
@@ -129,7 +128,7 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     started = perf_counter()
     streamer = LayerStreamer(job.checkpoint, job.options.device)
     try:
-        prompts = [streamer.capture(tokenize(job.tokenizer, p)) for p in job.prompts]
+        prompts = [streamer.capture(ids) for ids in job.prompt_ids]
         windows = [streamer.capture(w) for w in job.windows]
         started = job.clock.add("load", started)
         report_progress(progress, "load", LOAD_STEPS, LOAD_STEPS)

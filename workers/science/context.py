@@ -1,0 +1,68 @@
+"""How many tokens a model can take in one sequence, read from its config.
+
+Every sequence swreg runs (a detection prompt, an evaluation window) must fit the model: past its
+position table a model indexes outside its position embeddings (GPT-2 with `n_positions` 256
+fails with an IndexError), and past a sliding attention window later tokens no longer see the
+first one, where super activations live. The cap is the smaller of the two.
+"""
+
+from typing import NamedTuple
+
+from workers.science.errors import CheckpointRefused
+
+# Config keys that hold the length of the position table, in the order transformers' own
+# configs use them: most architectures, GPT-2, and GPT-2's older spelling.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
+
+# The shortest context swreg judges a model on. A super weight is judged by how much zeroing it
+# moves perplexity, and a window's perplexity is mostly its opening positions, which see almost
+# no context, until the window is a few dozen tokens long (docs/method.md#context-length gives the
+# measurement on SmolLM2). 64 tokens is also what the longest default detection prompt needs on
+# a byte-level tokenizer (80 characters): below it the prompts would be cut.
+MIN_CONTEXT_TOKENS = 64
+
+
+class ModelContext(NamedTuple):
+    """The longest sequence swreg runs through a model, and the config key that set it."""
+
+    tokens: int | None  # None: the config names no limit
+    source: str | None  # e.g. "max_position_embeddings", "sliding_window"
+
+
+def _positive_int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _sliding_window(config: dict) -> int | None:
+    """The sliding attention window, where the model applies it to at least one layer.
+
+    Qwen2-style configs carry a `sliding_window` they do not use (`use_sliding_window` false);
+    configs with `layer_types` apply it only to their "sliding_attention" layers.
+    """
+    window = _positive_int(config.get("sliding_window"))
+    if window is None or config.get("use_sliding_window") is False:
+        return None
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and "sliding_attention" not in layer_types:
+        return None
+    return window
+
+
+def model_context(config: dict) -> ModelContext:
+    """The context cap of a (text) config: its position table, or its sliding window if shorter."""
+    limits = [(t, key) for key in POSITION_KEYS if (t := _positive_int(config.get(key)))][:1]
+    if (window := _sliding_window(config)) is not None:
+        limits.append((window, "sliding_window"))
+    if not limits:
+        return ModelContext(None, None)
+    tokens, source = min(limits)
+    return ModelContext(tokens, source)
+
+
+def check_judgeable(context: ModelContext, where: str) -> None:
+    """Refuse, in one line, a model whose context is too short to judge a super weight."""
+    if context.tokens is not None and context.tokens < MIN_CONTEXT_TOKENS:
+        raise CheckpointRefused(
+            f"{where}: the model's context is {context.tokens} tokens ({context.source}), "
+            f"shorter than the {MIN_CONTEXT_TOKENS} swreg needs to judge a super weight"
+        )
