@@ -2,11 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from registry.dependencies import SessionDep
 from registry.superweights import service
-from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage
+from registry.superweights.schemas import (
+    REVISION_PATTERN,
+    ModelLookup,
+    ModelPage,
+    RevisionMatches,
+)
 
 router = APIRouter(tags=["super weights"])
 
@@ -39,3 +44,23 @@ def get_model(
     """Every revision of a model (e.g. `huggyllama/llama-7b`) with its super-weight
     coordinates, their states, evidence and provenance."""
     return service.lookup_document(session, model_id, revision)
+
+
+@router.get(
+    "/revisions/{revision}",
+    response_model=RevisionMatches,
+    responses={404: {"description": "No model revision at this revision"}},
+)
+def get_revision(
+    session: SessionDep,
+    revision: Annotated[
+        str,
+        Path(
+            pattern=REVISION_PATTERN,
+            description="A full 40-hex commit sha, sha256:<64 hex> or unknown",
+        ),
+    ],
+) -> dict:
+    """Every model revision recorded at `revision`, under any model id: how a local directory,
+    known only by the content hash of its weight files (`sha256:…`), is found."""
+    return service.revisions_at_document(session, revision)

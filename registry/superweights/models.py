@@ -43,6 +43,8 @@ class ModelRevision(Base):
     dtype: Mapped[str | None] = mapped_column(String(32))
     num_layers: Mapped[int | None] = mapped_column(Integer)
     weight_files: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # The quantization check of these weights (workers.contract.quantization), when a job ran it.
+    quantization_check: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 

@@ -30,7 +30,12 @@ from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
 from registry.settings import get_settings
-from registry.superweights.service import record_report, revision_kind_of
+from registry.superweights.service import (
+    record_quantization_check,
+    record_report,
+    revision_kind_of,
+)
+from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
@@ -59,6 +64,8 @@ class WorkerConfig:
     max_checkpoint_bytes: int = 64 * 1024**3
     backoff_base_seconds: float = queue.RETRY_BACKOFF_BASE_SECONDS
     validate: bool = True
+    # Run the quantization check after the analysis and store it with the revision.
+    quantize_check: bool = False
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "WorkerConfig":
@@ -67,6 +74,7 @@ class WorkerConfig:
             "device": settings.device,
             "lease_seconds": float(settings.job_lease_seconds),
             "max_checkpoint_bytes": settings.max_checkpoint_bytes,
+            "quantize_check": settings.quantize_check,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -191,9 +199,14 @@ class Worker:
             report = self._analyse(job, fetched, heartbeat.lost.is_set)
             timings["analyse"] = round(time.perf_counter() - analysing, 3)
             timings.update(_step_timings(report))
+            check = None
+            if self.config.quantize_check:
+                checking = time.perf_counter()
+                check = self._quantize_check(job, fetched, report, heartbeat.lost.is_set)
+                timings["quantize_check"] = round(time.perf_counter() - checking, 3)
             timings["total"] = round(time.perf_counter() - started, 3)
             heartbeat.stop()
-            self._complete(job, lease, report, timings, fetched)
+            self._complete(job, lease, report, timings, fetched, check)
             counts = _state_counts(report)
             log.info(
                 "job %s: succeeded in %.1f s (%s)",
@@ -246,6 +259,29 @@ class Worker:
         log.info("job %s: analysing on %s", job.id, self.config.device)
         return analyse(fetched.path, options, progress=progress)
 
+    def _quantize_check(
+        self, job: Job, fetched: FetchResult, report: Report, lease_lost: Callable[[], bool]
+    ) -> QuantizationCheck:
+        """The quantization check of the job's weights, keeping the super weights the analysis
+        has just verified."""
+        from workers.contract.quantization import KeptWeight
+        from workers.science.pipeline.quantize import QuantizeOptions, ToKeep, quantize_check
+
+        def progress(*_args: Any, **_kwargs: Any) -> None:
+            if lease_lost():
+                raise LeaseLost(f"job {job.id}: lease lost during the quantization check")
+
+        keep = [
+            KeptWeight(**sw.model_dump(include={"tensor", "index", "layer", "module", "row", "col", "value"}))
+            for sw in report.super_weights
+            if sw.state == "verified"
+        ]
+        log.info("job %s: quantization check, keeping %d super weight(s)", job.id, len(keep))
+        options = QuantizeOptions(
+            device=self.config.device, file_sha256=fetched.weight_sha256 or None
+        )
+        return quantize_check(fetched.path, ToKeep(keep, "detection"), options, progress=progress)
+
     def _complete(
         self,
         job: Job,
@@ -253,6 +289,7 @@ class Worker:
         report: Report,
         timings: dict[str, float],
         fetched: FetchResult,
+        check: QuantizationCheck | None = None,
     ) -> None:
         def record(session: Session) -> int:
             revision = record_report(
@@ -262,6 +299,8 @@ class Worker:
                 revision_kind=revision_kind_of(job.revision),
                 report=report,
             )
+            if check is not None:
+                record_quantization_check(session, revision, check)
             return revision.id
 
         with write_transaction(self.factory) as session:
