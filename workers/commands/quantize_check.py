@@ -104,6 +104,8 @@ def _known(source, target: Target, revision: str) -> list[KeptWeight] | None:
             entries = source.lookup(target.model_id, revision).revisions
     except NotFound:
         return None
+    if not entries:
+        return None
     kept: dict[tuple[str, tuple[int, ...]], KeptWeight] = {}
     for entry in entries:
         for sw in entry.super_weights:
