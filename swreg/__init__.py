@@ -40,7 +40,25 @@ _EXPORTS = {
     "ApiError": "swreg.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ApiError",
+    "Client",
+    "Coordinates",
+    "Index",
+    "InvalidInput",
+    "Kept",
+    "ModelWeight",
+    "NotFound",
+    "SwregError",
+    "Unauthorized",
+    "Unavailable",
+    "coordinates_for",
+    "keep",
+    "keeping",
+    "locate",
+    "read",
+    "restore",
+]
 
 if TYPE_CHECKING:
     from swreg.client import Client

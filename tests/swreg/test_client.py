@@ -3,8 +3,6 @@ errors as swreg's error kinds, `coordinates_for` for a Hub revision and for a lo
 and a submission followed to its end by a real worker, with the quantization check stored and
 served."""
 
-from pathlib import Path
-
 import httpx
 import pytest
 

@@ -157,8 +157,11 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
         f"clipping: {check.clip_rule.description}",
         f"kept in full precision by clip_keep: {kept} (from {check.kept_from})",
         *([note] if note else []),
-        f"evaluation: {check.eval.path}, {check.eval.tokens} tokens; full precision: "
-        f"perplexity {_perplexity(base.perplexity)}, stop-word probability {base.stop_word_probability:.3f}",
+        (
+            f"evaluation: {check.eval.path}, {check.eval.tokens} tokens; full precision: "
+            f"perplexity {_perplexity(base.perplexity)}, "
+            f"stop-word probability {base.stop_word_probability:.3f}"
+        ),
         "",
     ]
     variants = [v for v in VARIANT_NAMES if any(r.variant == v for r in check.results)]

@@ -83,8 +83,8 @@ def test_clip_rules():
     # The 0.75 quantile of the 8 magnitudes is the 6th smallest: 1.
     assert clip_threshold(weight, ClipRule.at_quantile(0.75)) == 1.0
     assert clip_threshold(weight, ClipRule.at_quantile(1.0)) == 30.0
-    for bad in (dict(rms_multiple=None, quantile=None), dict(rms_multiple=3.0, quantile=0.5),
-                dict(rms_multiple=-1.0, quantile=None), dict(rms_multiple=None, quantile=0.0)):
+    for bad in ({"rms_multiple": None, "quantile": None}, {"rms_multiple": 3.0, "quantile": 0.5},
+                {"rms_multiple": -1.0, "quantile": None}, {"rms_multiple": None, "quantile": 0.0}):
         with pytest.raises(ValueError):
             ClipRule(**bad)
 
