@@ -141,10 +141,11 @@ def quantize_rtn(
     if clip is not None:
         x = x.clamp(-clip, clip)
     pad = -cols % size  # zeros do not change a block's largest magnitude
-    blocks = F.pad(x, (0, pad)).view(rows, -1, size)
-    scale = blocks.abs().amax(dim=-1, keepdim=True) / levels
+    blocks = (F.pad(x, (0, pad)) if pad else x).view(rows, -1, size)
+    scale = blocks.abs().amax(dim=-1, keepdim=True).div_(levels)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero block stays 0
-    dequantized = (torch.round(blocks / scale).clamp(-levels, levels) * scale).view(rows, -1)
+    # In place on the one new tensor `blocks / scale`: the matrices are large.
+    dequantized = (blocks / scale).round_().clamp_(-levels, levels).mul_(scale).view(rows, -1)
     return dequantized[:, :cols].to(weight_out_in.dtype)
 
 
@@ -152,11 +153,12 @@ def quantized(
     weight_out_in: torch.Tensor,
     setting: Setting,
     keep: list[tuple[int, int]],
-    rule: ClipRule,
+    threshold: float,
 ) -> torch.Tensor:
-    """The matrix as `setting` quantizes it; `keep` holds the (row, col) of this matrix's super
-    weights, put back in full precision by the `clip_keep` variant."""
-    clip = None if setting.variant is Variant.ABSMAX else clip_threshold(weight_out_in, rule)
+    """The matrix as `setting` quantizes it: `threshold` is its clipping threshold (from
+    `clip_threshold`; not used by `absmax`), `keep` holds the (row, col) of its super weights,
+    put back in full precision by the `clip_keep` variant."""
+    clip = None if setting.variant is Variant.ABSMAX else threshold
     result = quantize_rtn(weight_out_in, setting.bits, setting.block, clip)
     if setting.variant is Variant.CLIP_KEEP and keep:
         rows, cols = zip(*keep)

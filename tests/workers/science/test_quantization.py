@@ -96,9 +96,9 @@ def test_variants_clip_and_keep():
     threshold = clip_threshold(weight, rule)
     assert threshold < 40.0
     keep = [(1, 5)]
-    absmax = quantized(weight, Setting(4, 64, Variant.ABSMAX), keep, rule)
-    clip = quantized(weight, Setting(4, 64, Variant.CLIP), keep, rule)
-    clip_keep = quantized(weight, Setting(4, 64, Variant.CLIP_KEEP), keep, rule)
+    absmax = quantized(weight, Setting(4, 64, Variant.ABSMAX), keep, threshold)
+    clip = quantized(weight, Setting(4, 64, Variant.CLIP), keep, threshold)
+    clip_keep = quantized(weight, Setting(4, 64, Variant.CLIP_KEEP), keep, threshold)
     assert float(absmax[1, 5]) == pytest.approx(40.0)  # absmax keeps a block's largest anyway
     assert float(clip[1, 5]) == pytest.approx(threshold, rel=1e-5)  # clipping loses it
     assert float(clip_keep[1, 5]) == 40.0  # clip_keep restores it exactly

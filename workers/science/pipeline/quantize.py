@@ -110,14 +110,15 @@ class LayerVariants:
     def __init__(self, matrices: list[Matrix], keep: dict[str, list[tuple[int, int]]], rule: ClipRule):
         self.matrices = matrices
         self.keep = keep
-        self.rule = rule
         self.originals = [m.out_in().detach().clone() for m in matrices]
         # One threshold per matrix, shared by every clipping setting.
         self.thresholds = [clip_threshold(w, rule) for w in self.originals]
 
     def apply(self, setting: Setting) -> None:
-        for matrix, original in zip(self.matrices, self.originals, strict=True):
-            value = quantized(original, setting, self.keep.get(matrix.module, []), self.rule)
+        for matrix, original, threshold in zip(
+            self.matrices, self.originals, self.thresholds, strict=True
+        ):
+            value = quantized(original, setting, self.keep.get(matrix.module, []), threshold)
             with torch.no_grad():
                 matrix.out_in().copy_(value)
 
