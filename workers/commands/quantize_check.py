@@ -269,32 +269,32 @@ def quantize_check(
         source, kind = Client(api_url), "api"
     elif use_registry:
         source, kind = _RegistrySource(), "registry"
-    target = _target(model, revision)
-    options.file_sha256 = target.file_sha256
     notes: list[str] = []
+    try:
+        target = _target(model, revision)
+        options.file_sha256 = target.file_sha256
 
-    def keep(checkpoint: Checkpoint) -> ToKeep:
-        from workers.science.checkpoint import content_hash
+        def keep(checkpoint: Checkpoint) -> ToKeep:
+            from workers.science.checkpoint import content_hash
 
-        revision = target.revision or content_hash(checkpoint)
-        known = None if source is None else _known(source, target, revision)
-        if known is not None:
-            return ToKeep(known, kind)
-        if source is not None:
-            notes.append(f"note: {source.source} does not hold revision {revision}")
-        return ToKeep(_detected(checkpoint, device, options.eval_tokens), "detection")
+            pinned = target.revision or content_hash(checkpoint)
+            known = None if source is None else _known(source, target, pinned)
+            if known is not None:
+                return ToKeep(known, kind)
+            if source is not None:
+                notes.append(f"note: {source.source} does not hold revision {pinned}")
+            return ToKeep(_detected(checkpoint, device, options.eval_tokens), "detection")
 
-    with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
+        with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
 
-        def progress(_stage: str, done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            def progress(_stage: str, done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        try:
             check = run_check(target.path, keep, options, progress)
-        finally:
-            if kind == "api":
-                source.close()
+    finally:
+        if kind == "api":
+            source.close()
     if as_json:
         click.echo(check.dumps())
         return

@@ -203,7 +203,8 @@ class Worker:
             if self.config.quantize_check:
                 checking = time.perf_counter()
                 check = self._quantize_check(job, fetched, report, heartbeat.lost.is_set)
-                timings["quantize_check"] = round(time.perf_counter() - checking, 3)
+                if check is not None:
+                    timings["quantize_check"] = round(time.perf_counter() - checking, 3)
             timings["total"] = round(time.perf_counter() - started, 3)
             heartbeat.stop()
             self._complete(job, lease, report, timings, fetched, check)
@@ -261,9 +262,10 @@ class Worker:
 
     def _quantize_check(
         self, job: Job, fetched: FetchResult, report: Report, lease_lost: Callable[[], bool]
-    ) -> QuantizationCheck:
+    ) -> QuantizationCheck | None:
         """The quantization check of the job's weights, keeping the super weights the analysis
-        has just verified."""
+        has just verified; None when the check fails (an optional step: the analysis is still
+        recorded, and the failure logged)."""
         from workers.contract.quantization import KeptWeight
         from workers.science.pipeline.quantize import QuantizeOptions, ToKeep, quantize_check
 
@@ -280,7 +282,16 @@ class Worker:
         options = QuantizeOptions(
             device=self.config.device, file_sha256=fetched.weight_sha256 or None
         )
-        return quantize_check(fetched.path, ToKeep(keep, "detection"), options, progress=progress)
+        try:
+            return quantize_check(fetched.path, ToKeep(keep, "detection"), options, progress=progress)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # anything the check meets must not cost the analysis
+            log.error(
+                "job %s: quantization check failed, the analysis is recorded without it: %s",
+                job.id, one_line(exc), exc_info=True,
+            )
+            return None
 
     def _complete(
         self,
