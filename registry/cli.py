@@ -26,6 +26,7 @@ COMMANDS = {
     "jobs": "registry.jobs.cli:jobs",
     "list": "registry.superweights.cli:list_models",
     "lookup": "registry.superweights.cli:lookup",
+    "quantize-check": "workers.commands.quantize_check:quantize_check",
     "retract": "registry.superweights.cli:retract",
     "serve": "registry.server:serve",
     "setup": "registry.db_cli:setup",

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     job_lease_seconds: int = 600
     job_max_attempts: int = 3
     device: str = "cpu"
+    # After a job verifies its super weights, also run the quantization check on the same
+    # weights (a second sweep of the checkpoint, one pass per quantization setting) and store
+    # it with the revision (SWREG_QUANTIZE_CHECK=1).
+    quantize_check: bool = False
 
     # --- the database: short limits, so that an outage is an answer, not a hang ---
     # Opening a connection (PostgreSQL: libpq's connect_timeout, whole seconds).

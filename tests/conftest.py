@@ -10,9 +10,11 @@ Fixtures: `empty_db_url` (no tables), `db_url` (migrated to head), `db_engine`, 
 (a sessionmaker), `cli_env` (SWREG_DATABASE_URL pointing at `db_url` for CLI commands),
 `hf_cache` (an empty offline Hugging Face cache), `hub_down` / `hub_failing` (that cache, with
 offline mode off and the Hub at a closed loopback port / at a loopback server answering 503),
-`fresh_reads` (the API checks the data version on every request: a write shows at once),
-`smollm2` (the real SmolLM2-135M-Instruct copy) and `smollm2_detect` (one
-`swreg detect --json --plot` run on it, shared by the whole session).
+`fresh_reads` (the API checks the data version on every request: a write shows at once); models,
+shared by the workers', the registry's and the public package's tests: `planted_models` (tiny
+planted models, built once per session), `planted_reports` (their analyses by the streamed sweep,
+once per session), `smollm2` (the real SmolLM2-135M-Instruct copy, converted once into the user
+cache) and `smollm2_detect` (one `swreg detect --json --plot` run on it, shared by the session).
 """
 
 import http.server
@@ -37,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry import migrate
 from registry.database import make_engine, make_sessionmaker
 from registry.settings import get_settings
+from tests.helpers import TINY_EVAL_TOKENS
 
 POSTGRES_URL_ENV = "SWREG_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "SWREG_REQUIRE_POSTGRES"
@@ -188,6 +191,45 @@ def fresh_reads(monkeypatch: pytest.MonkeyPatch):
     yield
     get_settings.cache_clear()
 # --- the real SmolLM2 ------------------------------------------------------------------------
+
+
+# --- models ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def planted_models(tmp_path_factory):
+    """model_type -> PlantedModel, built on first use."""
+    from workers.fixtures.planted import build_planted_model
+
+    built = {}
+
+    def get(model_type: str):
+        if model_type not in built:
+            built[model_type] = build_planted_model(
+                model_type, tmp_path_factory.mktemp(f"planted-{model_type}")
+            )
+        return built[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def planted_reports(planted_models):
+    """model_type -> (PlantedModel, its report as `swreg detect --json` prints it), analysed
+    on first use with TINY_EVAL_TOKENS of the evaluation text."""
+    from workers.science.pipeline.steps import AnalysisOptions
+    from workers.science.pipeline.sweep import analyse
+
+    cache = {}
+
+    def get(model_type: str):
+        if model_type not in cache:
+            planted = planted_models(model_type)
+            cache[model_type] = planted, analyse(
+                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)
+            ).as_json_dict()
+        return cache[model_type]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ conftest files; plain functions and data live here."""
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SHA_A = "a" * 40
 CONTENT = "sha256:" + "c" * 64
+
+# Tokens of the evaluation text scored on tiny models: enough positions for a stable mean KL.
+TINY_EVAL_TOKENS = 256
 
 # --- detection reports ------------------------------------------------------------------------
 
@@ -252,6 +257,8 @@ WORKER_CMD = [sys.executable, "-m", "workers.worker"]
 
 # --- a live HTTP server ------------------------------------------------------------------------
 
+SERVER_START_TIMEOUT_S = 60
+
 
 def free_port() -> int:
     import socket
@@ -289,3 +296,38 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+@contextmanager
+def live_server(database_url: str, **env: str) -> Iterator[str]:
+    """`swreg serve` in a subprocess on `database_url`; yields its address (http://127.0.0.1:PORT)
+    once /api/v1/health answers, and stops it afterwards."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    address = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from registry.cli import main; main()", "serve", "--port", str(port)],
+        env=python_env(SWREG_DATABASE_URL=database_url, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"server exited: {server.stdout.read()}")
+            try:
+                if httpx.get(f"{address}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not start")
+            time.sleep(0.2)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

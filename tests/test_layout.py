@@ -2,8 +2,8 @@
 
 The dependency rule, in one sentence: the contract imports nothing of swreg; the science, the
 sources and the fixtures import nothing from the registry; the registry imports from the workers
-only the contract and the pinning entry point; only the command line and the worker loop import
-both.
+only the contract and the pinning entry point; only the public package `swreg`, the command line
+and the worker loop import both, and nothing but the command line imports the public package.
 
 Imports are read from the source (every `import` statement, at module level or inside a
 function), so a lazy import counts as much as an eager one.
@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT, python_env
 
-PACKAGES = ("registry", "workers")
+PACKAGES = ("registry", "workers", "swreg")
 HEAVY = ("torch", "transformers", "huggingface_hub", "safetensors")
 
 
@@ -139,7 +139,7 @@ def test_the_registry_imports_only_the_contract_and_the_pinning_entry_point():
     assert _violations(("registry",), lambda t: _in(t, *allowed)) == []
 
 
-def test_only_the_command_line_and_the_worker_import_both_sides():
+def test_only_the_public_package_the_command_line_and_the_worker_import_both_sides():
     seams = ("workers.contract", "workers.sources.pinning")  # what the registry may use
     both = {
         module
@@ -147,10 +147,42 @@ def test_only_the_command_line_and_the_worker_import_both_sides():
         if any(_in(t, "registry") for t in targets)
         and any(_in(t, "workers") and not _in(t, *seams) for t in targets)
     }
-    assert all(_in(m, "workers.worker", "workers.commands", "registry.cli") for m in both), both
+    assert all(_in(m, "swreg", "workers.worker", "workers.commands", "registry.cli") for m in both), both
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["detect", "--help"], ["worker", "--help"]])
+def test_nothing_but_the_command_line_imports_the_public_package():
+    importers = ("registry", "workers")
+    allowed_importers = ("workers.commands", "registry.cli")
+    assert [
+        v for v in _violations(importers, lambda t: not _in(t, "swreg"))
+        if not _in(v.split(" imports ")[0], *allowed_importers)
+    ] == []
+
+
+def test_importing_the_public_package_loads_nothing_heavy():
+    """`import swreg` and its client, index reader and coordinates_for load no model library;
+    torch and transformers come with the mapping helpers only."""
+    code = (
+        "import sys\n"
+        "import swreg\n"
+        f"heavy = lambda: sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(heavy())\n"
+        "swreg.Client, swreg.Index, swreg.coordinates_for, swreg.NotFound\n"
+        "print(heavy())\n"
+        "swreg.locate\n"
+        "print(heavy())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), check=True
+    )
+    bare, reading, mapping = result.stdout.strip().splitlines()[-3:]
+    assert (bare, reading) == ("[]", "[]"), result.stdout
+    assert "torch" in mapping and "transformers" in mapping
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["detect", "--help"], ["worker", "--help"], ["quantize-check", "--help"]]
+)
 def test_help_imports_no_model_library(argv):
     code = (
         "import sys\n"

@@ -205,6 +205,13 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 "num_layers": model.get("num_layers"),
                 "weight_files": model.get("weight_files", []),
                 "profile": model.get("profile"),
+                # Only when the document says: an index written before the check existed
+                # leaves a recorded check alone.
+                **(
+                    {"quantization_check": model["quantization_check"]}
+                    if "quantization_check" in model
+                    else {}
+                ),
             },
             created_at=_time(model.get("created_at")),
             updated_at=_time(model.get("updated_at")),

@@ -70,6 +70,7 @@ def revision_document(rev: ModelRevision) -> dict[str, Any]:
         "num_layers": rev.num_layers,
         "weight_files": list(rev.weight_files or []),
         "profile": rev.profile,
+        "quantization_check": rev.quantization_check,
         "created_at": format_time(rev.created_at),
         "updated_at": format_time(rev.updated_at),
         "super_weights": [

@@ -31,7 +31,13 @@ from registry.caching import (
 from registry.errors import NotFound
 from registry.superweights import service
 from registry.dependencies import DatabaseDep
-from registry.superweights.schemas import REVISION_PATTERN, ModelLookup, ModelPage, ProfileOut
+from registry.superweights.schemas import (
+    REVISION_PATTERN,
+    ModelLookup,
+    ModelPage,
+    ProfileOut,
+    RevisionMatches,
+)
 from registry.web import figures
 from workers.sources.pinning import MAX_MODEL_ID_CHARS, MODEL_ID_PATTERN, check_model_id
 
@@ -203,3 +209,20 @@ async def get_model(request: Request) -> Response:
     entity = await cached_entity(request, ("model", model_id, revision), build)
     pinned = revision is not None and revision != "unknown"
     return cached_response(request, entity, cache_control=PINNED if pinned else REVALIDATE)
+
+
+@router.get(
+    "/revisions/{revision}",
+    response_model=RevisionMatches,
+    responses=cached_responses(404, e404="No model revision at this revision"),
+)
+async def get_revision(request: Request, revision: RevisionPath) -> Response:
+    """Every model revision recorded at `revision`, under any model id: how a local directory,
+    known only by the content hash of its weight files (`sha256:…`), is found."""
+
+    def build(session: Session) -> Entity:
+        return Entity.of(json_bytes(service.revisions_at_document(session, revision)), JSON)
+
+    entity = await cached_entity(request, ("revision", revision), build)
+    # Another model id may be recorded at the same revision later: always revalidate.
+    return cached_response(request, entity, cache_control=REVALIDATE)

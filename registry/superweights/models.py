@@ -51,6 +51,8 @@ class ModelRevision(Base):
     # super-activation ratio, one entry per layer; `documents.profile_document`); null for
     # revisions no detector ran on (the published index).
     profile: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The quantization check of these weights (workers.contract.quantization), when a job ran it.
+    quantization_check: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
 

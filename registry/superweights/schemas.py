@@ -106,6 +106,11 @@ class RevisionOut(BaseModel):
     profile: ProfileOut | None = Field(
         default=None, description="Null for revisions no detector ran on (published entries)."
     )
+    quantization_check: dict[str, Any] | None = Field(
+        description="Perplexity of these weights under round-to-nearest quantization with and "
+        "without the super weights kept in full precision (`swreg quantize-check`); null when "
+        "no job ran the check.",
+    )
     created_at: Timestamp | None
     updated_at: Timestamp | None
     super_weights: list[SuperWeightOut]
@@ -113,6 +118,14 @@ class RevisionOut(BaseModel):
 
 class ModelLookup(BaseModel):
     model_id: str
+    revisions: list[RevisionOut]
+
+
+class RevisionMatches(BaseModel):
+    """Every model revision recorded at one revision, under any model id (a local directory's
+    content hash may be recorded under several)."""
+
+    revision: str
     revisions: list[RevisionOut]
 
 

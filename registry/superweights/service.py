@@ -19,6 +19,7 @@ from registry.errors import InvalidInput, NotFound
 from registry.superweights.documents import profile_document, revision_document
 from registry.superweights.models import CLAIM_STATES, ModelRevision, SuperWeight, index_key
 from registry.superweights.schemas import REVISION_PATTERN
+from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
 
@@ -227,6 +228,22 @@ def record_report(
     return rev
 
 
+def record_quantization_check(
+    session: Session, rev: ModelRevision, check: QuantizationCheck | dict
+) -> ModelRevision:
+    """Store a quantization check of a revision's weights (`swreg quantize-check`, run by a job)
+    with the revision; a later check replaces it."""
+    try:
+        parsed = check if isinstance(check, QuantizationCheck) else QuantizationCheck.model_validate(check)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "/".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"invalid quantization check at /{where}: {err['msg']}") from None
+    apply_fields(rev, {"quantization_check": parsed.as_json_dict()})
+    session.flush()
+    return rev
+
+
 def _mark_reproduced(
     session: Session, model_id: str, tensor: str, index: list[int], revision: str
 ) -> None:
@@ -307,6 +324,26 @@ def lookup(session: Session, model_id: str, revision: str | None = None) -> list
             raise NotFound(f"model {model_id} has no revision {revision} in the registry")
         raise NotFound(f"model not in the registry: {model_id}")
     return revisions
+
+
+def revisions_at(session: Session, revision: str) -> list[ModelRevision]:
+    """Every model revision recorded at `revision`, under any model id, sorted by model id.
+    `NotFound` when there is none."""
+    revision_kind_of(revision)
+    found = sorted(
+        session.scalars(select(ModelRevision).where(ModelRevision.revision == revision)),
+        key=lambda r: r.model_id,
+    )
+    if not found:
+        raise NotFound(f"no model revision {revision} in the registry")
+    return found
+
+
+def revisions_at_document(session: Session, revision: str) -> dict:
+    return {
+        "revision": revision,
+        "revisions": [revision_document(r) for r in revisions_at(session, revision)],
+    }
 
 
 def lookup_document(session: Session, model_id: str, revision: str | None = None) -> dict:

@@ -1,26 +1,11 @@
-"""Fixtures for the workers' tests: planted tiny models (built once per session) and a fake
-Hugging Face Hub served over HTTP. The real SmolLM2-135M-Instruct copy and its one detection run
-are in tests/conftest.py (the registry's browser tests use them too)."""
+"""Fixtures for the workers' tests: planted models with a short context and the super activation
+on the first token, and a fake Hugging Face Hub served over HTTP. The planted tiny models, their
+analyses and the real SmolLM2 copy are shared with other tests: they live in tests/conftest.py."""
 
 import pytest
 import torch
 
 from workers.fixtures.planted import build_planted_model
-
-
-@pytest.fixture(scope="session")
-def planted_models(tmp_path_factory):
-    """model_type -> PlantedModel, built on first use."""
-    built = {}
-
-    def get(model_type: str):
-        if model_type not in built:
-            built[model_type] = build_planted_model(
-                model_type, tmp_path_factory.mktemp(f"planted-{model_type}")
-            )
-        return built[model_type]
-
-    return get
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def code_version() -> str:
     return f"{version}+g{sha}" if sha else version
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
     """The shipped evaluation text by its place in `data/`; any other file as given."""
     resolved = path.resolve()
     data = DATA_DIR.resolve()
@@ -177,7 +177,7 @@ def build_report(findings: Findings) -> Report:
     eval_info = None
     if eval_text is not None and baseline is not None:
         eval_info = EvalInfo(
-            path=_display_path(eval_text.path),
+            path=display_path(eval_text.path),
             sha256=eval_text.sha256,
             tokens=baseline.tokens + eval_windows,
             windows=eval_windows,

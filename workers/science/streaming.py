@@ -20,7 +20,7 @@ import ctypes
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -152,38 +152,45 @@ def _tied_sources(model: nn.Module) -> dict[str, str]:
 
 
 def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]:
-    """Model parameter name -> the checkpoint tensor that holds it.
+    """Model parameter name -> the checkpoint tensor that holds it (see `stored_names`)."""
+    return stored_names(model, checkpoint.tensor_file, str(checkpoint.path))
+
+
+def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str, str]:
+    """Model parameter name -> the stored tensor name (among `names`) that holds it.
 
     transformers renames some checkpoint keys while loading (GPT-NeoX's `embed_out` is the
     model's `lm_head`; old `gamma`/`beta` norms) and keeps those renames in a table; we apply the
     same table rather than a copy of it. Checkpoints that drop the base model's prefix (GPT-2's
     `h.0...`) are matched too. Transforms that do more than rename (fusing or splitting
-    tensors) would make a stored index ambiguous, so they are refused.
+    tensors) would make a stored index ambiguous, so they are refused (`what` names the
+    checkpoint in the refusal).
     """
+    names = list(names)
     transforms = get_model_conversion_mapping(model)
     renames = []
     for transform in transforms:
         if not isinstance(transform, WeightRenaming):
-            matches = [k for k in checkpoint.tensor_file if any(re.search(p, k) for p in transform.source_patterns)]
+            matches = [k for k in names if any(re.search(p, k) for p in transform.source_patterns)]
             if matches:
                 raise CheckpointRefused(
-                    f"{checkpoint.path}: tensor {matches[0]} must be converted, not just renamed, "
+                    f"{what}: tensor {matches[0]} must be converted, not just renamed, "
                     "to load; swreg only reads tensors as stored"
                 )
             continue
         renames.extend(zip(transform.source_patterns, transform.target_patterns * len(transform.source_patterns)))
-    names: dict[str, str] = {}
+    found: dict[str, str] = {}
     prefix = model.base_model_prefix
-    for stored in checkpoint.tensor_file:
+    for stored in names:
         renamed = stored
         for source, target in renames:
             if re.search(source, renamed):
                 renamed = re.sub(source, target, renamed)
                 break
-        names[renamed] = stored
+        found[renamed] = stored
         if prefix:
-            names.setdefault(f"{prefix}.{renamed}", stored)
-    return names
+            found.setdefault(f"{prefix}.{renamed}", stored)
+    return found
 
 
 def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:

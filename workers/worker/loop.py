@@ -42,9 +42,14 @@ from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
 from registry.migrate import check_current
 from registry.settings import get_settings
-from registry.superweights.service import record_report, revision_kind_of
+from registry.superweights.service import (
+    record_quantization_check,
+    record_report,
+    revision_kind_of,
+)
 from workers.contract.errors import Unavailable
 from workers.contract.progress import JOB_STAGES
+from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
@@ -86,6 +91,8 @@ class WorkerConfig:
     backoff_base_seconds: float = queue.RETRY_BACKOFF_BASE_SECONDS
     validate: bool = True
     progress_seconds: float = PROGRESS_INTERVAL_SECONDS
+    # Run the quantization check after the analysis and store it with the revision.
+    quantize_check: bool = False
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "WorkerConfig":
@@ -94,6 +101,7 @@ class WorkerConfig:
             "device": settings.device,
             "lease_seconds": float(settings.job_lease_seconds),
             "max_checkpoint_bytes": settings.max_checkpoint_bytes,
+            "quantize_check": settings.quantize_check,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -358,9 +366,15 @@ class Worker:
             report = self._analyse(job, fetched, progress)
             timings["analyse"] = round(time.perf_counter() - analysing, 3)
             timings.update(_step_timings(report))
+            check = None
+            if self.config.quantize_check:
+                checking = time.perf_counter()
+                check = self._quantize_check(job, fetched, report, progress)
+                if check is not None:
+                    timings["quantize_check"] = round(time.perf_counter() - checking, 3)
             timings["total"] = round(time.perf_counter() - started, 3)
             heartbeat.stop()
-            self._complete(job, lease, report, timings, fetched, heartbeat.lease_left)
+            self._complete(job, lease, report, timings, fetched, heartbeat.lease_left, check)
             counts = _state_counts(report)
             log.info(
                 "job %s: succeeded in %.1f s (%s)",
@@ -408,6 +422,35 @@ class Worker:
         log.info("job %s: analysing on %s", job.id, self.config.device)
         return analyse(fetched.path, options, progress=progress)
 
+    def _quantize_check(
+        self, job: Job, fetched: FetchResult, report: Report, progress: ProgressWriter
+    ) -> QuantizationCheck | None:
+        """The quantization check of the job's weights, keeping the super weights the analysis
+        has just verified; None when the check fails (an optional step: the analysis is still
+        recorded, and the failure logged)."""
+        from workers.contract.quantization import KeptWeight
+        from workers.science.pipeline.quantize import QuantizeOptions, ToKeep, quantize_check
+
+        keep = [
+            KeptWeight(**sw.model_dump(include={"tensor", "index", "layer", "module", "row", "col", "value"}))
+            for sw in report.super_weights
+            if sw.state == "verified"
+        ]
+        log.info("job %s: quantization check, keeping %d super weight(s)", job.id, len(keep))
+        options = QuantizeOptions(
+            device=self.config.device, file_sha256=fetched.weight_sha256 or None
+        )
+        try:
+            return quantize_check(fetched.path, ToKeep(keep, "detection"), options, progress=progress)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # anything the check meets must not cost the analysis
+            log.error(
+                "job %s: quantization check failed, the analysis is recorded without it: %s",
+                job.id, one_line(exc), exc_info=True,
+            )
+            return None
+
     def _complete(
         self,
         job: Job,
@@ -416,6 +459,7 @@ class Worker:
         timings: dict[str, float],
         fetched: FetchResult,
         lease_left: Callable[[], float],
+        check: QuantizationCheck | None = None,
     ) -> None:
         def record(session: Session) -> int:
             revision = record_report(
@@ -425,6 +469,8 @@ class Worker:
                 revision_kind=revision_kind_of(job.revision),
                 report=report,
             )
+            if check is not None:
+                record_quantization_check(session, revision, check)
             return revision.id
 
         def write() -> None:

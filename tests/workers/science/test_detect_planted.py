@@ -5,18 +5,16 @@ planted weight changes the output a lot and the controls do not."""
 import pytest
 from safetensors import safe_open
 
+from tests.helpers import TINY_EVAL_TOKENS
 from workers.fixtures.planted import SUPPORTED_MODEL_TYPES as ALL_MODEL_TYPES
 from workers.science.architectures import ARCHITECTURES
 from workers.science.pipeline.naive import analyse_naive
 from workers.science.pipeline.steps import AnalysisOptions
-from workers.science.pipeline.sweep import analyse
 
 # A planted super weight moves the next-token distribution by several nats; the controls by
 # almost nothing (the fixtures are built so: see tests/science/test_synthetic.py).
 MIN_ABLATION_KL = 0.5
 MAX_CONTROL_KL = 0.01
-# Tokens of the evaluation text scored on tiny models: enough positions for a stable mean KL.
-TINY_EVAL_TOKENS = 256
 
 
 def test_every_architecture_in_the_table_has_a_planted_fixture():
@@ -24,18 +22,10 @@ def test_every_architecture_in_the_table_has_a_planted_fixture():
 
 
 @pytest.fixture(scope="module")
-def reports(planted_models):
-    cache = {}
-
-    def get(model_type: str):
-        if model_type not in cache:
-            planted = planted_models(model_type)
-            cache[model_type] = planted, analyse(
-                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)
-            ).as_json_dict()
-        return cache[model_type]
-
-    return get
+def reports(planted_reports):
+    """model_type -> (planted model, report): one analysis per model type, shared by the
+    session (tests/conftest.py)."""
+    return planted_reports
 
 
 def _by_coordinate(report):

@@ -1,0 +1,143 @@
+"""`coordinates_for`: the super-weight coordinates of the weights you have, from a swreg API or
+an index file.
+
+Coordinates belong to one exact revision, so the first step is always to pin what is asked for:
+
+- a **local directory** is pinned by the content hash of its weight files (the same
+  `sha256:…` the registry records when the directory is submitted: docs/coordinates.md), and
+  found under whatever model id it was recorded with;
+- a **Hub model** is pinned to a full commit sha: a given 40-hex sha as is, a branch, tag or
+  nothing (main) through the Hub, or offline through the local Hugging Face cache. `unknown`
+  asks for the published entries, whose revision the paper does not name.
+
+Nothing is guessed: a revision the source does not hold is `NotFound`, with a hint when the
+source has the model's published coordinates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.superweights.schemas import RevisionOut, SuperWeightOut
+from swreg.client import Client
+from swreg.index import Index
+from workers.contract.errors import InvalidInput, NotFound
+
+# What a caller usually wants kept: weights proven by ablation at this revision, and the
+# paper's published ones (revision `unknown`). Candidates, rejected and retracted coordinates are
+# left out unless asked for.
+DEFAULT_STATES = ("verified", "published")
+UNKNOWN_REVISION = "unknown"
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """The coordinates of one model revision, as a source holds them."""
+
+    model_id: str
+    revision: str
+    source: str
+    super_weights: list[SuperWeightOut]
+    entry: RevisionOut  # the whole model revision, evidence and quantization check included
+
+    def __iter__(self) -> Iterator[SuperWeightOut]:
+        return iter(self.super_weights)
+
+    def __len__(self) -> int:
+        return len(self.super_weights)
+
+
+def _source(api: str | Client | None, index: str | Path | Index | None) -> Client | Index:
+    if (api is None) == (index is None):
+        raise InvalidInput("coordinates_for needs one source: api=URL or Client, or index=PATH or Index")
+    if index is not None:
+        return index if isinstance(index, Index) else Index.load(index)
+    return api if isinstance(api, Client) else Client(api)
+
+
+def _local_entry(directory: Path, source: Client | Index, model_id: str | None) -> RevisionOut:
+    # Imported here: hashing pulls in the checkpoint rules (safetensors, huggingface_hub).
+    from workers.sources.pinning import hash_local_weights, local_revision
+
+    revision = local_revision(hash_local_weights(directory))
+    try:
+        entries = source.at_revision(revision)
+    except NotFound:
+        entries = []
+    if model_id is not None:
+        entries = [e for e in entries if e.model_id == model_id]
+    if not entries:
+        under = f" under {model_id}" if model_id else ""
+        raise NotFound(
+            f"{directory}: its weights (revision {revision}) are not in {source.source}{under}"
+        )
+    if len(entries) > 1:
+        ids = ", ".join(sorted(e.model_id for e in entries))
+        raise InvalidInput(
+            f"{directory}: its weights are recorded under several model ids ({ids}): pass model_id"
+        )
+    return entries[0]
+
+
+def _pin(model_id: str, revision: str | None) -> str:
+    if revision is not None and (_COMMIT_SHA.match(revision) or revision == UNKNOWN_REVISION):
+        return revision
+    from workers.sources.pinning import resolve_revision
+
+    return resolve_revision(model_id, revision)
+
+
+def _hub_entry(model_id: str, revision: str | None, source: Client | Index) -> RevisionOut:
+    pinned = _pin(model_id, revision)
+    try:
+        return source.lookup(model_id, pinned).revisions[0]
+    except NotFound as exc:
+        if pinned != UNKNOWN_REVISION:
+            try:
+                source.lookup(model_id, UNKNOWN_REVISION)
+            except NotFound:
+                raise exc from None
+            raise NotFound(
+                f"{exc}; its published coordinates (revision unknown) are there: "
+                "pass revision='unknown' to use them"
+            ) from None
+        raise
+
+
+def coordinates_for(
+    model: str | Path,
+    revision: str | None = None,
+    *,
+    api: str | Client | None = None,
+    index: str | Path | Index | None = None,
+    model_id: str | None = None,
+    states: tuple[str, ...] | None = DEFAULT_STATES,
+) -> Coordinates:
+    """The coordinates of `model` at `revision`, from one source: `api` (a server address or a
+    `Client`) or `index` (an index file or an `Index`).
+
+    `model` is a local directory (pinned by the content hash of its weights; `model_id` picks
+    one when the same weights are recorded under several ids) or a Hub id (`revision`: a
+    branch, tag or sha, default main, pinned to its commit; or `unknown` for the published
+    entries). Only coordinates in `states` are returned (None: all of them).
+    """
+    path = Path(model).expanduser()
+    if path.is_dir() and revision is not None:
+        raise InvalidInput("revision applies to Hub models; a directory is pinned by its content hash")
+    if not path.is_dir() and model_id is not None and model_id != str(model):
+        raise InvalidInput("model_id applies to local directories; a Hub model is its repo id")
+    source = _source(api, index)
+    try:
+        if path.is_dir():
+            entry = _local_entry(path.resolve(), source, model_id)
+        else:
+            entry = _hub_entry(str(model), revision, source)
+    finally:
+        if isinstance(source, Client) and source is not api:  # made here from an address
+            source.close()
+    chosen = [sw for sw in entry.super_weights if states is None or sw.state in states]
+    return Coordinates(entry.model_id, entry.revision, source.source, chosen, entry)

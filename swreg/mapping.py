@@ -1,0 +1,170 @@
+"""From coordinates to a loaded transformers model: which parameter of `model.state_dict()` holds
+each super weight and where, and helpers to read, keep and restore those weights around your
+own quantization (or pruning).
+
+A coordinate names a scalar as the checkpoint stores it (`tensor`, `index`). A transformers model
+loaded from that checkpoint holds it in the parameter transformers loads the tensor into: the
+same name except where transformers renames keys (the same rename table swreg reads checkpoints
+with), and the same layout, so `index` addresses it unchanged. `row` and `col` are always the
+output and input channel: for `nn.Linear` weights (stored `[out, in]`) `index == [row, col]`,
+for GPT-2's `Conv1D` (stored `[in, out]`) `index == [col, row]`.
+
+    weights = locate(model, coordinates_for("HuggingFaceTB/SmolLM2-135M-Instruct", api=URL))
+    with keeping(model, weights):   # the super weights come back exactly afterwards
+        clip_and_quantize(model)    # your code
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from registry.superweights.schemas import SuperWeightOut
+from workers.contract.errors import InvalidInput
+from workers.science.architectures import architecture_for
+from workers.science.streaming import stored_names
+
+
+@dataclass(frozen=True)
+class ModelWeight:
+    """A super weight as a loaded model addresses it."""
+
+    parameter: str  # the key in model.state_dict(), the name in model.named_parameters()
+    index: tuple[int, ...]  # its position in that parameter, as the model stores it
+    row: int  # output channel (the [out, in] view)
+    col: int  # input channel
+    transposed: bool  # the parameter is stored [in, out] (Conv1D), so index == (col, row)
+    tensor: str  # the checkpoint's name of the tensor (the coordinate's `tensor`)
+    value: float | None  # the value recorded with the coordinate (None for published entries)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Super weights read from a model, to be put back with `restore`."""
+
+    weights: tuple[ModelWeight, ...]
+    values: tuple[torch.Tensor, ...]  # 0-d copies, in each parameter's own dtype
+
+
+def _model_type(model: nn.Module) -> str | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None)
+
+
+def _parameter_names(model: nn.Module, tensors: list[str]) -> dict[str, str]:
+    """Stored tensor name -> the model's parameter that holds it."""
+    parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    by_stored: dict[str, str] = {}
+    for param, stored in stored_names(model, tensors, "the coordinates").items():
+        if param in parameters:
+            by_stored.setdefault(stored, param)
+    return by_stored
+
+
+def _matches(parameter: torch.Tensor, index: tuple[int, ...], value: float) -> bool:
+    """Whether the model holds `value` (as recorded from the checkpoint) at `index`, compared in
+    the parameter's own dtype: a model loaded in lower precision than it was stored rounds
+    the value the same way."""
+    held = parameter.detach()[index].to("cpu")
+    return bool(held == torch.tensor(value, dtype=torch.float64).to(held.dtype))
+
+
+def locate(
+    model: nn.Module,
+    coordinates: Iterable[SuperWeightOut],
+    *,
+    check_values: bool = True,
+) -> list[ModelWeight]:
+    """Where each coordinate's weight is in `model` (a transformers causal LM).
+
+    With `check_values`, a weight whose value the registry recorded must hold that value in the
+    model: a model from another revision, or one already quantized, is refused rather than
+    given coordinates that name the wrong scalars (locate before you quantize)."""
+    coordinates = list(coordinates)
+    architecture = architecture_for(_model_type(model))
+    by_stored = _parameter_names(model, [c.tensor for c in coordinates])
+    found = []
+    for coordinate in coordinates:
+        parameter = by_stored.get(coordinate.tensor)
+        expected = f"{architecture.layers}.{coordinate.layer}.{coordinate.module}.weight"
+        if parameter is None or parameter != expected:
+            raise InvalidInput(
+                f"{coordinate.tensor} {coordinate.index} is not a parameter of this "
+                f"{architecture.model_type} model (expected {expected}): are the coordinates "
+                "for this model?"
+            )
+        owner = model.get_submodule(parameter.rpartition(".")[0])
+        tensor = model.get_parameter(parameter)
+        transposed = isinstance(owner, Conv1D)
+        index = tuple(int(i) for i in coordinate.index)
+        if index != ((coordinate.col, coordinate.row) if transposed else (coordinate.row, coordinate.col)):
+            raise InvalidInput(
+                f"{coordinate.tensor}: index {list(index)} does not match row {coordinate.row}, "
+                f"col {coordinate.col} for a {'Conv1D [in, out]' if transposed else '[out, in]'} weight"
+            )
+        if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape)):
+            raise InvalidInput(
+                f"{coordinate.tensor}: index {list(index)} is outside {parameter} of shape "
+                f"{list(tensor.shape)}"
+            )
+        if (
+            check_values
+            and coordinate.value is not None
+            and tensor.device.type != "meta"
+            and not _matches(tensor, index, coordinate.value)
+        ):
+            held = float(tensor.detach()[index])
+            raise InvalidInput(
+                f"{parameter}{list(index)} holds {held!r}, the registry recorded "
+                f"{coordinate.value!r}: the model is not the revision these coordinates belong to, "
+                "or it was already changed (locate before quantizing)"
+            )
+        found.append(
+            ModelWeight(
+                parameter=parameter,
+                index=index,
+                row=coordinate.row,
+                col=coordinate.col,
+                transposed=transposed,
+                tensor=coordinate.tensor,
+                value=coordinate.value,
+            )
+        )
+    return found
+
+
+def read(model: nn.Module, weights: Iterable[ModelWeight]) -> list[float]:
+    """The current values of the weights in `model`."""
+    return [float(model.get_parameter(w.parameter).detach()[w.index]) for w in weights]
+
+
+def keep(model: nn.Module, weights: Iterable[ModelWeight]) -> Kept:
+    """Copies of the weights' current values, to put back with `restore`."""
+    weights = tuple(weights)
+    values = tuple(model.get_parameter(w.parameter).detach()[w.index].clone() for w in weights)
+    return Kept(weights, values)
+
+
+def restore(model: nn.Module, kept: Kept) -> None:
+    """Put kept values back, exactly, in the model's parameters of the same names (after, say,
+    your quantization replaced every weight by its dequantized value)."""
+    with torch.no_grad():
+        for weight, value in zip(kept.weights, kept.values, strict=True):
+            parameter = model.get_parameter(weight.parameter)
+            parameter[weight.index] = value.to(parameter.device, parameter.dtype)
+
+
+@contextmanager
+def keeping(model: nn.Module, weights: Iterable[ModelWeight]) -> Iterator[Kept]:
+    """Keep the weights while the block changes the model, and put them back when it ends (the
+    paper's recipe around your quantizer: clip, quantize, restore)."""
+    kept = keep(model, weights)
+    try:
+        yield kept
+    finally:
+        restore(model, kept)

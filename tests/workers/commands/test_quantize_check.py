@@ -1,0 +1,111 @@
+"""`swreg quantize-check` on the real SmolLM2-135M-Instruct (slow) and on a planted model: with the
+default clipping rule, keeping the verified super weight in full precision gives a clearly lower
+perplexity than clipping it like the rest; the table and the JSON say what was kept and why."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from registry.cli import main
+from workers.contract.quantization import QuantizationCheck
+from workers.sources.pinning import hash_local_weights, local_revision
+
+SUPER_WEIGHT = {
+    "tensor": "model.layers.11.mlp.down_proj.weight", "index": [507, 1229], "layer": 11,
+    "module": "mlp.down_proj", "row": 507, "col": 1229, "value": 5.875732421875,
+    "dtype": "float32", "state": "verified",
+}
+
+
+def _index_file(path, model_id: str, revision: str, coordinates: list[dict]):
+    """An index document holding `coordinates` for one revision (as `swreg export` writes them,
+    minus the optional fields)."""
+    path.write_text(json.dumps({
+        "meta": {"schema_version": 1, "generated_at": "2026-01-01T00:00:00Z",
+                 "generator": {"name": "swreg", "version": "test"}},
+        "models": [{"model_id": model_id, "revision": revision, "revision_kind": "content",
+                    "super_weights": coordinates}],
+    }))
+    return path
+
+
+def _run(*args: str) -> QuantizationCheck:
+    result = CliRunner().invoke(main, ["quantize-check", *args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return QuantizationCheck.model_validate_json(result.stdout)
+
+
+@pytest.mark.slow
+def test_smollm2_keeping_the_verified_super_weight_beats_clipping_it(smollm2, tmp_path):
+    revision = local_revision(hash_local_weights(smollm2))
+    index = _index_file(tmp_path / "index.json", "local/smollm2", revision, [SUPER_WEIGHT])
+    # int4 in blocks of 64, every linear weight of the decoder layers: the two variants that
+    # differ only in the kept weight (3 passes with the baseline: ~40 s on two idle cores).
+    check = _run(
+        str(smollm2), "--index", str(index), "--bits", "4", "--block", "64",
+        "--variant", "clip", "--variant", "clip_keep",
+    )
+    assert check.kept_from == "index"
+    assert [(k.tensor, k.index) for k in check.kept] == [(SUPER_WEIGHT["tensor"], SUPER_WEIGHT["index"])]
+    assert check.weights == "all" and check.matrices == 30 * 7
+    assert check.clip_rule.rms_multiple == 10.0
+    results = {r.variant: r for r in check.results}
+    # Measured (first 1,024 tokens of data/eval, full precision 25.61): clip 189.6, clip_keep
+    # 64.65. Keeping the one weight takes away two thirds of the damage: bound at half.
+    assert check.baseline.perplexity == pytest.approx(25.61, abs=0.01)
+    assert results["clip_keep"].perplexity < 0.5 * results["clip"].perplexity
+    assert results["clip_keep"].perplexity > check.baseline.perplexity
+
+
+def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
+    """No source of super weights named: detection finds and verifies them first."""
+    planted = planted_models("llama")
+    result = CliRunner().invoke(
+        main,
+        ["quantize-check", str(planted.path), "--weights", "down_proj", "--bits", "3",
+         "--block", "64", "--block", "row", "--eval-tokens", "256"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    kept = ", ".join(f"{planted.down_proj_tensor(p.layer)} [{p.row}, {p.col}]" for p in planted.plants)
+    assert f"kept in full precision by clip_keep: {kept} (from detection)" in lines
+    assert "clipping: |w| clipped at 10 x each matrix's root mean square" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("bits"))
+    assert lines[header].split() == ["bits", "block", "absmax", "clip", "clip_keep"]
+    rows = [line.split() for line in lines[header + 2 :]]
+    assert [r[:2] for r in rows] == [["int3", "64"], ["int3", "row"]]
+    for row in rows:
+        absmax, clip, clip_keep = float(row[2]), float(row[4]), float(row[6])
+        assert clip > 1000 * clip_keep and absmax < 2 * clip_keep
+
+
+def test_a_source_without_the_revision_falls_back_to_detection(planted_models, tmp_path):
+    planted = planted_models("gpt2")
+    other = "sha256:" + "0" * 64
+    index = _index_file(tmp_path / "index.json", "me/other", other, [])
+    check = _run(
+        str(planted.path), "--index", str(index), "--weights", "down_proj", "--bits", "4",
+        "--block", "64", "--variant", "clip_keep", "--eval-tokens", "256",
+    )
+    assert check.kept_from == "detection"
+    assert {(k.layer, k.row, k.col) for k in check.kept} == {(p.layer, p.row, p.col) for p in planted.plants}
+    # GPT-2's Conv1D stores the down projection [in, out]: the kept index is [col, row].
+    assert all(k.index == [k.col, k.row] for k in check.kept)
+    (result,) = check.results
+    assert result.perplexity < 1.1 * check.baseline.perplexity
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--index", "a.json", "--registry"], "name one source of super weights"),
+        (["--clip-rms-multiple", "5", "--clip-quantile", "0.9"], "are two rules: pick one"),
+        (["--block", "zero"], "a block is a number of input channels or 'row'"),
+        (["--block", "0"], "a block holds at least one weight"),
+    ],
+)
+def test_bad_options_are_one_line(planted_models, args, message):
+    result = CliRunner().invoke(main, ["quantize-check", str(planted_models("llama").path), *args])
+    assert result.exit_code == 2 and message in result.output

@@ -1,0 +1,301 @@
+"""`swreg quantize-check`: how much keeping the super weights in full precision helps
+round-to-nearest weight quantization of one model, measured locally.
+
+Which super weights are kept: the verified ones of this exact revision in the source named
+(`--index FILE`, `--api URL`, or `--registry`: the local registry database); when no source is
+named, or the source does not hold this revision, detection and validation run first (as
+`swreg detect` would) and the weights they verify are kept. The output says which it was.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
+    from registry.superweights.schemas import ModelLookup, RevisionOut
+    from workers.contract.quantization import KeptWeight, QuantizationCheck
+    from workers.science.checkpoint import Checkpoint
+    from workers.science.pipeline.quantize import ToKeep
+
+VARIANT_NAMES = ("absmax", "clip", "clip_keep")
+ROW = "row"
+KEPT_FIELDS = {"tensor", "index", "layer", "module", "row", "col", "value"}
+
+
+def _block(value: str) -> int | None:
+    if value == ROW:
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a block is a number of input channels or 'row'") from None
+    if size < 1:
+        raise click.BadParameter(f"{value!r}: a block holds at least one weight")
+    return size
+
+
+@dataclass
+class Target:
+    """What MODEL names: a directory to read, with what is known of it before it is opened."""
+
+    path: Path
+    model_id: str | None  # the Hub id; None for a local directory (known by its content hash)
+    revision: str | None  # the pinned Hub commit; None for a local directory
+    file_sha256: dict[str, str] | None
+
+
+def _target(model: str, revision: str | None) -> Target:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if revision:
+            raise click.UsageError("--revision applies to Hub models, not to a local directory")
+        return Target(path, None, None, None)
+    from registry.settings import get_settings
+    from workers.sources.hub import fetch_hub
+    from workers.sources.pinning import resolve_revision
+
+    sha = resolve_revision(model, revision)
+    fetched = fetch_hub(model, sha, max_bytes=get_settings().max_checkpoint_bytes)
+    return Target(fetched.path, model, sha, fetched.weight_sha256)
+
+
+class _RegistrySource:
+    """The local registry database, answering like the API and an index file do."""
+
+    def __init__(self) -> None:
+        from registry.migrate import open_registry
+
+        self.factory = open_registry()
+        self.source = "the registry database"
+
+    def lookup(self, model_id: str, revision: str | None = None) -> ModelLookup:
+        from registry.database import transaction
+        from registry.superweights import service
+        from registry.superweights.schemas import ModelLookup
+
+        with transaction(self.factory) as session:
+            return ModelLookup.model_validate(service.lookup_document(session, model_id, revision))
+
+    def at_revision(self, revision: str) -> list[RevisionOut]:
+        from registry.database import transaction
+        from registry.superweights import service
+        from registry.superweights.schemas import RevisionMatches
+
+        with transaction(self.factory) as session:
+            document = service.revisions_at_document(session, revision)
+        return RevisionMatches.model_validate(document).revisions
+
+
+def _known(source, target: Target, revision: str) -> list[KeptWeight] | None:
+    """The verified super weights `source` holds for this revision; None when it does not hold
+    the revision. The same weights recorded under several model ids give their union."""
+    from workers.contract.errors import NotFound
+    from workers.contract.quantization import KeptWeight
+
+    try:
+        if target.model_id is None:
+            entries = source.at_revision(revision)
+        else:
+            entries = source.lookup(target.model_id, revision).revisions
+    except NotFound:
+        return None
+    if not entries:
+        return None
+    kept: dict[tuple[str, tuple[int, ...]], KeptWeight] = {}
+    for entry in entries:
+        for sw in entry.super_weights:
+            if sw.state == "verified":
+                kept[(sw.tensor, tuple(sw.index))] = KeptWeight(**sw.model_dump(include=KEPT_FIELDS))
+    return [kept[key] for key in sorted(kept)]
+
+
+def _detected(checkpoint: Checkpoint, device: str, eval_tokens: int) -> list[KeptWeight]:
+    """The super weights detection and validation verify in this checkpoint."""
+    from workers.contract.quantization import KeptWeight
+    from workers.science.pipeline.steps import AnalysisOptions
+    from workers.science.pipeline.sweep import analyse
+
+    click.echo("finding the super weights to keep: detection and validation", err=True)
+    report = analyse(
+        checkpoint.path,
+        AnalysisOptions(
+            device=device,
+            eval_tokens=eval_tokens,
+            file_sha256={f.name: f.sha256 for f in checkpoint.weight_files if f.sha256},
+        ),
+    )
+    return [
+        KeptWeight(**sw.model_dump(include=KEPT_FIELDS))
+        for sw in report.super_weights
+        if sw.state == "verified"
+    ]
+
+
+# Perplexities from here on are printed in scientific notation: a broken model reaches 1e11.
+SCIENTIFIC_FROM = 1e5
+
+
+def _perplexity(value: float) -> str:
+    return f"{value:.2f}" if value < SCIENTIFIC_FROM else f"{value:.3g}"
+
+
+def format_check(check: QuantizationCheck, model: str, note: str | None = None) -> str:
+    weights = (
+        "every linear weight of the decoder layers"
+        if check.weights == "all"
+        else "the down projections"
+    )
+    kept = ", ".join(f"{k.tensor} {k.index}" for k in check.kept) or "none"
+    base = check.baseline
+    lines = [
+        f"{model}: round-to-nearest of {check.matrices} weight matrices ({weights})",
+        f"clipping: {check.clip_rule.description}",
+        f"kept in full precision by clip_keep: {kept} (from {check.kept_from})",
+        *([note] if note else []),
+        (
+            f"evaluation: {check.eval.path}, {check.eval.tokens} tokens; full precision: "
+            f"perplexity {_perplexity(base.perplexity)}, "
+            f"stop-word probability {base.stop_word_probability:.3f}"
+        ),
+        "",
+    ]
+    variants = [v for v in VARIANT_NAMES if any(r.variant == v for r in check.results)]
+    lines.append(f"{'bits':<5} {'block':>5}" + "".join(f"  {v:>17}" for v in variants))
+    lines.append(f"{'':<5} {'':>5}" + "".join(f"  {'ppl':>9} {'stop':>7}" for _ in variants))
+    rows: dict[tuple[int, int | None], dict[str, object]] = {}
+    for result in check.results:
+        rows.setdefault((result.bits, result.block), {})[result.variant] = result
+    for (bits, block), by_variant in rows.items():
+        cells = []
+        for variant in variants:
+            result = by_variant.get(variant)
+            cells.append(
+                f"  {_perplexity(result.perplexity):>9} {result.stop_word_probability:>7.3f}"
+                if result
+                else f"  {'':>9} {'':>7}"
+            )
+        lines.append(f"{'int' + str(bits):<5} {ROW if block is None else block:>5}" + "".join(cells))
+    return "\n".join(lines)
+
+
+@click.command("quantize-check")
+@click.argument("model")
+@click.option("--revision", help="Hub branch, tag or commit (resolved to the full commit sha).")
+@click.option(
+    "--bits", "bits", multiple=True, type=click.IntRange(2, 8),
+    help="Integer width (repeatable; default: 4 and 3).",
+)
+@click.option(
+    "--block", "blocks", multiple=True,
+    help="Input channels per block, or 'row' (repeatable; default: 64, 256, 1024, row).",
+)
+@click.option(
+    "--variant", "variants", multiple=True, type=click.Choice(VARIANT_NAMES),
+    help="absmax, clip, clip_keep (repeatable; default: all three).",
+)
+@click.option(
+    "--weights", type=click.Choice(["all", "down_proj"]), default="all", show_default=True,
+    help="Quantize every linear weight of the decoder layers, or only the down projections.",
+)
+@click.option(
+    "--clip-rms-multiple", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="Clip |w| at this many times each matrix's root mean square (the default rule, 10).",
+)
+@click.option(
+    "--clip-quantile", type=click.FloatRange(0, 1, min_open=True), default=None,
+    help="Clip |w| at this quantile of each matrix's |w| instead.",
+)
+@click.option("--index", "index_file", type=click.Path(dir_okay=False), help="Keep the verified super weights this index file holds for the revision.")
+@click.option("--api", "api_url", help="Keep the verified super weights this swreg server holds for the revision.")
+@click.option("--registry", "use_registry", is_flag=True, help="Keep the verified super weights the local registry database holds for the revision.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--eval-tokens", type=click.IntRange(min=2), default=None,
+    help="Tokens of the evaluation text to score (default: one 1,024-token window).",
+)
+def quantize_check(
+    model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
+    index_file, api_url, use_registry, as_json, device, eval_tokens,
+) -> None:
+    """Quantize MODEL's weights by round-to-nearest (int4, int3; blocks of 64 input channels up
+    to whole rows) three ways -- plain absmax, outliers clipped, clipped with the super weights
+    kept in full precision -- and compare perplexity and stop-word probability on the
+    evaluation text with the full-precision model. Needs no database."""
+    from tqdm import tqdm
+
+    from workers.science.evaluation import EVAL_WINDOW_TOKENS
+    from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
+    from workers.science.pipeline.quantize import quantize_check as run_check
+    from workers.science.quantization import DEFAULT_BITS, DEFAULT_BLOCKS, ClipRule, Variant
+
+    if sum(map(bool, (index_file, api_url, use_registry))) > 1:
+        raise click.UsageError("name one source of super weights: --index, --api or --registry")
+    if clip_rms_multiple is not None and clip_quantile is not None:
+        raise click.UsageError("--clip-rms-multiple and --clip-quantile are two rules: pick one")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is available")
+    if clip_quantile is not None:
+        rule = ClipRule.at_quantile(clip_quantile)
+    elif clip_rms_multiple is not None:
+        rule = ClipRule.at_rms_multiple(clip_rms_multiple)
+    else:
+        rule = ClipRule()
+    options = QuantizeOptions(
+        device=device,
+        eval_tokens=eval_tokens or EVAL_WINDOW_TOKENS,
+        bits=tuple(dict.fromkeys(bits)) or DEFAULT_BITS,
+        blocks=tuple(dict.fromkeys(_block(b) for b in blocks)) or DEFAULT_BLOCKS,
+        variants=tuple(Variant(v) for v in dict.fromkeys(variants)) or tuple(Variant),
+        clip_rule=rule,
+        weights=weights,
+    )
+    source, kind = None, None
+    if index_file:
+        from swreg.index import Index
+
+        source, kind = Index.load(index_file), "index"
+    elif api_url:
+        from swreg.client import Client
+
+        source, kind = Client(api_url), "api"
+    elif use_registry:
+        source, kind = _RegistrySource(), "registry"
+    notes: list[str] = []
+    try:
+        target = _target(model, revision)
+        options.file_sha256 = target.file_sha256
+
+        def keep(checkpoint: Checkpoint) -> ToKeep:
+            from workers.science.checkpoint import content_hash
+
+            pinned = target.revision or content_hash(checkpoint)
+            known = None if source is None else _known(source, target, pinned)
+            if known is not None:
+                return ToKeep(known, kind)
+            if source is not None:
+                notes.append(f"note: {source.source} does not hold revision {pinned}")
+            return ToKeep(_detected(checkpoint, device, options.eval_tokens), "detection")
+
+        with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
+
+            def progress(_stage: str, done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            check = run_check(target.path, keep, options, progress)
+    finally:
+        if kind == "api":
+            source.close()
+    if as_json:
+        click.echo(check.dumps())
+        return
+    click.echo(format_check(check, model, notes[0] if notes else None))

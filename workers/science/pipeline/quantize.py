@@ -1,0 +1,264 @@
+"""The quantization check in one sweep of the weights: the model as it is (the baseline) and the
+model under every quantization setting (`workers.science.quantization`), scored on the
+evaluation text.
+
+Layers are streamed once, in order, as in the detection job (`LayerStreamer`: two layers, the
+embeddings and the activations in memory). Each setting carries its own hidden states of the
+evaluation windows; as a layer goes by, the setting's quantized copy of each of that layer's
+weight matrices is swapped in, the setting's hidden states pass the layer, and the original
+weights are put back for the next setting.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from workers.contract.quantization import (
+    ClipRuleInfo,
+    KeptFrom,
+    KeptWeight,
+    QuantizationCheck,
+    QuantizedScore,
+)
+from workers.contract.report import EvalInfo
+from workers.contract.report import Score as ScoreOut
+from workers.science.checkpoint import Checkpoint
+from workers.science.evaluation import EVAL_WINDOW_TOKENS, stop_word_ids
+from workers.science.pipeline.steps import (
+    AnalysisOptions,
+    Clock,
+    Progress,
+    Scoring,
+    evaluation_windows,
+    open_for_analysis,
+)
+from workers.science.quantization import (
+    DEFAULT_BITS,
+    DEFAULT_BLOCKS,
+    ClipRule,
+    Setting,
+    Variant,
+    clip_threshold,
+    quantized,
+    settings_grid,
+)
+from workers.science.report import code_version, display_path
+from workers.science.streaming import LayerStreamer, SequenceCapture
+
+METHOD = (
+    "weight-only round-to-nearest, symmetric integer levels -(2^(bits-1)-1) .. 2^(bits-1)-1, one "
+    "scale per block of input channels (its largest |w|), dequantized before use"
+)
+ALL_WEIGHTS = "all"
+DOWN_PROJ_ONLY = "down_proj"
+# The progress stage this sweep reports (the pipeline's callback: stage, done, total).
+STAGE = "quantize"
+
+
+@dataclass
+class QuantizeOptions:
+    device: str = "cpu"
+    eval_tokens: int = EVAL_WINDOW_TOKENS
+    eval_text: Path | None = None
+    bits: tuple[int, ...] = DEFAULT_BITS
+    blocks: tuple[int | None, ...] = DEFAULT_BLOCKS
+    variants: tuple[Variant, ...] = tuple(Variant)
+    clip_rule: ClipRule = field(default_factory=ClipRule)
+    weights: str = ALL_WEIGHTS
+    # Known sha256 per weight file name (Hub blobs are named by it): skips hashing those files.
+    file_sha256: dict[str, str] | None = None
+
+    def settings(self) -> list[Setting]:
+        return settings_grid(self.bits, self.blocks, self.variants)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One weight matrix of a decoder layer: where it is and how it is stored."""
+
+    module: str  # path inside the decoder layer, e.g. "mlp.down_proj"
+    linear: nn.Module
+    transposed: bool  # Conv1D stores [in, out]
+
+    def out_in(self) -> torch.Tensor:
+        weight = self.linear.weight
+        return weight.t() if self.transposed else weight
+
+
+def layer_matrices(layer: nn.Module, weights: str, down_proj: str) -> list[Matrix]:
+    """The weight matrices of a decoder layer that the check quantizes: every nn.Linear and
+    Conv1D weight (attention and MLP projections), or only the down projection."""
+    found = []
+    for name, module in layer.named_modules():
+        if not isinstance(module, nn.Linear | Conv1D):
+            continue
+        if weights == DOWN_PROJ_ONLY and name != down_proj:
+            continue
+        found.append(Matrix(name, module, isinstance(module, Conv1D)))
+    return found
+
+
+class LayerVariants:
+    """A decoder layer's matrices with their original values, and the quantized copies that one
+    setting puts in their place."""
+
+    def __init__(self, matrices: list[Matrix], keep: dict[str, list[tuple[int, int]]], rule: ClipRule):
+        self.matrices = matrices
+        self.keep = keep
+        self.originals = [m.out_in().detach().clone() for m in matrices]
+        # One threshold per matrix, shared by every clipping setting.
+        self.thresholds = [clip_threshold(w, rule) for w in self.originals]
+
+    def apply(self, setting: Setting) -> None:
+        for matrix, original, threshold in zip(
+            self.matrices, self.originals, self.thresholds, strict=True
+        ):
+            value = quantized(original, setting, self.keep.get(matrix.module, []), threshold)
+            with torch.no_grad():
+                matrix.out_in().copy_(value)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for matrix, original in zip(self.matrices, self.originals, strict=True):
+                matrix.out_in().copy_(original)
+
+
+class QuantizationSweep:
+    """One streamed pass over the layers carrying the baseline and every setting."""
+
+    def __init__(
+        self,
+        streamer: LayerStreamer,
+        windows: list[SequenceCapture],
+        settings: list[Setting],
+        keep: list[KeptWeight],
+        options: QuantizeOptions,
+    ):
+        self.streamer = streamer
+        self.windows = windows
+        self.settings = settings
+        self.options = options
+        self.keep: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        for weight in keep:
+            self.keep.setdefault(weight.layer, {}).setdefault(weight.module, []).append(
+                (weight.row, weight.col)
+            )
+        self.baseline_hidden = [c.embeddings for c in windows]
+        self.hidden = {s.name: [c.embeddings for c in windows] for s in settings}
+        self.matrices = 0
+        self.clock = Clock()
+
+    def run(self, progress: Progress | None = None) -> None:
+        streamer = self.streamer
+        for layer in range(streamer.num_layers):
+            started = perf_counter()
+            module = streamer.load_layer(layer)
+            streamer.prefetch(layer + 1)
+            started = self.clock.add("read_wait", started)
+            matrices = layer_matrices(
+                module, self.options.weights, streamer.architecture.down_proj
+            )
+            self.matrices += len(matrices)
+            variants = LayerVariants(matrices, self.keep.get(layer, {}), self.options.clip_rule)
+            for w, capture in enumerate(self.windows):
+                self.baseline_hidden[w] = streamer.run_layer(layer, self.baseline_hidden[w], capture)
+            for setting in self.settings:
+                variants.apply(setting)
+                hidden = self.hidden[setting.name]
+                for w, capture in enumerate(self.windows):
+                    hidden[w] = streamer.run_layer(layer, hidden[w], capture)
+            variants.restore()
+            streamer.release_layer(layer)
+            self.clock.add("quantize", started)
+            if progress:
+                progress(STAGE, layer + 1, streamer.num_layers)
+
+    def score(self, tokenizer) -> Scoring:
+        scoring = Scoring(stop_word_ids(tokenizer))
+        for w, capture in enumerate(self.windows):
+            scoring.add_baseline(w, self.streamer.logits(capture, self.baseline_hidden[w]), capture.input_ids)
+            for setting in self.settings:
+                logits = self.streamer.logits(capture, self.hidden[setting.name][w])
+                scoring.add(setting.name, w, logits, capture.input_ids)
+        return scoring
+
+
+@dataclass
+class ToKeep:
+    """The super weights the `clip_keep` settings keep, and where they came from."""
+
+    weights: list[KeptWeight]
+    source: KeptFrom
+
+
+def quantize_check(
+    model_dir: Path | str,
+    keep: ToKeep | Callable[[Checkpoint], ToKeep],
+    options: QuantizeOptions | None = None,
+    progress: Progress | None = None,
+) -> QuantizationCheck:
+    """Score the checkpoint under every quantization setting of `options`, with `keep` (the
+    super weights, or a function of the opened and hashed checkpoint that finds them) kept in
+    full precision by the `clip_keep` settings."""
+    options = options or QuantizeOptions()
+    clock = Clock()
+    analysis = AnalysisOptions(
+        device=options.device,
+        eval_tokens=options.eval_tokens,
+        eval_text=options.eval_text,
+        file_sha256=options.file_sha256,
+    )
+    checkpoint, context, tokenizer = open_for_analysis(model_dir, analysis, clock)
+    kept = keep(checkpoint) if callable(keep) else keep
+    eval_text, window_ids = evaluation_windows(tokenizer, analysis, context)
+    started = perf_counter()
+    streamer = LayerStreamer(checkpoint, options.device)
+    try:
+        windows = [streamer.capture(w) for w in window_ids]
+        clock.add("load", started)
+        sweep = QuantizationSweep(streamer, windows, options.settings(), kept.weights, options)
+        sweep.run(progress)
+        clock.seconds.update(sweep.clock.seconds)
+        started = perf_counter()
+        scoring = sweep.score(tokenizer)
+        clock.add("score", started)
+    finally:
+        streamer.close()
+    baseline = scoring.baseline
+    return QuantizationCheck(
+        method=METHOD,
+        weights=options.weights,
+        matrices=sweep.matrices,
+        clip_rule=ClipRuleInfo(**options.clip_rule.as_dict(), description=options.clip_rule.describe()),
+        kept=kept.weights,
+        kept_from=kept.source,
+        eval=EvalInfo(
+            path=display_path(eval_text.path),
+            sha256=eval_text.sha256,
+            tokens=baseline.tokens + len(windows),
+            windows=len(windows),
+            window_tokens=max((w.shape[1] for w in window_ids), default=0),
+            context_tokens=context.tokens,
+            context_source=context.source,
+        ),
+        baseline=ScoreOut(**baseline.as_dict()),
+        results=[
+            QuantizedScore(
+                **scoring.scores[s.name].as_dict(),
+                ratio=scoring.scores[s.name].perplexity / baseline.perplexity,
+                bits=s.bits,
+                block=s.block,
+                variant=s.variant.value,
+            )
+            for s in sweep.settings
+        ],
+        code_version=code_version(),
+        device=str(streamer.device),
+        timings=clock.rounded(),
+        bytes_read=streamer.bytes_read,
+    )
