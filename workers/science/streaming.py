@@ -363,10 +363,19 @@ class LayerStreamer:
         output = self.layers[layer](hidden, *call.args, **call.kwargs)
         return output[0] if self.architecture.layer_returns_tuple else output
 
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_output_embeddings().weight.shape[0]
+
     @torch.inference_mode()
-    def logits(self, capture: SequenceCapture, final_hidden: torch.Tensor) -> torch.Tensor:
+    def head(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of final hidden states [B, n, d], through the model's own final norm, head and
+        logit soft-capping: its forward runs on placeholder token ids of the same shape, with the
+        decoder layers handing back `final_hidden`. Everything after the layers works position
+        by position, so any slice of a sequence's positions gives that slice of its logits."""
+        ids = torch.zeros(final_hidden.shape[:2], dtype=torch.long, device=self.device)
         self._mode, self._inject = "inject", final_hidden
         try:
-            return self.model(input_ids=capture.input_ids, use_cache=False).logits
+            return self.model(input_ids=ids, use_cache=False).logits
         finally:
             self._mode, self._inject = "run", None
