@@ -238,3 +238,17 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 WORKER_CMD = [sys.executable, "-m", "workers.worker"]
+
+
+# --- candidates as detection names them -------------------------------------------------------
+
+
+def candidate(row: int, col: int, contribution: float, output: float, prompt: int = 0, layer: int = 3):
+    """A detected candidate seen on one prompt: its contribution to a spiking output."""
+    from workers.science.detection import Candidate, Observation
+
+    observation = Observation(
+        prompt=prompt, token=0, output=output, input=100.0, contribution=contribution,
+        share=contribution / output, ratio=500.0, threshold=50.0,
+    )
+    return Candidate(layer=layer, row=row, col=col, value=contribution / 100.0, observations=[observation])

@@ -15,27 +15,39 @@ from workers.science.pipeline.sweep import analyse
 # almost nothing (the fixtures are built so: see tests/science/test_synthetic.py).
 MIN_ABLATION_KL = 0.5
 MAX_CONTROL_KL = 0.01
-# Tokens of the evaluation text scored on tiny models: enough positions for a stable mean KL.
-TINY_EVAL_TOKENS = 256
+# Tokens of the evaluation text scored on tiny models at most: the default budget, four windows,
+# so that the sequential evaluation has looks to stop at.
+TINY_EVAL_TOKENS = 1024
 
 
 def test_every_architecture_in_the_table_has_a_planted_fixture():
     assert set(ARCHITECTURES) == set(ALL_MODEL_TYPES)
 
 
-@pytest.fixture(scope="module")
-def reports(planted_models):
+def _reports(planted_models, sequential: bool):
     cache = {}
 
     def get(model_type: str):
         if model_type not in cache:
             planted = planted_models(model_type)
             cache[model_type] = planted, analyse(
-                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)
+                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS, sequential=sequential)
             ).as_json_dict()
         return cache[model_type]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def reports(planted_models):
+    """Sequential evaluation, as `swreg detect` runs by default."""
+    return _reports(planted_models, sequential=True)
+
+
+@pytest.fixture(scope="module")
+def exhaustive_reports(planted_models):
+    """Every variant scored on the whole budget."""
+    return _reports(planted_models, sequential=False)
 
 
 def _by_coordinate(report):
@@ -110,10 +122,31 @@ def test_profile_shows_the_spike_at_the_planted_layer(reports):
     assert profile[0]["spike"] is False
 
 
+def _states(report) -> list[tuple]:
+    return [(sw["tensor"], sw["index"], sw["state"]) for sw in report["super_weights"]]
+
+
+@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
+def test_sequential_and_exhaustive_evaluations_give_the_same_verdicts(
+    reports, exhaustive_reports, model_type
+):
+    _, sequential = reports(model_type)
+    _, exhaustive = exhaustive_reports(model_type)
+    assert _states(sequential) == _states(exhaustive)
+    run, full = sequential["validation"], exhaustive["validation"]
+    assert full["variant_tokens"] == full["exhaustive_variant_tokens"]
+    # The planted weights are far from the threshold: every variant stops after one window.
+    assert run["variant_tokens"] < full["variant_tokens"] / 2
+    for sw in sequential["super_weights"]:
+        assert sw["evidence"]["validation"]["ablated"]["stopped_early"]
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "falcon", "gemma2"])
-def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, model_type):
-    planted, streamed = reports(model_type)
+def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustive_reports, model_type):
+    planted, sequential = reports(model_type)
+    _, streamed = exhaustive_reports(model_type)
     naive = analyse_naive(planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)).as_json_dict()
+    assert _states(sequential) == _states(naive)
     assert [sw["index"] for sw in streamed["super_weights"]] == [
         sw["index"] for sw in naive["super_weights"]
     ]
@@ -122,8 +155,11 @@ def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, model_typ
         va, vb = a["evidence"]["validation"], b["evidence"]["validation"]
         for part in ("baseline", "ablated", "restored"):
             assert va[part]["perplexity"] == pytest.approx(vb[part]["perplexity"], rel=1e-4)
+        assert va["ablated"]["interval"]["low"] == pytest.approx(vb["ablated"]["interval"]["low"], rel=1e-3)
         for control in ("random", "top_k"):
             assert va["controls"][control]["perplexity"] == pytest.approx(
                 vb["controls"][control]["perplexity"], rel=1e-4
             )
-    assert streamed["bytes_read"] <= streamed["model"]["weight_bytes"]
+    # Each round reads the layers it needs once.
+    rounds = streamed["validation"]["rounds"]
+    assert streamed["bytes_read"] <= rounds * streamed["model"]["weight_bytes"]
