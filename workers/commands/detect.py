@@ -155,9 +155,11 @@ def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens, 
         file_sha256=known_sha256,
     )
     with tqdm(desc="load", unit="step", file=sys.stderr, disable=None, leave=False) as bar:
+        current = {"stage": "load"}
 
         def progress(stage: str, done: int, total: int) -> None:
-            if bar.desc != stage:  # a new stage (load, detect, validate, score) restarts the bar
+            if current["stage"] != stage:  # a new stage (load, detect, validate, score)
+                current["stage"] = stage
                 bar.reset(total)
                 bar.set_description(stage)
             bar.total = total

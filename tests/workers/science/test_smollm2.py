@@ -14,14 +14,18 @@ SUPER_WEIGHT = ("model.layers.11.mlp.down_proj.weight", [507, 1229])
 LATE_SPIKE = ("model.layers.28.mlp.down_proj.weight", [507, 678])
 
 
-@pytest.fixture(scope="module")
-def report(smollm2):
+def _detect(smollm2, *flags: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json"],
+        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", *flags],
         capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def report(smollm2):
+    return _detect(smollm2)
 
 
 def _find(report, tensor, index):
@@ -73,3 +77,27 @@ def test_profile_shows_the_spikes(report):
     assert profile[11]["spike"] and profile[11]["output_row"] == 507 and profile[11]["input_col"] == 1229
     assert profile[28]["spike"]
     assert profile[11]["max_abs_output"] > 100 * profile[5]["max_abs_output"]
+
+
+def test_every_verdict_carries_its_interval(report):
+    for sw in report["super_weights"]:
+        ablated = sw["evidence"]["validation"]["ablated"]
+        low, high = ablated["interval"]["low"], ablated["interval"]["high"]
+        assert low <= ablated["ratio"] <= high
+        if sw["state"] == "verified":
+            assert low >= 2.0
+        else:
+            assert high < 2.0
+
+
+def test_sequential_and_exhaustive_evaluations_give_the_same_verdicts(smollm2, report):
+    exhaustive = _detect(smollm2, "--exhaustive")
+
+    def states(r):
+        return [(sw["tensor"], sw["index"], sw["state"]) for sw in r["super_weights"]]
+
+    assert states(report) == states(exhaustive)
+    sequential, full = report["validation"], exhaustive["validation"]
+    assert full["variant_tokens"] == full["exhaustive_variant_tokens"]
+    # Every SmolLM2 verdict is clear after the first window (docs/measurements.md).
+    assert sequential["variant_tokens"] * 3 < full["variant_tokens"]

@@ -248,11 +248,11 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     """Detect the super weights of a local checkpoint and, unless told not to, validate them."""
     job = open_job(model_dir, options)
     started = perf_counter()
-    streamer = LayerStreamer(job.checkpoint, job.options.device)
+    judge = job.judge()
+    streamer = LayerStreamer(job.checkpoint, job.options.device, head=judge is not None)
     try:
-        prompts = [streamer.capture(tokenize(job.tokenizer, p)) for p in job.prompts]
-        windows = [streamer.capture(w) for w in job.windows]
-        judge = job.judge()
+        captures = streamer.capture_all([tokenize(job.tokenizer, p) for p in job.prompts] + job.windows)
+        prompts, windows = captures[: len(job.prompts)], captures[len(job.prompts) :]
         stop_ids = stop_word_ids(job.tokenizer) if judge is not None else None
         started = job.clock.add("load", started)
         if progress:
