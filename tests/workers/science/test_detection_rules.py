@@ -17,7 +17,7 @@ from workers.science.validation.controls.random import (
     RANDOM_CONTROL_WEIGHTS,
     RandomControl,
 )
-from workers.science.validation.controls.top_k import TOP_K_CONTROL_WEIGHTS, TopKControl
+from workers.science.validation.controls.top_k import TOP_K_CONTROL_WEIGHTS, TopKControl, largest
 from workers.science.validation.statistics import Interval
 from workers.science.validation.verdict import verdict
 
@@ -121,3 +121,10 @@ def test_controls_exclude_candidates_and_are_reproducible():
     assert len(random_a) == RANDOM_CONTROL_WEIGHTS
     assert len(top_a) == TOP_K_CONTROL_WEIGHTS
     assert (5, 7) not in random_a and (5, 7) not in top_a
+
+
+def test_top_k_found_block_by_block_is_the_top_k_of_the_whole_matrix():
+    weight = torch.randn(700, 90, generator=torch.Generator().manual_seed(5))
+    whole = torch.topk(weight.abs().reshape(-1), 25).indices
+    assert largest(weight, 25) == [divmod(int(i), 90) for i in whole]
+    assert largest(weight.t(), 25) == [divmod(int(i), 700) for i in torch.topk(weight.t().abs().reshape(-1), 25).indices]
