@@ -97,12 +97,43 @@ def block_means(window_differences: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(means) if means else torch.zeros(0, dtype=torch.float64)
 
 
+def t_within(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with an integer number of degrees of freedom `df` >= 1, in
+    closed form (Abramowitz and Stegun, Handbook of Mathematical Functions, 26.7.3 and 26.7.4).
+
+    Written out rather than taken from scipy: with scipy installed, transformers imports
+    scipy.optimize with its model code, a second of start-up and tens of MB for every command.
+    """
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    term, total = 1.0, 1.0
+    if df % 2:  # odd: (2/pi) [theta + sin cos (1 + 2/3 c^2 + (2*4)/(3*5) c^4 + ...)]
+        if df == 1:
+            return 2 * theta / math.pi
+        for k in range(1, (df - 3) // 2 + 1):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+    for k in range(1, (df - 2) // 2 + 1):  # even: sin [1 + 1/2 c^2 + (1*3)/(2*4) c^4 + ...]
+        term *= c2 * (2 * k - 1) / (2 * k)
+        total += term
+    return math.sin(theta) * total
+
+
 @lru_cache
 def t_quantile(df: int, probability: float) -> float:
-    # Imported here: only validation needs it, and `swreg detect --no-validate` starts faster.
-    from scipy.special import stdtrit
-
-    return float(stdtrit(df, probability))
+    """The `probability` quantile (> 0.5) of Student's t with `df` degrees of freedom, by
+    bisection on its distribution function, to about 1e-12."""
+    within = 2 * probability - 1  # P(|T| <= q)
+    low, high = 0.0, 1.0
+    while t_within(high, df) < within:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_within(middle, df) < within else (low, middle)
+        if high - low < 1e-12 * high:
+            break
+    return (low + high) / 2
 
 
 def interval(window_differences: list[torch.Tensor], looks: int, alpha: float = ALPHA) -> Interval:

@@ -110,3 +110,13 @@ def test_more_tokens_give_a_narrower_interval():
     windows = [torch.randn(WINDOW_PREDICTIONS, generator=generator, dtype=torch.float64) for _ in range(4)]
     one, four = interval(windows[:1], 3), interval(windows, 3)
     assert four.high - four.low < (one.high - one.low) / 1.5
+
+
+def test_student_t_quantiles_match_the_published_tables():
+    # Two-sided 95% and 99% critical values (any statistics table).
+    assert t_quantile(1, 0.975) == pytest.approx(12.7062, abs=1e-4)
+    assert t_quantile(2, 0.975) == pytest.approx(4.3027, abs=1e-4)
+    assert t_quantile(6, 0.995) == pytest.approx(3.7074, abs=1e-4)
+    assert t_quantile(7, 0.975) == pytest.approx(2.3646, abs=1e-4)
+    assert t_quantile(30, 0.975) == pytest.approx(2.0423, abs=1e-4)
+    assert t_quantile(120, 0.995) == pytest.approx(2.6174, abs=1e-4)
