@@ -8,6 +8,7 @@ differs only in how activations reach each layer and in scoring every variant ex
 two must agree: tests check that they do, and `swreg bench` times one against the other.
 """
 
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
 
@@ -36,8 +37,8 @@ def _next_token_logits(model, window: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None) -> Report:
-    job = open_job(model_dir, options)
-    job.options.sequential = False  # the naive approach scores every variant on every window
+    # The naive approach scores every variant on every window (the exhaustive evaluation).
+    job = open_job(model_dir, replace(options or AnalysisOptions(), sequential=False))
     started = perf_counter()
     architecture = job.checkpoint.architecture
     device = torch.device(job.options.device)

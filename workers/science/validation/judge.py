@@ -234,14 +234,14 @@ class Judge:
                         reason="skipped",
                     )
             for unit in selection.ablated:
-                group = judged.units[unit.col]
+                group = judged.units.get(unit.col)
                 for member in unit.members:
                     own = judged.members.get(member.key)
                     run = own or group
                     j = CandidateJudgement(
                         member, selection.shares[member.key], unit.rank, selection.ranked,
                         ablation=run,
-                        ablation_interval=self.interval(run) if run.scores else None,
+                        ablation_interval=self.interval(run) if run is not None and run.scores else None,
                         zeroed_with=[] if own or not unit.is_group else [
                             (m.row, m.col) for m in unit.members if m is not member
                         ],
