@@ -36,7 +36,7 @@ def test_compare_runs_both_approaches_and_they_agree(planted_models):
 
 
 def test_detection_alone_is_timed_through_the_command_line(planted_models):
-    figures = compare_detection(planted_models("gpt2").path, "cpu")
+    figures = compare_detection(planted_models("gpt2").path, "cpu", repeats=1)
     assert figures["naive"]["ok"] and figures["swreg"]["ok"], figures
     assert figures["same_candidates"]
     assert all(sw[2] == "candidate" for sw in figures["swreg"]["super_weights"])
@@ -45,7 +45,7 @@ def test_detection_alone_is_timed_through_the_command_line(planted_models):
 def test_the_memory_cap_stops_a_process_that_needs_more():
     grab = [sys.executable, "-c", "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"]
     with MemoryCap(200 * MIB) as cap:
-        capped = subprocess.run(grab, preexec_fn=cap.preexec, capture_output=True)
+        capped = subprocess.run(grab, preexec_fn=cap.preexec, capture_output=True, check=False)
         assert cap.kind in ("cgroup-v2", "cgroup-v1", "rlimit-as") and cap.label
     assert capped.returncode != 0
-    assert subprocess.run(grab).returncode == 0
+    assert subprocess.run(grab, check=False).returncode == 0

@@ -9,7 +9,12 @@ from transformers import AutoModelForCausalLM
 
 from workers.fixtures.borderline import build_borderline_model
 from workers.fixtures.tokenizer import build_byte_tokenizer
-from workers.science.evaluation import DEFAULT_EVAL_TOKENS, EVAL_WINDOW_TOKENS, EvalText, eval_windows
+from workers.science.evaluation import (
+    DEFAULT_EVAL_TOKENS,
+    EVAL_WINDOW_TOKENS,
+    EvalText,
+    eval_windows,
+)
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 from workers.science.validation.statistics import ALPHA, interval, look_windows

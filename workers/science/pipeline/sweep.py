@@ -25,7 +25,6 @@ import torch
 from workers.contract.report import Report
 from workers.science.detection import Candidate, DetectionState, summarize
 from workers.science.evaluation import (
-    BaselineRows,
     Score,
     TokenScores,
     WindowScore,
@@ -61,7 +60,7 @@ class _Window:
 
 def _activation_bytes_per_token(config, tokens: int, element_bytes: int) -> int:
     text = config.get_text_config()
-    hidden = getattr(text, "hidden_size", None) or getattr(text, "n_embd")
+    hidden = getattr(text, "hidden_size", None) or text.n_embd
     d_ff = (
         getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None)
         or getattr(text, "n_inner", None) or 4 * hidden
@@ -144,8 +143,8 @@ class Sweep:
             streamer.release_layer(layer)
             if self.progress:
                 self.progress(stage, layer + 1 - first, streamer.num_layers - first)
-        for w, hidden in baseline.items():
-            self.windows[w].final = hidden
+        for w, final in baseline.items():
+            self.windows[w].final = final
         if judge is not None:
             started = perf_counter()
             self._score(carried)
@@ -208,8 +207,7 @@ class Sweep:
         for run, w in carried:
             by_window.setdefault(w, []).append(run)
         vocab = self.streamer.vocab_size
-        done = 0
-        for w in sorted(by_window):
+        for done, w in enumerate(sorted(by_window), start=1):
             window = self.windows[w]
             targets = next_token_targets(window.capture.input_ids)
             rows = targets.numel()
@@ -231,7 +229,6 @@ class Sweep:
             for run, run_parts in parts.items():
                 self.judge.record(run, w, TokenScores.cat(run_parts), window.scores)
                 del carried[(run, w)]
-            done += 1
             if self.progress:
                 self.progress("score", done, len(by_window))
 

@@ -102,7 +102,6 @@ class Judge:
         self.sequential = sequential
         self.runs: list[VariantRun] = []
         self.layers: dict[int, _Layer] = {}
-        self.window_tokens: dict[int, int] = {}  # window -> predictions scored in it
 
     # ---- planning ------------------------------------------------------------------------
 
@@ -146,7 +145,6 @@ class Judge:
         """One window of a variant, scored against the baseline on the same tokens."""
         run.differences[window] = (variant.nll.double() - baseline.nll.double())
         run.scores[window] = WindowScore.of(variant)
-        self.window_tokens[window] = int(variant.nll.numel())
 
     def interval(self, run: VariantRun) -> Interval:
         return interval(run.window_differences(), len(self.looks))

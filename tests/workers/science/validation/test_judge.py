@@ -5,10 +5,10 @@ import math
 
 import torch
 
+from tests.helpers import candidate
 from workers.science.evaluation import TokenScores
 from workers.science.validation.judge import Judge, VariantRun
 from workers.science.validation.variants import Kind
-from tests.helpers import candidate
 
 PREDICTIONS = 255
 WINDOWS = 4
