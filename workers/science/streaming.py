@@ -50,9 +50,10 @@ class LayerCall:
 
 @dataclass
 class SequenceCapture:
-    input_ids: torch.Tensor  # [1, T] on the device
-    embeddings: torch.Tensor  # [1, T, d_model]: what the first layer receives
+    input_ids: torch.Tensor  # [B, T] on the device (B = 1, or several right-padded sequences)
+    embeddings: torch.Tensor  # [B, T, d_model]: what the first layer receives
     calls: list[LayerCall]
+    lengths: list[int] | None = None  # tokens of each sequence before its padding
 
 
 def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
@@ -374,11 +375,26 @@ class LayerStreamer:
             hidden = self._inject
         return (hidden,) if self.architecture.layer_returns_tuple else hidden
 
+    @staticmethod
+    def padded(sequences: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences [1, T_i] as one right-padded batch [B, max T] and its attention mask."""
+        longest = max(int(s.numel()) for s in sequences)
+        ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for i, sequence in enumerate(sequences):
+            ids[i, : sequence.numel()] = sequence.reshape(-1)
+            mask[i, : sequence.numel()] = 1
+        return ids, mask
+
     @torch.inference_mode()
-    def capture_all(self, sequences: list[torch.Tensor]) -> list[SequenceCapture]:
-        """Capture every sequence; without the head, on the embedding rows they use only."""
+    def capture_all(
+        self, sequences: list[torch.Tensor], masks: list[torch.Tensor | None] | None = None
+    ) -> list[SequenceCapture]:
+        """Capture every sequence (each with its attention mask, if any); without the head, on
+        the embedding rows they use only."""
+        masks = masks or [None] * len(sequences)
         if self.head_loaded or not sequences:
-            return [self.capture(ids) for ids in sequences]
+            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks)]
         embedding = self.model.get_input_embeddings()
         param = self._parameter_of(embedding)
         full = self.model.get_parameter(param)
@@ -396,19 +412,29 @@ class LayerStreamer:
         padding_idx, embedding.padding_idx = getattr(embedding, "padding_idx", None), None
         try:
             return [
-                self.capture(ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape))
-                for ids in sequences
+                self.capture(
+                    ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
+                    attention_mask=m,
+                )
+                for ids, m in zip(sequences, masks)
             ]
         finally:
             embedding.padding_idx = padding_idx
             _set_parameter(self.model, param, torch.empty(full.shape, dtype=self.dtype, device="meta"))
 
     @torch.inference_mode()
-    def capture(self, input_ids: torch.Tensor, forward_ids: torch.Tensor | None = None) -> SequenceCapture:
+    def capture(
+        self,
+        input_ids: torch.Tensor,
+        forward_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> SequenceCapture:
         """Run the model's forward on `input_ids` up to the first layer (`forward_ids`, the same
-        positions renumbered into a reduced embedding, when given)."""
+        positions renumbered into a reduced embedding, when given). With an attention mask (a
+        right-padded batch), the mask the model builds from it is what every layer receives."""
         input_ids = input_ids.to(self.device)
         forward_ids = input_ids if forward_ids is None else forward_ids.to(self.device)
+        extra = {} if attention_mask is None else {"attention_mask": attention_mask.to(self.device)}
         self._mode, self._capture = "capture", []
         embeddings: list[torch.Tensor] = []
         hook = self.layers[0].register_forward_pre_hook(
@@ -416,13 +442,14 @@ class LayerStreamer:
             with_kwargs=True,
         )
         try:
-            self.model(input_ids=forward_ids, use_cache=False)
+            self.model(input_ids=forward_ids, use_cache=False, **extra)
         except _CaptureDone:
             pass
         finally:
             hook.remove()
             self._mode = "run"
-        return SequenceCapture(input_ids, embeddings[0], self._capture)
+        lengths = None if attention_mask is None else attention_mask.sum(dim=1).tolist()
+        return SequenceCapture(input_ids, embeddings[0], self._capture, lengths)
 
     @torch.inference_mode()
     def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
