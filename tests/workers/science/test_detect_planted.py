@@ -160,6 +160,11 @@ def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustiv
             assert va["controls"][control]["perplexity"] == pytest.approx(
                 vb["controls"][control]["perplexity"], rel=1e-4
             )
+    # The streamed job runs the prompts as one padded batch, the naive path one by one: every
+    # prompt's figures agree.
+    for a, b in zip(streamed["profile"], naive["profile"], strict=True):
+        assert a["max_abs_output_per_prompt"] == pytest.approx(b["max_abs_output_per_prompt"], rel=1e-4)
+        assert (a["input_col"], a["output_row"], a["output_token"]) == (b["input_col"], b["output_row"], b["output_token"])
     # Each round reads the layers it needs once.
     rounds = streamed["validation"]["rounds"]
     assert streamed["bytes_read"] <= rounds * streamed["model"]["weight_bytes"]
