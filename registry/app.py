@@ -57,7 +57,6 @@ from registry.dependencies import Database, DatabaseDep
 from registry.errors import DatabaseUnavailable, SwregError
 from registry.middleware import HeadAsGet, MaxBodySize
 from registry.migrate import current_revisions, database_url
-
 from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
 
 # Request bodies: a submission is two short strings; nothing the API takes comes near this.

@@ -22,9 +22,9 @@ import itertools
 import json
 import os
 import socket
-import threading
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass

@@ -20,8 +20,10 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 SHA_A = "a" * 40
 CONTENT = "sha256:" + "c" * 64
 
-# Tokens of the evaluation text scored on tiny models: enough positions for a stable mean KL.
-TINY_EVAL_TOKENS = 256
+# Tokens of the evaluation text scored on tiny models at most: the default budget, four windows,
+# so that the sequential evaluation has looks to stop at (and enough positions for a stable
+# mean KL).
+TINY_EVAL_TOKENS = 1024
 
 # --- detection reports ------------------------------------------------------------------------
 
@@ -331,3 +333,15 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+# --- candidates as detection names them -------------------------------------------------------
+
+
+def candidate(row: int, col: int, contribution: float, output: float, prompt: int = 0, layer: int = 3):
+    """A detected candidate seen on one prompt: its contribution to a spiking output."""
+    from workers.science.detection import Candidate, Observation
+
+    observation = Observation(
+        prompt=prompt, token=0, output=output, input=100.0, contribution=contribution,
+        share=contribution / output, ratio=500.0, threshold=50.0,
+    )
+    return Candidate(layer=layer, row=row, col=col, value=contribution / 100.0, observations=[observation])

@@ -11,9 +11,7 @@ a model id holds a slash, so the lookup's path pattern would take them too.
 """
 
 import json
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.orm import Session
@@ -28,9 +26,9 @@ from registry.caching import (
     cached_response,
     cached_responses,
 )
+from registry.dependencies import DatabaseDep
 from registry.errors import NotFound
 from registry.superweights import service
-from registry.dependencies import DatabaseDep
 from registry.superweights.schemas import (
     REVISION_PATTERN,
     ModelLookup,

@@ -135,9 +135,12 @@ def test_submit_wait_and_read_the_quantization_check(api, db_sessions, hf_cache,
     assert check is not None and check["kept_from"] == "detection"
     assert {(k["layer"], k["row"], k["col"]) for k in check["kept"]} == verified
     assert len(check["results"]) == 2 * 4 * 3  # int4, int3 x 4 block sizes x 3 variants
-    # The check scores the same evaluation text as the job's own analysis did.
-    analysed = found.entry.super_weights[0].evidence["validation"]["baseline"]["perplexity"]
-    assert check["baseline"]["perplexity"] == pytest.approx(analysed, rel=1e-4)
+    # The check scores the same evaluation text as the job's own analysis, on its whole budget
+    # (every setting on every window: one prediction fewer than tokens in each window).
+    analysed = found.entry.super_weights[0].evidence["validation"]["eval"]
+    assert check["eval"]["sha256"] == analysed["sha256"]
+    assert check["eval"]["tokens"] == analysed["tokens"]
+    assert check["baseline"]["tokens"] == check["eval"]["tokens"] - check["eval"]["windows"]
     # The same document over plain HTTP, and in the index.
     raw = httpx.get(f"{api.url}/models/{HUB_REPO}", params={"revision": sha}).json()
     assert raw["revisions"][0]["quantization_check"] == check

@@ -1,20 +1,17 @@
-"""`swreg bench`: time swreg's one-sweep job against the naive approach on the same checkpoint,
-and show that its memory does not grow with the model.
+"""`swreg bench`: time swreg's job against the naive approach on the same checkpoints, and show
+that its memory does not grow with the model.
 
 Each approach runs in its own process, timed from start to exit (imports included, as a user
-would run it). Its peak host memory is the kernel's maximum resident set size for the whole
-child process (ru_maxrss from wait4); the child also reports its own (RUSAGE_SELF, taken when
-it writes its result) and its peak GPU memory. The checkpoint's files are hashed once, here, and
-their sha256 handed to both children (as a worker gets them from the Hub's blob names), so that
-each child reads the weights only to analyse them, starting with them out of the page cache.
-The time to read the checkpoint once is measured with the page cache dropped for its files
-(cold), which is the floor for any job that must look at every weight.
+would run it); its peak host memory is the process's maximum resident set size, read by the
+parent when the process ends (wait4), and it reports its peak GPU memory itself. The time to read
+the checkpoint once is measured with the page cache dropped for its files (cold), which is the
+floor for any job that must look at every weight.
 
-The memory demonstration runs the swreg job on a checkpoint at least twice the size of a memory
-cap, and the naive approach under the same cap. The cap is a cgroup-v1 memory cgroup when this
-process may create one (root, with cgroup v1 mounted); otherwise (cgroup v2, or no root) it is
-an address-space limit (RLIMIT_AS), which counts mapped but untouched memory too and so is a
-stricter, different cap. The figures say which (`cap_kind`).
+In one run: SmolLM2 and a 3 GB synthetic Llama, whole job against the naive approach (wall, peak,
+bytes read, verdicts, variant-tokens scored); detection alone (`swreg detect --no-validate`, as a
+user runs it) against the naive one-pass detection; the synthetic checkpoint under a memory cap of
+half its size; and a 1.5B-parameter synthetic Llama, with and without a planted super weight,
+judged by swreg alone.
 """
 
 import json
@@ -26,23 +23,23 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
 from workers.contract.report import Report
 from workers.fixtures.cache import cache_root
-from workers.science.disk_reads import evict_from_page_cache
 
 GIB = 1024**3
 MIB = 1024**2
-# ru_maxrss is in KiB on Linux.
-KIB = 1024
 READ_CHUNK_BYTES = 64 * MIB
-CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
-# Evaluation tokens on the synthetic checkpoints: the timing ratio does not depend on the text's
-# length, and random weights make perplexity meaningless beyond a stable mean.
-SYNTHETIC_EVAL_TOKENS = 256
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_V1_MEMORY = CGROUP_ROOT / "memory"
+# Evaluation tokens on the synthetic checkpoints: the default budget, as for SmolLM2.
+SYNTHETIC_EVAL_TOKENS = 1024
 FETCH_REPO = "swreg-bench/smollm2-with-duplicates"
+# Detection alone takes seconds, most of them imports: its ratio is the median of paired runs.
+DETECTION_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -73,21 +70,35 @@ SHAPES = {
     "cpu": SyntheticShape("cpu", 2048, 8192, 24, 16, 16, 4096, "bfloat16"),
     # GPU machine: Llama-7B's shape in bf16 (13.5 GB, as in the issue's figures).
     "7b": SyntheticShape("7b", 4096, 11008, 32, 32, 32, 32000, "bfloat16"),
+    # 1.51B parameters: Qwen2.5-1.5B's decoder (hidden 1536, d_ff 8960, 28 layers, 12 heads, 2 KV
+    # heads) with a 65,536-token vocabulary, untied (3.0 GB in bf16).
+    "1.5b": SyntheticShape("1.5b", 1536, 8960, 28, 12, 2, 65536, "bfloat16"),
 }
+PLANT_LAYER = 2
+# The decoy of the 1.5B checkpoints: a spike with no super weight behind it, one input channel
+# feeding 8 rows (the most spiking rows detection keeps per layer), as the real 1.5B model that
+# named 45 candidates had.
+DECOY_LAYER = 4
+DECOY_ROWS = 8
+DECOY_VALUE = 3.0
 
 
-def synthetic_checkpoint(shape: SyntheticShape) -> Path:
-    """Build (once, cached) the synthetic checkpoint for `shape`."""
+def synthetic_checkpoint(shape: SyntheticShape, plant: bool = True, decoy: bool = False) -> Path:
+    """Build (once, cached) the synthetic checkpoint for `shape`: with a planted super weight at
+    layer 2 (or none), and optionally a decoy spike."""
     import torch
 
     from workers.fixtures.planted import Plant
-    from workers.fixtures.synthetic_llama import build_synthetic_llama
+    from workers.fixtures.synthetic_llama import Decoy, build_synthetic_llama
 
-    target = cache_root() / "bench" / f"synthetic-{shape.name}-{shape.hidden}x{shape.d_ff}x{shape.layers}"
+    variant = ("plant" if plant else "noplant") + ("-decoy" if decoy else "")
+    name = f"synthetic-{shape.name}-{shape.hidden}x{shape.d_ff}x{shape.layers}"
+    if variant != "plant":  # the plain planted checkpoint keeps its earlier cache name
+        name += f"-{variant}"
+    target = cache_root() / "bench" / name
     if (target / "config.json").is_file():
         return target
     partial = target.with_name(target.name + ".partial")
-    plant = Plant(layer=2, row=shape.hidden // 3, col=shape.d_ff // 5, value=4.0)
     build_synthetic_llama(
         partial,
         hidden_size=shape.hidden,
@@ -97,20 +108,46 @@ def synthetic_checkpoint(shape: SyntheticShape) -> Path:
         num_kv_heads=shape.kv_heads,
         vocab_size=shape.vocab,
         dtype=getattr(torch, shape.dtype),
-        plant=plant,
+        plant=Plant(layer=PLANT_LAYER, row=shape.hidden // 3, col=shape.d_ff // 5, value=4.0) if plant else None,
+        decoy=Decoy(
+            layer=DECOY_LAYER, col=shape.d_ff // 7,
+            rows=tuple(shape.hidden // 2 + 3 * i for i in range(DECOY_ROWS)), value=DECOY_VALUE,
+        ) if decoy else None,
     )
     partial.rename(target)
     return target
+
+
+def expected_verdicts(shape: SyntheticShape, plant: bool, decoy: bool) -> dict[tuple[int, int, int], str]:
+    """(layer, row, col) -> the verdict the construction implies."""
+    expected = {}
+    if plant:
+        expected[(PLANT_LAYER, shape.hidden // 3, shape.d_ff // 5)] = "verified"
+    if decoy:
+        for i in range(DECOY_ROWS):
+            expected[(DECOY_LAYER, shape.hidden // 2 + 3 * i, shape.d_ff // 7)] = "rejected"
+    return expected
 
 
 def weight_files(model_dir: Path) -> list[Path]:
     return sorted(model_dir.glob("*.safetensors"))
 
 
+def drop_page_cache(files: list[Path]) -> None:
+    """Evict the files' pages from the page cache, so that the next read comes from disk."""
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def read_once(files: list[Path], cold: bool) -> tuple[float, int]:
     """Seconds to read every byte of the files once, and the bytes read."""
     if cold:
-        evict_from_page_cache(files)
+        drop_page_cache(files)
     buffer = bytearray(READ_CHUNK_BYTES)
     view = memoryview(buffer)
     total = 0
@@ -122,29 +159,58 @@ def read_once(files: list[Path], cold: bool) -> tuple[float, int]:
     return time.perf_counter() - started, total
 
 
+def _cgroup_v2_memory() -> bool:
+    """The unified (v2) hierarchy is mounted at /sys/fs/cgroup and offers the memory controller."""
+    controllers = CGROUP_ROOT / "cgroup.controllers"
+    return controllers.is_file() and "memory" in controllers.read_text().split()
+
+
 class MemoryCap:
-    """Run child processes under a memory limit: a cgroup-v1 memory cgroup when this process
-    may create one (root on the CI and development machines), else RLIMIT_AS."""
+    """Run child processes under a memory limit on their resident memory: a cgroup-v2 memory
+    cgroup (memory.max) where the unified hierarchy has the memory controller, else a cgroup-v1
+    memory cgroup (memory.limit_in_bytes), both when this process may create one (root on the
+    CI and development machines). Both also count the page cache of the files read, which the
+    kernel reclaims under the limit. Failing both, RLIMIT_AS, which limits address space, not
+    resident memory (mappings that are never touched count), and is labelled so."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "cgroup-v2": "cgroup v2 memory.max",
+        "cgroup-v1": "cgroup v1 memory.limit_in_bytes",
+        "rlimit-as": "RLIMIT_AS (address space, not resident memory)",
+    }
 
     def __init__(self, limit_bytes: int):
         self.limit = limit_bytes
         self.cgroup: Path | None = None
         self.kind = "none"
 
-    def __enter__(self) -> "MemoryCap":
-        candidate = CGROUP_V1_MEMORY / f"swreg-bench-{os.getpid()}"
+    @property
+    def label(self) -> str:
+        return self.LABELS.get(self.kind, self.kind)
+
+    def _make(self, root: Path, files: dict[str, str]) -> bool:
+        candidate = root / f"swreg-bench-{os.getpid()}"
         try:
             candidate.mkdir()
-            (candidate / "memory.limit_in_bytes").write_text(str(self.limit))
-            # Count swap too where the kernel accounts it, so the cap cannot be dodged by swapping.
-            swap = candidate / "memory.memsw.limit_in_bytes"
-            if swap.exists():
-                swap.write_text(str(self.limit))
-            self.cgroup, self.kind = candidate, "cgroup"
+            for name, value in files.items():
+                if (candidate / name).exists():
+                    (candidate / name).write_text(value)
+            self.cgroup = candidate
+            return True
         except OSError:
             if candidate.exists():
                 candidate.rmdir()
-            self.kind = "rlimit_as"
+            return False
+
+    def __enter__(self) -> "MemoryCap":
+        limit = str(self.limit)
+        if _cgroup_v2_memory() and self._make(CGROUP_ROOT, {"memory.max": limit, "memory.swap.max": "0"}):
+            self.kind = "cgroup-v2"
+        # Swap counted too where the kernel accounts it, so the cap cannot be dodged by swapping.
+        elif self._make(CGROUP_V1_MEMORY, {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}):
+            self.kind = "cgroup-v1"
+        else:
+            self.kind = "rlimit-as"
         return self
 
     def preexec(self) -> None:  # runs in the child, before exec
@@ -154,9 +220,13 @@ class MemoryCap:
             resource.setrlimit(resource.RLIMIT_AS, (self.limit, self.limit))
 
     def peak_bytes(self) -> int | None:
+        """The cgroup's peak charge (resident memory plus page cache), where the kernel keeps it."""
         if self.cgroup is None:
             return None
-        return int((self.cgroup / "memory.max_usage_in_bytes").read_text())
+        for name in ("memory.peak", "memory.max_usage_in_bytes"):
+            if (self.cgroup / name).is_file():
+                return int((self.cgroup / name).read_text())
+        return None
 
     def __exit__(self, *exc) -> None:
         if self.cgroup is not None:
@@ -171,74 +241,80 @@ class ChildRun:
     approach: str
     wall_seconds: float
     returncode: int
-    result: dict | None
+    result: dict | None  # the child's report and GPU peak, where it writes them
+    peak_host_bytes: int  # the process's maximum resident set size
     stderr_tail: str
-    # ru_maxrss of the whole child process, as the kernel reports it to its parent.
-    peak_rss_bytes: int
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and self.result is not None
 
 
+def _timed(command: list[str], cap: "MemoryCap | None", out: Path, stdout_json: bool = False) -> tuple[float, int, int, dict | None, str]:
+    """Run a command to its end: wall seconds, exit status, peak resident bytes (from wait4,
+    for this process alone), the JSON it wrote, and the end of its stderr."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=stdout, stderr=stderr, preexec_fn=cap.preexec if cap else None
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        tail = stderr.read().decode(errors="replace")[-2000:]
+        result = None
+        if stdout_json and process.returncode == 0:
+            stdout.seek(0)
+            result = {"report": json.loads(stdout.read()), "peak_gpu_bytes": None}
+        elif out.is_file():
+            result = json.loads(out.read_text())
+    return wall, process.returncode, usage.ru_maxrss * 1024, result, tail
+
+
 def run_approach(
-    approach: str,
-    model_dir: Path,
-    device: str,
-    eval_tokens: int,
-    cap: MemoryCap | None = None,
-    file_sha256: dict[str, str] | None = None,
+    approach: str, model_dir: Path, device: str, eval_tokens: int, cap: MemoryCap | None = None,
+    validate: bool = True,
 ) -> ChildRun:
     """Run one approach in a fresh process and time it from start to exit."""
     with tempfile.TemporaryDirectory() as tmp:
-        out, stderr_path, hashes = (Path(tmp) / n for n in ("result.json", "stderr", "sha256.json"))
-        hashes.write_text(json.dumps(file_sha256 or {}))
+        out = Path(tmp) / "result.json"
         command = [
             sys.executable, "-m", "workers.commands.bench", approach, str(model_dir),
             "--device", device, "--eval-tokens", str(eval_tokens), "--out", str(out),
-            "--file-sha256", str(hashes),
+            *([] if validate else ["--no-validate"]),
         ]
-        started = time.perf_counter()
-        with stderr_path.open("w") as stderr:
-            process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=stderr,
-                preexec_fn=cap.preexec if cap else None,  # noqa: PLW1509 (no threads here)
-            )
-            # wait4 rather than wait: it also gives the child's resource usage.
-            _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        result = json.loads(out.read_text()) if out.is_file() else None
-        stderr_tail = stderr_path.read_text()[-2000:]
-    return ChildRun(
-        approach, wall, process.returncode, result, stderr_tail, usage.ru_maxrss * KIB
-    )
+        wall, code, peak, result, tail = _timed(command, cap, out)
+    return ChildRun(approach, wall, code, result, peak, tail)
 
 
-def _child(
-    approach: str, model_dir: str, device: str, eval_tokens: int, out: str, file_sha256: str
-) -> None:
+def run_detect_command(model_dir: Path, device: str) -> ChildRun:
+    """`swreg detect MODEL --no-validate --json`, as a user runs it."""
+    command = [
+        sys.executable, "-m", "registry.cli", "detect", str(model_dir), "--no-validate", "--json",
+        "--device", device,
+    ]
+    wall, code, peak, result, tail = _timed(command, None, Path("/nonexistent"), stdout_json=True)
+    return ChildRun("swreg detect", wall, code, result, peak, tail)
+
+
+def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: str, validate: bool) -> None:
     """Entry point of a timed child process."""
     import torch
 
-    from workers.science.pipeline.naive import analyse_naive
     from workers.science.pipeline.steps import AnalysisOptions
-    from workers.science.pipeline.sweep import analyse
 
-    known = json.loads(Path(file_sha256).read_text()) if file_sha256 else None
-    options = AnalysisOptions(device=device, eval_tokens=eval_tokens, file_sha256=known or None)
-    run = analyse if approach == "swreg" else analyse_naive
+    options = AnalysisOptions(
+        device=device, eval_tokens=eval_tokens, validate=validate,
+        sequential=approach != "swreg-exhaustive",
+    )
+    if approach == "naive":
+        from workers.science.pipeline.naive import analyse_naive as run
+    else:
+        from workers.science.pipeline.sweep import analyse as run
     report = run(model_dir, options).as_json_dict()
     gpu_peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    Path(out).write_text(
-        json.dumps(
-            {
-                "report": report,
-                "peak_host_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB,
-                "peak_gpu_bytes": gpu_peak,
-            }
-        )
-    )
+    Path(out).write_text(json.dumps({"report": report, "peak_gpu_bytes": gpu_peak}))
 
 
 def _verdicts(report: dict) -> list[tuple]:
@@ -246,85 +322,139 @@ def _verdicts(report: dict) -> list[tuple]:
     return [(sw.tensor, tuple(sw.index), sw.state) for sw in parsed.super_weights]
 
 
-def agreement(a: dict, b: dict) -> dict:
-    """Do two reports name the same coordinates with the same verdicts and perplexities?"""
-    same = _verdicts(a) == _verdicts(b)
-    worst = 0.0
-    pairs = zip(Report.model_validate(a).super_weights, Report.model_validate(b).super_weights)
+def agreement(swreg: dict, naive: dict) -> dict:
+    """Do the two reports name the same coordinates with the same verdicts, and does the naive
+    (exhaustive) ablation ratio of each lie inside swreg's interval?"""
+    same = _verdicts(swreg) == _verdicts(naive)
+    inside = True
+    pairs = zip(Report.model_validate(swreg).super_weights, Report.model_validate(naive).super_weights)
     for x, y in pairs:
         vx, vy = x.evidence.validation, y.evidence.validation
-        if vx and vy:
-            for px, py in (
-                (vx.baseline.perplexity, vy.baseline.perplexity),
-                (vx.ablated.perplexity, vy.ablated.perplexity),
-                (vx.restored.perplexity, vy.restored.perplexity),
-            ):
-                worst = max(worst, abs(px - py) / py)
-    return {"same_coordinates_and_verdicts": same, "max_relative_perplexity_difference": worst}
+        if vx and vy and vx.ablated.interval:
+            inside &= vx.ablated.interval.low <= vy.ablated.ratio <= vx.ablated.interval.high
+    return {"same_coordinates_and_verdicts": same, "naive_ratio_inside_swreg_interval": inside}
+
+
+def _variant_tokens(run: ChildRun) -> dict | None:
+    validation = run.result and run.result["report"].get("validation")
+    if not validation:
+        return None
+    return {
+        "scored": validation["variant_tokens"],
+        "on_whole_budget": validation["exhaustive_variant_tokens"],
+        "variants": validation["variants"],
+        "rounds": validation["rounds"],
+    }
+
+
+def _figures(run: ChildRun) -> dict:
+    return {
+        "ok": run.ok,
+        "returncode": run.returncode,
+        "wall_s": run.wall_seconds,
+        "peak_host_bytes": run.peak_host_bytes,
+        "peak_gpu_bytes": run.result and run.result["peak_gpu_bytes"],
+        "bytes_read": run.result and run.result["report"]["bytes_read"],
+        "timings": run.result and run.result["report"]["timings"],
+        "variant_tokens": _variant_tokens(run),
+        "super_weights": run.result and [list(v) for v in _verdicts(run.result["report"])],
+        "error": None if run.ok else run.stderr_tail.strip().splitlines()[-1:],
+    }
 
 
 def _fmt_bytes(value: int | None) -> str:
     return "-" if value is None else f"{value / MIB:,.0f} MiB"
 
 
-def file_hashes(model_dir: Path) -> dict[str, str]:
-    from workers.science.checkpoint import sha256_of
-
-    return {file.name: sha256_of(file) for file in weight_files(model_dir)}
-
-
 def compare(model_dir: Path, device: str, eval_tokens: int) -> dict:
+    """The whole job, naive against swreg, each from a cold page cache."""
     files = weight_files(model_dir)
     read_cold, total = read_once(files, cold=True)
     read_warm, _ = read_once(files, cold=False)
-    hashes = file_hashes(model_dir)
-    evict_from_page_cache(files)
-    naive = run_approach("naive", model_dir, device, eval_tokens, file_sha256=hashes)
-    evict_from_page_cache(files)
-    swreg = run_approach("swreg", model_dir, device, eval_tokens, file_sha256=hashes)
+    drop_page_cache(files)
+    naive = run_approach("naive", model_dir, device, eval_tokens)
+    drop_page_cache(files)
+    swreg = run_approach("swreg", model_dir, device, eval_tokens)
     figures = {
         "checkpoint": str(model_dir),
         "checkpoint_bytes": total,
         "read_once_cold_s": read_cold,
         "read_once_warm_s": read_warm,
         "eval_tokens": eval_tokens,
+        "naive": _figures(naive),
+        "swreg": _figures(swreg),
     }
-    for run in (naive, swreg):
-        figures[run.approach] = {
-            "ok": run.ok,
-            "wall_s": run.wall_seconds,
-            "peak_host_bytes": run.peak_rss_bytes,
-            "peak_host_bytes_self_reported": run.result and run.result["peak_host_bytes"],
-            "peak_gpu_bytes": run.result and run.result["peak_gpu_bytes"],
-            "bytes_read": run.result and run.result["report"]["bytes_read"],
-            "timings": run.result and run.result["report"]["timings"],
-            "super_weights": run.result and [list(v) for v in _verdicts(run.result["report"])],
-            "error": None if run.ok else run.stderr_tail.strip().splitlines()[-1:],
-        }
     if naive.ok and swreg.ok:
         figures["swreg_over_naive"] = swreg.wall_seconds / naive.wall_seconds
+        figures["peak_swreg_over_naive"] = swreg.peak_host_bytes / naive.peak_host_bytes
         figures["swreg_over_read_cold"] = swreg.wall_seconds / read_cold
         figures["agreement"] = agreement(swreg.result["report"], naive.result["report"])
+    return figures
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def compare_detection(model_dir: Path, device: str, repeats: int = DETECTION_REPEATS) -> dict:
+    """Detection alone: `swreg detect --no-validate --json` against the naive one-pass detection
+    (the whole model loaded, one pass per prompt), in `repeats` pairs (each from a cold page
+    cache); the figures of the median run of each, and the median of the paired ratios."""
+    pairs = []
+    for _ in range(repeats):
+        drop_page_cache(weight_files(model_dir))
+        naive = run_approach("naive", model_dir, device, SYNTHETIC_EVAL_TOKENS, validate=False)
+        drop_page_cache(weight_files(model_dir))
+        swreg = run_detect_command(model_dir, device)
+        pairs.append((naive, swreg))
+    naive = sorted((p[0] for p in pairs), key=lambda r: r.wall_seconds)[len(pairs) // 2]
+    swreg = sorted((p[1] for p in pairs), key=lambda r: r.wall_seconds)[len(pairs) // 2]
+    figures = {
+        "checkpoint": str(model_dir), "repeats": repeats,
+        "naive": _figures(naive), "swreg": _figures(swreg),
+        "wall_s_all": {"naive": [p[0].wall_seconds for p in pairs], "swreg": [p[1].wall_seconds for p in pairs]},
+    }
+    if all(n.ok and s.ok for n, s in pairs):
+        figures["swreg_over_naive"] = _median([s.wall_seconds / n.wall_seconds for n, s in pairs])
+        figures["peak_swreg_over_naive"] = _median(
+            [s.peak_host_bytes / n.peak_host_bytes for n, s in pairs]
+        )
+        figures["same_candidates"] = _verdicts(swreg.result["report"]) == _verdicts(naive.result["report"])
     return figures
 
 
 def memory_capped(model_dir: Path, device: str, eval_tokens: int, cap_bytes: int) -> dict:
     size = sum(f.stat().st_size for f in weight_files(model_dir))
     figures = {"checkpoint": str(model_dir), "checkpoint_bytes": size, "cap_bytes": cap_bytes}
-    hashes = file_hashes(model_dir)
     for approach in ("swreg", "naive"):
-        evict_from_page_cache(weight_files(model_dir))
+        drop_page_cache(weight_files(model_dir))
         with MemoryCap(cap_bytes) as cap:
-            run = run_approach(approach, model_dir, device, eval_tokens, cap, file_sha256=hashes)
-            figures["cap_kind"] = cap.kind
-            figures[approach] = {
-                "ok": run.ok,
-                "returncode": run.returncode,
-                "wall_s": run.wall_seconds,
-                "peak_host_bytes": run.peak_rss_bytes,
-                "cgroup_peak_bytes": cap.peak_bytes(),
-                "super_weights": run.result and [list(v) for v in _verdicts(run.result["report"])],
-            }
+            run = run_approach(approach, model_dir, device, eval_tokens, cap)
+            figures["cap_kind"] = cap.label
+            figures[approach] = {**_figures(run), "cgroup_peak_bytes": cap.peak_bytes()}
+    return figures
+
+
+def judge_large(shape: SyntheticShape, device: str, eval_tokens: int) -> dict:
+    """swreg alone on the 1.5B-parameter checkpoints, with and without a planted super weight
+    (both with a decoy spike): its verdicts against those the construction implies."""
+    figures = {}
+    for plant in (True, False):
+        path = synthetic_checkpoint(shape, plant=plant, decoy=True)
+        drop_page_cache(weight_files(path))
+        run = run_approach("swreg", path, device, eval_tokens)
+        found = {}
+        if run.ok:
+            for sw in Report.model_validate(run.result["report"]).super_weights:
+                found[(sw.layer, sw.row, sw.col)] = sw.state
+        expected = expected_verdicts(shape, plant, decoy=True)
+        figures["with_plant" if plant else "without_plant"] = {
+            **_figures(run),
+            "checkpoint": str(path),
+            "checkpoint_bytes": sum(f.stat().st_size for f in weight_files(path)),
+            "verdicts_as_constructed": run.ok and found == expected,
+        }
     return figures
 
 
@@ -373,39 +503,95 @@ def _fetch_child(repo_id: str, sha: str, cache: str, out: str) -> None:
     )
 
 
+def _tokens(r: dict) -> str:
+    v = r.get("variant_tokens")
+    return "-" if not v else f"{v['variants']:>3} {v['scored']:>9,} / {v['on_whole_budget']:<9,}"
+
+
+def _row(name: str, r: dict) -> str:
+    result = r["super_weights"] if r["ok"] else f"FAILED {r['error']}"
+    return (
+        f"{name:<14} {r['wall_s']:>8.1f} {_fmt_bytes(r['peak_host_bytes']):>12} "
+        f"{_fmt_bytes(r['peak_gpu_bytes']):>10} {_fmt_bytes(r['bytes_read']):>12}  {_tokens(r):<25}  {result}"
+    )
+
+
+HEADER = (
+    f"{'approach':<14} {'wall s':>8} {'peak host':>12} {'peak GPU':>10} {'bytes read':>12}  "
+    f"{'variants, variant-tokens scored / on the whole budget':<25}  verdicts"
+)
+
+
 def print_comparison(title: str, f: dict) -> None:
     click.echo(f"\n== {title}: {f['checkpoint']} ({f['checkpoint_bytes'] / GIB:.2f} GiB) ==")
     click.echo(
         f"read once: {f['read_once_cold_s']:.2f} s cold, {f['read_once_warm_s']:.2f} s warm; "
         f"eval tokens {f['eval_tokens']}"
     )
-    click.echo(f"{'approach':<10} {'wall s':>8} {'peak host':>12} {'peak GPU':>12} {'bytes read':>12}  result")
+    click.echo(HEADER)
     for name in ("naive", "swreg"):
-        r = f[name]
-        result = r["super_weights"] if r["ok"] else f"FAILED {r['error']}"
-        click.echo(
-            f"{name:<10} {r['wall_s']:>8.1f} {_fmt_bytes(r['peak_host_bytes']):>12} "
-            f"{_fmt_bytes(r['peak_gpu_bytes']):>12} {_fmt_bytes(r['bytes_read']):>12}  {result}"
-        )
+        click.echo(_row(name, f[name]))
     if "swreg_over_naive" in f:
         click.echo(
-            f"swreg / naive = {f['swreg_over_naive']:.2f}; "
+            f"swreg / naive: wall {f['swreg_over_naive']:.2f}, peak {f['peak_swreg_over_naive']:.2f}; "
             f"swreg / read once cold = {f['swreg_over_read_cold']:.2f}; agreement {f['agreement']}"
         )
+
+
+def print_detection(f: dict) -> None:
+    click.echo(f"detection alone (no validation; median of {f['repeats']} paired runs):")
+    click.echo(f"  {'naive':<22} {f['naive']['wall_s']:>7.1f} s  peak {_fmt_bytes(f['naive']['peak_host_bytes'])}")
+    click.echo(f"  {'swreg detect (CLI)':<22} {f['swreg']['wall_s']:>7.1f} s  peak {_fmt_bytes(f['swreg']['peak_host_bytes'])}")
+    if "swreg_over_naive" in f:
+        click.echo(
+            f"  swreg / naive (median of the paired ratios): wall {f['swreg_over_naive']:.2f}, "
+            f"peak {f['peak_swreg_over_naive']:.2f}; same candidates: {f['same_candidates']}"
+        )
+
+
+def print_summary(figures: dict) -> None:
+    """Each figure the issue sets a target for, beside its target."""
+    rows = []
+
+    def add(label: str, value: float | None, target: str) -> None:
+        rows.append(f"  {label:<52} {'-' if value is None else f'{value:.2f}':>6}   target {target}")
+
+    for key, title in (("smollm2", "SmolLM2"), ("synthetic", "synthetic")):
+        if key in figures:
+            target = "<= 0.25" if key == "smollm2" else "<= 0.5"
+            add(f"{title}: whole job, swreg / naive (wall)", figures[key].get("swreg_over_naive"), target)
+            add(f"{title}: whole job, swreg / naive (peak)", figures[key].get("peak_swreg_over_naive"),
+                "<= 0.5" if key == "smollm2" else "-")
+        if f"{key}_detection" in figures:
+            f = figures[f"{key}_detection"]
+            add(f"{title}: detection alone, swreg / naive (wall)", f.get("swreg_over_naive"), "<= 1.0")
+            add(f"{title}: detection alone, swreg / naive (peak)", f.get("peak_swreg_over_naive"), "<= 0.5")
+    for name, r in figures.get("large", {}).items():
+        add(f"1.5B {name.replace('_', ' ')}: minutes (verdicts as built: {r['verdicts_as_constructed']})",
+            r["wall_s"] / 60, "<= 10")
+    if rows:
+        click.echo("\nsummary:")
+        for row in rows:
+            click.echo(row)
 
 
 @click.command()
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--smollm2/--no-smollm2", default=True, show_default=True, help="Bench the real SmolLM2-135M.")
-@click.option("--synthetic", type=click.Choice([*SHAPES, "none"]), default=None,
+@click.option("--synthetic", type=click.Choice([s for s in SHAPES if s != "1.5b"] + ["none"]), default=None,
               help="Synthetic checkpoint shape (default: cpu on the CPU, 7b on CUDA).")
-@click.option("--memory-cap-gib", type=float, default=1.5, show_default=True,
-              help="Memory cap for the capped run on the synthetic checkpoint (0: skip).")
+@click.option("--detection/--no-detection", default=True, show_default=True,
+              help="Also time detection alone against the naive one-pass detection.")
+@click.option("--memory-cap-gib", type=float, default=None,
+              help="Memory cap for the capped run on the synthetic checkpoint "
+              "(default: half the checkpoint; 0: skip).")
+@click.option("--large/--no-large", default=True, show_default=True,
+              help="Judge the 1.5B-parameter synthetic checkpoints (with and without a plant).")
 @click.option("--eval-tokens", type=int, default=1024, show_default=True,
-              help="Evaluation tokens for SmolLM2.")
+              help="Evaluation tokens (at most) for every checkpoint.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure here.")
-def bench(device, smollm2, synthetic, memory_cap_gib, eval_tokens, json_out) -> None:
-    """Time swreg's one-sweep job against the naive approach and print the figures."""
+def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, eval_tokens, json_out) -> None:
+    """Time swreg's job against the naive approach and print the figures."""
     figures: dict = {"device": device}
     if smollm2:
         from workers.fixtures.smollm2 import smollm2_dir
@@ -413,6 +599,9 @@ def bench(device, smollm2, synthetic, memory_cap_gib, eval_tokens, json_out) -> 
         path = smollm2_dir()
         figures["smollm2"] = compare(path, device, eval_tokens)
         print_comparison("SmolLM2-135M-Instruct", figures["smollm2"])
+        if detection:
+            figures["smollm2_detection"] = compare_detection(path, device)
+            print_detection(figures["smollm2_detection"])
         figures["fetch"] = fetch_ratio(path)
         fetch = figures["fetch"]
         click.echo(
@@ -423,14 +612,18 @@ def bench(device, smollm2, synthetic, memory_cap_gib, eval_tokens, json_out) -> 
     if shape_name != "none":
         shape = SHAPES[shape_name]
         path = synthetic_checkpoint(shape)
-        tokens = SYNTHETIC_EVAL_TOKENS
-        figures["synthetic"] = compare(path, device, tokens)
+        figures["synthetic"] = compare(path, device, eval_tokens)
         print_comparison(f"synthetic {shape_name}", figures["synthetic"])
-        if memory_cap_gib > 0 and device == "cpu":
-            capped = memory_capped(path, device, tokens, int(memory_cap_gib * GIB))
+        if detection:
+            figures["synthetic_detection"] = compare_detection(path, device)
+            print_detection(figures["synthetic_detection"])
+        size = sum(f.stat().st_size for f in weight_files(path))
+        cap = size // 2 if memory_cap_gib is None else int(memory_cap_gib * GIB)
+        if cap > 0 and device == "cpu":
+            capped = memory_capped(path, device, eval_tokens, cap)
             figures["memory_capped"] = capped
             click.echo(
-                f"\nunder a {memory_cap_gib:.2f} GiB cap ({capped['cap_kind']}) on a "
+                f"\nunder a {cap / GIB:.2f} GiB cap ({capped['cap_kind']}) on a "
                 f"{capped['checkpoint_bytes'] / GIB:.2f} GiB checkpoint:"
             )
             for name in ("swreg", "naive"):
@@ -438,8 +631,17 @@ def bench(device, smollm2, synthetic, memory_cap_gib, eval_tokens, json_out) -> 
                 state = "completed" if r["ok"] else f"failed (exit {r['returncode']})"
                 click.echo(
                     f"  {name:<10} {state}, {r['wall_s']:.1f} s, peak host {_fmt_bytes(r['peak_host_bytes'])}, "
-                    f"cgroup peak {_fmt_bytes(r['cgroup_peak_bytes'])}, {r['super_weights']}"
+                    f"cgroup peak (with page cache) {_fmt_bytes(r['cgroup_peak_bytes'])}, {r['super_weights']}"
                 )
+    if large and device == "cpu":
+        shape = SHAPES["1.5b"]
+        figures["large"] = judge_large(shape, device, eval_tokens)
+        click.echo(f"\n== 1.5B parameters ({shape.hidden} x {shape.d_ff} x {shape.layers}, vocab {shape.vocab}), swreg alone ==")
+        click.echo(HEADER)
+        for name, r in figures["large"].items():
+            click.echo(_row(name, r))
+            click.echo(f"  verdicts as the construction implies: {r['verdicts_as_constructed']}")
+    print_summary(figures)
     if json_out:
         Path(json_out).write_text(json.dumps(figures, indent=2))
 
@@ -448,21 +650,19 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="swreg bench child process")
-    parser.add_argument("approach", choices=["swreg", "naive", "fetch"])
+    parser.add_argument("approach", choices=["swreg", "swreg-exhaustive", "naive", "fetch"])
     parser.add_argument("model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-tokens", type=int, default=1024)
+    parser.add_argument("--no-validate", action="store_true")
     parser.add_argument("--revision")
     parser.add_argument("--cache")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--file-sha256", help="JSON file: weight file name -> known sha256")
     args = parser.parse_args()
     if args.approach == "fetch":
         _fetch_child(args.model, args.revision, args.cache, args.out)
     else:
-        _child(
-            args.approach, args.model, args.device, args.eval_tokens, args.out, args.file_sha256
-        )
+        _child(args.approach, args.model, args.device, args.eval_tokens, args.out, not args.no_validate)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,16 @@ def format_profile(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _ppl(score) -> str:
+    return "-" if score is None else f"{score.perplexity:.2f}"
+
+
+def _interval(score) -> str:
+    if score is None or score.interval is None:
+        return "-"
+    return f"{score.interval.low:.2f}-{score.interval.high:.2f}"
+
+
 def format_candidates(report: Report) -> str:
     weights = report.super_weights
     if not weights:
@@ -67,29 +77,41 @@ def format_candidates(report: Report) -> str:
     )
     lines = [
         f"{'tensor':<45} {'index':<14} {'value':>9} {'share':>6} {'stable':>6} "
-        f"{'ppl':>8} {'ablated':>9} {'restored':>9}"
+        f"{'ppl':>8} {'ablated':>9} {'ratio':>7} {'interval':>13} {'tokens':>6} {'restored':>9}"
         + "".join(f" {name.replace('_', '-'):>8}" for name in controls)
         + "  state"
     ]
     for sw in weights:
         det, val = sw.evidence.detection, sw.evidence.validation
-        figures = [""] * (3 + len(controls))
+        figures = [""] * (6 + len(controls))
         if val:
             figures = [
                 f"{val.baseline.perplexity:.2f}",
                 f"{val.ablated.perplexity:.2f}",
-                f"{val.restored.perplexity:.2f}",
+                f"x{val.ablated.ratio:.3f}",
+                _interval(val.ablated),
+                f"{val.ablated.tokens}",
+                _ppl(val.restored),
                 *(f"{val.controls[name].perplexity:.2f}" for name in controls),
             ]
         lines.append(
             f"{sw.tensor:<45} {str(sw.index):<14} {sw.value:>9.4f} "
             f"{det.mean_share:>6.2f} {det.stability:>6.2f} "
-            f"{figures[0]:>8} {figures[1]:>9} {figures[2]:>9}"
-            + "".join(f" {f:>8}" for f in figures[3:])
+            f"{figures[0]:>8} {figures[1]:>9} {figures[2]:>7} {figures[3]:>13} {figures[4]:>6} "
+            f"{figures[5]:>9}"
+            + "".join(f" {f:>8}" for f in figures[6:])
             + f"  {sw.state}"
         )
         if val:
             lines.append(f"{'':<45} {val.verdict.reason}")
+        elif sw.evidence.selection and sw.evidence.selection.skipped:
+            lines.append(f"{'':<45} {sw.evidence.selection.skipped}")
+    run = report.validation
+    if run is not None:
+        lines.append(
+            f"validation ({run.mode}): {run.variants} variants, {run.variant_tokens:,} variant-tokens "
+            f"scored of {run.exhaustive_variant_tokens:,} on the whole budget, {run.rounds} sweep(s)"
+        )
     return "\n".join(lines)
 
 
@@ -123,15 +145,23 @@ def _write_plot(report: Report, path: Path, model: str) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
-    help="Tokens of the evaluation text to score, exactly (all of it if shorter), in windows "
-    "of at most 1,024 tokens and at most the model's context (default: 1,024).",
+    help="Tokens of the evaluation text to score at most (all of it if shorter): exactly this "
+    "many with --exhaustive, fewer when every verdict is clear earlier; in windows of at most "
+    "256 tokens and at most the model's context (default: 1,024).",
+)
+@click.option(
+    "--exhaustive", is_flag=True,
+    help="Score every variant on all the evaluation tokens instead of stopping each as soon as "
+    "its verdict cannot change (same verdicts, more time).",
 )
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also draw the per-layer profile and each verified weight's ablation evidence into "
     "this file (.png, .svg or .pdf).",
 )
-def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens, plot_path) -> None:
+def detect(
+    model, revision, as_json, no_validate, prompts, device, eval_tokens, exhaustive, plot_path
+) -> None:
     """Find the super weights of MODEL (a Hub id or a local directory) and prove them by
     ablation. Needs no database.
 
@@ -146,7 +176,7 @@ def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens, 
     display = StageProgress()
     display("load", 0, LOAD_STEPS)
 
-    from workers.science.evaluation import EVAL_WINDOW_TOKENS
+    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
 
@@ -160,7 +190,8 @@ def detect(model, revision, as_json, no_validate, prompts, device, eval_tokens, 
         device=device,
         validate=not no_validate,
         prompts=list(prompts) or None,
-        eval_tokens=eval_tokens or EVAL_WINDOW_TOKENS,
+        eval_tokens=eval_tokens or DEFAULT_EVAL_TOKENS,
+        sequential=not exhaustive,
         file_sha256=known_sha256,
     )
     with display:

@@ -217,7 +217,8 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
-    help="Tokens of the evaluation text to score (default: one 1,024-token window).",
+    help="Tokens of the evaluation text to score, in windows of at most 256 tokens and at most "
+    "the model's context (default: 1,024).",
 )
 def quantize_check(
     model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
@@ -229,7 +230,7 @@ def quantize_check(
     evaluation text with the full-precision model. Needs no database."""
     from tqdm import tqdm
 
-    from workers.science.evaluation import EVAL_WINDOW_TOKENS
+    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
     from workers.science.pipeline.quantize import quantize_check as run_check
     from workers.science.quantization import DEFAULT_BITS, DEFAULT_BLOCKS, ClipRule, Variant
@@ -251,7 +252,7 @@ def quantize_check(
         rule = ClipRule()
     options = QuantizeOptions(
         device=device,
-        eval_tokens=eval_tokens or EVAL_WINDOW_TOKENS,
+        eval_tokens=eval_tokens or DEFAULT_EVAL_TOKENS,
         bits=tuple(dict.fromkeys(bits)) or DEFAULT_BITS,
         blocks=tuple(dict.fromkeys(_block(b) for b in blocks)) or DEFAULT_BLOCKS,
         variants=tuple(Variant(v) for v in dict.fromkeys(variants)) or tuple(Variant),

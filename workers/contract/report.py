@@ -155,8 +155,24 @@ class Score(_Part):
     tokens: NonNegativeInt
 
 
+class RatioInterval(_Part):
+    """A confidence interval for a perplexity ratio, from the per-token loss differences on the
+    tokens scored (batch means of blocks of consecutive predictions; the method: README)."""
+
+    low: float
+    high: float
+    confidence: float = Field(gt=0, lt=1, description="of this interval alone")
+    blocks: Count = Field(description="block means it was computed from")
+
+
 class ScoreVsBaseline(Score):
-    ratio: float = Field(description="perplexity over the baseline's")
+    ratio: float = Field(description="perplexity over the baseline's on the same tokens")
+    interval: RatioInterval | None = None
+    stopped_early: bool = Field(
+        default=False,
+        description="scored on fewer tokens than the evaluation budget: its verdict could no "
+        "longer change",
+    )
 
 
 class ControlEvidence(ScoreVsBaseline):
@@ -187,10 +203,26 @@ class ValidationEvidence(_Part):
     eval: EvalInfo
     baseline: Score
     ablated: ScoreVsBaseline
-    restored: ScoreVsBaseline
+    restored: ScoreVsBaseline | None = Field(
+        default=None, description="absent where zeroing it did not move perplexity"
+    )
+    zeroed_with: list[list[Count]] = Field(
+        default_factory=list,
+        description="indices (as stored) of the shadow weights zeroed together with it: the "
+        "other rows its input channel feeds",
+    )
     controls: dict[str, ControlEvidence]
     super_activation: SuperActivationEvidence
     verdict: Verdict
+
+
+class Selection(_Part):
+    """Where the candidate stood when its layer's candidates were ranked for validation."""
+
+    rank: Count = Field(description="of its input channel among the layer's, 1 = strongest")
+    ranked: Count = Field(description="input channels ranked in the layer")
+    spike_share: float = Field(description="largest share of the layer's spike it carries")
+    skipped: str | None = Field(default=None, description="why it was not validated")
 
 
 class Evidence(_Part):
@@ -198,7 +230,20 @@ class Evidence(_Part):
     prompts: list[str]
     code_version: str
     detection: DetectionEvidence
+    selection: Selection | None = None
     validation: ValidationEvidence | None = None
+
+
+class ValidationRun(_Part):
+    """How much validation computed: the variants run and the tokens they were scored on."""
+
+    mode: Literal["sequential", "exhaustive"]
+    variants: Count
+    variant_tokens: NonNegativeInt = Field(description="tokens scored, summed over variants")
+    exhaustive_variant_tokens: NonNegativeInt = Field(
+        description="what the same variants would have cost scored on the whole budget"
+    )
+    rounds: Count = Field(description="passes over the layers (streamed) or rounds of runs")
 
 
 class Coordinate(_Part):
@@ -224,6 +269,7 @@ class Report(_Part):
     eval: EvalInfo | None = None
     profile: list[LayerProfile]
     super_weights: list[Coordinate]
+    validation: ValidationRun | None = None
     timings: dict[str, float]
     bytes_read: NonNegativeInt
 

@@ -24,7 +24,6 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SUFFIX = ".safetensors"
 # Weights that can only be read by unpickling, which runs arbitrary code: never loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-HASH_CHUNK_BYTES = 16 * 1024 * 1024
 SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
@@ -163,11 +162,9 @@ def _read_header(file: Path) -> dict[str, tuple[str, list[int], tuple[int, int]]
 
 
 def sha256_of(file: Path) -> str:
-    digest = hashlib.sha256()
+    # file_digest reads into one small reused buffer: no chunk-sized allocations.
     with file.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def open_checkpoint(path: Path | str) -> Checkpoint:

@@ -19,10 +19,13 @@ from workers.contract.report import (
     LayerProfile,
     ModelInfo,
     Observation,
+    RatioInterval,
     Report,
     ScoreVsBaseline,
+    Selection,
     SuperActivationEvidence,
     ValidationEvidence,
+    ValidationRun,
     Verdict,
 )
 from workers.contract.report import (
@@ -36,9 +39,13 @@ from workers.science.checkpoint import Checkpoint
 from workers.science.context import ModelContext
 from workers.science.detection import Candidate
 from workers.science.evaluation import EvalText, Score
+from workers.science.validation import judge as judge_rules
+from workers.science.validation import selection as selection_rules
+from workers.science.validation import statistics
 from workers.science.validation import verdict as verdict_rule
 from workers.science.validation.controls import CONTROLS, control_rules
-from workers.science.validation.variants import Kind, VariantPlan
+from workers.science.validation.judge import CandidateJudgement, Judge, VariantRun
+from workers.science.validation.statistics import Interval
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +79,10 @@ def rules() -> dict[str, float]:
         "within_layer_ratio": detection.WITHIN_LAYER_RATIO,
         "min_contribution_share": detection.MIN_CONTRIBUTION_SHARE,
         "min_perplexity_ratio": verdict_rule.MIN_PERPLEXITY_RATIO,
+        "interval_alpha": statistics.ALPHA,
+        "interval_block_tokens": statistics.BLOCK_TOKENS,
+        "max_ablations_per_layer": selection_rules.MAX_ABLATIONS_PER_LAYER,
+        "restore_min_ratio": judge_rules.RESTORE_MIN_RATIO,
         **control_rules(),
     }
 
@@ -91,43 +102,52 @@ def _score(score: Score) -> ScoreOut:
     return ScoreOut(**score.as_dict())
 
 
-def _versus(score: Score, baseline: Score) -> dict:
-    return {**score.as_dict(), "ratio": score.perplexity / baseline.perplexity}
+def _score_of(run: VariantRun) -> Score:
+    return Score([run.scores[w] for w in sorted(run.scores)])
+
+
+def _interval(interval: Interval) -> RatioInterval:
+    return RatioInterval(
+        low=interval.ratio_low, high=interval.ratio_high,
+        confidence=interval.confidence, blocks=interval.blocks,
+    )
+
+
+def _versus(run: VariantRun, interval: Interval) -> dict:
+    """A variant's score with its ratio to the baseline on the same tokens and its interval."""
+    return {
+        **_score_of(run).as_dict(),
+        "ratio": interval.ratio,
+        "interval": _interval(interval),
+        "stopped_early": run.stopped_early,
+    }
 
 
 def _validation_evidence(
-    candidate: Candidate,
-    plans: list[VariantPlan],
-    scores: dict[str, Score],
-    baseline: Score,
-    eval_info: EvalInfo,
+    judged: CandidateJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo,
     architecture: Architecture,
 ) -> ValidationEvidence:
-    mine = {p.kind: p for p in plans if p.candidate == candidate.key}
-    controls = {p.kind: p for p in plans if p.candidate is None and p.layer == candidate.layer}
-    ablate, restore = mine[Kind.ABLATE], mine[Kind.RESTORE]
-    control_evidence = {}
+    candidate = judged.candidate
+    controls = {}
     for control in CONTROLS:
-        plan = controls[Kind.control(control.name)]
-        control_evidence[control.name] = ControlEvidence(
-            **_versus(scores[plan.name], baseline),
-            **control.details(plan.zeroed, candidate.layer, architecture.stored_index),
+        run = judged.controls[control.name]
+        controls[control.name] = ControlEvidence(
+            **_versus(run, judged.control_intervals[control.name]),
+            **control.details(run.plan.zeroed, candidate.layer, architecture.stored_index),
         )
-    state, reason = verdict_rule.verdict(
-        baseline.perplexity,
-        scores[ablate.name].perplexity,
-        {name: scores[controls[Kind.control(name)].name].perplexity for name in control_evidence},
-    )
+    ablate, restore = judged.ablation, judged.restore
     return ValidationEvidence(
         eval=eval_info,
         baseline=_score(baseline),
-        ablated=ScoreVsBaseline(**_versus(scores[ablate.name], baseline)),
-        restored=ScoreVsBaseline(**_versus(scores[restore.name], baseline)),
-        controls=control_evidence,
+        ablated=ScoreVsBaseline(**_versus(ablate, judged.ablation_interval)),
+        restored=ScoreVsBaseline(**_versus(restore, judge.interval(restore))) if restore else None,
+        zeroed_with=[architecture.stored_index(r, c) for r, c in judged.zeroed_with],
+        controls=controls,
         super_activation=SuperActivationEvidence(
-            ablated=ablate.super_activation, restored=restore.super_activation
+            ablated=ablate.plan.super_activation.get(candidate.row, []),
+            restored=restore.plan.super_activation.get(candidate.row, []) if restore else [],
         ),
-        verdict=Verdict(state=state, reason=reason),
+        verdict=Verdict(state=judged.state, reason=judged.reason),
     )
 
 
@@ -158,42 +178,48 @@ class Findings:
     device: str
     prompts: list[str]
     state: detection.DetectionState
-    plans: list[VariantPlan]
-    scores: dict[str, Score] | None
+    judge: Judge | None  # None without validation
     baseline: Score | None
     eval_text: EvalText | None
     eval_windows: int
+    eval_tokens: int  # tokens in the evaluation windows (the budget)
     window_tokens: int
     context: ModelContext
+    rounds: int  # passes over the layers (streamed) or rounds of runs (naive)
     timings: dict[str, float]
     bytes_read: int
 
 
+def _selection(judged: CandidateJudgement) -> Selection:
+    return Selection(
+        rank=judged.rank, ranked=judged.ranked, spike_share=judged.spike_share, skipped=judged.skipped
+    )
+
+
 def build_report(findings: Findings) -> Report:
-    checkpoint, state, baseline = findings.checkpoint, findings.state, findings.baseline
-    scores, tensor_names, prompts = findings.scores, findings.tensor_names, findings.prompts
-    eval_text, eval_windows = findings.eval_text, findings.eval_windows
+    checkpoint, state, baseline, judge = findings.checkpoint, findings.state, findings.baseline, findings.judge
+    tensor_names, prompts = findings.tensor_names, findings.prompts
     architecture = checkpoint.architecture
     eval_info = None
-    if eval_text is not None and baseline is not None:
+    if findings.eval_text is not None and judge is not None:
         eval_info = EvalInfo(
-            path=display_path(eval_text.path),
-            sha256=eval_text.sha256,
-            tokens=baseline.tokens + eval_windows,
-            windows=eval_windows,
+            path=display_path(findings.eval_text.path),
+            sha256=findings.eval_text.sha256,
+            tokens=findings.eval_tokens,
+            windows=findings.eval_windows,
             window_tokens=findings.window_tokens,
             context_tokens=findings.context.tokens,
             context_source=findings.context.source,
         )
+    judgements = judge.judgements() if judge is not None else {}
     super_weights = []
     for key in sorted(state.candidates):
         candidate = state.candidates[key]
         tensor = tensor_names[architecture.down_proj_param(candidate.layer)]
+        judged = judgements.get(key)
         validation = None
-        if scores is not None and baseline is not None and eval_info is not None:
-            validation = _validation_evidence(
-                candidate, findings.plans, scores, baseline, eval_info, architecture
-            )
+        if judged is not None and judged.ablation_interval is not None and baseline is not None:
+            validation = _validation_evidence(judged, judge, baseline, eval_info, architecture)
         super_weights.append(
             Coordinate(
                 tensor=tensor,
@@ -210,9 +236,21 @@ def build_report(findings: Findings) -> Report:
                     prompts=prompts,
                     code_version=code_version(),
                     detection=_detection_evidence(candidate, len(prompts)),
+                    selection=_selection(judged) if judged else None,
                     validation=validation,
                 ),
             )
+        )
+    validation_run = None
+    if judge is not None:
+        validation_run = ValidationRun(
+            mode="sequential" if judge.sequential else "exhaustive",
+            variants=len(judge.runs),
+            variant_tokens=judge.variant_tokens(),
+            exhaustive_variant_tokens=judge.exhaustive_variant_tokens(
+                findings.eval_tokens - findings.eval_windows
+            ),
+            rounds=findings.rounds,
         )
     return Report(
         model=_model_info(checkpoint, tensor_names, len(state.profile)),
@@ -228,6 +266,7 @@ def build_report(findings: Findings) -> Report:
         eval=eval_info,
         profile=[LayerProfile(**entry) for entry in state.profile],
         super_weights=super_weights,
+        validation=validation_run,
         timings=findings.timings,
         bytes_read=findings.bytes_read,
     )

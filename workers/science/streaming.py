@@ -30,6 +30,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightRenaming
+from transformers.initialization import no_init_weights
 
 from workers.science.checkpoint import Checkpoint
 from workers.science.errors import CheckpointRefused
@@ -49,9 +50,10 @@ class LayerCall:
 
 @dataclass
 class SequenceCapture:
-    input_ids: torch.Tensor  # [1, T] on the device
-    embeddings: torch.Tensor  # [1, T, d_model]: what the first layer receives
+    input_ids: torch.Tensor  # [B, T] on the device (B = 1, or several right-padded sequences)
+    embeddings: torch.Tensor  # [B, T, d_model]: what the first layer receives
     calls: list[LayerCall]
+    lengths: list[int] | None = None  # tokens of each sequence before its padding
 
 
 def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
@@ -91,18 +93,33 @@ class TensorReader:
                 self._fds[file] = os.open(self.checkpoint.path / file, os.O_RDONLY)
             return self._fds[file]
 
-    def read(self, name: str) -> torch.Tensor:
-        start, end = self.checkpoint.tensor_span[name]
-        buffer = torch.empty(end - start, dtype=torch.uint8, pin_memory=self.pin_memory)
-        view, fd, done = memoryview(buffer.numpy()), self._fd(self.checkpoint.tensor_file[name]), 0
+    def _read_into(self, name: str, view: memoryview, offset: int) -> None:
+        fd, done = self._fd(self.checkpoint.tensor_file[name]), 0
         while done < len(view):
-            count = os.preadv(fd, [view[done:]], start + done)
+            count = os.preadv(fd, [view[done:]], offset + done)
             if count == 0:
                 raise OSError(f"{self.checkpoint.tensor_file[name]}: file ended inside tensor {name}")
             done += count
         self.bytes_read += done
+
+    def read(self, name: str) -> torch.Tensor:
+        start, end = self.checkpoint.tensor_span[name]
+        buffer = torch.empty(end - start, dtype=torch.uint8, pin_memory=self.pin_memory)
+        self._read_into(name, memoryview(buffer.numpy()), start)
         dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
         return buffer.view(dtype).reshape(self.checkpoint.tensor_shape[name])
+
+    def read_rows(self, name: str, rows: list[int]) -> torch.Tensor:
+        """Some rows of a 2-D tensor, [len(rows), columns], each read on its own."""
+        start, _ = self.checkpoint.tensor_span[name]
+        columns = self.checkpoint.tensor_shape[name][1]
+        dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
+        row_bytes = columns * torch.empty((), dtype=dtype).element_size()
+        buffer = torch.empty(len(rows) * row_bytes, dtype=torch.uint8)
+        view = memoryview(buffer.numpy())
+        for i, row in enumerate(rows):
+            self._read_into(name, view[i * row_bytes : (i + 1) * row_bytes], start + row * row_bytes)
+        return buffer.view(dtype).reshape(len(rows), columns)
 
     def close(self) -> None:
         with self._lock:
@@ -200,15 +217,22 @@ def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 
 class LayerStreamer:
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """`head=False` (detection only): the LM head is never loaded, and of the token embeddings
+    only the rows of the sequences captured are read (`capture_all`), for as long as capturing
+    takes: the embedding matrix is often the largest tensor of a small model."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu", head: bool = True):
         return_large_frees_to_the_os()
+        self.head_loaded = head
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.architecture = checkpoint.architecture
         self.dtype = compute_dtype_for(self.device, stored_dtype(checkpoint))
         try:
             config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
-            with init_empty_weights(include_buffers=False):
+            # The parameters are on the meta device and read later: their random initialisation
+            # (transformers', through torch.nn.init) would be wasted work.
+            with init_empty_weights(include_buffers=False), no_init_weights():
                 self.model = AutoModelForCausalLM.from_config(
                     config,
                     dtype=self.dtype,
@@ -246,9 +270,21 @@ class LayerStreamer:
     def _checkpoint_name(self, param: str) -> str | None:
         return self.names.get(param)
 
+    def _parameter_of(self, module: nn.Module) -> str:
+        return next(f"{n}.weight" for n, m in self.model.named_modules() if m is module)
+
     def _non_layer_parameters(self) -> list[str]:
         prefix = self.architecture.layers + "."
-        return [n for n, _ in self.model.named_parameters(remove_duplicate=False) if not n.startswith(prefix)]
+        skip = set()
+        if not self.head_loaded:
+            skip = {self._parameter_of(self.model.get_input_embeddings())}
+            output = self.model.get_output_embeddings()
+            if output is not None:
+                skip.add(self._parameter_of(output))
+        return [
+            n for n, _ in self.model.named_parameters(remove_duplicate=False)
+            if not n.startswith(prefix) and n not in skip
+        ]
 
     def _layer_parameters(self, layer: int) -> list[str]:
         prefix = f"{self.architecture.layers}.{layer}."
@@ -346,9 +382,66 @@ class LayerStreamer:
             hidden = self._inject
         return (hidden,) if self.architecture.layer_returns_tuple else hidden
 
+    @staticmethod
+    def padded(sequences: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences [1, T_i] as one right-padded batch [B, max T] and its attention mask."""
+        longest = max(int(s.numel()) for s in sequences)
+        ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for i, sequence in enumerate(sequences):
+            ids[i, : sequence.numel()] = sequence.reshape(-1)
+            mask[i, : sequence.numel()] = 1
+        return ids, mask
+
     @torch.inference_mode()
-    def capture(self, input_ids: torch.Tensor) -> SequenceCapture:
+    def capture_all(
+        self, sequences: list[torch.Tensor], masks: list[torch.Tensor | None] | None = None
+    ) -> list[SequenceCapture]:
+        """Capture every sequence (each with its attention mask, if any); without the head, on
+        the embedding rows they use only."""
+        masks = masks or [None] * len(sequences)
+        if self.head_loaded or not sequences:
+            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks)]
+        embedding = self.model.get_input_embeddings()
+        param = self._parameter_of(embedding)
+        full = self.model.get_parameter(param)
+        name = self._source_name(param)
+        if name is None or self.checkpoint.tensor_shape[name] != list(full.shape):
+            stored = self.checkpoint.tensor_shape.get(name) if name else None
+            raise CheckpointRefused(
+                f"{self.checkpoint.path}: tensor {name or param} has shape {stored}, the config "
+                f"implies {list(full.shape)}"
+            )
+        used = torch.unique(torch.cat([ids.reshape(-1) for ids in sequences]))
+        rows = self._stage(self.reader.read_rows(name, used.tolist()))
+        _set_parameter(self.model, param, rows.to(self.device, self.dtype))
+        # The padding index only matters for gradients, and would point outside the reduced rows.
+        padding_idx, embedding.padding_idx = getattr(embedding, "padding_idx", None), None
+        try:
+            return [
+                self.capture(
+                    ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
+                    attention_mask=m,
+                )
+                for ids, m in zip(sequences, masks)
+            ]
+        finally:
+            embedding.padding_idx = padding_idx
+            _set_parameter(self.model, param, torch.empty(full.shape, dtype=self.dtype, device="meta"))
+
+    @torch.inference_mode()
+    def capture(
+        self,
+        input_ids: torch.Tensor,
+        forward_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> SequenceCapture:
+        """Run the model's forward on `input_ids` up to the first layer (`forward_ids`, the same
+        positions renumbered into a reduced embedding, when given). With an attention mask (a
+        right-padded batch), the mask the model builds from it is what every layer receives."""
         input_ids = input_ids.to(self.device)
+        forward_ids = input_ids if forward_ids is None else forward_ids.to(self.device)
+        extra = {} if attention_mask is None else {"attention_mask": attention_mask.to(self.device)}
         self._mode, self._capture = "capture", []
         embeddings: list[torch.Tensor] = []
         hook = self.layers[0].register_forward_pre_hook(
@@ -356,13 +449,14 @@ class LayerStreamer:
             with_kwargs=True,
         )
         try:
-            self.model(input_ids=input_ids, use_cache=False)
+            self.model(input_ids=forward_ids, use_cache=False, **extra)
         except _CaptureDone:
             pass
         finally:
             hook.remove()
             self._mode = "run"
-        return SequenceCapture(input_ids, embeddings[0], self._capture)
+        lengths = None if attention_mask is None else attention_mask.sum(dim=1).tolist()
+        return SequenceCapture(input_ids, embeddings[0], self._capture, lengths)
 
     @torch.inference_mode()
     def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
@@ -370,10 +464,19 @@ class LayerStreamer:
         output = self.layers[layer](hidden, *call.args, **call.kwargs)
         return output[0] if self.architecture.layer_returns_tuple else output
 
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_output_embeddings().weight.shape[0]
+
     @torch.inference_mode()
-    def logits(self, capture: SequenceCapture, final_hidden: torch.Tensor) -> torch.Tensor:
+    def head(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of final hidden states [B, n, d], through the model's own final norm, head and
+        logit soft-capping: its forward runs on placeholder token ids of the same shape, with the
+        decoder layers handing back `final_hidden`. Everything after the layers works position
+        by position, so any slice of a sequence's positions gives that slice of its logits."""
+        ids = torch.zeros(final_hidden.shape[:2], dtype=torch.long, device=self.device)
         self._mode, self._inject = "inject", final_hidden
         try:
-            return self.model(input_ids=capture.input_ids, use_cache=False).logits
+            return self.model(input_ids=ids, use_cache=False).logits
         finally:
             self._mode, self._inject = "run", None

@@ -12,7 +12,7 @@ from transformers import AutoConfig
 from registry.cli import main
 from workers.fixtures.planted import build_planted_model
 from workers.science.context import MIN_CONTEXT_TOKENS, model_context
-from workers.science.evaluation import EVAL_WINDOW_TOKENS, eval_windows
+from workers.science.evaluation import DEFAULT_EVAL_TOKENS, eval_windows
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 
@@ -76,7 +76,7 @@ def test_the_short_context_gpt2_runs_to_a_report(short_gpt2):
     evaluation = report["eval"]
     assert (evaluation["context_tokens"], evaluation["context_source"]) == (SHORT_CONTEXT, "n_positions")
     # The default 1,024 tokens, in windows the model can take.
-    assert evaluation["tokens"] == EVAL_WINDOW_TOKENS
+    assert evaluation["tokens"] == DEFAULT_EVAL_TOKENS
     assert evaluation["window_tokens"] == SHORT_CONTEXT and evaluation["windows"] == 4
     verified = {(sw["layer"], sw["row"], sw["col"]) for sw in report["super_weights"]
                 if sw["state"] == "verified"}
@@ -97,7 +97,9 @@ def _detect(*args: str) -> dict:
 
 
 def test_eval_tokens_is_honoured_exactly(short_gpt2):
-    report = _detect(str(short_gpt2.path), "--eval-tokens", "300")
+    """The budget is the windows' tokens; the exhaustive evaluation scores all of it (the
+    sequential one stops a clear verdict earlier)."""
+    report = _detect(str(short_gpt2.path), "--eval-tokens", "300", "--exhaustive")
     assert (report["eval"]["tokens"], report["eval"]["windows"]) == (300, 2)  # 256 + 44
     assert report["eval"]["window_tokens"] == SHORT_CONTEXT
     validation = report["super_weights"][0]["evidence"]["validation"]

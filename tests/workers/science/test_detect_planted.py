@@ -10,6 +10,7 @@ from workers.fixtures.planted import SUPPORTED_MODEL_TYPES as ALL_MODEL_TYPES
 from workers.science.architectures import ARCHITECTURES
 from workers.science.pipeline.naive import analyse_naive
 from workers.science.pipeline.steps import AnalysisOptions
+from workers.science.pipeline.sweep import analyse
 
 # A planted super weight moves the next-token distribution by several nats; the controls by
 # almost nothing (the fixtures are built so: see tests/science/test_synthetic.py).
@@ -21,11 +22,31 @@ def test_every_architecture_in_the_table_has_a_planted_fixture():
     assert set(ARCHITECTURES) == set(ALL_MODEL_TYPES)
 
 
+def _reports(planted_models, sequential: bool):
+    cache = {}
+
+    def get(model_type: str):
+        if model_type not in cache:
+            planted = planted_models(model_type)
+            cache[model_type] = planted, analyse(
+                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS, sequential=sequential)
+            ).as_json_dict()
+        return cache[model_type]
+
+    return get
+
+
 @pytest.fixture(scope="module")
 def reports(planted_reports):
-    """model_type -> (planted model, report): one analysis per model type, shared by the
-    session (tests/conftest.py)."""
+    """Sequential evaluation, as `swreg detect` runs by default: one analysis per model type,
+    shared by the session (tests/conftest.py)."""
     return planted_reports
+
+
+@pytest.fixture(scope="module")
+def exhaustive_reports(planted_models):
+    """Every variant scored on the whole budget."""
+    return _reports(planted_models, sequential=False)
 
 
 def _by_coordinate(report):
@@ -100,10 +121,31 @@ def test_profile_shows_the_spike_at_the_planted_layer(reports):
     assert profile[0]["spike"] is False
 
 
+def _states(report) -> list[tuple]:
+    return [(sw["tensor"], sw["index"], sw["state"]) for sw in report["super_weights"]]
+
+
+@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
+def test_sequential_and_exhaustive_evaluations_give_the_same_verdicts(
+    reports, exhaustive_reports, model_type
+):
+    _, sequential = reports(model_type)
+    _, exhaustive = exhaustive_reports(model_type)
+    assert _states(sequential) == _states(exhaustive)
+    run, full = sequential["validation"], exhaustive["validation"]
+    assert full["variant_tokens"] == full["exhaustive_variant_tokens"]
+    # The planted weights are far from the threshold: every variant stops after one window.
+    assert run["variant_tokens"] < full["variant_tokens"] / 2
+    for sw in sequential["super_weights"]:
+        assert sw["evidence"]["validation"]["ablated"]["stopped_early"]
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "falcon", "gemma2"])
-def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, model_type):
-    planted, streamed = reports(model_type)
+def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustive_reports, model_type):
+    planted, sequential = reports(model_type)
+    _, streamed = exhaustive_reports(model_type)
     naive = analyse_naive(planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)).as_json_dict()
+    assert _states(sequential) == _states(naive)
     assert [sw["index"] for sw in streamed["super_weights"]] == [
         sw["index"] for sw in naive["super_weights"]
     ]
@@ -112,8 +154,16 @@ def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, model_typ
         va, vb = a["evidence"]["validation"], b["evidence"]["validation"]
         for part in ("baseline", "ablated", "restored"):
             assert va[part]["perplexity"] == pytest.approx(vb[part]["perplexity"], rel=1e-4)
+        assert va["ablated"]["interval"]["low"] == pytest.approx(vb["ablated"]["interval"]["low"], rel=1e-3)
         for control in ("random", "top_k"):
             assert va["controls"][control]["perplexity"] == pytest.approx(
                 vb["controls"][control]["perplexity"], rel=1e-4
             )
-    assert streamed["bytes_read"] <= streamed["model"]["weight_bytes"]
+    # The streamed job runs the prompts as one padded batch, the naive path one by one: every
+    # prompt's figures agree.
+    for a, b in zip(streamed["profile"], naive["profile"], strict=True):
+        assert a["max_abs_output_per_prompt"] == pytest.approx(b["max_abs_output_per_prompt"], rel=1e-4)
+        assert (a["input_col"], a["output_row"], a["output_token"]) == (b["input_col"], b["output_row"], b["output_token"])
+    # Each round reads the layers it needs once.
+    rounds = streamed["validation"]["rounds"]
+    assert streamed["bytes_read"] <= rounds * streamed["model"]["weight_bytes"]

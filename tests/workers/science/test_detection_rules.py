@@ -1,5 +1,7 @@
 """The detection and verdict rules as pure functions."""
 
+import math
+
 import torch
 
 from workers.science import detection
@@ -19,7 +21,8 @@ from workers.science.validation.controls.random import (
     RANDOM_CONTROL_WEIGHTS,
     RandomControl,
 )
-from workers.science.validation.controls.top_k import TOP_K_CONTROL_WEIGHTS, TopKControl
+from workers.science.validation.controls.top_k import TOP_K_CONTROL_WEIGHTS, TopKControl, largest
+from workers.science.validation.statistics import Interval
 from workers.science.validation.verdict import verdict
 
 
@@ -123,12 +126,32 @@ def test_explain_spike_ignores_contributions_against_the_spike():
     assert [c.col for c in found] == [0]
 
 
+def _ratio(low: float, high: float) -> Interval:
+    """An interval of perplexity ratios from `low` to `high`."""
+    mean = (math.log(low) + math.log(high)) / 2
+    return Interval(mean, math.log(low), math.log(high), 0.98, 8, 256)
+
+
 def test_verdict_rule():
-    assert verdict(20.0, 378.0, {"random": 20.1})[0] == "verified"
-    assert verdict(20.0, 21.0, {"random": 20.0})[0] == "rejected"
+    steady = {"random": _ratio(0.99, 1.01)}
+    assert verdict(_ratio(15.0, 22.0), steady)[0] == "verified"
+    assert verdict(_ratio(1.0, 1.1), steady)[0] == "rejected"
     # a fragile evaluation (the random control moves perplexity) verifies nothing
-    state, reason = verdict(20.0, 378.0, {"random": 25.0})
+    state, reason = verdict(_ratio(15.0, 22.0), {"random": _ratio(1.2, 1.3)})
     assert state == "rejected" and "random control" in reason
+    # a control that lowers perplexity does not stand in the way (one-sided)
+    assert verdict(_ratio(15.0, 22.0), {"random": _ratio(0.5, 0.6)})[0] == "verified"
+
+
+def test_an_interval_that_straddles_a_threshold_decides_nothing():
+    steady = {"random": _ratio(0.99, 1.01)}
+    state, reason = verdict(_ratio(1.6, 2.5), steady)
+    assert state == "candidate" and "straddles x2.0" in reason
+    # a clear ablation with a random control that may or may not exceed x1.05 stays a candidate
+    state, reason = verdict(_ratio(15.0, 22.0), {"random": _ratio(1.01, 1.09)})
+    assert state == "candidate" and "random control" in reason
+    # ... and a rejection stays a rejection whatever the control shows
+    assert verdict(_ratio(1.0, 1.1), {"random": _ratio(1.01, 1.09)})[0] == "rejected"
 
 
 def test_zeroed_restores_the_exact_weights():
@@ -150,3 +173,10 @@ def test_controls_exclude_candidates_and_are_reproducible():
     assert len(random_a) == RANDOM_CONTROL_WEIGHTS
     assert len(top_a) == TOP_K_CONTROL_WEIGHTS
     assert (5, 7) not in random_a and (5, 7) not in top_a
+
+
+def test_top_k_found_block_by_block_is_the_top_k_of_the_whole_matrix():
+    weight = torch.randn(700, 90, generator=torch.Generator().manual_seed(5))
+    whole = torch.topk(weight.abs().reshape(-1), 25).indices
+    assert largest(weight, 25) == [divmod(int(i), 90) for i in whole]
+    assert largest(weight.t(), 25) == [divmod(int(i), 700) for i in torch.topk(weight.t().abs().reshape(-1), 25).indices]

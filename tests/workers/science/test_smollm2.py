@@ -2,11 +2,14 @@
 `swreg detect --json` finds the super weight of docs/measurements.md, verifies it by ablation, and
 rejects the late spike at layer 28."""
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
-from safetensors import safe_open
 from PIL import Image
+from safetensors import safe_open
 
 from workers.science.detection import WITHIN_LAYER_RATIO
 
@@ -14,6 +17,15 @@ pytestmark = pytest.mark.slow
 
 SUPER_WEIGHT = ("model.layers.11.mlp.down_proj.weight", [507, 1229])
 LATE_SPIKE = ("model.layers.28.mlp.down_proj.weight", [507, 678])
+
+
+def _detect(smollm2, *flags: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", *flags],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +130,27 @@ def test_detect_writes_the_plot(smollm2_detect):
         width, height = image.size
     # The profile (420 px high at 100 dpi) and one ablation panel for the one verified weight.
     assert (width, height) == (1000, 420 + 340)
+
+
+def test_every_verdict_carries_its_interval(report):
+    for sw in report["super_weights"]:
+        ablated = sw["evidence"]["validation"]["ablated"]
+        low, high = ablated["interval"]["low"], ablated["interval"]["high"]
+        assert low <= ablated["ratio"] <= high
+        if sw["state"] == "verified":
+            assert low >= 2.0
+        else:
+            assert high < 2.0
+
+
+def test_sequential_and_exhaustive_evaluations_give_the_same_verdicts(smollm2, report):
+    exhaustive = _detect(smollm2, "--exhaustive")
+
+    def states(r):
+        return [(sw["tensor"], sw["index"], sw["state"]) for sw in r["super_weights"]]
+
+    assert states(report) == states(exhaustive)
+    sequential, full = report["validation"], exhaustive["validation"]
+    assert full["variant_tokens"] == full["exhaustive_variant_tokens"]
+    # Every SmolLM2 verdict is clear after the first window (docs/measurements.md).
+    assert sequential["variant_tokens"] * 3 < full["variant_tokens"]

@@ -1,11 +1,11 @@
 """The naive approach, as the paper's code and public notebooks do it: load the whole model with
 `from_pretrained`, hook every down projection, one pass per prompt for detection, then one full
-pass per variant (each candidate zeroed, restored, each control) for validation.
+pass per variant and evaluation window, every variant on the whole evaluation budget.
 
-It shares every decision with the streamed sweep (the steps of `pipeline.steps`: detection state,
-variant plans, ablation mechanics, scoring, report) and differs only in how activations reach
-each layer, so the two must agree: tests check that they do, and `swreg bench` times one
-against the other.
+It shares every decision with the streamed sweep (the steps of `pipeline.steps`, the judge that
+plans the variants and gives the verdicts, the ablation mechanics, the scoring, the report) and
+differs only in how activations reach each layer and in scoring every variant exhaustively, so the
+two must agree: tests check that they do, and `swreg bench` times one against the other.
 
 Its `bytes_read` is measured, not assumed: `from_pretrained` memory-maps the weight files, so
 they are evicted from the page cache once opened (and hashed), and the figure is what the kernel
@@ -13,6 +13,7 @@ then counts this process reading from storage until the analysis ends (`disk_rea
 tensors in the files are therefore not counted, as they are not by the streamed reader.
 """
 
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
 
@@ -22,20 +23,28 @@ from transformers import AutoModelForCausalLM
 from workers.contract.report import Report
 from workers.science.detection import DetectionState, summarize
 from workers.science.disk_reads import evict_from_page_cache, read_bytes_so_far
-from workers.science.evaluation import stop_word_ids
-from workers.science.pipeline.steps import (
-    AnalysisOptions,
-    Scoring,
-    layer_plans,
-    open_job,
+from workers.science.evaluation import (
+    Score,
+    WindowScore,
+    baseline_scores,
+    next_token_targets,
+    stop_word_ids,
+    token_scores,
 )
+from workers.science.pipeline.steps import AnalysisOptions, open_job
 from workers.science.streaming import checkpoint_names, compute_dtype_for, stored_dtype
 from workers.science.validation.ablation import OutputRecorder, applied
 
 
+def _next_token_logits(model, window: torch.Tensor) -> torch.Tensor:
+    logits = model(input_ids=window, use_cache=False).logits
+    return logits.reshape(-1, logits.shape[-1])[:-1]
+
+
 @torch.inference_mode()
 def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None) -> Report:
-    job = open_job(model_dir, options)
+    # The naive approach scores every variant on every window (the exhaustive evaluation).
+    job = open_job(model_dir, replace(options or AnalysisOptions(), sequential=False))
     evict_from_page_cache([job.checkpoint.path / f.name for f in job.checkpoint.weight_files])
     read_before = read_bytes_so_far()
     started = perf_counter()
@@ -58,6 +67,8 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
         model(input_ids=prompt_ids.to(device), use_cache=False)
         for layer, recorder in enumerate(recorders):
             activities[layer].append(summarize(recorder.inputs, recorder.outputs))
+    for recorder in recorders:
+        recorder.remove()
     state = DetectionState(len(job.prompts))
     per_layer = [
         state.observe_layer(layer, activities[layer], architecture.out_in(d.weight))
@@ -65,27 +76,38 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     ]
     started = job.clock.add("detect", started)
 
-    plans, scoring = [], None
-    if job.windows:
+    judge, baseline, rounds = job.judge(), None, 0
+    if judge is not None:
         windows = [w.to(device) for w in job.windows]
-        scoring = Scoring(stop_word_ids(job.tokenizer))
-        baseline_outputs = []
-        for w, window in enumerate(windows):
-            scoring.add_baseline(w, model(input_ids=window, use_cache=False).logits, window)
-            baseline_outputs.append([r.outputs for r in recorders])
+        stop_ids = stop_word_ids(job.tokenizer)
+        recorders = [OutputRecorder(d) for d in down_projs]
+        rows, own, outputs = [], [], []
+        for window in windows:
+            baseline_rows, scores = baseline_scores(
+                _next_token_logits(model, window), next_token_targets(window), stop_ids
+            )
+            rows.append(baseline_rows)
+            own.append(scores)
+            outputs.append([r.outputs for r in recorders])
+        for recorder in recorders:
+            recorder.remove()
+        baseline = Score([WindowScore.of(s) for s in own])
         for layer, candidates in enumerate(per_layer):
-            weight = architecture.out_in(down_projs[layer].weight)
-            for plan, threshold in layer_plans(layer, candidates, weight):
-                for w, window in enumerate(windows):
-                    with applied(plan, down_projs[layer], architecture, baseline_outputs[w][layer], threshold):
-                        logits = model(input_ids=window, use_cache=False).logits
-                    scoring.add(plan.name, w, logits, window)
-                plans.append(plan)
+            judge.plan_layer(layer, candidates, architecture.out_in(down_projs[layer].weight))
+        while pending := judge.pending():
+            rounds += 1
+            for run in pending:
+                layer = run.plan.layer
+                for w in run.missing:
+                    with applied(run.plan, down_projs[layer], architecture, outputs[w][layer]):
+                        logits = _next_token_logits(model, windows[w])
+                    scores = token_scores(logits, next_token_targets(windows[w]), stop_ids, rows[w])
+                    judge.record(run, w, scores, own[w])
+            judge.advance()
         job.clock.add("validate", started)
-    for recorder in recorders:
-        recorder.remove()
     names = checkpoint_names(model, job.checkpoint)
     return job.report(
-        state, plans, scoring,
+        state, judge, baseline,
         tensor_names=names, device=str(device), bytes_read=read_bytes_so_far() - read_before,
+        rounds=rounds,
     )

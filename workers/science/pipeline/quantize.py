@@ -28,12 +28,11 @@ from workers.contract.quantization import (
 from workers.contract.report import EvalInfo
 from workers.contract.report import Score as ScoreOut
 from workers.science.checkpoint import Checkpoint
-from workers.science.evaluation import EVAL_WINDOW_TOKENS, stop_word_ids
+from workers.science.evaluation import DEFAULT_EVAL_TOKENS, Scoring, stop_word_ids
 from workers.science.pipeline.steps import (
     AnalysisOptions,
     Clock,
     Progress,
-    Scoring,
     evaluation_windows,
     open_for_analysis,
 )
@@ -63,7 +62,7 @@ STAGE = "quantize"
 @dataclass
 class QuantizeOptions:
     device: str = "cpu"
-    eval_tokens: int = EVAL_WINDOW_TOKENS
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
     eval_text: Path | None = None
     bits: tuple[int, ...] = DEFAULT_BITS
     blocks: tuple[int | None, ...] = DEFAULT_BLOCKS
@@ -181,9 +180,9 @@ class QuantizationSweep:
     def score(self, tokenizer) -> Scoring:
         scoring = Scoring(stop_word_ids(tokenizer))
         for w, capture in enumerate(self.windows):
-            scoring.add_baseline(w, self.streamer.logits(capture, self.baseline_hidden[w]), capture.input_ids)
+            scoring.add_baseline(w, self.streamer.head(self.baseline_hidden[w]), capture.input_ids)
             for setting in self.settings:
-                logits = self.streamer.logits(capture, self.hidden[setting.name][w])
+                logits = self.streamer.head(self.hidden[setting.name][w])
                 scoring.add(setting.name, w, logits, capture.input_ids)
         return scoring
 

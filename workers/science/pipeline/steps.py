@@ -1,7 +1,7 @@
 """The steps of a job that do not depend on how activations reach each layer, shared by the
 streamed sweep and the naive full-model path: opening the checkpoint and its tokenizer, the
-prompts and evaluation windows, the variants that judge one layer's candidates, scoring, and
-the report."""
+prompts and evaluation windows, and the report. (What to run to judge the candidates, and the
+verdicts, are the judge's: `workers.science.validation.judge`.)"""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +14,17 @@ from workers.contract.progress import LOAD_STEPS, Progress
 from workers.contract.report import Report
 from workers.science.checkpoint import Checkpoint, fill_sha256, open_checkpoint
 from workers.science.context import ModelContext, check_judgeable, model_context
-from workers.science.detection import Candidate, DetectionState
+from workers.science.detection import DetectionState
 from workers.science.errors import CheckpointRefused
 from workers.science.evaluation import (
+    DEFAULT_EVAL_TOKENS,
     EVAL_WINDOW_TOKENS,
-    Baseline,
     EvalText,
     Score,
     eval_windows,
-    score_window,
 )
 from workers.science.report import Findings, build_report
-from workers.science.validation.variants import VariantPlan, plan_variants
+from workers.science.validation.judge import Judge
 
 # The detection prompts. The first is the one the published SmolLM2 profile was measured on
 # (docs/measurements.md); the others vary topic, length and style so that a candidate's
@@ -38,21 +37,19 @@ DEFAULT_PROMPTS = (
 )
 
 
-
-def report_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)
-
-
 @dataclass
 class AnalysisOptions:
     device: str = "cpu"
     validate: bool = True
     prompts: list[str] | None = None
-    # Tokens of the evaluation text scored, in windows of at most EVAL_WINDOW_TOKENS and at most
-    # the model's context; exactly this many unless the text is shorter.
-    eval_tokens: int = EVAL_WINDOW_TOKENS
+    # Tokens of the evaluation text scored (at most: a variant whose verdict is clear earlier
+    # stops earlier), in windows of at most EVAL_WINDOW_TOKENS and at most the model's context;
+    # exactly this many under the exhaustive evaluation, unless the text is shorter.
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
     eval_text: Path | None = None
+    # Stop scoring a variant as soon as its verdict cannot change (False: every variant is
+    # scored on the whole budget, the exhaustive evaluation; the verdicts are the same).
+    sequential: bool = True
     # Known sha256 per weight file name (Hub blobs are named by it): skips hashing those files.
     file_sha256: dict[str, str] | None = None
 
@@ -112,6 +109,11 @@ def fit_prompts(tokenizer, prompts: list[str], context: ModelContext) -> tuple[l
     return texts, ids
 
 
+def report_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
 def open_for_analysis(
     model_dir: Path | str, options: AnalysisOptions, clock: Clock, progress: Progress | None = None
 ):
@@ -146,36 +148,6 @@ def evaluation_windows(
     )
 
 
-def layer_plans(
-    layer: int, candidates: list[Candidate], weight_out_in: torch.Tensor
-) -> list[tuple[VariantPlan, float | None]]:
-    """The variants that judge one layer's candidates, each with the output level that counts
-    as its candidate's super activation (None for the controls)."""
-    thresholds = {(c.row, c.col): c.threshold for c in candidates}
-    return [
-        (plan, thresholds[plan.candidate[1:]] if plan.candidate else None)
-        for plan in plan_variants(layer, list(thresholds), weight_out_in)
-    ]
-
-
-class Scoring:
-    """Every variant scored window by window against the baseline of the same window."""
-
-    def __init__(self, stop_ids: torch.Tensor):
-        self.stop_ids = stop_ids
-        self.baseline = Score()
-        self.scores: dict[str, Score] = {}
-        self._baselines: dict[int, Baseline] = {}
-
-    def add_baseline(self, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
-        self._baselines[window] = Baseline.from_logits(logits)
-        self.add(None, window, logits, input_ids)
-
-    def add(self, name: str | None, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
-        score = self.baseline if name is None else self.scores.setdefault(name, Score())
-        score.add(score_window(logits, self._baselines[window], input_ids, self.stop_ids))
-
-
 @dataclass
 class OpenedJob:
     """A checkpoint opened for analysis with everything both paths run on: its tokenizer, the
@@ -186,20 +158,27 @@ class OpenedJob:
     checkpoint: Checkpoint
     tokenizer: object
     context: ModelContext
-    prompts: list[str]  # as run: a prompt longer than the context is cut
+    prompts: list[str]  # as they ran: cut to the context
     prompt_ids: list[torch.Tensor]
     eval_text: EvalText | None
     windows: list[torch.Tensor]
 
+    def judge(self) -> Judge | None:
+        """The judge of this job's candidates; None without validation."""
+        if not self.options.validate:
+            return None
+        return Judge(len(self.windows), sequential=self.options.sequential)
+
     def report(
         self,
         state: DetectionState,
-        plans: list[VariantPlan],
-        scoring: Scoring | None,
+        judge: Judge | None,
+        baseline: Score | None,
         *,
         tensor_names: dict[str, str],
         device: str,
         bytes_read: int,
+        rounds: int,
     ) -> Report:
         return build_report(
             Findings(
@@ -208,15 +187,16 @@ class OpenedJob:
                 device=device,
                 prompts=self.prompts,
                 state=state,
-                plans=plans,
-                scores=scoring.scores if scoring else None,
-                baseline=scoring.baseline if scoring else None,
+                judge=judge,
+                baseline=baseline,
                 eval_text=self.eval_text,
                 eval_windows=len(self.windows),
+                eval_tokens=sum(int(w.numel()) for w in self.windows),
                 window_tokens=max((w.shape[1] for w in self.windows), default=0),
                 context=self.context,
                 timings=self.clock.rounded(),
                 bytes_read=bytes_read,
+                rounds=rounds,
             )
         )
 

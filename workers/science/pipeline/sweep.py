@@ -1,122 +1,272 @@
-"""The whole job in one sweep of the weights: detection on a few prompts, and validation of
-every candidate with its controls on the evaluation text.
+"""The whole job in streamed sweeps of the weights: detection on a few prompts, and validation of
+every candidate with its controls on the evaluation text, each variant stopped as soon as its
+verdict cannot change.
 
-Layers are streamed once, in order. Every input sequence passes each layer as the layer goes by:
-the detection prompts, the evaluation text as the model is (the baseline), and each *variant*
-(a candidate zeroed, its super activation restored, the controls). A variant is forked from the
-baseline at the layer where its candidate's spike appears: the layers below see identical
-inputs, so their work is shared, and no layer is read twice.
+Layers are streamed in order, each read once per sweep. Every input sequence passes each layer as
+the layer goes by: the detection prompts, the evaluation windows as the model is (the baseline),
+and each *variant* (a candidate zeroed, its super activation restored, the controls) on the
+windows it still needs. A variant is forked from the baseline at the layer where its candidate's
+spike appears: the layers below see identical inputs, so their work is shared. Variants that pass
+a layer on the same window go through it together, as one batch.
+
+The first sweep detects and scores every variant on the first window. The judge
+(`validation.judge`) then stops the variants whose interval already excludes their threshold and
+asks for more windows of the others, and for the follow-ups (restores, members of a verified
+shadow group); each further sweep starts at the earliest layer that work needs (layer 0 when a
+window's baseline is new), so most jobs need one or two sweeps.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 
 import torch
 
+from workers.contract.progress import LOAD_STEPS
 from workers.contract.report import Report
 from workers.science.detection import Candidate, DetectionState, summarize
-from workers.science.evaluation import stop_word_ids
+from workers.science.evaluation import (
+    Score,
+    TokenScores,
+    WindowScore,
+    baseline_scores,
+    next_token_targets,
+    stop_word_ids,
+    token_scores,
+)
 from workers.science.pipeline.steps import (
     AnalysisOptions,
-    LOAD_STEPS,
     Clock,
     Progress,
-    Scoring,
-    layer_plans,
     open_job,
     report_progress,
 )
 from workers.science.streaming import LayerStreamer, SequenceCapture
 from workers.science.validation.ablation import applied, recording
-from workers.science.validation.variants import VariantPlan
+from workers.science.validation.judge import Judge, VariantRun
+
+# Activations one batch of variants may take while it passes a layer: the MLP's hidden
+# activations and the attention scores of every sequence in the batch, in the compute dtype.
+# A quarter of a GiB keeps a batch well under the layers' own size on a 7B-shaped model.
+BATCH_ACTIVATION_BYTES = 256 * 1024**2
+# Logits computed at once while scoring (rows x vocabulary): at most 8M float32 values, 32 MiB
+# per tensor (scoring keeps about four alive). A window's rows are split into chunks of equal
+# size under that bound: the head's matrix product runs much faster on 128 rows than on 64 (on
+# two cores, SmolLM2's head: 39 against 25 GFLOP/s).
+SCORE_CHUNK_ELEMENTS = 8 * 1024**2
 
 
 @dataclass
-class _Variant:
-    plan: VariantPlan
-    hidden: list[torch.Tensor]
+class _Window:
+    """The baseline on one evaluation window: kept where variants fork from it."""
+
+    capture: SequenceCapture
+    inputs: dict[int, torch.Tensor] = field(default_factory=dict)  # fork layer -> its input
+    outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # fork layer -> down_proj out
+    final: torch.Tensor | None = None  # after the last layer
+    scores: TokenScores | None = None
+
+
+def _activation_bytes_per_token(config, tokens: int, element_bytes: int) -> int:
+    text = config.get_text_config()
+    hidden = getattr(text, "hidden_size", None) or text.n_embd
+    d_ff = (
+        getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None)
+        or getattr(text, "n_inner", None) or 4 * hidden
+    )
+    heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", 1)
+    return element_bytes * (3 * d_ff + 4 * hidden + heads * tokens)
 
 
 class Sweep:
-    """One streamed pass over the layers carrying every sequence of the job."""
+    """Streamed passes over the layers carrying every sequence of the job."""
 
-    def __init__(self, streamer: LayerStreamer, prompts: list[SequenceCapture], windows: list[SequenceCapture]):
+    def __init__(
+        self,
+        streamer: LayerStreamer,
+        prompts: SequenceCapture,
+        windows: list[SequenceCapture],
+        judge: Judge | None,
+        stop_ids: torch.Tensor | None,
+        progress: Progress | None = None,
+    ):
         self.streamer = streamer
         self.architecture = streamer.architecture
         self.prompts = prompts
-        self.windows = windows
-        self.state = DetectionState(len(prompts))
-        self.prompt_hidden = [c.embeddings for c in prompts]
-        self.baseline_hidden = [c.embeddings for c in windows]
-        self.variants: list[_Variant] = []
+        self.windows = [_Window(c) for c in windows]
+        self.judge = judge
+        self.stop_ids = stop_ids
+        self.progress = progress
+        self.state = DetectionState(len(prompts.lengths))
         self.clock = Clock()
+        self.rounds = 0
+        self._config = streamer.model.config
+        self._element = torch.empty((), dtype=streamer.dtype).element_size()
 
-    def run(self, progress: Progress | None = None) -> None:
-        """Every layer once: detect on the prompts, then (with windows) carry the baseline and
-        the variants through it. Both stages count layers."""
-        streamer = self.streamer
-        report_progress(progress, "detect", 0, streamer.num_layers)
-        if self.windows:
-            report_progress(progress, "validate", 0, streamer.num_layers)
-        for layer in range(streamer.num_layers):
+    # ---- the rounds ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._round(detect=True)
+        while self.judge is not None and self.judge.pending():
+            self._round(detect=False)
+
+    def _round(self, detect: bool) -> None:
+        streamer, judge = self.streamer, self.judge
+        self.rounds += 1
+        work: dict[VariantRun, list[int]] = {r: r.missing for r in judge.pending()} if judge else {}
+        if detect and judge is not None:
+            fresh = set(judge.first_windows())
+        else:
+            fresh = {w for ws in work.values() for w in ws if self.windows[w].final is None}
+        baseline = {w: self.windows[w].capture.embeddings for w in sorted(fresh)}
+        if detect or baseline:
+            first = 0
+        else:
+            first = min(r.plan.layer for r in work)
+        carried: dict[tuple[VariantRun, int], torch.Tensor] = {}
+        prompt_hidden = self.prompts.embeddings if detect else None
+        for layer in range(first, streamer.num_layers):
             started = perf_counter()
             module = streamer.load_layer(layer)
             streamer.prefetch(layer + 1)
             started = self.clock.add("read_wait", started)
             down_proj = module.get_submodule(self.architecture.down_proj)
-            candidates = self._detect(layer, down_proj)
-            started = self.clock.add("detect", started)
-            report_progress(progress, "detect", layer + 1, streamer.num_layers)
-            if self.windows:
-                self._validate(layer, down_proj, candidates)
+            candidates: list[Candidate] = []
+            if detect:
+                prompt_hidden, candidates = self._detect(layer, down_proj, prompt_hidden)
+                started = self.clock.add("detect", started)
+            if judge is not None:
+                forks = candidates or (layer in judge.layers and judge.layers[layer].units)
+                self._baseline(layer, down_proj, baseline, record=bool(forks))
+                if candidates:
+                    weight = self.architecture.out_in(down_proj.weight)
+                    for run in judge.plan_layer(layer, candidates, weight):
+                        work[run] = run.missing
+                self._carry(layer, carried)
+                for run, windows in work.items():
+                    if run.plan.layer == layer:
+                        for w in windows:
+                            carried[(run, w)] = self._fork(layer, down_proj, run, w)
                 self.clock.add("validate", started)
-                report_progress(progress, "validate", layer + 1, streamer.num_layers)
             streamer.release_layer(layer)
+            # Layers passed, counted from layer 0 whatever layer a round starts at: the first
+            # round detects and validates side by side, later rounds only validate.
+            if detect:
+                report_progress(self.progress, "detect", layer + 1, streamer.num_layers)
+            if judge is not None:
+                report_progress(self.progress, "validate", layer + 1, streamer.num_layers)
+        for w, final in baseline.items():
+            self.windows[w].final = final
+        if judge is not None:
+            started = perf_counter()
+            self._score(carried)
+            judge.advance()
+            self.clock.add("score", started)
 
-    def _detect(self, layer: int, down_proj) -> list[Candidate]:
-        activities = []
+    # ---- one layer -------------------------------------------------------------------------
+
+    def _detect(self, layer: int, down_proj, hidden: torch.Tensor) -> tuple[torch.Tensor, list[Candidate]]:
+        """The prompts, one right-padded batch, pass the layer; each is summarised on its own
+        tokens (a causal model's real tokens never see the padding after them)."""
         with recording(down_proj, keep_inputs=True) as recorder:
-            for i, capture in enumerate(self.prompts):
-                self.prompt_hidden[i] = self.streamer.run_layer(layer, self.prompt_hidden[i], capture)
-                activities.append(summarize(recorder.inputs, recorder.outputs))
-        return self.state.observe_layer(layer, activities, self.architecture.out_in(down_proj.weight))
-
-    def _validate(self, layer: int, down_proj, candidates: list[Candidate]) -> None:
-        run = self.streamer.run_layer
-        layer_inputs = list(self.baseline_hidden)
-        baseline_outputs = []
-        with recording(down_proj) as recorder:
-            for w, capture in enumerate(self.windows):
-                self.baseline_hidden[w] = run(layer, layer_inputs[w], capture)
-                baseline_outputs.append(recorder.outputs)
-        for variant in self.variants:
-            for w, capture in enumerate(self.windows):
-                variant.hidden[w] = run(layer, variant.hidden[w], capture)
+            hidden = self.streamer.run_layer(layer, hidden, self.prompts)
+        # [B, T, features], whatever shape the architecture gives its projection (OPT: [B*T, ...]).
+        shape = self.prompts.input_ids.shape
+        inputs = recorder.inputs.reshape(*shape, -1)
+        outputs = recorder.outputs.reshape(*shape, -1)
+        activities = [
+            summarize(inputs[i, :length], outputs[i, :length])
+            for i, length in enumerate(self.prompts.lengths)
+        ]
         weight = self.architecture.out_in(down_proj.weight)
-        for plan, threshold in layer_plans(layer, candidates, weight):
-            hidden = []
-            for w, capture in enumerate(self.windows):
-                with applied(plan, down_proj, self.architecture, baseline_outputs[w], threshold):
-                    hidden.append(run(layer, layer_inputs[w], capture))
-            self.variants.append(_Variant(plan, hidden))
+        return hidden, self.state.observe_layer(layer, activities, weight)
 
-    def score(self, tokenizer, progress: Progress | None = None) -> Scoring:
-        """The baseline and every variant scored on every window; progress counts runs."""
-        scoring = Scoring(stop_word_ids(tokenizer))
-        total = len(self.windows) * (1 + len(self.variants))
-        done = 0
-        report_progress(progress, "score", done, total)
-        for w, capture in enumerate(self.windows):
-            scoring.add_baseline(w, self.streamer.logits(capture, self.baseline_hidden[w]), capture.input_ids)
-            done += 1
-            report_progress(progress, "score", done, total)
-            for variant in self.variants:
-                logits = self.streamer.logits(capture, variant.hidden[w])
-                scoring.add(variant.plan.name, w, logits, capture.input_ids)
-                done += 1
-                report_progress(progress, "score", done, total)
-        return scoring
+    def _baseline(self, layer: int, down_proj, hidden: dict[int, torch.Tensor], record: bool) -> None:
+        """The baseline windows new in this round pass the layer; at a fork layer their input
+        and down projection output are kept for the variants forked there, now or later."""
+        with recording(down_proj) as recorder:
+            for w in hidden:
+                window = self.windows[w]
+                if record:
+                    window.inputs[layer] = hidden[w]
+                hidden[w] = self.streamer.run_layer(layer, hidden[w], window.capture)
+                if record:
+                    window.outputs[layer] = recorder.outputs
+
+    def _fork(self, layer: int, down_proj, run: VariantRun, w: int) -> torch.Tensor:
+        window = self.windows[w]
+        with applied(run.plan, down_proj, self.architecture, window.outputs[layer]):
+            return self.streamer.run_layer(layer, window.inputs[layer], window.capture)
+
+    def _max_batch(self, tokens: int) -> int:
+        per_token = _activation_bytes_per_token(self._config, tokens, self._element)
+        return max(1, BATCH_ACTIVATION_BYTES // (per_token * tokens))
+
+    def _carry(self, layer: int, carried: dict[tuple[VariantRun, int], torch.Tensor]) -> None:
+        """Variants forked below this layer pass it, batched by window."""
+        by_window: dict[int, list[tuple[VariantRun, int]]] = {}
+        for key in carried:
+            if key[0].plan.layer < layer:
+                by_window.setdefault(key[1], []).append(key)
+        for w, keys in by_window.items():
+            capture = self.windows[w].capture
+            size = self._max_batch(int(capture.input_ids.numel()))
+            for start in range(0, len(keys), size):
+                batch = keys[start : start + size]
+                stacked = torch.cat([carried[k] for k in batch])
+                output = self.streamer.run_layer(layer, stacked, capture)
+                for k, hidden in zip(batch, output.split(1)):
+                    carried[k] = hidden
+
+    # ---- scoring -------------------------------------------------------------------------
+
+    def _score(self, carried: dict[tuple[VariantRun, int], torch.Tensor]) -> None:
+        """Every window a variant reached in this round: the baseline's next-token distribution
+        once per row, each variant's rows scored against it, a chunk of rows at a time."""
+        by_window: dict[int, list[VariantRun]] = {}
+        for run, w in carried:
+            by_window.setdefault(w, []).append(run)
+        vocab = self.streamer.vocab_size
+        for done, w in enumerate(sorted(by_window), start=1):
+            window = self.windows[w]
+            targets = next_token_targets(window.capture.input_ids)
+            rows = targets.numel()
+            chunks = -(-rows * vocab // SCORE_CHUNK_ELEMENTS)  # ceiling division
+            step = -(-rows // chunks)
+            own_parts: list[TokenScores] = []
+            parts: dict[VariantRun, list[TokenScores]] = {run: [] for run in by_window[w]}
+            for start in range(0, rows, step):
+                end = min(rows, start + step)
+                base_rows, own = baseline_scores(
+                    self._head(window.final, start, end), targets[start:end], self.stop_ids
+                )
+                own_parts.append(own)
+                for run in by_window[w]:
+                    logits = self._head(carried[(run, w)], start, end)
+                    parts[run].append(token_scores(logits, targets[start:end], self.stop_ids, base_rows))
+                del base_rows
+            if window.scores is None:
+                window.scores = TokenScores.cat(own_parts)
+            for run, run_parts in parts.items():
+                self.judge.record(run, w, TokenScores.cat(run_parts), window.scores)
+                del carried[(run, w)]
+            report_progress(self.progress, "score", done, len(by_window))
+
+    def _head(self, final_hidden: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Next-token logits of positions start..end-1 (predicting tokens start+1..end)."""
+        logits = self.streamer.head(final_hidden[:, start:end])
+        return logits.reshape(-1, logits.shape[-1])
+
+    def baseline_score(self) -> Score:
+        return Score([WindowScore.of(w.scores) for w in self.windows if w.scores is not None])
+
+
+def pad_id(tokenizer) -> int:
+    """A token to pad with: never attended to, so any token the tokenizer has will do."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
 
 
 def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None) -> Report:
@@ -126,22 +276,22 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     as its work advances."""
     job = open_job(model_dir, options, progress)
     started = perf_counter()
-    streamer = LayerStreamer(job.checkpoint, job.options.device)
+    judge = job.judge()
+    streamer = LayerStreamer(job.checkpoint, job.options.device, head=judge is not None)
     try:
-        prompts = [streamer.capture(ids) for ids in job.prompt_ids]
-        windows = [streamer.capture(w) for w in job.windows]
+        # The prompts run as one right-padded batch: one call per layer instead of one per prompt.
+        ids, mask = streamer.padded(job.prompt_ids, pad_id(job.tokenizer))
+        prompts, *windows = streamer.capture_all([ids, *job.windows], [mask] + [None] * len(job.windows))
+        stop_ids = stop_word_ids(job.tokenizer) if judge is not None else None
         started = job.clock.add("load", started)
         report_progress(progress, "load", LOAD_STEPS, LOAD_STEPS)
-        sweep = Sweep(streamer, prompts, windows)
-        sweep.run(progress)
+        sweep = Sweep(streamer, prompts, windows, judge, stop_ids, progress)
+        sweep.run()
         job.clock.seconds.update(sweep.clock.seconds)
-        started = perf_counter()
-        scoring = sweep.score(job.tokenizer, progress) if windows else None
-        job.clock.add("score", started)
     finally:
         streamer.close()
-    plans = [v.plan for v in sweep.variants]
     return job.report(
-        sweep.state, plans, scoring,
+        sweep.state, judge, sweep.baseline_score() if judge is not None else None,
         tensor_names=streamer.names, device=str(streamer.device), bytes_read=streamer.bytes_read,
+        rounds=sweep.rounds,
     )

@@ -85,23 +85,26 @@ def applied(
     down_proj: nn.Module,
     architecture: Architecture,
     baseline_outputs: torch.Tensor | None,
-    threshold: float | None,
 ):
     """Make `down_proj` behave as the variant does while the block runs one window through it,
-    and record the super activation before (baseline) and after (this variant)."""
+    and record the super activation of each watched row before (baseline) and after (this
+    variant)."""
     with ExitStack() as stack:
         stack.enter_context(zeroed(down_proj.weight, architecture, plan.zeroed))
-        tokens: list[int] = []
-        row = plan.candidate[1] if plan.candidate else None
-        if row is not None and baseline_outputs is not None and threshold is not None:
-            tokens = spike_tokens(baseline_outputs, row, threshold)
-            before = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])[tokens, row]
-            if plan.restore_row is not None and tokens:
+        watched: list[tuple[int, list[int], torch.Tensor]] = []
+        if baseline_outputs is not None:
+            flat = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])
+            for row, threshold in plan.watch.items():
+                tokens = spike_tokens(baseline_outputs, row, threshold)
+                if tokens:
+                    watched.append((row, tokens, flat[tokens, row]))
+        for row, tokens, before in watched:
+            if row == plan.restore_row:
                 stack.enter_context(restored(down_proj, row, tokens, before))
         recorder = stack.enter_context(recording(down_proj))
         yield
-        if row is not None and tokens:
-            after = recorder.outputs.reshape(-1, recorder.outputs.shape[-1])[tokens, row]
-            plan.super_activation.append(
-                {"tokens": tokens, "before": before.float().tolist(), "after": after.float().tolist()}
+        after = recorder.outputs.reshape(-1, recorder.outputs.shape[-1])
+        for row, tokens, before in watched:
+            plan.super_activation.setdefault(row, []).append(
+                {"tokens": tokens, "before": before.float().tolist(), "after": after[tokens, row].float().tolist()}
             )

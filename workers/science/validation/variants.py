@@ -1,16 +1,20 @@
-"""The runs that judge the candidates of one layer: each candidate zeroed, each candidate zeroed
-with its super activation put back, and every control of the tensor once."""
+"""The runs that judge the candidates of one layer: each unit zeroed (one candidate, or the
+shadow rows of one input channel together), a candidate zeroed with its super activation put
+back (only where zeroing it moved the model), and every control of the tensor once, shared by
+all its candidates."""
 
 from dataclasses import dataclass, field
 
 import torch
 
+from workers.science.detection import Candidate
 from workers.science.validation.controls import CONTROLS, Coordinate
+from workers.science.validation.selection import Unit
 
 
 class Kind:
-    ABLATE = "ablate"  # the candidate zeroed
-    RESTORE = "restore"  # the candidate zeroed, its super activation put back
+    ABLATE = "ablate"  # a unit zeroed
+    RESTORE = "restore"  # a candidate zeroed, its super activation put back
 
     @staticmethod
     def control(name: str) -> str:
@@ -22,31 +26,49 @@ class VariantPlan:
     kind: str
     layer: int
     zeroed: list[Coordinate]
-    candidate: tuple[int, int, int] | None = None  # (layer, row, col) for ablate/restore
+    # (layer, row, col) of the candidates it judges: one, or a shadow group (ablate only).
+    candidates: tuple[tuple[int, int, int], ...] = ()
     restore_row: int | None = None
-    # Filled while the variant passes its layer: the spiking output before and after, per window.
-    super_activation: list[dict] = field(default_factory=list)
+    # Spiking rows whose output is recorded before and after, each with the output level that
+    # counts as its super activation on the evaluation text.
+    watch: dict[int, float] = field(default_factory=dict)
+    # Filled while the variant passes its layer: per watched row, the output before and after,
+    # one entry per evaluation window.
+    super_activation: dict[int, list[dict]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        if self.candidate is None:
+        if not self.candidates:
             return f"{self.kind}@{self.layer}"
-        return f"{self.kind}@{self.layer}:{self.candidate[1]},{self.candidate[2]}"
+        return f"{self.kind}@{self.layer}:" + "+".join(f"{r},{c}" for r, c in self.zeroed)
 
 
-def plan_variants(
-    layer: int, candidates: list[Coordinate], weight_out_in: torch.Tensor
+def ablation_plan(unit: Unit) -> VariantPlan:
+    return VariantPlan(
+        Kind.ABLATE,
+        unit.layer,
+        unit.coordinates,
+        tuple(c.key for c in unit.members),
+        watch={c.row: c.threshold for c in unit.members},
+    )
+
+
+def restore_plan(candidate: Candidate) -> VariantPlan:
+    return VariantPlan(
+        Kind.RESTORE,
+        candidate.layer,
+        [(candidate.row, candidate.col)],
+        (candidate.key,),
+        restore_row=candidate.row,
+        watch={candidate.row: candidate.threshold},
+    )
+
+
+def control_plans(
+    layer: int, weight_out_in: torch.Tensor, exclude: set[Coordinate]
 ) -> list[VariantPlan]:
-    """Every run needed to judge the candidates of one layer (they share one tensor)."""
-    if not candidates:
-        return []
-    plans = []
-    for row, col in candidates:
-        key = (layer, row, col)
-        plans.append(VariantPlan(Kind.ABLATE, layer, [(row, col)], key))
-        plans.append(VariantPlan(Kind.RESTORE, layer, [(row, col)], key, restore_row=row))
-    exclude = set(candidates)
-    for control in CONTROLS:
-        zeroed = control.coordinates(weight_out_in, exclude, layer)
-        plans.append(VariantPlan(Kind.control(control.name), layer, zeroed))
-    return plans
+    """Every control of one tensor, none of them zeroing a candidate of the layer."""
+    return [
+        VariantPlan(Kind.control(control.name), layer, control.coordinates(weight_out_in, exclude, layer))
+        for control in CONTROLS
+    ]

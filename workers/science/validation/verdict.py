@@ -1,27 +1,48 @@
 """The verdict rule: a super weight at least doubles perplexity when zeroed (the paper reports
 orders of magnitude; SmolLM2: 20.19 -> 378.6, docs/measurements.md), unless a control shows the
-tensor or the evaluation too fragile to attribute the effect to one weight."""
+tensor or the evaluation too fragile to attribute the effect to one weight.
+
+Every ratio comes with its confidence interval (`statistics`): a candidate is `verified` only when
+the whole interval lies at or above the threshold, `rejected` when it lies below (or a control
+vetoes), and otherwise stays a `candidate`, with the reason, rather than being forced either way.
+"""
 
 from workers.science.validation.controls import CONTROLS
+from workers.science.validation.statistics import Interval
 
 MIN_PERPLEXITY_RATIO = 2.0
+# A variant is "decided" for the ablation rule once its interval excludes this ratio.
+VERIFIED, REJECTED, CANDIDATE = "verified", "rejected", "candidate"
 
 
 def verdict(
-    baseline_ppl: float, ablated_ppl: float, control_ppl: dict[str, float]
+    ablated: Interval, controls: dict[str, Interval], subject: str = "zeroing it"
 ) -> tuple[str, str]:
-    """`verified` or `rejected`, with the reason, from the ablated and the controls' perplexity."""
-    ratio = ablated_ppl / baseline_ppl
-    ratios = {name: ppl / baseline_ppl for name, ppl in control_ppl.items()}
+    """The state and its reason, from the ablation's and the controls' intervals. `subject` says
+    what was zeroed (a weight alone, or with the shadow rows of its input channel)."""
     for control in CONTROLS:
-        if control.name in ratios and (reason := control.veto(ratios[control.name])):
-            return "rejected", reason
-    if ratio >= MIN_PERPLEXITY_RATIO:
+        if control.name in controls and (reason := control.veto(controls[control.name])):
+            return REJECTED, reason
+    if ablated.below(MIN_PERPLEXITY_RATIO):
+        return REJECTED, (
+            f"{subject} multiplies perplexity by only {ablated.describe()} (< {MIN_PERPLEXITY_RATIO})"
+        )
+    if ablated.above(MIN_PERPLEXITY_RATIO):
+        doubts = [
+            reason
+            for control in CONTROLS
+            if control.name in controls and (reason := control.doubt(controls[control.name]))
+        ]
+        reason = f"{subject} multiplies perplexity by {ablated.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        if doubts:
+            return CANDIDATE, f"{reason}, but the {doubts[0]}"
         clauses = [
             clause
             for control in CONTROLS
-            if control.name in ratios and (clause := control.describe(ratios[control.name]))
+            if control.name in controls and (clause := control.describe(controls[control.name]))
         ]
-        reason = f"zeroing it multiplies perplexity by {ratio:.2f} (>= {MIN_PERPLEXITY_RATIO})"
-        return "verified", reason + "".join(f" while {c}" for c in clauses)
-    return "rejected", f"zeroing it multiplies perplexity by only {ratio:.3f} (< {MIN_PERPLEXITY_RATIO})"
+        return VERIFIED, reason + "".join(f" while {c}" for c in clauses)
+    return CANDIDATE, (
+        f"{subject} multiplies perplexity by {ablated.describe()}: the interval straddles "
+        f"x{MIN_PERPLEXITY_RATIO}, so it is neither verified nor rejected"
+    )

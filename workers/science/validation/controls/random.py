@@ -1,6 +1,8 @@
 """Zeroing random weights of the tensor: if that moves perplexity, the tensor (or the
 evaluation) is too fragile to attribute any ablation's effect to one weight."""
 
+import math
+
 import torch
 
 from workers.science.validation.controls.base import Control, Coordinate
@@ -32,6 +34,7 @@ def random_coordinates(
 
 class RandomControl(Control):
     name = "random"
+    threshold = MAX_RANDOM_CONTROL_RATIO
 
     def rules(self):
         return {
@@ -50,13 +53,22 @@ class RandomControl(Control):
     def details(self, zeroed, layer, stored_index):
         return {"weights": len(zeroed), "seed": self.seed(layer)}
 
-    def veto(self, ratio):
-        if ratio > MAX_RANDOM_CONTROL_RATIO:
+    def veto(self, interval):
+        # One-sided: only a rise vetoes, and only one the interval shows (its low end above).
+        if interval.low > math.log(MAX_RANDOM_CONTROL_RATIO):
             return (
-                f"random control moved perplexity x{ratio:.3f} (> x{MAX_RANDOM_CONTROL_RATIO}): "
-                "the tensor is too fragile to attribute the effect"
+                f"random control moved perplexity {interval.describe()} "
+                f"(> x{MAX_RANDOM_CONTROL_RATIO}): the tensor is too fragile to attribute the effect"
             )
         return None
 
-    def describe(self, ratio):
-        return f"{RANDOM_CONTROL_WEIGHTS} random weights move it x{ratio:.3f}"
+    def doubt(self, interval):
+        if interval.high > math.log(MAX_RANDOM_CONTROL_RATIO) and not self.veto(interval):
+            return (
+                f"random control moved perplexity {interval.describe()}, which neither shows nor "
+                f"rules out a rise above x{MAX_RANDOM_CONTROL_RATIO}"
+            )
+        return None
+
+    def describe(self, interval):
+        return f"{RANDOM_CONTROL_WEIGHTS} random weights move it x{interval.ratio:.3f}"
