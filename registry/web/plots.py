@@ -208,8 +208,11 @@ def _variants(validation: ValidationEvidence) -> list[tuple[str, object, str]]:
     rows: list[tuple[str, object, str]] = [
         ("baseline", validation.baseline, VARIANT_COLORS["baseline"]),
         ("zeroed", validation.ablated, VARIANT_COLORS["ablated"]),
-        ("zeroed,\nactivation\nrestored", validation.restored, VARIANT_COLORS["restored"]),
     ]
+    if validation.restored is not None:  # run only where zeroing the weight moved perplexity
+        rows.append(
+            ("zeroed,\nactivation\nrestored", validation.restored, VARIANT_COLORS["restored"])
+        )
     for name, control in validation.controls.items():
         rows.append((f"control:\n{name.replace('_', '-')}", control, CONTROL_COLOR))
     return rows

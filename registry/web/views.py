@@ -121,11 +121,18 @@ def validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
             "shift": "–" if shift is None else f"{shift:+.3f}",
         }
 
-    rows = [
-        row("baseline", "the model as it is", baseline),
-        row("zeroed", "this weight set to 0", validation.get("ablated", {})),
-        row("restored", "zeroed, its super activation put back", validation.get("restored", {})),
-    ]
+    ablated = validation.get("ablated") or {}
+    zeroed = row("zeroed", "this weight set to 0", ablated)
+    interval = ablated.get("interval") or {}
+    if interval.get("low") is not None and interval.get("high") is not None:
+        # The perplexity ratio's confidence interval, which the verdict is decided on.
+        zeroed["ratio"] += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
+    rows = [row("baseline", "the model as it is", baseline), zeroed]
+    # Only where zeroing the weight moved perplexity is its super activation put back.
+    if validation.get("restored"):
+        rows.append(
+            row("restored", "zeroed, its super activation put back", validation["restored"])
+        )
     for name, control in (validation.get("controls") or {}).items():
         count = control.get("weights") or control.get("k")
         what = f"{count} other weights of the tensor zeroed" if count else "a control"
