@@ -366,14 +366,10 @@ def postpone(
     it is claimable again after `delay_seconds`, and `last_error` says why it waits. False when
     the lease was already lost."""
     now = now or database_now(session)
-    return _fenced_update(
+    return _hand_back(
         session,
         lease,
         now,
-        state=JobState.QUEUED,
-        attempts=Job.attempts - 1,
-        lease_owner=None,
-        lease_expires_at=None,
         not_before=now + timedelta(seconds=delay_seconds),
         last_error=one_line(f"waiting to retry: {one_line(reason)}"),
     )
@@ -383,6 +379,11 @@ def release(session: Session, lease: Lease, *, now: datetime | None = None) -> b
     """Hand an unfinished job back to the queue (the worker is stopping): the attempt does not
     count, since the job did not fail. False when the lease was already lost."""
     now = now or database_now(session)
+    return _hand_back(session, lease, now, not_before=now)
+
+
+def _hand_back(session: Session, lease: Lease, now: datetime, **values: Any) -> bool:
+    """Back to the queue without counting the attempt (the job did not fail), if still ours."""
     return _fenced_update(
         session,
         lease,
@@ -391,5 +392,5 @@ def release(session: Session, lease: Lease, *, now: datetime | None = None) -> b
         attempts=Job.attempts - 1,
         lease_owner=None,
         lease_expires_at=None,
-        not_before=now,
+        **values,
     )

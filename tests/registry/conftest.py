@@ -15,6 +15,16 @@ def report() -> dict:
 
 
 @pytest.fixture
+def token(db_sessions) -> str:
+    """A live API token named "ci" (its secret)."""
+    from registry.auth import service as auth
+
+    with transaction(db_sessions) as session:
+        _, secret = auth.create_token(session, "ci")
+    return secret
+
+
+@pytest.fixture
 def published(db_sessions) -> None:
     """The shipped published index, loaded."""
     document = index_service.load_file(PUBLISHED_INDEX_PATH)

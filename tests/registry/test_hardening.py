@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from registry.app import create_app
-from registry.auth import service as auth
 from registry.database import transaction
 from registry.jobs.models import Job
 from registry.superweights import service
@@ -32,13 +31,6 @@ SECRET = "s3cret-password"
 def server(db_url, published, hf_cache):
     with LiveServer(create_app(db_url)) as live:
         yield live
-
-
-@pytest.fixture
-def token(db_sessions) -> str:
-    with transaction(db_sessions) as session:
-        _, secret = auth.create_token(session, "ci")
-    return secret
 
 
 def _jobs(db_sessions) -> int:

@@ -29,6 +29,7 @@ import click
 
 from workers.contract.report import Report
 from workers.fixtures.cache import cache_root
+from workers.science.disk_reads import evict_from_page_cache
 
 GIB = 1024**3
 MIB = 1024**2
@@ -133,21 +134,10 @@ def weight_files(model_dir: Path) -> list[Path]:
     return sorted(model_dir.glob("*.safetensors"))
 
 
-def drop_page_cache(files: list[Path]) -> None:
-    """Evict the files' pages from the page cache, so that the next read comes from disk."""
-    for file in files:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def read_once(files: list[Path], cold: bool) -> tuple[float, int]:
     """Seconds to read every byte of the files once, and the bytes read."""
     if cold:
-        drop_page_cache(files)
+        evict_from_page_cache(files)
     buffer = bytearray(READ_CHUNK_BYTES)
     view = memoryview(buffer)
     total = 0
@@ -371,9 +361,9 @@ def compare(model_dir: Path, device: str, eval_tokens: int) -> dict:
     files = weight_files(model_dir)
     read_cold, total = read_once(files, cold=True)
     read_warm, _ = read_once(files, cold=False)
-    drop_page_cache(files)
+    evict_from_page_cache(files)
     naive = run_approach("naive", model_dir, device, eval_tokens)
-    drop_page_cache(files)
+    evict_from_page_cache(files)
     swreg = run_approach("swreg", model_dir, device, eval_tokens)
     figures = {
         "checkpoint": str(model_dir),
@@ -403,9 +393,9 @@ def compare_detection(model_dir: Path, device: str, repeats: int = DETECTION_REP
     cache); the figures of the median run of each, and the median of the paired ratios."""
     pairs = []
     for _ in range(repeats):
-        drop_page_cache(weight_files(model_dir))
+        evict_from_page_cache(weight_files(model_dir))
         naive = run_approach("naive", model_dir, device, SYNTHETIC_EVAL_TOKENS, validate=False)
-        drop_page_cache(weight_files(model_dir))
+        evict_from_page_cache(weight_files(model_dir))
         swreg = run_detect_command(model_dir, device)
         pairs.append((naive, swreg))
     naive = sorted((p[0] for p in pairs), key=lambda r: r.wall_seconds)[len(pairs) // 2]
@@ -428,7 +418,7 @@ def memory_capped(model_dir: Path, device: str, eval_tokens: int, cap_bytes: int
     size = sum(f.stat().st_size for f in weight_files(model_dir))
     figures = {"checkpoint": str(model_dir), "checkpoint_bytes": size, "cap_bytes": cap_bytes}
     for approach in ("swreg", "naive"):
-        drop_page_cache(weight_files(model_dir))
+        evict_from_page_cache(weight_files(model_dir))
         with MemoryCap(cap_bytes) as cap:
             run = run_approach(approach, model_dir, device, eval_tokens, cap)
             figures["cap_kind"] = cap.label
@@ -442,7 +432,7 @@ def judge_large(shape: SyntheticShape, device: str, eval_tokens: int) -> dict:
     figures = {}
     for plant in (True, False):
         path = synthetic_checkpoint(shape, plant=plant, decoy=True)
-        drop_page_cache(weight_files(path))
+        evict_from_page_cache(weight_files(path))
         run = run_approach("swreg", path, device, eval_tokens)
         found = {}
         if run.ok:

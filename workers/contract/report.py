@@ -74,30 +74,10 @@ class EvalInfo(_Part):
     )
 
 
-class PromptProfile(_Part):
+class LayerFigures(_Part):
     """One layer's down projection on one prompt: its largest |input| and |output| with where
-    they are, the spike ratio and percentiles of |output|. One object per prompt, so that a new
-    per-prompt figure is one more field here."""
+    they are, percentiles of |output|, and how far the largest |output| stands out."""
 
-    prompt: Count = Field(description="index into the report's prompts")
-    max_abs_input: float
-    input_token: Count
-    input_col: Count
-    max_abs_output: float
-    output_token: Count
-    output_row: Count
-    output_percentiles: dict[str, float]
-    spike_ratio: float | None = Field(description="max |output| over the typical layer's")
-    within_layer_ratio: float | None = Field(
-        default=None, description="max |output| over this layer's own median |output|"
-    )
-
-
-class LayerProfile(_Part):
-    """One layer's down projection as the first prompt saw it, plus every prompt's maximum and,
-    in `prompts`, every prompt's full entry."""
-
-    layer: Count
     max_abs_input: float
     input_token: Count
     input_col: Count
@@ -114,6 +94,20 @@ class LayerProfile(_Part):
         description="max |output| over this layer's own median |output|: how the layer is "
         "judged where spike_ratio is null (layer 0)",
     )
+
+
+class PromptProfile(LayerFigures):
+    """One prompt's view of one layer. One object per prompt, so that a new per-prompt figure
+    is one more field of LayerFigures."""
+
+    prompt: Count = Field(description="index into the report's prompts")
+
+
+class LayerProfile(LayerFigures):
+    """One layer's down projection as the first prompt saw it (the figures), plus every
+    prompt's maximum and, in `prompts`, every prompt's full entry."""
+
+    layer: Count
     max_abs_output_per_prompt: list[float]
     spike: bool
     prompts: list[PromptProfile] = Field(

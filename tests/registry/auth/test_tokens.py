@@ -18,13 +18,6 @@ def client(db_url, hf_cache):
         yield c
 
 
-@pytest.fixture
-def token(db_sessions) -> str:
-    with transaction(db_sessions) as session:
-        _, secret = auth.create_token(session, "ci")
-    return secret
-
-
 def test_tokens_are_stored_hashed_and_can_be_revoked(db_sessions):
     with transaction(db_sessions) as session:
         row, secret = auth.create_token(session, "alice")

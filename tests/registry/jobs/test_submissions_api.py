@@ -5,8 +5,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry.app import create_app
-from registry.auth import service as auth
-from registry.database import transaction
 from tests.helpers import REPO, make_checkpoint
 from workers.fixtures.hf_cache import install_into_hf_cache
 
@@ -15,13 +13,6 @@ from workers.fixtures.hf_cache import install_into_hf_cache
 def client(db_url, hf_cache):
     with TestClient(create_app(db_url)) as c:
         yield c
-
-
-@pytest.fixture
-def token(db_sessions) -> str:
-    with transaction(db_sessions) as session:
-        _, secret = auth.create_token(session, "ci")
-    return secret
 
 
 def test_submit_pins_the_revision_and_never_duplicates(client, token, tmp_path, hf_cache):
