@@ -246,7 +246,12 @@ def draw_ablation(
         )
     axes_ppl.set_yscale("log")
     axes_ppl.set_ylim(min(finite, default=1.0) / 3, top * 3)
-    axes_ppl.set_title(f"perplexity on {validation.eval.tokens:,} tokens", fontsize=10)
+    # Each run stops once its verdict cannot change; the title gives the zeroed run's predictions.
+    axes_ppl.set_title(
+        f"perplexity on {validation.ablated.tokens:,} predictions"
+        f" (budget {validation.eval.tokens:,} tokens)",
+        fontsize=10,
+    )
 
     stop = [score.stop_word_probability for _, score, _ in rows]
     bars = axes_stop.bar(range(len(rows)), _finite(stop), color=colors)

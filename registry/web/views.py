@@ -119,6 +119,8 @@ def validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
             "kl": fmt(score.get("mean_kl_from_baseline"), 3),
             "stop": fmt(stop, 3),
             "shift": "–" if shift is None else f"{shift:+.3f}",
+            # A run stops once its verdict cannot change: its figures are over these predictions.
+            "tokens": "–" if score.get("tokens") is None else f"{score['tokens']:,}",
         }
 
     ablated = validation.get("ablated") or {}

@@ -26,3 +26,13 @@ def test_a_weight_whose_zeroing_moved_nothing_has_no_restored_row():
     """The restore variant runs only where the ablation moved the model (it is null otherwise)."""
     rows = [row["name"] for row in validation_rows(_evidence(restored=None))]
     assert rows == ["baseline", "zeroed", "control: random", "control: top_k"]
+
+
+def test_each_row_says_how_many_predictions_its_figures_are_over():
+    """A sequential run stops early: its perplexity is over fewer predictions than the budget."""
+    evidence = _evidence()
+    evidence["validation"]["ablated"]["tokens"] = 255
+    evidence["validation"]["controls"]["random"]["tokens"] = 1020
+    rows = {row["name"]: row for row in validation_rows(evidence)}
+    assert rows["zeroed"]["tokens"] == "255"
+    assert rows["control: random"]["tokens"] == "1,020"
