@@ -53,7 +53,7 @@ def _time(argv: list[str]) -> float | None:
     help="Measured runs of each help (after one warm-up run).",
 )
 @click.option(
-    "--swreg", "script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--swreg", "script", type=click.Path(dir_okay=False, path_type=Path),
     help="The swreg script to time (default: the one installed beside this Python).",
 )
 @click.option(
@@ -67,9 +67,11 @@ def bench_cli(runs: int, script: Path | None, json_path: Path | None) -> None:
     Examples:
       swreg bench-cli
       swreg bench-cli --runs 31 --json cli-help.json
-      swreg bench-cli --swreg /other/checkout/.venv/bin/swreg   # time another checkout's script
+      swreg bench-cli --swreg ../main/.venv/bin/swreg   # time another checkout's script
     """
     script = script or _installed_script()
+    if not script.is_file():
+        raise click.BadParameter(f"{script}: no such file", param_hint="--swreg")
     figures: dict[str, float | None] = {}
     click.echo(f"{'command':<30} {'median s':>9} {'min s':>7} {'max s':>7}")
     for argv in _help_commands():

@@ -164,7 +164,7 @@ def main() -> None:
       swreg lookup huggyllama/llama-7b
       swreg detect ~/models/SmolLM2-135M-Instruct --json
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --wait
-      swreg CMD -h                                  # one command's options and examples
+      swreg lookup -h                               # each command's options and examples
     """
 
 

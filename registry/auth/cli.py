@@ -37,7 +37,7 @@ def create(name: str) -> None:
     \b
     Examples:
       swreg token create ci
-      export SWREG_TOKEN=$(swreg token create release-bot)
+      swreg token create release-bot > release-bot.token   # the secret alone on stdout
     """
     from registry.auth import service
     from registry.database import transaction

@@ -57,7 +57,7 @@ def import_(file: Path) -> None:
     \b
     Examples:
       swreg import index.json
-      swreg export -o index.json && swreg import index.json   # a copy into another database
+      SWREG_DATABASE_URL=sqlite:////tmp/copy.db swreg import index.json   # into another database
     """
     from registry.database import transaction
     from registry.index import service
