@@ -23,16 +23,10 @@ DEFAULT_RUNS = 11
 
 
 def _help_commands() -> list[list[str]]:
-    """`--help`, then every command and every subcommand of a group, as argument lists."""
-    from registry.cli import COMMANDS, load_command
+    """`swreg` itself, then every command and every subcommand of a group, as argument lists."""
+    from registry.cli import every_command
 
-    argvs = [[]]
-    for name in sorted(COMMANDS):
-        argvs.append([name])
-        command = load_command(name)
-        if isinstance(command, click.Group):
-            argvs.extend([name, sub] for sub in sorted(command.commands))
-    return argvs
+    return [[], *(path.split() for path in every_command())]
 
 
 def _installed_script() -> Path:

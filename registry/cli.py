@@ -8,7 +8,7 @@ Start-up: `swreg --help` lists every command with its one-line summary from the 
 without importing any command module (click's own group help would import them all), and a
 command module imports its heavy dependencies (fastapi, sqlalchemy, pydantic, torch,
 transformers, huggingface_hub) inside the command body, so `swreg CMD --help` loads none of
-them. tests/test_cli_conventions.py checks that each summary is the command's own first sentence
+them. tests/registry/test_cli_conventions.py checks that each summary is the command's own first sentence
 and what each help imports; `swreg bench-cli` measures the time.
 
 Exit codes (README, "Exit codes"): 0 done; 1 the request was well formed and could not be
@@ -106,6 +106,18 @@ def load_command(name: str) -> click.Command:
     return getattr(importlib.import_module(module), attribute)
 
 
+def every_command() -> dict[str, click.Command]:
+    """Every command and every group's subcommand by its path ("lookup", "jobs show"), each
+    module imported: for the benchmark and the tests, never for a user's command."""
+    paths = {}
+    for name in sorted(COMMANDS):
+        command = paths[name] = load_command(name)
+        if isinstance(command, click.Group):
+            for sub, subcommand in sorted(command.commands.items()):
+                paths[f"{name} {sub}"] = subcommand
+    return paths
+
+
 def _fail(message: str, exit_code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(exit_code)
@@ -147,6 +159,8 @@ class SwregGroup(click.Group):
             return super().invoke(ctx)
         except SwregError as exc:
             _fail(str(exc), exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `swreg db` alone: click prints the group's help
         except click.UsageError as exc:  # before ClickException, its base
             _usage_error(exc)
         except click.ClickException as exc:

@@ -186,17 +186,9 @@ HEAVY_FOR_HELP = (*HEAVY, "fastapi", "sqlalchemy", "pydantic", "alembic", "uvico
 
 
 def _help_argvs() -> list[list[str]]:
-    import click
+    from registry.cli import every_command
 
-    from registry.cli import COMMANDS, load_command
-
-    argvs = [[]]
-    for name in sorted(COMMANDS):
-        argvs.append([name])
-        command = load_command(name)
-        if isinstance(command, click.Group):
-            argvs.extend([name, sub] for sub in sorted(command.commands))
-    return argvs
+    return [[], *(path.split() for path in every_command())]
 
 
 @pytest.mark.parametrize("argv", _help_argvs(), ids=lambda argv: " ".join(argv) or "swreg")

@@ -83,7 +83,7 @@ def lookup(model: str, revision: str | None, as_json: bool) -> None:
     Examples:
       swreg lookup huggyllama/llama-7b
       swreg lookup allenai/OLMo-1B-0724-hf --revision unknown --json
-      swreg lookup local/my-checkpoint --revision sha256:4f0c9a0e5b1d8c7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e
+      swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f77366fa6b3b4b768ec3050bf629380bac
     """
     from registry.database import transaction
     from registry.migrate import open_registry

@@ -14,7 +14,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import COMMANDS, load_command, main
+from registry.cli import COMMANDS, every_command, load_command, main
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 SWREG = str(Path(sys.executable).with_name("swreg"))
@@ -35,19 +35,7 @@ JSON_BY_NATURE = {"export"}
 SHELL_OPERATORS = {">", ">>", "|", "&&", "||", ";"}
 
 
-def _command_paths() -> dict[str, click.Command]:
-    """"name" or "group sub" -> command, for every command the table names."""
-    paths = {}
-    for name in COMMANDS:
-        command = load_command(name)
-        paths[name] = command
-        if isinstance(command, click.Group):
-            for sub, subcommand in command.commands.items():
-                paths[f"{name} {sub}"] = subcommand
-    return paths
-
-
-PATHS = _command_paths()
+PATHS = every_command()
 
 
 def run(*args: str):
@@ -250,6 +238,13 @@ def test_exit_codes_follow_one_convention(loaded, tmp_path):
     twice = run("token", "create", "ci")
     assert (twice.exit_code, twice.stderr.count("\n")) == (1, 1)
     assert twice.stderr.startswith("error: a token named 'ci' exists")
+
+
+@pytest.mark.parametrize("path", ["", "db", "token"])
+def test_a_group_alone_prints_its_help(path):
+    result = run(*path.split())
+    assert result.exit_code == 2  # click's: a command is missing
+    assert "Commands:" in result.output and "Examples:" in result.output
 
 
 def test_a_refused_checkpoint_is_a_usage_error(cli_env, tmp_path):

@@ -159,7 +159,8 @@ def test_a_folder_already_analysed_is_reported_not_queued(cli_env, runner, tmp_p
             f"  see: swreg lookup me/tiny --revision {revision}",
         ]
     as_json = runner.invoke(main, ["submit", str(model), "--json"])
-    assert json.loads(as_json.stdout) == {"job": None, "revision": revision, "known_as": ["me/tiny"]}
+    known = {"job": None, "revision": revision, "known_as": ["me/tiny"]}
+    assert json.loads(as_json.stdout) == known
     assert len(json.loads(runner.invoke(main, ["jobs", "--json"]).stdout)) == 1
 
     # Under the id it is known by, the submission answers with that id's job, as before.
