@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench venv setup clean browser
+.PHONY: run test bench bench-cli venv setup clean browser
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -47,6 +47,10 @@ browser:
 # Times swreg's one-sweep job against the naive approach (minutes on two cores).
 bench: $(STAMP)
 	$(BIN)/swreg bench --json bench.json
+
+# Start-up time of `swreg --help` and every command's help (a few seconds).
+bench-cli: $(STAMP)
+	$(BIN)/swreg bench-cli
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

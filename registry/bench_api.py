@@ -161,7 +161,14 @@ def bench_api(
     seconds: int, rounds: int, connections: int, threads: int, workers: int, json_path
 ) -> None:
     """Requests/s and p99 of the lookup, model list and index against a FastAPI hello-world
-    served the same way, in one run (needs `wrk`: apt-get install wrk)."""
+    served the same way, in one run (needs `wrk`: apt-get install wrk).
+
+    \b
+    Examples:
+      swreg bench-api
+      swreg bench-api --seconds 5 --rounds 1          # a quick look
+      swreg bench-api --workers 2 --json api.json
+    """
     if shutil.which("wrk") is None:
         raise click.ClickException("wrk not found: install it (Debian: apt-get install wrk)")
     with tempfile.TemporaryDirectory(prefix="swreg-bench-api-") as tmp:

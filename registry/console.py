@@ -1,7 +1,10 @@
-"""Progress shown to a person waiting at the command line (`swreg detect`, `swreg submit --wait`).
+"""What the command line shows a person: tables, and progress while they wait (`swreg detect`,
+`swreg submit --wait`).
 
-Both hear `progress(stage, done, total)`: `done` out of `total` units of a named stage's work.
-On a terminal each stage gets a progress bar of its own (tqdm, on stderr), created when the stage
+Every table starts with a header row naming its columns (`table`).
+
+Progress: both commands hear `progress(stage, done, total)`: `done` out of `total` units of a
+named stage's work. On a terminal each stage gets a progress bar of its own (tqdm, on stderr), created when the stage
 is first reported, so that stages that run side by side (the streamed sweep detects and
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
 (a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
@@ -18,6 +21,13 @@ from typing import Self, TextIO
 LOG_INTERVAL_SECONDS = 5.0
 # Stage names are padded to this width so that bars and lines align.
 STAGE_WIDTH = 8
+
+
+def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a left-aligned table, its header row first, columns two spaces apart."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*row).rstrip() for row in [headers, *rows]]
 
 
 class StageProgress:

@@ -1,13 +1,14 @@
-"""`swreg db upgrade|current|downgrade` and `swreg setup` (upgrade + the published index)."""
+"""`swreg db upgrade|current|downgrade` and `swreg setup` (upgrade + the published index).
+
+Alembic, SQLAlchemy and the services are imported inside the commands, so that `swreg db -h`
+loads none of them.
+"""
+
+import json
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from registry import migrate
-from registry.database import make_engine, transaction
 from registry.errors import SwregError
-from registry.index import service as index_service
-from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 
 def _describe(url: str) -> str:
@@ -18,13 +19,30 @@ def _describe(url: str) -> str:
 
 @click.group()
 def db() -> None:
-    """Manage the registry database schema (SWREG_DATABASE_URL)."""
+    """Manage the registry database schema (SWREG_DATABASE_URL).
+
+    \b
+    Examples:
+      swreg db current
+      swreg db upgrade
+      SWREG_DATABASE_URL=postgresql+psycopg://swreg@db-host/swreg swreg db upgrade
+    """
 
 
 @db.command()
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
-    """Migrate the database to the newest schema (or to --revision)."""
+    """Migrate the database to the newest schema (or to --revision).
+
+    \b
+    Examples:
+      swreg db upgrade
+      swreg db upgrade --revision 0005
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry import migrate
+
     url = migrate.database_url()
     try:
         migrate.upgrade(url, revision)
@@ -36,23 +54,54 @@ def upgrade(revision: str) -> None:
 @db.command()
 @click.argument("revision")
 def downgrade(revision: str) -> None:
-    """Migrate the database down to REVISION (`base` drops every table)."""
+    """Migrate the database down to REVISION (`base` drops every table).
+
+    \b
+    Examples:
+      swreg db downgrade 0005
+      swreg db downgrade base     # drops every table
+    """
+    from registry import migrate
+
     url = migrate.database_url()
     migrate.downgrade(url, revision)
     click.echo(f"database {_describe(url)} is at schema {', '.join(_current(url)) or 'base'}")
 
 
 @db.command()
-def current() -> None:
-    """Show the database's schema revision and whether it is the newest."""
+@click.option("--json", "as_json", is_flag=True, help="Print the schema state as JSON.")
+def current(as_json: bool) -> None:
+    """Show the database's schema revision and whether it is the newest.
+
+    \b
+    Examples:
+      swreg db current
+      swreg db current --json
+    """
+    from registry import migrate
+
     url = migrate.database_url()
     revisions = _current(url)
     heads = migrate.head_revisions()
+    if as_json:
+        document = {
+            "database": _describe(url),
+            "revisions": list(revisions),
+            "heads": list(heads),
+            "up_to_date": revisions == heads,
+        }
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
     state = "up to date" if revisions == heads else "out of date: run `swreg db upgrade`"
     click.echo(f"{', '.join(revisions) or 'base (empty)'} (head: {', '.join(heads)}) {state}")
 
 
 def _current(url: str) -> tuple[str, ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry import migrate
+    from registry.database import make_engine
+
     engine = make_engine(url)
     try:
         return migrate.current_revisions(engine)
@@ -64,7 +113,20 @@ def _current(url: str) -> tuple[str, ...]:
 
 @click.command()
 def setup() -> None:
-    """Make a ready registry: migrate the database and load the published index (idempotent)."""
+    """Make a ready registry: migrate the database and load the published index (idempotent).
+
+    The published index ships inside the installed package, so this works from any folder.
+
+    \b
+    Examples:
+      swreg setup
+      SWREG_DATABASE_URL=sqlite:////srv/swreg/swreg.db swreg setup
+    """
+    from registry import migrate
+    from registry.database import transaction
+    from registry.index import service as index_service
+    from workers.contract.resources import PUBLISHED_INDEX_PATH
+
     url = migrate.database_url()
     migrate.upgrade(url)
     document = index_service.load_file(PUBLISHED_INDEX_PATH)

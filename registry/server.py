@@ -12,10 +12,7 @@ import socket
 
 import click
 
-from registry.database import make_engine
-from registry.errors import DatabaseUnavailable, SwregError
-from registry.migrate import check_current, database_url
-from registry.settings import get_settings
+from registry.errors import SwregError
 
 # The application factory uvicorn imports in each worker process.
 APP_FACTORY = "registry.app:create_app"
@@ -66,8 +63,19 @@ def run_server(
 )
 def serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     """Serve the HTTP API (and OpenAPI docs). Starts while the database is down: data endpoints
-    and /ready answer 503 until it is back."""
+    and /ready answer 503 until it is back.
+
+    \b
+    Examples:
+      swreg serve
+      swreg serve --host 0.0.0.0 --port 8080 --workers 2
+      SWREG_DATABASE_URL=postgresql+psycopg://swreg@db-host/swreg swreg serve --access-log
+    """
     from registry.app import API_PREFIX
+    from registry.database import make_engine
+    from registry.errors import DatabaseUnavailable
+    from registry.migrate import check_current, database_url
+    from registry.settings import get_settings
 
     settings = get_settings()
     host = host or settings.host

@@ -25,6 +25,7 @@ from registry.superweights.schemas import RevisionOut, SuperWeightOut
 from swreg.client import Client
 from swreg.index import Index
 from workers.contract.errors import InvalidInput, NotFound
+from workers.sources.pinning import local_folder
 
 # What a caller usually wants kept: weights proven by ablation at this revision, and the
 # paper's published ones (revision `unknown`). Candidates, rejected and retracted coordinates are
@@ -123,16 +124,17 @@ def coordinates_for(
     `model` is a local directory (pinned by the content hash of its weights; `model_id` picks
     one when the same weights are recorded under several ids) or a Hub id (`revision`: a
     branch, tag or sha, default main, pinned to its commit; or `unknown` for the published
-    entries). Only coordinates in `states` are returned (None: all of them).
+    entries). Which it is, is decided as the command line decides it (a Path, or a name written
+    as a path or naming something that exists, is a local folder: `local_folder`).
     """
-    path = Path(model).expanduser()
-    if path.is_dir() and revision is not None:
+    path = local_folder(model)
+    if path is not None and revision is not None:
         raise InvalidInput("revision applies to Hub models; a directory is pinned by its content hash")
-    if not path.is_dir() and model_id is not None and model_id != str(model):
+    if path is None and model_id is not None and model_id != str(model):
         raise InvalidInput("model_id applies to local directories; a Hub model is its repo id")
     source = _source(api, index)
     try:
-        if path.is_dir():
+        if path is not None:
             entry = _local_entry(path.resolve(), source, model_id)
         else:
             entry = _hub_entry(str(model), revision, source)

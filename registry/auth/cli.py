@@ -1,22 +1,48 @@
-"""`swreg token create|list|revoke`: API tokens for the HTTP API's write endpoints."""
+"""`swreg token create|list|revoke`: API tokens for the HTTP API's write endpoints.
+
+The database and the token service are imported inside the commands, so that `swreg token -h`
+loads neither.
+"""
+
+import json
+from datetime import datetime
 
 import click
 
-from registry.auth import service
 from registry.clock import as_utc
-from registry.database import transaction
-from registry.migrate import open_registry
+from registry.console import table
+
+# Times in the table to the minute: when a token was last used is what an operator asks.
+DAY = "%Y-%m-%d"
+MINUTE = "%Y-%m-%d %H:%M"
 
 
 @click.group()
 def token() -> None:
-    """API tokens: `Authorization: Bearer <token>` on HTTP writes (reads are open)."""
+    """API tokens: `Authorization: Bearer <token>` on HTTP writes (reads are open).
+
+    \b
+    Examples:
+      swreg token create ci
+      swreg token list
+      swreg token revoke ci
+    """
 
 
 @token.command("create")
 @click.argument("name")
 def create(name: str) -> None:
-    """Create a token called NAME and print it; it is shown this once and stored hashed."""
+    """Create a token called NAME and print it; it is shown this once and stored hashed.
+
+    \b
+    Examples:
+      swreg token create ci
+      swreg token create release-bot > release-bot.token   # the secret alone on stdout
+    """
+    from registry.auth import service
+    from registry.database import transaction
+    from registry.migrate import open_registry
+
     with transaction(open_registry()) as session:
         _, secret = service.create_token(session, name)
     click.echo(secret)
@@ -24,25 +50,60 @@ def create(name: str) -> None:
 
 
 @token.command("list")
-def list_() -> None:
-    """Tokens: name, prefix, created, last used, revoked."""
+@click.option("--json", "as_json", is_flag=True, help="Print the tokens as JSON.")
+def list_(as_json: bool) -> None:
+    """Tokens: name, prefix, created, last used, revoked.
+
+    \b
+    Examples:
+      swreg token list
+      swreg token list --json
+    """
+    from registry.auth import service
+    from registry.database import transaction
+    from registry.migrate import open_registry
+
     with transaction(open_registry()) as session:
-        tokens = service.list_tokens(session)
-    for t in tokens:
-        used = as_utc(t.last_used_at)
-        revoked = as_utc(t.revoked_at)
-        line = (
-            f"{t.name:<24} {t.prefix}…  created {as_utc(t.created_at):%Y-%m-%d}  "
-            + (f"last used {used:%Y-%m-%d %H:%M}" if used else "never used")
-            + (f"  REVOKED {revoked:%Y-%m-%d}" if revoked else "")
-        )
+        tokens = [
+            {
+                "name": t.name,
+                "prefix": t.prefix,
+                "created_at": as_utc(t.created_at),
+                "last_used_at": as_utc(t.last_used_at),
+                "revoked_at": as_utc(t.revoked_at),
+            }
+            for t in service.list_tokens(session)
+        ]
+    if as_json:
+        click.echo(json.dumps(tokens, indent=2, sort_keys=True, default=datetime.isoformat))
+        return
+    rows = [
+        [
+            t["name"],
+            f"{t['prefix']}…",
+            f"{t['created_at']:{DAY}}",
+            f"{t['last_used_at']:{MINUTE}}" if t["last_used_at"] else "never used",
+            f"REVOKED {t['revoked_at']:{DAY}}" if t["revoked_at"] else "-",
+        ]
+        for t in tokens
+    ]
+    for line in table(["name", "prefix", "created", "last used", "revoked"], rows):
         click.echo(line)
 
 
 @token.command("revoke")
 @click.argument("name")
 def revoke(name: str) -> None:
-    """Revoke the live token called NAME (the row stays, for the record)."""
+    """Revoke the live token called NAME (the row stays, for the record).
+
+    \b
+    Examples:
+      swreg token revoke ci
+    """
+    from registry.auth import service
+    from registry.database import transaction
+    from registry.migrate import open_registry
+
     with transaction(open_registry()) as session:
         service.revoke_token(session, name)
     click.echo(f"token {name!r} revoked")

@@ -1,13 +1,12 @@
-"""`swreg export` and `swreg import`."""
+"""`swreg export` and `swreg import`.
+
+The database and the index service are imported inside the commands, so that `swreg export -h`
+loads neither.
+"""
 
 from pathlib import Path
 
 import click
-
-from registry.database import transaction
-from registry.index import service
-from registry.migrate import open_registry
-from registry.superweights.documents import parse_time
 
 
 @click.command()
@@ -23,7 +22,18 @@ from registry.superweights.documents import parse_time
     help="Pin meta.generated_at (e.g. 2026-01-01T00:00:00Z) for reproducible bytes.",
 )
 def export(output: Path | None, generated_at: str | None) -> None:
-    """Write the whole registry as one JSON index document."""
+    """Write the whole registry as one JSON index document.
+
+    \b
+    Examples:
+      swreg export -o index.json
+      swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
+    """
+    from registry.database import transaction
+    from registry.index import service
+    from registry.migrate import open_registry
+    from registry.superweights.documents import parse_time
+
     pinned = parse_time(generated_at) if generated_at else None
     with transaction(open_registry()) as session:
         text = service.dumps(service.export_document(session, generated_at=pinned))
@@ -40,7 +50,19 @@ def export(output: Path | None, generated_at: str | None) -> None:
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_(file: Path) -> None:
-    """Load a JSON index (validated first; all or nothing; importing twice = once)."""
+    """Load a JSON index (validated first; all or nothing; importing twice = once).
+
+    The published index needs no file: `swreg setup` loads it, from any folder.
+
+    \b
+    Examples:
+      swreg import index.json
+      SWREG_DATABASE_URL=sqlite:////tmp/copy.db swreg import index.json   # into another database
+    """
+    from registry.database import transaction
+    from registry.index import service
+    from registry.migrate import open_registry
+
     document = service.load_file(file)
     with transaction(open_registry()) as session:
         stats = service.import_document(session, document)

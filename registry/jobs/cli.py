@@ -1,27 +1,32 @@
 """`swreg submit` and `swreg jobs` (`swreg worker` is the worker's own command).
 
 The CLI talks to the registry's database directly (SWREG_DATABASE_URL), like every other
-command: whoever can reach the database needs no API token.
+command: whoever can reach the database needs no API token. The database, the service and the
+schemas are imported inside the commands, so that `swreg submit -h` loads none of them.
 """
+
+from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from registry.console import StageProgress
-from registry.database import transaction
+from registry.console import StageProgress, table
 from registry.errors import SwregError
-from registry.jobs import service
-from registry.jobs.models import JobState
-from registry.jobs.schemas import JobOut
-from registry.migrate import open_registry
+from registry.jobs.states import DEFAULT_LIST_LIMIT, TERMINAL_STATES, JobState
+
+if TYPE_CHECKING:
+    from registry.jobs.schemas import JobOut
 
 WAIT_POLL_SECONDS = 2.0
 STEP_ORDER = ("fetch", "analyse", "load", "detect", "validate", "score", "total")
 
 
 class JobFailed(SwregError):
+    """`submit --wait` followed a job to its failure: the submission worked, the job did not."""
+
     exit_code = 3
 
 
@@ -29,12 +34,20 @@ def _dump(document) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _job_line(job: JobOut) -> str:
-    error = f"  {job.last_error}" if job.last_error and job.state != JobState.SUCCEEDED else ""
-    return (
-        f"{job.id:>6}  {job.state.value:<9}  {job.attempts}/{job.max_attempts}  "
-        f"{job.model_id}@{job.revision[:19]}{error}"
-    )
+JOB_COLUMNS = ["id", "state", "attempts", "model@revision", "error"]
+# Enough of a revision to tell jobs apart in a listing (`jobs show` prints all of it).
+SHOWN_REVISION_CHARS = 19
+
+
+def _job_row(job: JobOut) -> list[str]:
+    error = job.last_error if job.last_error and job.state != JobState.SUCCEEDED else ""
+    return [
+        str(job.id),
+        job.state.value,
+        f"{job.attempts}/{job.max_attempts}",
+        f"{job.model_id}@{job.revision[:SHOWN_REVISION_CHARS]}",
+        error or "",
+    ]
 
 
 def _show(job: JobOut) -> list[str]:
@@ -83,7 +96,12 @@ def _show(job: JobOut) -> list[str]:
 @click.option(
     "--revision", help="Branch, tag or commit sha of a Hub model (pinned to its sha now)."
 )
-@click.option("--model-id", help="Registry id for a local directory (default: local/<dirname>).")
+@click.option("--model-id", help="Registry id for a local folder (default: local/<dirname>).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Queue a local folder even when its weights are already analysed under another id.",
+)
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
 @click.option(
     "--timeout", type=float, metavar="SECONDS", help="With --wait: give up after this long."
@@ -93,20 +111,43 @@ def submit(
     model: str,
     revision: str | None,
     model_id: str | None,
+    force: bool,
     wait: bool,
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Queue MODEL (a Hub id or a local directory) for the workers."""
+    """Queue MODEL (a Hub id or a local directory) for the workers.
+
+    MODEL is a local folder when it is written as a path (./, ../, /, ~) or when a folder of
+    that name exists here; anything else is a Hub id. A folder is pinned by the sha256 content
+    hash of its weights: when the registry already holds those weights, under any model id, the
+    command says so and queues nothing (--force queues it anyway).
+
+    \b
+    Examples:
+      swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --revision main --wait
+      swreg submit ./my-checkpoint --model-id me/my-model
+      swreg submit ~/models/tiny --json
+    """
+    from registry.database import transaction
+    from registry.jobs import service
+    from registry.jobs.schemas import JobOut
+    from registry.migrate import open_registry
+
     factory = open_registry()
-    submission = service.submit(
-        factory, model, revision=revision, model_id=model_id, submitted_by="cli"
-    )
+    target = service.resolve_target(model, revision=revision, model_id=model_id)
+    if not force:
+        with transaction(factory) as session:
+            known = service.analysed_as(session, target)
+        if known:
+            _report_known(model, target.revision, known, as_json)
+            return
+    submission = service.submit_target(factory, target, submitted_by="cli")
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"
         click.echo(f"{verb}: job {job.id}, {job.model_id}@{job.revision}")
-    if wait and job.state not in (JobState.SUCCEEDED, JobState.FAILED):
+    if wait and job.state not in TERMINAL_STATES:
         job = _wait(factory, job.id, timeout)
     if as_json:
         click.echo(_dump(job.model_dump(mode="json")))
@@ -117,9 +158,25 @@ def submit(
         raise JobFailed(f"job {job.id} failed: {job.last_error}")
 
 
+def _report_known(model: str, revision: str, known: list[str], as_json: bool) -> None:
+    """A folder whose weights the registry already holds: where to find them, no job."""
+    if as_json:
+        click.echo(_dump({"job": None, "revision": revision, "known_as": known}))
+        return
+    click.echo(
+        f"already analysed: {model} holds the weights recorded as {', '.join(known)} "
+        f"@ {revision}; not queued (--force to analyse it again)"
+    )
+    click.echo(f"  see: swreg lookup {known[0]} --revision {revision}")
+
+
 def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     """Follow the job until it ends, showing its state and its stage's progress on stderr (a
     bar on a terminal, plain lines otherwise)."""
+    from registry.database import transaction
+    from registry.jobs import service
+    from registry.jobs.schemas import JobOut
+
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None
     with StageProgress(one_bar=True, prefix=f"job {job_id}: ") as display:
@@ -132,7 +189,7 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
                 state = job.state
                 worker = f" on {job.lease_owner}" if job.lease_owner else ""
                 display.note(f"job {job_id}: {state.value}{worker}")
-            if job.state in (JobState.SUCCEEDED, JobState.FAILED):
+            if job.state in TERMINAL_STATES:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s")
@@ -144,14 +201,27 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     "--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state."
 )
 @click.option(
-    "--limit", type=click.IntRange(1, 10_000), default=service.DEFAULT_LIST_LIMIT, show_default=True
+    "--limit", type=click.IntRange(1, 10_000), default=DEFAULT_LIST_LIMIT, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @click.pass_context
 def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first (`swreg jobs show ID` for one)."""
+    """List jobs, newest first (`swreg jobs show ID` for one).
+
+    \b
+    Examples:
+      swreg jobs
+      swreg jobs --state failed --limit 10
+      swreg jobs --json
+      swreg jobs show 1
+    """
     if ctx.invoked_subcommand is not None:
         return
+    from registry.database import transaction
+    from registry.jobs import service
+    from registry.jobs.schemas import JobOut
+    from registry.migrate import open_registry
+
     with transaction(open_registry()) as session:
         items = [
             JobOut.of(j)
@@ -162,15 +232,26 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
     if as_json:
         click.echo(_dump([j.model_dump(mode="json") for j in items]))
         return
-    for job in items:
-        click.echo(_job_line(job))
+    for line in table(JOB_COLUMNS, [_job_row(job) for job in items]):
+        click.echo(line)
 
 
 @jobs.command("show")
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def show(job_id: int, as_json: bool) -> None:
-    """One job: state, attempts, error, timings, times."""
+    """One job: state, attempts, error, timings, times.
+
+    \b
+    Examples:
+      swreg jobs show 1
+      swreg jobs show 1 --json
+    """
+    from registry.database import transaction
+    from registry.jobs import service
+    from registry.jobs.schemas import JobOut
+    from registry.migrate import open_registry
+
     with transaction(open_registry()) as session:
         job = JobOut.of(service.get_job(session, job_id))
     if as_json:

@@ -1,7 +1,6 @@
 """One row per submitted model revision: the unit a worker claims, leases, and finishes."""
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,21 +17,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.clock import utcnow
 from registry.database import Base, JSONType, one_of
+from registry.jobs.states import TERMINAL_STATES, JobSource, JobState
 
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class JobSource(StrEnum):
-    HUB = "hub"
-    LOCAL = "local"
-
-
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+__all__ = ["ACTIVE_JOB_PREDICATE", "TERMINAL_STATES", "Job", "JobSource", "JobState"]
 
 # A revision has at most one job that is not `failed`: a second submission returns it, and two
 # concurrent submissions cannot both insert one (the loser gets an IntegrityError and reads the

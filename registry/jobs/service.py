@@ -5,7 +5,6 @@ job is inserted inside a write transaction, guarded by the unique index on activ
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,11 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.errors import InvalidInput, NotFound
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.states import DEFAULT_LIST_LIMIT
 from registry.settings import get_settings
-from registry.superweights.service import check_model_id
+from registry.superweights.service import check_model_id, revisions_at
 
 LOCAL_MODEL_ID_PREFIX = "local/"
-DEFAULT_LIST_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,6 @@ class Submission:
     created: bool
 
 
-def is_local(model: str) -> bool:
-    # An existing directory wins over a Hub id of the same spelling, as in transformers.
-    return Path(model).expanduser().is_dir()
-
-
 def resolve_target(
     model: str,
     *,
@@ -53,12 +47,14 @@ def resolve_target(
     # Imported here: huggingface_hub and safetensors are only needed when something is pinned.
     from workers.sources import pinning
 
-    if allow_local and is_local(model):
+    folder = pinning.local_folder(model) if allow_local else None
+    if folder is not None:
         if revision is not None:
             raise InvalidInput(
-                "--revision applies to Hub models; a directory is pinned by its content hash"
+                f"--revision applies to Hub models; {model} is a local folder, pinned by the "
+                "content hash of its weights"
             )
-        directory = Path(model).expanduser().resolve()
+        directory = folder.resolve()
         weights = pinning.hash_local_weights(directory)
         return Target(
             model_id=check_model_id(model_id or LOCAL_MODEL_ID_PREFIX + directory.name),
@@ -66,11 +62,24 @@ def resolve_target(
             source=JobSource.LOCAL,
             local_path=str(directory),
         )
+    if allow_local:
+        _check_hub_id(model)
     if model_id is not None and model_id != model:
-        raise InvalidInput("--model-id applies to local directories; a Hub model is its repo id")
+        raise InvalidInput(
+            f"--model-id applies to local folders; {model} is read as a Hub model (no folder "
+            "of that name here), whose id is its repository's"
+        )
     check_model_id(model)
     sha = pinning.resolve_revision(model, revision)
     return Target(model_id=model, revision=sha, source=JobSource.HUB, requested_revision=revision)
+
+
+def _check_hub_id(model: str) -> None:
+    """A name that is no folder here is a Hub id: say both when it is not one either."""
+    try:
+        check_model_id(model)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc}; no folder of that name here either") from None
 
 
 def submit_target(
@@ -101,6 +110,21 @@ def submit(
 ) -> Submission:
     target = resolve_target(model, revision=revision, model_id=model_id, allow_local=allow_local)
     return submit_target(factory, target, submitted_by=submitted_by)
+
+
+def analysed_as(session: Session, target: Target) -> list[str]:
+    """The model ids under which the registry already holds a local folder's weights (a stored
+    revision at its `sha256:` content hash), so that a submission can say so instead of
+    analysing the same weights again. Empty for a Hub model, and for a folder submitted under
+    an id that already has a job for these weights (the submission answers with that job)."""
+    if target.source != JobSource.LOCAL:
+        return []
+    if queue.active_job(session, target.model_id, target.revision) is not None:
+        return []
+    try:
+        return [r.model_id for r in revisions_at(session, target.revision)]
+    except NotFound:
+        return []
 
 
 def get_job(session: Session, job_id: int) -> Job:

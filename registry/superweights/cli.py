@@ -1,19 +1,15 @@
-"""`swreg lookup`, `swreg list` and `swreg retract`."""
+"""`swreg lookup`, `swreg list` and `swreg retract`.
+
+The database and the service are imported inside the commands, so that `swreg lookup -h` loads
+neither (nor SQLAlchemy and pydantic behind them).
+"""
 
 import json
 from typing import Any
 
 import click
 
-from registry.database import transaction
-from registry.migrate import open_registry
-from registry.superweights import service
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*row).rstrip() for row in [headers, *rows]]
+from registry.console import table
 
 
 def _source(sw: dict[str, Any]) -> str:
@@ -45,7 +41,7 @@ def _print_revision(rev: dict[str, Any]) -> None:
         for sw in rev["super_weights"]
     ]
     headers = ["state", "layer", "tensor", "index", "value", "dtype", "source"]
-    for line in _table(headers, rows):
+    for line in table(headers, rows):
         click.echo("  " + line)
     citations = {sw["provenance"]["citation"] for sw in rev["super_weights"]} - {None}
     for citation in sorted(citations):
@@ -81,7 +77,18 @@ def _print_sources(sw: dict[str, Any]) -> None:
 @click.option("--revision", help="A full 40-hex commit sha, sha256:<hex> or unknown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the document the HTTP API returns.")
 def lookup(model: str, revision: str | None, as_json: bool) -> None:
-    """Show the super weights recorded for MODEL (e.g. huggyllama/llama-7b)."""
+    """Show the super weights recorded for MODEL (e.g. huggyllama/llama-7b).
+
+    \b
+    Examples:
+      swreg lookup huggyllama/llama-7b
+      swreg lookup allenai/OLMo-1B-0724-hf --revision unknown --json
+      swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f77366fa6b3b4b768ec3050bf629380bac
+    """
+    from registry.database import transaction
+    from registry.migrate import open_registry
+    from registry.superweights import service
+
     with transaction(open_registry()) as session:
         document = service.lookup_document(session, model, revision)
     if as_json:
@@ -96,10 +103,29 @@ def lookup(model: str, revision: str | None, as_json: bool) -> None:
 @click.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-def list_models(limit: int, offset: int) -> None:
-    """List the models in the registry."""
+@click.option("--search", metavar="TEXT", help="Only model ids containing TEXT (any case).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the page the HTTP API's model list returns."
+)
+def list_models(limit: int, offset: int, search: str | None, as_json: bool) -> None:
+    """List the models in the registry.
+
+    \b
+    Examples:
+      swreg list
+      swreg list --search llama --limit 5
+      swreg list --json
+    """
+    from registry.database import transaction
+    from registry.migrate import open_registry
+    from registry.superweights import service
+
     with transaction(open_registry()) as session:
-        total, items = service.list_models(session, limit=limit, offset=offset)
+        page = service.models_page(session, limit=limit, offset=offset, search=search)
+    if as_json:
+        click.echo(json.dumps(page, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    total, items = page["total"], page["items"]
     rows = [
         [
             item["model_id"],
@@ -109,28 +135,37 @@ def list_models(limit: int, offset: int) -> None:
         ]
         for item in items
     ]
-    for line in _table(["model", "revisions", "super weights", "states"], rows):
+    for line in table(["model", "revisions", "super weights", "states"], rows):
         click.echo(line)
     shown = f" (showing {len(items)} from {offset})" if len(items) < total else ""
     click.echo(f"{total} models{shown}")
 
 
-def _parse_index(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.strip("[]").split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected e.g. 3968,7003") from None
+def _parse_index(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
+    from registry.superweights import service
+
+    return service.parse_index(text.strip("[]"))  # also as lookup prints it: [3968, 7003]
 
 
 @click.command()
 @click.argument("model")
 @click.option("--revision", required=True, help="The coordinate's revision (or unknown).")
 @click.option("--tensor", required=True, help="e.g. model.layers.2.mlp.down_proj.weight")
-@click.option("--index", "index_text", required=True, help="e.g. 3968,7003")
+@click.option("--index", required=True, callback=_parse_index, help="e.g. 3968,7003")
 @click.option("--reason", required=True, help="Why the coordinate is wrong (kept with it).")
-def retract(model: str, revision: str, tensor: str, index_text: str, reason: str) -> None:
-    """Retract a coordinate: it stays in the registry, marked retracted with the reason."""
-    index = _parse_index(index_text)
+def retract(model: str, revision: str, tensor: str, index: list[int], reason: str) -> None:
+    """Retract a coordinate: it stays in the registry, marked retracted with the reason.
+
+    \b
+    Examples:
+      swreg retract huggyllama/llama-7b --revision unknown \\
+          --tensor model.layers.2.mlp.down_proj.weight --index 3968,7003 \\
+          --reason "zeroing it does not move perplexity at any revision"
+    """
+    from registry.database import transaction
+    from registry.migrate import open_registry
+    from registry.superweights import service
+
     with transaction(open_registry()) as session:
         sw = service.get_coordinate(session, model, revision, tensor, index)
         service.retract(session, sw, reason)

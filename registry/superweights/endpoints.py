@@ -83,8 +83,7 @@ async def list_models(
     search = (q or "").strip() or None
 
     def build(session: Session) -> Entity:
-        total, items = service.list_models(session, limit=limit, offset=offset, search=search)
-        page = {"total": total, "limit": limit, "offset": offset, "items": items}
+        page = service.models_page(session, limit=limit, offset=offset, search=search)
         return Entity.of(json_bytes(page), JSON)
 
     entity = await cached_entity(request, ("models", limit, offset, search), build)

@@ -415,6 +415,14 @@ def list_models(
     return total, items
 
 
+def models_page(
+    session: Session, *, limit: int = 50, offset: int = 0, search: str | None = None
+) -> dict[str, Any]:
+    """One page of `list_models` as a document: the HTTP model list and `swreg list --json`."""
+    total, items = list_models(session, limit=limit, offset=offset, search=search)
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
 def all_revisions(session: Session) -> Iterable[ModelRevision]:
     return session.scalars(select(ModelRevision))
 

@@ -51,7 +51,7 @@ def test_lookup_errors_are_one_line(loaded):
     result = run("lookup", "nobody/nothing")
     assert (result.exit_code, result.stderr) == (1, "error: model not in the registry: nobody/nothing\n")
     result = run("lookup", "huggyllama/llama-7b", "--revision", "main")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: invalid revision 'main'")
 
 
@@ -98,7 +98,7 @@ def test_invalid_import_is_one_line_and_writes_nothing(cli_env, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(document))
     result = run("import", str(bad))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == f"error: invalid {bad}: at /models/3/super_weights/1/index/1: -2 is less than the minimum of 0\n"
     assert run("list").stdout.splitlines()[-1] == "0 models"
 
@@ -200,7 +200,7 @@ def test_names_are_checked_on_every_command(loaded, hf_cache, tmp_path):
         ["submit", "a b"],
     ):
         result = run(*args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("error: invalid "), (args, result.stderr)
         assert result.stderr.count("\n") == 1
 

@@ -108,6 +108,8 @@ def test_errors_are_swregs_error_kinds_with_the_servers_message(api, registry, t
         coordinates_for("org/smol", SHA_A)
     with pytest.raises(InvalidInput, match="revision applies to Hub models"):
         coordinates_for(registry[0].path, SHA_A, api=api)
+    with pytest.raises(InvalidInput, match="no such folder: ./not-here"):
+        coordinates_for("./not-here", api=api)
 
 
 def test_submit_wait_and_read_the_quantization_check(api, db_sessions, hf_cache, planted_reports):

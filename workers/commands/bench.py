@@ -27,7 +27,6 @@ from typing import ClassVar
 
 import click
 
-from workers.contract.report import Report
 from workers.fixtures.cache import cache_root
 from workers.science.disk_reads import evict_from_page_cache
 
@@ -307,8 +306,15 @@ def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: st
     Path(out).write_text(json.dumps({"report": report, "peak_gpu_bytes": gpu_peak}))
 
 
+def _report(document: dict):
+    # pydantic behind the report model: imported when a run is judged, not for `bench -h`.
+    from workers.contract.report import Report
+
+    return Report.model_validate(document)
+
+
 def _verdicts(report: dict) -> list[tuple]:
-    parsed = Report.model_validate(report)
+    parsed = _report(report)
     return [(sw.tensor, tuple(sw.index), sw.state) for sw in parsed.super_weights]
 
 
@@ -317,7 +323,7 @@ def agreement(swreg: dict, naive: dict) -> dict:
     (exhaustive) ablation ratio of each lie inside swreg's interval?"""
     same = _verdicts(swreg) == _verdicts(naive)
     inside = True
-    pairs = zip(Report.model_validate(swreg).super_weights, Report.model_validate(naive).super_weights)
+    pairs = zip(_report(swreg).super_weights, _report(naive).super_weights)
     for x, y in pairs:
         vx, vy = x.evidence.validation, y.evidence.validation
         if vx and vy and vx.ablated.interval:
@@ -436,7 +442,7 @@ def judge_large(shape: SyntheticShape, device: str, eval_tokens: int) -> dict:
         run = run_approach("swreg", path, device, eval_tokens)
         found = {}
         if run.ok:
-            for sw in Report.model_validate(run.result["report"]).super_weights:
+            for sw in _report(run.result["report"]).super_weights:
                 found[(sw.layer, sw.row, sw.col)] = sw.state
         expected = expected_verdicts(shape, plant, decoy=True)
         figures["with_plant" if plant else "without_plant"] = {
@@ -581,7 +587,14 @@ def print_summary(figures: dict) -> None:
               help="Evaluation tokens (at most) for every checkpoint.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure here.")
 def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, eval_tokens, json_out) -> None:
-    """Time swreg's job against the naive approach and print the figures."""
+    """Time swreg's job against the naive approach and print the figures.
+
+    \b
+    Examples:
+      swreg bench --json bench.json                 # everything: about 30 minutes on two cores
+      swreg bench --synthetic none --no-large       # SmolLM2 alone
+      swreg bench --device cuda --synthetic 7b      # on a GPU machine
+    """
     figures: dict = {"device": device}
     if smollm2:
         from workers.fixtures.smollm2 import smollm2_dir

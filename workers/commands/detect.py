@@ -17,8 +17,10 @@ BAR_WIDTH = 30
 
 def _model_dir(model: str, revision: str | None) -> tuple[Path, dict[str, str] | None]:
     """A local directory as is, or a Hub repository fetched at its resolved commit."""
-    path = Path(model).expanduser()
-    if path.is_dir():
+    from workers.sources.pinning import local_folder
+
+    path = local_folder(model)
+    if path is not None:
         if revision:
             raise click.UsageError("--revision applies to Hub models, not to a local directory")
         return path, None
@@ -166,7 +168,15 @@ def detect(
     ablation. Needs no database.
 
     Progress goes to stderr, one stage at a time (load, detect, validate, score): bars on a
-    terminal, plain lines otherwise."""
+    terminal, plain lines otherwise.
+
+    \b
+    Examples:
+      swreg detect ~/.cache/swreg/models/SmolLM2-135M-Instruct
+      swreg detect HuggingFaceTB/SmolLM2-135M-Instruct --revision main --json
+      swreg detect ./my-checkpoint --plot smollm2.png
+      swreg detect ./my-checkpoint --no-validate --prompt "Some text." --device cuda
+    """
     from registry.console import StageProgress
     from workers.contract.progress import LOAD_STEPS
 

@@ -50,8 +50,10 @@ class Target:
 
 
 def _target(model: str, revision: str | None) -> Target:
-    path = Path(model).expanduser()
-    if path.is_dir():
+    from workers.sources.pinning import local_folder
+
+    path = local_folder(model)
+    if path is not None:
         if revision:
             raise click.UsageError("--revision applies to Hub models, not to a local directory")
         return Target(path, None, None, None)
@@ -224,10 +226,21 @@ def quantize_check(
     model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
     index_file, api_url, use_registry, as_json, device, eval_tokens,
 ) -> None:
-    """Quantize MODEL's weights by round-to-nearest (int4, int3; blocks of 64 input channels up
+    """Perplexity of MODEL under round-to-nearest weight quantization, with and without its
+    super weights kept in full precision.
+
+    Quantizes MODEL's weights by round-to-nearest (int4, int3; blocks of 64 input channels up
     to whole rows) three ways -- plain absmax, outliers clipped, clipped with the super weights
-    kept in full precision -- and compare perplexity and stop-word probability on the
-    evaluation text with the full-precision model. Needs no database."""
+    kept in full precision -- and compares perplexity and stop-word probability on the
+    evaluation text with the full-precision model. Needs no database.
+
+    \b
+    Examples:
+      swreg quantize-check ~/.cache/swreg/models/SmolLM2-135M-Instruct
+      swreg quantize-check ./my-checkpoint --bits 4 --block 64 --block row --variant clip_keep
+      swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
+      swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
+    """
     from tqdm import tqdm
 
     from workers.science.evaluation import DEFAULT_EVAL_TOKENS

@@ -1,12 +1,15 @@
 """Why the Hub (or its cache) cannot give us a model."""
 
-from workers.contract.errors import InvalidInput, NotFound, Unavailable
+from workers.contract.errors import EXIT_FAILURE, InvalidInput, NotFound, Unavailable
 
 
 class HubRefused(InvalidInput):
     """The Hub (or its cache) refuses this model: refused at submission or at fetch."""
 
     permanent = True
+    # The name was well formed (checked before the Hub is asked); the Hub would not give the
+    # model (gated, disabled, offline and not cached): the command failed, it was not misused.
+    exit_code = EXIT_FAILURE
 
 
 class HubNotFound(NotFound):

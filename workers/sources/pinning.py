@@ -4,6 +4,7 @@ into the exact revision a coordinate belongs to. The registry calls this at subm
 - `check_model_id` and `check_revision` validate names at the boundary, before anything uses
   them: a model id by the Hub's own rules, a revision as a 40-hex sha or a git ref name.
 - `resolve_revision` pins a Hub branch, tag or short sha to the full commit sha.
+- `local_folder` tells a local folder from a Hub id by how the name is written.
 - `hash_local_weights` + `local_revision` pin a directory by the content hash of its weights.
 
 huggingface_hub and the checkpoint code (safetensors) are imported inside the functions that
@@ -23,6 +24,7 @@ __all__ = [
     "check_model_id",
     "check_revision",
     "hash_local_weights",
+    "local_folder",
     "local_revision",
     "resolve_revision",
 ]
@@ -223,6 +225,40 @@ def _resolve_from_cache(repo_id: str, revision: str | None, *, reason: str, retr
     if not COMMIT_SHA.match(sha) or not (snapshots / sha).is_dir():
         raise not_cached
     return sha
+
+
+# --- a local folder or a Hub id ------------------------------------------------------------------
+
+# How a path is written that can never be a Hub id: relative to here or to a parent, absolute,
+# or in a home folder.
+PATH_PREFIXES = ("./", "../", "/", "~")
+
+
+def local_folder(model: str | Path) -> Path | None:
+    """The local folder `model` names, or None when it names a Hub model.
+
+    A name is a path when it is written as one (a Path, or starting with ./, ../, / or ~; `.`
+    and `..`) or when something exists at it (an existing folder wins over a Hub id of the same
+    spelling, as in transformers). A path that does not exist, or that is a file, is refused
+    (InvalidInput) with what was meant, instead of being tried as a Hub id."""
+    text = str(model)
+    path = Path(text).expanduser()
+    written_as_path = (
+        isinstance(model, Path) or text.startswith(PATH_PREFIXES) or text in (".", "..")
+    )
+    if not written_as_path and not path.exists():
+        return None
+    if not path.exists():
+        raise InvalidInput(
+            f"no such folder: {text} (a local model is a folder; a Hub model is written "
+            "namespace/name)"
+        )
+    if not path.is_dir():
+        raise InvalidInput(
+            f"{text} is a file: a local model is the folder that holds its config.json and "
+            "*.safetensors files"
+        )
+    return path
 
 
 # --- pinning a local directory -------------------------------------------------------------------

@@ -23,7 +23,14 @@ import click
 def worker(once: bool, max_jobs: int | None, device: str | None, poll_seconds: float) -> None:
     """Process queued jobs: fetch, detect, validate, record. SIGTERM/SIGINT finish the current
     job first; a second signal hands it back to the queue. While the database is unavailable
-    (at start-up too) the worker waits and tries again."""
+    (at start-up too) the worker waits and tries again.
+
+    \b
+    Examples:
+      swreg worker
+      swreg worker --once                          # drain the queue, then exit
+      swreg worker --device cuda --max-jobs 10
+    """
     from registry.database import make_engine, make_sessionmaker
     from registry.migrate import database_url
     from workers.worker.loop import Worker, WorkerConfig, configure_logging

@@ -102,3 +102,70 @@ def test_wait_shows_the_stages_as_the_worker_goes(cli_env, runner, tmp_path, mon
     assert stages and all(s in order for s in stages), lines
     assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
     assert stages[-1] == "score"
+
+
+# --- what MODEL names: a local folder or a Hub id ---------------------------------------------
+
+
+def test_each_kind_of_wrong_name_gets_its_own_line(cli_env, runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a folder")
+    cases = {
+        ("./does-not-exist",): "error: no such folder: ./does-not-exist (a local model is a "
+        "folder; a Hub model is written namespace/name)",
+        ("./does-not-exist", "--model-id", "me/x"): "error: no such folder: ./does-not-exist",
+        ("~/swreg-surely-not-here",): "error: no such folder: ~/swreg-surely-not-here",
+        ("model.safetensors",): "error: model.safetensors is a file: a local model is the folder "
+        "that holds its config.json and *.safetensors files",
+        ("acme/tiny/extra",): "error: invalid model id 'acme/tiny/extra': expected `name` or "
+        "`namespace/name`",
+        ("acme/tiny", "--model-id", "me/x"): "error: --model-id applies to local folders; "
+        "acme/tiny is read as a Hub model (no folder of that name here)",
+        (str(tmp_path), "--revision", "main"): f"error: --revision applies to Hub models; "
+        f"{tmp_path} is a local folder",
+    }
+    for args, start in cases.items():
+        result = runner.invoke(main, ["submit", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith(start), (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stdout == "", (args, result.output)
+    assert "no folder of that name here either" in runner.invoke(
+        main, ["submit", "acme/tiny/extra"]
+    ).stderr
+    assert runner.invoke(main, ["jobs", "--json"]).stdout.strip() == "[]"
+
+
+def test_detect_and_quantize_check_read_names_the_same_way(runner, tmp_path):
+    for command in ("detect", "quantize-check"):
+        result = runner.invoke(main, [command, str(tmp_path / "nowhere")])
+        assert result.exit_code == 2 and result.stderr.startswith("error: no such folder: ")
+
+
+def test_a_folder_already_analysed_is_reported_not_queued(cli_env, runner, tmp_path):
+    model = build_planted_model("llama", tmp_path / "tiny", num_layers=2).path
+    assert runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny"]).exit_code == 0
+    worked = runner.invoke(main, ["worker", "--once"])
+    assert worked.exit_code == 0, worked.output
+    revision = json.loads(runner.invoke(main, ["jobs", "show", "1", "--json"]).stdout)["revision"]
+    assert revision.startswith("sha256:")
+
+    # The same weights without --model-id (they would be local/tiny), and under another id.
+    for extra in ([], ["--model-id", "me/other"]):
+        again = runner.invoke(main, ["submit", str(model), *extra])
+        assert again.exit_code == 0, again.output
+        assert again.stdout.splitlines() == [
+            f"already analysed: {model} holds the weights recorded as me/tiny @ {revision}; "
+            "not queued (--force to analyse it again)",
+            f"  see: swreg lookup me/tiny --revision {revision}",
+        ]
+    as_json = runner.invoke(main, ["submit", str(model), "--json"])
+    known = {"job": None, "revision": revision, "known_as": ["me/tiny"]}
+    assert json.loads(as_json.stdout) == known
+    assert len(json.loads(runner.invoke(main, ["jobs", "--json"]).stdout)) == 1
+
+    # Under the id it is known by, the submission answers with that id's job, as before.
+    same = runner.invoke(main, ["submit", str(model), "--model-id", "me/tiny"])
+    assert same.stdout.startswith("already succeeded: job 1, me/tiny@sha256:")
+    # --force queues the same weights under a new id.
+    forced = runner.invoke(main, ["submit", str(model), "--force"])
+    assert forced.stdout.startswith(f"queued: job 2, local/tiny@{revision}")

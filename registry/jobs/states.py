@@ -1,0 +1,22 @@
+"""A job's vocabulary without its table: its states and sources, and how many jobs a listing
+shows by default. The command line's options name them, and `swreg jobs -h` must not import
+SQLAlchemy to show them (registry/jobs/models.py re-exports the enums)."""
+
+from enum import StrEnum
+
+DEFAULT_LIST_LIMIT = 50
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobSource(StrEnum):
+    HUB = "hub"
+    LOCAL = "local"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED})
