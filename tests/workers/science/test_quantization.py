@@ -131,17 +131,22 @@ PLANTED_OPTIONS = QuantizeOptions(
 )
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
-def test_keeping_the_planted_super_weights_undoes_the_damage_of_clipping(planted_models, model_type):
-    planted = planted_models(model_type)
+def _kept_plants(planted, model_type: str) -> list[KeptWeight]:
+    """The planted super weights, as the check keeps them."""
     module = ARCHITECTURES[model_type].down_proj
-    keep = [
+    return [
         KeptWeight(
             tensor=planted.down_proj_tensor(p.layer), index=list(planted.stored_index(p)),
             layer=p.layer, module=module, row=p.row, col=p.col, value=p.value,
         )
         for p in planted.plants
     ]
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_keeping_the_planted_super_weights_undoes_the_damage_of_clipping(planted_models, model_type):
+    planted = planted_models(model_type)
+    keep = _kept_plants(planted, model_type)
     check = quantize_check(planted.path, ToKeep(keep, "given"), PLANTED_OPTIONS)
     assert check.kept == keep and check.kept_from == "given"
     assert check.matrices == planted.config.get("num_hidden_layers", planted.config.get("n_layer"))
@@ -204,14 +209,7 @@ def test_the_streamed_sweep_scores_what_the_whole_quantized_model_scores(planted
     """One streamed pass carrying every setting gives each setting the perplexity of the whole
     model quantized the same way (every linear weight, GPT-2's Conv1D included)."""
     planted = planted_models(model_type)
-    module = ARCHITECTURES[model_type].down_proj
-    keep = [
-        KeptWeight(
-            tensor=planted.down_proj_tensor(p.layer), index=list(planted.stored_index(p)),
-            layer=p.layer, module=module, row=p.row, col=p.col, value=p.value,
-        )
-        for p in planted.plants
-    ]
+    keep = _kept_plants(planted, model_type)
     options = QuantizeOptions(eval_tokens=256, bits=(4,), blocks=(16,))
     check = quantize_check(planted.path, ToKeep(keep, "given"), options)
     for result in check.results:
