@@ -9,7 +9,10 @@ is first reported, so that stages that run side by side (the streamed sweep dete
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
 (a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
 first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done,
-with the seconds it took since it was first reported.
+with the seconds it took since it was first reported. A stage may run again after it was done
+and another stage has run (validation goes in rounds: a round validates, then scores, and the
+sequential evaluation or a restore may need another round): each round is reported as a new run
+of the stage, so the log shows the stages in the order they really ran.
 """
 
 import sys
@@ -52,6 +55,10 @@ class StageProgress:
         self._bars: dict[str, object] = {}
         self._started: dict[str, float] = {}
         self._logged: dict[str, tuple[float, int, int]] = {}
+        # Plain lines printed so far, and the count at each stage's last line: a stage done
+        # whose last line is not the latest one has been followed by another stage.
+        self._lines = 0
+        self._line_of: dict[str, int] = {}
         self._current: str | None = None
 
     # --- the callable -------------------------------------------------------------------------
@@ -88,6 +95,10 @@ class StageProgress:
 
     def _log(self, stage: str, done: int, total: int, now: float) -> None:
         last = self._logged.get(stage)
+        if last is not None and last[1] >= last[2] and self._line_of[stage] < self._lines:
+            # Done, and another stage has run since: this is the stage's next round.
+            last = None
+            self._started[stage] = now
         if last is None and done == 0 and total > 0:
             # Nothing done yet: the first line waits for the first unit of work, so that a run
             # refused at its start (a bad checkpoint) says so in its one error line alone.
@@ -104,6 +115,8 @@ class StageProgress:
             line += f" ({now - self._started[stage]:.1f} s)"
         print(line, file=self.stream, flush=True)
         self._logged[stage] = (now, done, total)
+        self._lines += 1
+        self._line_of[stage] = self._lines
 
     def _label(self, stage: str) -> str:
         return f"{self.prefix}{stage:<{STAGE_WIDTH}}"

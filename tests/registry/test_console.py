@@ -27,3 +27,24 @@ def test_nothing_is_printed_for_a_stage_that_did_no_work():
     out = io.StringIO()
     StageProgress(out)("load", 0, 4)
     assert out.getvalue() == ""
+
+
+def test_a_stage_run_again_after_another_is_reported_as_its_next_round(monkeypatch):
+    """Validation goes in rounds (validate, score, validate again from a later layer, score):
+    the log follows them, so its last line is the stage that really ran last."""
+    now = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).__next__
+    monkeypatch.setattr(console.time, "monotonic", now)
+    out = io.StringIO()
+    with StageProgress(out) as display:
+        for report in [("validate", 1, 30), ("validate", 30, 30), ("score", 1, 1),
+                       ("validate", 12, 30), ("validate", 30, 30), ("score", 1, 1),
+                       ("score", 1, 1)]:
+            display(*report)
+    assert out.getvalue().splitlines() == [
+        "validate 1/30",
+        "validate 30/30 (1.0 s)",
+        "score    1/1 (0.0 s)",
+        "validate 12/30",  # a new round, within the interval of the last validate line
+        "validate 30/30 (1.0 s)",
+        "score    1/1 (0.0 s)",  # the same count as the first round's, but a new round
+    ]  # the repeated report with nothing in between is not a new round

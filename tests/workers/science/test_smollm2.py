@@ -113,7 +113,9 @@ def test_profile_has_every_prompt(report):
 
 def test_detect_names_its_stages_in_order(smollm2_detect):
     """Not a terminal: plain lines, each stage when it starts and when it is done (with its
-    seconds); the sweep's detect and validate run side by side, then score."""
+    seconds); the sweep's detect and validate run side by side, then score; a later round (the
+    restore of the verified weight) validates again and scores again, so the log ends with score
+    whatever the timing."""
     lines = [line.split() for line in smollm2_detect.stderr.splitlines()]
     stages = [words[0] for words in lines if words and re.fullmatch(r"\d+/\d+", words[1] if len(words) > 1 else "")]
     assert stages[0] == "load" and stages[-1] == "score"
