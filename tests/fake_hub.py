@@ -74,12 +74,15 @@ class FakeHub:
     """Serve repositories over HTTP on 127.0.0.1; `url` is the endpoint to point HF_ENDPOINT at.
 
     `served_bytes` counts the file bytes sent per (repo, path); `requests` lists every
-    (method, path) received, in order."""
+    (method, path) received, in order, and `authorizations` the Authorization header of each
+    (None when absent). Setting `failing_status` makes every answer that HTTP error."""
 
     def __init__(self) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.served_bytes: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []
+        self.failing_status: int | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -185,7 +188,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             with hub._lock:
                 hub.requests.append((self.command, path))
-            if match := TREE_ROUTE.match(path):
+                hub.authorizations.append(self.headers.get("Authorization"))
+            if hub.failing_status is not None:
+                self._error(hub.failing_status, "", f"failing with HTTP {hub.failing_status}")
+            elif match := TREE_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])
                 if found:
                     self._json(hub.tree(match["repo"], found, match["path"] or ""), send_body)

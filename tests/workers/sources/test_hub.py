@@ -14,8 +14,8 @@ from tests.helpers import REPO, make_checkpoint
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.science.checkpoint import content_hash, fill_sha256, open_checkpoint
 from workers.science.errors import CheckpointRefused
-from workers.sources import hub, local, pinning
-from workers.sources.errors import HubNotFound, HubRefused
+from workers.sources import hub, listing, local, pinning
+from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 
 
 def test_resolve_from_the_cache_when_offline(tmp_path, hf_cache):
@@ -192,3 +192,133 @@ def test_a_sharded_repository_fetches_the_indexed_shards_only(tmp_path, hf_cache
         fetched.selected_bytes
         < fetched.repo_bytes - (model / "consolidated.safetensors").stat().st_size
     )
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+TOKEN = "hf_mutation_test_token"
+
+
+def test_every_request_of_a_fetch_and_a_pin_carries_the_token(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, _sharded_checkpoint(tmp_path / "m"))
+    assert pinning.resolve_revision(REPO, "main", token=TOKEN) == sha
+    hub.fetch_hub(REPO, sha, max_bytes=10**9, token=TOKEN)
+    assert "/resolve/" in " ".join(p for _, p in fake_hub.requests)  # files were fetched
+    assert set(fake_hub.authorizations) == {f"Bearer {TOKEN}"}
+
+
+def test_a_fetch_reads_the_commit_it_names_not_the_branch_head(tmp_path, fake_hub):
+    old = fake_hub.add_repo(REPO, _sharded_checkpoint(tmp_path / "old"))
+    newer = _sharded_checkpoint(tmp_path / "new")
+    save_file({"a": torch.zeros(8, 8)}, str(newer / "model-00001-of-00002.safetensors"))
+    fake_hub.add_repo(REPO, newer, extra_files={"config.json": b'{"model_type": "llama"}'})
+    fetched = hub.fetch_hub(REPO, old, max_bytes=10**9)
+    for name in ("config.json", "model-00001-of-00002.safetensors"):
+        assert (fetched.path / name).read_bytes() == (tmp_path / "old" / name).read_bytes()
+
+
+def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
+    tmp_path, fake_hub, monkeypatch
+):
+    from huggingface_hub import constants
+
+    model = _sharded_checkpoint(tmp_path / "m")
+    sha = fake_hub.add_repo(REPO, model, extra_files={"pytorch_model.bin": b"p" * 700})
+    mine = tmp_path / "my-cache"
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
+    assert fetched.path == mine / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
+    assert list(fake_hub.cache.iterdir()) == []
+    assert fetched.downloaded_bytes > 0
+    # Found again in that folder: nothing downloaded.
+    assert hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine).downloaded_bytes == 0
+    # Offline, that folder alone answers, and the listing huggingface_hub cached with the
+    # download still knows the files that were never fetched.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
+    assert offline.offline and offline.downloaded_bytes == 0
+    assert offline.files == fetched.files and offline.repo_bytes == fetched.repo_bytes
+    with pytest.raises(HubRefused):
+        hub.fetch_hub(REPO, sha, max_bytes=10**9)  # not in the default cache
+
+
+def test_fetch_refusals_say_what_and_why_in_one_line(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    cases = [
+        (CheckpointRefused, "main", "acme/tiny-model: revision 'main' is not a full commit sha"),
+        (HubNotFound, "e" * 40, f"revision {'e' * 40} no longer exists in {REPO}"),
+    ]
+    for error, revision, message in cases:
+        with pytest.raises(error) as caught:
+            hub.fetch_hub(REPO, revision, max_bytes=10**9)
+        assert str(caught.value) == message
+    with pytest.raises(HubNotFound) as caught:
+        hub.fetch_hub("acme/nothing", sha, max_bytes=10**9)
+    assert str(caught.value) == "repository acme/nothing no longer exists on the Hub"
+    with pytest.raises(CheckpointRefused) as caught:
+        hub.fetch_hub(REPO, sha, max_bytes=1)
+    assert str(caught.value).startswith(f"{REPO}@{sha[:12]}: checkpoint is ")
+
+
+def test_a_pickle_refusal_names_the_repository_and_commit(tmp_path, fake_hub):
+    model = make_checkpoint(tmp_path / "m", weights=False, extra={"pytorch_model.bin": b"x" * 64})
+    sha = fake_hub.add_repo(REPO, model)
+    with pytest.raises(CheckpointRefused, match=f"^{REPO}@{sha[:12]}: "):
+        hub.fetch_hub(REPO, sha, max_bytes=10**9)
+
+
+def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(
+    request, tmp_path
+):
+    hf_cache = request.getfixturevalue("hf_cache")
+    with pytest.raises(HubRefused) as caught:
+        hub.fetch_hub("acme/unknown", "b" * 40, max_bytes=10**9)
+    assert str(caught.value) == f"acme/unknown@{'b' * 40} is not in the local Hub cache (offline mode)"
+    request.getfixturevalue("hub_down")
+    assert hf_cache.is_dir()
+    with pytest.raises(HubUnavailable) as caught:
+        hub.fetch_hub("acme/unknown", "b" * 40, max_bytes=10**9)
+    assert str(caught.value) == (
+        f"acme/unknown@{'b' * 40} is not in the local Hub cache and the Hub is unreachable"
+    )
+
+
+def test_only_top_level_metadata_is_fetched(tmp_path, fake_hub):
+    extra = {"onnx/config.json": b"{}", "sub/tokenizer.json": b"{}", "README.md": b"hi"}
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"), extra_files=extra)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert [f["name"] for f in fetched.files] == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+
+
+def test_a_checkpoint_exactly_at_the_cap_is_fetched(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    size = hub.fetch_hub(REPO, sha, max_bytes=10**9).selected_bytes
+    assert hub.fetch_hub(REPO, sha, max_bytes=size).selected_bytes == size
+
+
+def test_an_offline_fetch_downloads_nothing(tmp_path, hf_cache):
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert fetched.offline and fetched.downloaded_bytes == 0
+
+
+def test_a_fetch_summary_reports_files_and_bytes(tmp_path):
+    files = [{"name": "config.json", "size": 2, "sha256": "0" * 64}]
+    summary = listing.FetchResult(
+        path=tmp_path,
+        files=files,
+        selected_bytes=2,
+        downloaded_bytes=1,
+        repo_bytes=3,
+        offline=True,
+    ).summary()
+    assert summary == {
+        "files": files,
+        "selected_bytes": 2,
+        "downloaded_bytes": 1,
+        "repo_bytes": 3,
+        "offline": True,
+    }
