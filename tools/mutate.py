@@ -16,6 +16,7 @@ no selected test reaches ("no tests") counts as surviving.
 """
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -120,7 +121,8 @@ def exit_codes(group: Group) -> dict[str, int | None]:
     codes: dict[str, int | None] = {}
     for meta in sorted((WORK_ROOT / group.name / "mutants").rglob("*.py.meta")):
         source = meta.relative_to(WORK_ROOT / group.name / "mutants").with_suffix("")
-        if any(source.match(pattern) for pattern in group.files):
+        # The patterns are mutmut's own (fnmatch: `*` spans folders too).
+        if any(fnmatch.fnmatch(source.as_posix(), pattern) for pattern in group.files):
             codes.update(json.loads(meta.read_text())["exit_code_by_key"])
     return codes
 
@@ -133,17 +135,19 @@ def equivalents() -> set[str]:
 
 def score_line(group: Group) -> str:
     codes = exit_codes(group)
-    equivalent = equivalents() & set(codes)
-    counted = {name: code for name, code in codes.items() if name not in equivalent}
-    killed = sum(code in KILLED_CODES for code in counted.values())
-    survived = sum(code == SURVIVED_CODE for code in counted.values())
-    no_tests = sum(code in NO_TESTS_CODES for code in counted.values())
-    other = len(counted) - killed - survived - no_tests
-    score = 100.0 * killed / len(counted) if counted else 0.0
+    # A listed mutant that a test kills after all counts as killed, not as excluded.
+    excluded = {n for n in equivalents() & set(codes) if codes[n] not in KILLED_CODES}
+    killed = sum(code in KILLED_CODES for code in codes.values())
+    counted = len(codes) - len(excluded)
+    survived = sum(code == SURVIVED_CODE for code in codes.values())
+    no_tests = sum(code in NO_TESTS_CODES for code in codes.values())
+    other = len(codes) - killed - survived - no_tests
+    raw = 100.0 * killed / len(codes) if codes else 0.0
+    score = 100.0 * killed / counted if counted else 0.0
     return (
-        f"{group.name:<12} {score:6.1f}%  killed {killed:>4} / {len(counted):<4}"
-        f" survived {survived:>3}  no tests {no_tests:>3}  other {other:>3}"
-        f"  equivalent (excluded) {len(equivalent):>3}"
+        f"{group.name:<12} {score:6.1f}%  killed {killed:>4} of {counted:<4}"
+        f" ({len(codes)} mutants, {len(excluded)} listed as equivalent; raw {raw:.1f}%)"
+        f"  survived {survived}, no tests {no_tests}, other {other}"
     )
 
 
@@ -184,7 +188,7 @@ def main() -> int:
     if not args.scores:
         for group in chosen:
             failures += run(group, args.jobs, args.fresh) != 0
-    print("\nmutation score per module (killed / (mutants - equivalent))")
+    print("\nmutation score per module: killed / (mutants - listed equivalent)")
     for group in chosen:
         print(score_line(group))
     return 1 if failures else 0

@@ -407,6 +407,15 @@ def test_at_the_instant_a_lease_runs_out_its_owner_may_not_write_and_nobody_may_
     assert _job(db_sessions, job_id).state == JobState.RUNNING
 
 
+def test_at_the_instant_a_lease_runs_out_a_job_with_attempts_left_is_not_claimable(db_sessions):
+    add_jobs(db_sessions, 1, max_attempts=3)
+    t0 = _now(db_sessions)
+    _claim(db_sessions, "w", now=t0)
+    expiry = t0 + timedelta(seconds=LEASE)
+    assert _claim(db_sessions, "other", now=expiry) is None
+    assert _claim(db_sessions, "other", now=expiry + timedelta(microseconds=1))[1].attempt == 2
+
+
 def test_a_job_still_heartbeating_on_its_last_attempt_is_not_given_up(db_sessions):
     (job_id,) = add_jobs(db_sessions, 1, max_attempts=1)
     t0 = _now(db_sessions)

@@ -209,12 +209,80 @@ def test_every_request_of_a_fetch_and_a_pin_carries_the_token(tmp_path, fake_hub
 
 def test_a_fetch_reads_the_commit_it_names_not_the_branch_head(tmp_path, fake_hub):
     old = fake_hub.add_repo(REPO, _sharded_checkpoint(tmp_path / "old"))
-    newer = _sharded_checkpoint(tmp_path / "new")
-    save_file({"a": torch.zeros(8, 8)}, str(newer / "model-00001-of-00002.safetensors"))
+    # The branch head since: other weights, in shards of other names (its index says so).
+    newer = make_checkpoint(tmp_path / "new", weights=False)
+    save_file({"a": torch.zeros(8, 8)}, str(newer / "model-00001-of-00001.safetensors"))
+    (newer / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}})
+    )
     fake_hub.add_repo(REPO, newer, extra_files={"config.json": b'{"model_type": "llama"}'})
     fetched = hub.fetch_hub(REPO, old, max_bytes=10**9)
+    assert sorted(fetched.weight_sha256) == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
     for name in ("config.json", "model-00001-of-00002.safetensors"):
         assert (fetched.path / name).read_bytes() == (tmp_path / "old" / name).read_bytes()
+
+
+def test_weights_cached_under_another_commit_are_not_downloaded_or_counted(tmp_path, fake_hub):
+    first = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    hub.fetch_hub(REPO, first, max_bytes=10**9)
+    # A later commit with the same weights and new config and tokenizer.
+    changed = {"config.json": b'{"model_type": "llama", "x": 1}', "tokenizer.json": b'{"v": 2}'}
+    second = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"), extra_files=changed)
+    served = fake_hub.total_served()
+    fetched = hub.fetch_hub(REPO, second, max_bytes=10**9)
+    assert fake_hub.total_served() - served == sum(len(c) for c in changed.values())
+    assert fetched.downloaded_bytes == fake_hub.total_served() - served
+    assert fetched.offline is False
+
+
+def test_empty_files_count_for_nothing(tmp_path, fake_hub):
+    model = make_checkpoint(tmp_path / "m")
+    sha = fake_hub.add_repo(REPO, model, extra_files={"empty.txt": b"", "empty.bin": b""})
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert fetched.repo_bytes == sum(p.stat().st_size for p in model.iterdir())
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_failing_hub_leaves_the_given_cache_folder_to_answer(tmp_path, fake_hub, status):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    mine = tmp_path / "my-cache"
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
+    fake_hub.failing_status = status
+    again = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
+    assert again.offline and again.files == fetched.files and again.downloaded_bytes == 0
+    with pytest.raises(HubUnavailable) as caught:
+        hub.fetch_hub(REPO, "b" * 40, max_bytes=10**9, cache_dir=mine)
+    assert "is not in the local Hub cache and the Hub is unreachable" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 403, 499])
+def test_a_hub_refusing_a_fetch_is_not_retried(tmp_path, fake_hub, status):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    fake_hub.failing_status = status
+    with pytest.raises(HubRefused) as caught:
+        hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    message = str(caught.value)
+    prefix = f"the Hub refused {REPO}@{sha[:12]}: "
+    # The first line of the Hub's own answer follows (for 403, the fake Hub's message).
+    assert message.startswith(prefix) and "\n" not in message
+    assert message[len(prefix) :] not in ("", "None")
+    assert status != 403 or "failing with HTTP 403" in message
+
+
+def test_a_gated_repository_asks_for_a_token(tmp_path, fake_hub):
+    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    fake_hub.failing_status, fake_hub.failing_code = 403, "GatedRepo"
+    with pytest.raises(HubRefused) as caught:
+        hub.fetch_hub(REPO, sha, max_bytes=10**9)
+    assert str(caught.value) == f"{REPO} is a gated repository: set HF_TOKEN"
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(REPO, "main")
+    assert str(caught.value) == (
+        f"{REPO} is a gated repository: accept its terms on the Hub and set HF_TOKEN"
+    )
 
 
 def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
@@ -223,7 +291,8 @@ def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
     from huggingface_hub import constants
 
     model = _sharded_checkpoint(tmp_path / "m")
-    sha = fake_hub.add_repo(REPO, model, extra_files={"pytorch_model.bin": b"p" * 700})
+    extra = {"pytorch_model.bin": b"p" * 700, "empty.txt": b""}
+    sha = fake_hub.add_repo(REPO, model, extra_files=extra)
     mine = tmp_path / "my-cache"
     fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
     assert fetched.path == mine / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
@@ -232,7 +301,7 @@ def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
     # Found again in that folder: nothing downloaded.
     assert hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine).downloaded_bytes == 0
     # Offline, that folder alone answers, and the listing huggingface_hub cached with the
-    # download still knows the files that were never fetched.
+    # download still knows the files that were never fetched (their sizes too, empty or not).
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     offline = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
     assert offline.offline and offline.downloaded_bytes == 0

@@ -172,8 +172,8 @@ def test_names_of_the_wrong_type_or_too_long_are_refused_and_shown_shortened():
         pinning.check_model_id(42)
     assert str(caught.value) == "invalid model id: expected a string, got int"
     with pytest.raises(InvalidInput) as caught:
-        pinning.check_revision(None)
-    assert str(caught.value) == "invalid revision: expected a string, got NoneType"
+        pinning.check_revision(4.5)
+    assert str(caught.value) == "invalid revision: expected a string, got float"
     with pytest.raises(InvalidInput) as caught:
         pinning.check_model_id("é/x")
     assert str(caught.value) == (
@@ -199,9 +199,9 @@ def test_a_local_path_that_is_no_directory_is_refused_by_name(tmp_path):
 def test_a_failing_hub_is_worth_retrying(tmp_path, fake_hub, status):
     fake_hub.failing_status = status
     with pytest.raises(HubUnavailable) as caught:
-        pinning.resolve_revision(REPO, "main")
+        pinning.resolve_revision(REPO, "v1")
     assert str(caught.value) == (
-        f"{REPO}@main cannot be resolved: the Hub is failing (HTTP {status}) and it is not in "
+        f"{REPO}@v1 cannot be resolved: the Hub is failing (HTTP {status}) and it is not in "
         "the local Hub cache"
     )
 
@@ -209,8 +209,22 @@ def test_a_failing_hub_is_worth_retrying(tmp_path, fake_hub, status):
 @pytest.mark.parametrize("status", [400, 403, 499])
 def test_a_hub_refusal_is_not_retried(tmp_path, fake_hub, status):
     fake_hub.failing_status = status
-    with pytest.raises(HubRefused, match=f"^the Hub refused {REPO}: "):
+    with pytest.raises(HubRefused) as caught:
         pinning.resolve_revision(REPO, "main")
+    message = str(caught.value)
+    prefix = f"the Hub refused {REPO}: "
+    # The first line of the Hub's own answer follows (for 403, the fake Hub's message).
+    assert message.startswith(prefix) and "\n" not in message
+    assert message[len(prefix) :] not in ("", "None")
+    assert status != 403 or "failing with HTTP 403" in message
+
+
+def test_a_disabled_repository_is_refused_by_name(fake_hub):
+    fake_hub.failing_status = 403
+    fake_hub.failing_message = "Access to this resource is disabled."
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(REPO, "main")
+    assert str(caught.value) == f"repository {REPO} is disabled on the Hub"
 
 
 def test_an_unreachable_hub_says_so_and_names_the_revision(hub_down):
