@@ -72,7 +72,11 @@ GROUPS = (
     Group(
         "index",
         ("registry/index/*.py",),
-        ("tests/registry/index", "tests/swreg/test_index.py"),
+        (
+            "tests/registry/index",
+            "tests/swreg/test_index.py",
+            "tests/registry/test_api.py::test_index_download_is_the_export",
+        ),
     ),
     Group(
         "worker-loop",

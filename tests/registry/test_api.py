@@ -102,6 +102,8 @@ def test_index_download_is_the_export(client, db_sessions):
     with transaction(db_sessions) as session:
         expected = index_service.export_document(session)
     assert response.text == index_service.dumps(expected)
+    # Last-Modified is the document's own time (an empty registry: the epoch).
+    assert response.headers["last-modified"] == "Thu, 01 Jan 1970 00:00:00 GMT"
     schema = client.get("/api/v1/index/schema").json()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 

@@ -340,3 +340,139 @@ def test_not_json_is_one_line(tmp_path):
         index_service.load_file(path)
     with pytest.raises(InvalidInput, match="no such file"):
         index_service.load_file(tmp_path / "missing.json")
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+# Times no import could take from its own clock.
+PAST = "2020-01-02T03:04:05Z"
+LATER = "2021-06-07T08:09:10Z"
+
+
+def _published_with_times() -> dict:
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    model = document["models"][0]
+    model.update(created_at=PAST, updated_at=LATER)
+    model["super_weights"][0]["provenance"].update(created_at=PAST, updated_at=LATER)
+    return document
+
+
+def test_an_import_keeps_everything_the_document_says(db_sessions):
+    document = _published_with_times()
+    _import(db_sessions, document)
+    exported = json.loads(_export(db_sessions))
+    model = exported["models"][0]
+    assert (model["created_at"], model["updated_at"]) == (PAST, LATER)
+    provenance = model["super_weights"][0]["provenance"]
+    assert (provenance["created_at"], provenance["updated_at"]) == (PAST, LATER)
+    # And everything else the document states, as it states it (the export also writes the
+    # fields the document left out, with their defaults).
+    assert _as_stated(exported["models"], document["models"]) == document["models"]
+
+
+def _as_stated(exported, stated):
+    """`exported` cut down to the keys `stated` has, at every level."""
+    if isinstance(stated, dict) and isinstance(exported, dict):
+        return {k: _as_stated(exported.get(k), v) for k, v in stated.items()}
+    if isinstance(stated, list) and isinstance(exported, list) and len(stated) == len(exported):
+        return [_as_stated(e, s) for e, s in zip(exported, stated, strict=True)]
+    return exported
+
+
+def test_a_second_claim_of_a_coordinate_is_merged_with_the_first(db_sessions):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    _import(db_sessions, document)
+    before = json.loads(_export(db_sessions))
+    model = before["models"][0]
+    first = model["super_weights"][0]
+    second = copy.deepcopy(document)
+    claim = next(
+        sw
+        for m in second["models"]
+        if (m["model_id"], m["revision"]) == (model["model_id"], model["revision"])
+        for sw in m["super_weights"]
+        if (sw["tensor"], sw["index"]) == (first["tensor"], first["index"])
+    )
+    new_source = {
+        "citation": "Another lab. Super weights again (2026)",
+        "locator": "Table 1",
+        "statement": f"{first['tensor']} {first['index']}",
+        "url": "https://example.org/again",
+    }
+    new_place = {"index": [1, 2], "tensor": "model.layers.9.mlp.down_proj.weight"}
+    claim["provenance"] = {
+        "citation": "Another lab. Super weights again (2026)",
+        "sources": [new_source],
+        "disputed_with": [new_place],
+        "reproduced_in": [SHA],
+    }
+    stats = _import(db_sessions, second)
+    assert stats.coordinates["updated"] == 1
+    after = json.loads(_export(db_sessions))
+    merged = next(
+        sw
+        for m in after["models"]
+        if (m["model_id"], m["revision"]) == (model["model_id"], model["revision"])
+        for sw in m["super_weights"]
+        if (sw["tensor"], sw["index"]) == (first["tensor"], first["index"])
+    )["provenance"]
+    old = first["provenance"]
+    assert merged["citation"] == old["citation"]  # the first citation stays
+    assert new_source in merged["sources"] and all(s in merged["sources"] for s in old["sources"])
+    assert len(merged["sources"]) == len(old["sources"]) + 1
+    assert new_place in merged["disputed_with"]
+    assert all(p in merged["disputed_with"] for p in old["disputed_with"])
+    assert merged["reproduced_in"] == [SHA]
+
+
+def test_import_stats_say_what_changed():
+    stats = index_service.ImportStats(revisions=2)
+    stats.coordinates.update(created=3, updated=2, unchanged=1)
+    assert stats.summary() == "2 model revisions, 6 coordinates (3 new, 2 updated, 1 unchanged)"
+
+
+def test_the_import_counts_revisions(db_sessions):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    assert _import(db_sessions, document).revisions == MODELS
+
+
+def test_the_canonical_text_sorts_keys_keeps_unicode_and_refuses_nan():
+    assert index_service.dumps({"b": 1, "a": "é"}) == '{\n  "a": "é",\n  "b": 1\n}\n'
+    with pytest.raises(ValueError):
+        index_service.dumps({"a": float("nan")})
+
+
+def test_an_error_points_at_its_place_by_rfc_6901_and_fits_one_line():
+    assert index_service._pointer(["models", 0, "a/b~c"]) == "/models/0/a~1b~0c"
+    assert index_service._pointer([]) == "/"
+    exact = "x" * 200
+    assert index_service._one_line(exact) == exact
+    assert index_service._one_line("y" * 201) == "y" * 199 + "…"
+    assert index_service._one_line("a \n b") == "a b"
+
+
+def test_an_impossible_time_is_refused_with_its_place(db_sessions):
+    for place in ("meta", "model", "coordinate"):
+        document = _published_with_times()
+        if place == "meta":
+            document["meta"]["generated_at"] = "2026-02-30T00:00:00Z"
+            pointer = "/meta/generated_at"
+        elif place == "model":
+            document["models"][0]["updated_at"] = "2026-02-30T00:00:00Z"
+            pointer = "/models/0/updated_at"
+        else:
+            document["models"][0]["super_weights"][0]["provenance"]["created_at"] = (
+                "2026-02-30T00:00:00Z"
+            )
+            pointer = "/models/0/super_weights/0/provenance/created_at"
+        with pytest.raises(InvalidInput, match=f"^invalid index: at {pointer}: "):
+            index_service.validate_document(document)
+
+
+def test_an_unreadable_file_is_one_line(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"caf\xe9": 1}')
+    with pytest.raises(InvalidInput) as caught:
+        index_service.load_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"cannot read {path}: ") and "codec" in message
