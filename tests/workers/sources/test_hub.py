@@ -341,7 +341,9 @@ def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(
     hf_cache = request.getfixturevalue("hf_cache")
     with pytest.raises(HubRefused) as caught:
         hub.fetch_hub("acme/unknown", "b" * 40, max_bytes=10**9)
-    assert str(caught.value) == f"acme/unknown@{'b' * 40} is not in the local Hub cache (offline mode)"
+    assert str(caught.value) == (
+        f"acme/unknown@{'b' * 40} is not in the local Hub cache (offline mode)"
+    )
     request.getfixturevalue("hub_down")
     assert hf_cache.is_dir()
     with pytest.raises(HubUnavailable) as caught:

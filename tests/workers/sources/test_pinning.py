@@ -158,7 +158,9 @@ def test_a_short_sha_pins_only_when_one_cached_commit_has_it(tmp_path, hf_cache)
     first = install_into_hf_cache(
         make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="abcdef1" + "1" * 33
     )
-    install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="abcdef1" + "2" * 33)
+    install_into_hf_cache(
+        make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="abcdef1" + "2" * 33
+    )
     assert pinning.resolve_revision(REPO, "abcdef11") == first
     with pytest.raises(HubRefused) as caught:
         pinning.resolve_revision(REPO, "abcdef1")
