@@ -476,3 +476,89 @@ def test_an_unreadable_file_is_one_line(tmp_path):
         index_service.load_file(path)
     message = str(caught.value)
     assert message.startswith(f"cannot read {path}: ") and "codec" in message
+
+
+def _document(*coordinates: dict, **model_fields) -> dict:
+    meta = index_service.load_file(PUBLISHED_INDEX_PATH)["meta"]
+    model = {"model_id": "org/x", "revision": SHA, "revision_kind": "commit", **model_fields}
+    model["super_weights"] = list(coordinates)
+    return {"meta": meta, "models": [model]}
+
+
+def _coordinate(state: str, **provenance) -> dict:
+    coordinate = {
+        "tensor": "model.layers.1.mlp.down_proj.weight",
+        "index": [3, 4],
+        "layer": 1,
+        "module": "mlp.down_proj",
+        "row": 3,
+        "col": 4,
+        "value": -1.5,
+        "dtype": "float32",
+        "state": state,
+    }
+    if provenance:
+        coordinate["provenance"] = provenance
+    return coordinate
+
+
+def test_what_a_document_leaves_out_is_imported_as_empty(db_sessions):
+    _import(db_sessions, _document(_coordinate("reported")))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    assert model["weight_files"] == []
+    (coordinate,) = model["super_weights"]
+    assert coordinate["evidence"] == {}
+    provenance = coordinate["provenance"]
+    assert (provenance["sources"], provenance["disputed_with"], provenance["citation"]) == (
+        [],
+        [],
+        None,
+    )
+
+
+def test_merged_claims_keep_the_stronger_state_and_everything_both_say(db_sessions):
+    def source(name):
+        return {"citation": name, "url": f"https://example.org/{name}"}
+
+    def place(layer):
+        return {"index": [1, 2], "tensor": f"model.layers.{layer}.mlp.down_proj.weight"}
+
+    first = _coordinate(
+        "reported", sources=[source("a")], disputed_with=[place(7)], reproduced_in=[SHA_A]
+    )
+    second = _coordinate(
+        "published",
+        citation="The authors",
+        sources=[source("b")],
+        disputed_with=[place(8)],
+        reproduced_in=[SHA],
+    )
+    _import(db_sessions, _document(first))
+    _import(db_sessions, _document(second))
+    _import(db_sessions, _document(_coordinate("reported", sources=[source("c")])))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    (coordinate,) = model["super_weights"]
+    provenance = coordinate["provenance"]
+    assert coordinate["state"] == "published"  # a later "reported" does not weaken it
+    assert provenance["citation"] == "The authors"  # the first citation there was
+    assert sorted(s["citation"] for s in provenance["sources"]) == ["a", "b", "c"]
+    assert provenance["disputed_with"] == [place(7), place(8)]
+    assert provenance["reproduced_in"] == sorted([SHA, SHA_A])
+
+
+def test_an_export_is_dated_by_the_last_change(db_sessions):
+    with transaction(db_sessions) as session:
+        empty = index_service.export_document(session)
+    assert empty["meta"]["generated_at"] == "1970-01-01T00:00:00Z"
+    _import(db_sessions, _published_with_times())
+    with transaction(db_sessions) as session:
+        filled = index_service.export_document(session)
+    assert filled["meta"]["generated_at"] > "2020"
+
+
+def test_an_impossible_coordinate_update_time_is_refused_with_its_place():
+    document = _published_with_times()
+    document["models"][0]["super_weights"][0]["provenance"]["updated_at"] = "2026-02-30T00:00:00Z"
+    pointer = "/models/0/super_weights/0/provenance/updated_at"
+    with pytest.raises(InvalidInput, match=f"^invalid index: at {pointer}: "):
+        index_service.validate_document(document)
