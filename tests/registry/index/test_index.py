@@ -562,3 +562,11 @@ def test_an_impossible_coordinate_update_time_is_refused_with_its_place():
     pointer = "/models/0/super_weights/0/provenance/updated_at"
     with pytest.raises(InvalidInput, match=f"^invalid index: at {pointer}: "):
         index_service.validate_document(document)
+
+
+def test_a_quantization_check_is_imported_and_kept_by_a_document_without_one(db_sessions):
+    check = {"bits": 4, "perplexity": {"kept": 10.5, "quantized": 11.0}}
+    _import(db_sessions, _document(_coordinate("reported"), quantization_check=check))
+    _import(db_sessions, _document(_coordinate("reported")))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    assert model["quantization_check"] == check
