@@ -226,13 +226,14 @@ def test_a_fetch_reads_the_commit_it_names_not_the_branch_head(tmp_path, fake_hu
 
 
 def test_weights_cached_under_another_commit_are_not_downloaded_or_counted(tmp_path, fake_hub):
+    mine = tmp_path / "my-cache"
     first = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
-    hub.fetch_hub(REPO, first, max_bytes=10**9)
+    hub.fetch_hub(REPO, first, max_bytes=10**9, cache_dir=mine)
     # A later commit with the same weights and new config and tokenizer.
     changed = {"config.json": b'{"model_type": "llama", "x": 1}', "tokenizer.json": b'{"v": 2}'}
     second = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"), extra_files=changed)
     served = fake_hub.total_served()
-    fetched = hub.fetch_hub(REPO, second, max_bytes=10**9)
+    fetched = hub.fetch_hub(REPO, second, max_bytes=10**9, cache_dir=mine)
     assert fake_hub.total_served() - served == sum(len(c) for c in changed.values())
     assert fetched.downloaded_bytes == fake_hub.total_served() - served
     assert fetched.offline is False
@@ -354,10 +355,27 @@ def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(
 
 
 def test_only_top_level_metadata_is_fetched(tmp_path, fake_hub):
-    extra = {"onnx/config.json": b"{}", "sub/tokenizer.json": b"{}", "README.md": b"hi"}
-    sha = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"), extra_files=extra)
+    extra = {"onnx/spiece.model": b"sp", "sub/tokenizer.json": b"{}", "README.md": b"hi"}
+    model = make_checkpoint(tmp_path / "m")
+    sha = fake_hub.add_repo(REPO, model, extra_files=extra)
     fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
-    assert [f["name"] for f in fetched.files] == [
+    # Each fetched file with its size and sha256 (hashed here, since only LFS files come with
+    # one from the Hub).
+    assert fetched.files == [
+        {
+            "name": name,
+            "size": (model / name).stat().st_size,
+            "sha256": hashlib.sha256((model / name).read_bytes()).hexdigest(),
+        }
+        for name in ("config.json", "model.safetensors", "tokenizer.json")
+    ]
+
+
+def test_an_unreachable_hub_leaves_the_given_cache_folder_to_answer(tmp_path, hub_down):
+    mine = tmp_path / "my-cache"
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), mine, REPO)
+    fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
+    assert fetched.offline and [f["name"] for f in fetched.files] == [
         "config.json",
         "model.safetensors",
         "tokenizer.json",
