@@ -41,6 +41,7 @@ FAST_ONLY = "not postgres and not slow and not browser"
 KILLED_CODES = {1, 3, 24, -24, 152, 255, 36, 37}
 SURVIVED_CODE = 0
 NO_TESTS_CODES = {5, 33}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # An equivalent mutant is listed in docs/mutation.md as a table row starting with its name.
 EQUIVALENT_ROW = re.compile(r"^\|\s*`([\w.]+__mutmut_\d+)`", re.MULTILINE)
 
@@ -168,7 +169,16 @@ def run(group: Group, jobs: int, fresh: bool) -> int:
     work = prepare(group, fresh)
     mutmut = Path(sys.executable).parent / "mutmut"
     print(f"== {group.name}: mutating {', '.join(group.files)}", flush=True)
-    return subprocess.call([str(mutmut), "run", "--max-children", str(jobs)], cwd=work)
+    return subprocess.call(
+        [str(mutmut), "run", "--max-children", str(jobs)], cwd=work, env=_one_thread_each()
+    )
+
+
+def _one_thread_each() -> dict[str, str]:
+    """torch's thread pool, in a forked mutant process, burns CPU time on every thread: mutmut's
+    CPU-time limit then stops mutants that were only slow (false "timeouts", counted as killed),
+    and `jobs` processes already fill the cores. One thread each."""
+    return {**os.environ, **{name: "1" for name in THREAD_VARIABLES}}
 
 
 def main() -> int:
