@@ -48,9 +48,10 @@ browser:
 bench: $(STAMP)
 	$(BIN)/swreg bench --json bench.json
 
-# Mutation testing of the queue, Hub fetching, detection, validation, the index and the worker
-# loop, each against its own fast SQLite-only tests; prints the score per module (docs/mutation.md).
-# Slow (minutes per module on two cores), so not in CI. MUTATE_ARGS: e.g. "queue hub" or --fresh.
+# Mutation testing of the queue, Hub fetching, detection, validation and the index, each against
+# its own fast SQLite-only tests; prints the score per module (docs/mutation.md). Slow (minutes
+# per module on two cores), so not in CI. MUTATE_ARGS: e.g. "queue hub", --fresh, or
+# "worker-loop" (not run unless named: hours).
 MUTATE_ARGS ?=
 mutate: $(STAMP)
 	$(BIN)/python tools/mutate.py $(MUTATE_ARGS)
