@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-cli venv setup clean browser
+.PHONY: run test bench bench-cli venv setup clean browser mutate
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -52,5 +52,13 @@ bench: $(STAMP)
 bench-cli: $(STAMP)
 	$(BIN)/swreg bench-cli
 
+# Mutation testing of the queue, Hub fetching, detection, validation and the index, each against
+# its own fast SQLite-only tests; prints the score per module (docs/mutation.md). Slow (minutes
+# per module on two cores), so not in CI. MUTATE_ARGS: e.g. "queue hub", --fresh, or
+# "worker-loop" (not run unless named: hours).
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py $(MUTATE_ARGS)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build/mutation

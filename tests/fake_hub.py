@@ -6,7 +6,8 @@ Routes (those huggingface_hub's `model_info`, `list_repo_tree`, `hf_hub_download
 `snapshot_download` call for a model repository):
 
 - `GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`: the repository's info with its
-  files (`siblings`), sizes and LFS sha256;
+  files (`siblings`), and, as on the Hub only when asked (`?blobs=true`), their sizes and LFS
+  sha256;
 - `GET /api/models/{repo}/tree/{rev}[/{path}]`: the file listing;
 - `HEAD` and `GET /{repo}/resolve/{rev}/{file}`: a file's metadata headers, and its bytes.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
 # The size of a git-lfs pointer file, which the Hub reports for LFS files.
@@ -74,12 +75,19 @@ class FakeHub:
     """Serve repositories over HTTP on 127.0.0.1; `url` is the endpoint to point HF_ENDPOINT at.
 
     `served_bytes` counts the file bytes sent per (repo, path); `requests` lists every
-    (method, path) received, in order."""
+    (method, path) received, in order, and `authorizations` the Authorization header of each
+    (None when absent). Setting `failing_status` makes every answer that HTTP error (with
+    `failing_code` as its X-Error-Code and `failing_message` as its X-Error-Message, as the Hub
+    sends them for a gated or disabled repository)."""
 
     def __init__(self) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.served_bytes: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []
+        self.failing_status: int | None = None
+        self.failing_code = ""
+        self.failing_message = ""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -132,7 +140,7 @@ class FakeHub:
 
     # --- answers ---------------------------------------------------------------------------
 
-    def info(self, repo_id: str, sha: str) -> dict:
+    def info(self, repo_id: str, sha: str, *, blobs: bool = False) -> dict:
         return {
             "_id": repo_id,
             "id": repo_id,
@@ -142,7 +150,7 @@ class FakeHub:
             "gated": False,
             "disabled": False,
             "tags": [],
-            "siblings": [_sibling(f) for f in self.repos[repo_id].commits[sha].values()],
+            "siblings": [_sibling(f, blobs) for f in self.repos[repo_id].commits[sha].values()],
         }
 
     def tree(self, repo_id: str, sha: str, path: str) -> list[dict]:
@@ -154,8 +162,11 @@ class FakeHub:
         ]
 
 
-def _sibling(f: HubFile) -> dict:
-    entry: dict = {"rfilename": f.path, "size": len(f.content), "blobId": f.git_sha1}
+def _sibling(f: HubFile, blobs: bool) -> dict:
+    entry: dict = {"rfilename": f.path}
+    if not blobs:
+        return entry
+    entry.update(size=len(f.content), blobId=f.git_sha1)
     if f.is_lfs:
         entry["lfs"] = {"sha256": f.sha256, "size": len(f.content), "pointerSize": LFS_POINTER_SIZE}
     return entry
@@ -185,14 +196,19 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             with hub._lock:
                 hub.requests.append((self.command, path))
-            if match := TREE_ROUTE.match(path):
+                hub.authorizations.append(self.headers.get("Authorization"))
+            if hub.failing_status is not None:
+                message = hub.failing_message or f"failing with HTTP {hub.failing_status}"
+                self._error(hub.failing_status, hub.failing_code, message)
+            elif match := TREE_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])
                 if found:
                     self._json(hub.tree(match["repo"], found, match["path"] or ""), send_body)
             elif match := INFO_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])
                 if found:
-                    self._json(hub.info(match["repo"], found), send_body)
+                    blobs = parse_qs(urlsplit(self.path).query).get("blobs") == ["true"]
+                    self._json(hub.info(match["repo"], found, blobs=blobs), send_body)
             elif match := RESOLVE_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])
                 if found:

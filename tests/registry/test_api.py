@@ -1,5 +1,6 @@
 """The read API over FastAPI's test client (in-process ASGI) on real databases."""
 
+from email.utils import format_datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,6 +10,7 @@ from registry.app import create_app
 from registry.database import transaction
 from registry.index import service as index_service
 from registry.superweights import service
+from registry.superweights.documents import parse_time
 from tests.helpers import SHA_A
 
 CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
@@ -102,6 +104,9 @@ def test_index_download_is_the_export(client, db_sessions):
     with transaction(db_sessions) as session:
         expected = index_service.export_document(session)
     assert response.text == index_service.dumps(expected)
+    # Last-Modified is the document's own time.
+    generated_at = parse_time(expected["meta"]["generated_at"])
+    assert response.headers["last-modified"] == format_datetime(generated_at, usegmt=True)
     schema = client.get("/api/v1/index/schema").json()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 

@@ -340,3 +340,233 @@ def test_not_json_is_one_line(tmp_path):
         index_service.load_file(path)
     with pytest.raises(InvalidInput, match="no such file"):
         index_service.load_file(tmp_path / "missing.json")
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+# Times no import could take from its own clock.
+PAST = "2020-01-02T03:04:05Z"
+LATER = "2021-06-07T08:09:10Z"
+
+
+def _published_with_times() -> dict:
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    model = document["models"][0]
+    model.update(created_at=PAST, updated_at=LATER)
+    model["super_weights"][0]["provenance"].update(created_at=PAST, updated_at=LATER)
+    return document
+
+
+def test_an_import_keeps_everything_the_document_says(db_sessions):
+    document = _published_with_times()
+    _import(db_sessions, document)
+    exported = json.loads(_export(db_sessions))
+    model = exported["models"][0]
+    assert (model["created_at"], model["updated_at"]) == (PAST, LATER)
+    provenance = model["super_weights"][0]["provenance"]
+    assert (provenance["created_at"], provenance["updated_at"]) == (PAST, LATER)
+    # And everything else the document states, as it states it (the export also writes the
+    # fields the document left out, with their defaults).
+    assert _as_stated(exported["models"], document["models"]) == document["models"]
+
+
+def _as_stated(exported, stated):
+    """`exported` cut down to the keys `stated` has, at every level."""
+    if isinstance(stated, dict) and isinstance(exported, dict):
+        return {k: _as_stated(exported.get(k), v) for k, v in stated.items()}
+    if isinstance(stated, list) and isinstance(exported, list) and len(stated) == len(exported):
+        return [_as_stated(e, s) for e, s in zip(exported, stated, strict=True)]
+    return exported
+
+
+def test_a_second_claim_of_a_coordinate_is_merged_with_the_first(db_sessions):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    _import(db_sessions, document)
+    before = json.loads(_export(db_sessions))
+    model = before["models"][0]
+    first = model["super_weights"][0]
+    second = copy.deepcopy(document)
+    claim = next(
+        sw
+        for m in second["models"]
+        if (m["model_id"], m["revision"]) == (model["model_id"], model["revision"])
+        for sw in m["super_weights"]
+        if (sw["tensor"], sw["index"]) == (first["tensor"], first["index"])
+    )
+    new_source = {
+        "citation": "Another lab. Super weights again (2026)",
+        "locator": "Table 1",
+        "statement": f"{first['tensor']} {first['index']}",
+        "url": "https://example.org/again",
+    }
+    new_place = {"index": [1, 2], "tensor": "model.layers.9.mlp.down_proj.weight"}
+    claim["provenance"] = {
+        "citation": "Another lab. Super weights again (2026)",
+        "sources": [new_source],
+        "disputed_with": [new_place],
+        "reproduced_in": [SHA],
+    }
+    stats = _import(db_sessions, second)
+    assert stats.coordinates["updated"] == 1
+    after = json.loads(_export(db_sessions))
+    merged = next(
+        sw
+        for m in after["models"]
+        if (m["model_id"], m["revision"]) == (model["model_id"], model["revision"])
+        for sw in m["super_weights"]
+        if (sw["tensor"], sw["index"]) == (first["tensor"], first["index"])
+    )["provenance"]
+    old = first["provenance"]
+    assert merged["citation"] == old["citation"]  # the first citation stays
+    assert new_source in merged["sources"] and all(s in merged["sources"] for s in old["sources"])
+    assert len(merged["sources"]) == len(old["sources"]) + 1
+    assert new_place in merged["disputed_with"]
+    assert all(p in merged["disputed_with"] for p in old["disputed_with"])
+    assert merged["reproduced_in"] == [SHA]
+
+
+def test_import_stats_say_what_changed():
+    stats = index_service.ImportStats(revisions=2)
+    stats.coordinates.update(created=3, updated=2, unchanged=1)
+    assert stats.summary() == "2 model revisions, 6 coordinates (3 new, 2 updated, 1 unchanged)"
+
+
+def test_the_import_counts_revisions(db_sessions):
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    assert _import(db_sessions, document).revisions == MODELS
+
+
+def test_the_canonical_text_sorts_keys_keeps_unicode_and_refuses_nan():
+    assert index_service.dumps({"b": 1, "a": "é"}) == '{\n  "a": "é",\n  "b": 1\n}\n'
+    with pytest.raises(ValueError):
+        index_service.dumps({"a": float("nan")})
+
+
+def test_an_error_points_at_its_place_by_rfc_6901_and_fits_one_line():
+    assert index_service._pointer(["models", 0, "a/b~c"]) == "/models/0/a~1b~0c"
+    assert index_service._pointer([]) == "/"
+    exact = "x" * 200
+    assert index_service._one_line(exact) == exact
+    assert index_service._one_line("y" * 201) == "y" * 199 + "…"
+    assert index_service._one_line("a \n b") == "a b"
+
+
+def test_an_impossible_time_is_refused_with_its_place(db_sessions):
+    for place in ("meta", "model", "coordinate"):
+        document = _published_with_times()
+        if place == "meta":
+            document["meta"]["generated_at"] = "2026-02-30T00:00:00Z"
+            pointer = "/meta/generated_at"
+        elif place == "model":
+            document["models"][0]["updated_at"] = "2026-02-30T00:00:00Z"
+            pointer = "/models/0/updated_at"
+        else:
+            document["models"][0]["super_weights"][0]["provenance"]["created_at"] = (
+                "2026-02-30T00:00:00Z"
+            )
+            pointer = "/models/0/super_weights/0/provenance/created_at"
+        with pytest.raises(InvalidInput, match=f"^invalid index: at {pointer}: "):
+            index_service.validate_document(document)
+
+
+def test_an_unreadable_file_is_one_line(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"caf\xe9": 1}')
+    with pytest.raises(InvalidInput) as caught:
+        index_service.load_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"cannot read {path}: ") and "codec" in message
+
+
+def _document(*coordinates: dict, **model_fields) -> dict:
+    meta = index_service.load_file(PUBLISHED_INDEX_PATH)["meta"]
+    model = {"model_id": "org/x", "revision": SHA, "revision_kind": "commit", **model_fields}
+    model["super_weights"] = list(coordinates)
+    return {"meta": meta, "models": [model]}
+
+
+def _coordinate(state: str, **provenance) -> dict:
+    coordinate = {
+        "tensor": "model.layers.1.mlp.down_proj.weight",
+        "index": [3, 4],
+        "layer": 1,
+        "module": "mlp.down_proj",
+        "row": 3,
+        "col": 4,
+        "value": -1.5,
+        "dtype": "float32",
+        "state": state,
+    }
+    if provenance:
+        coordinate["provenance"] = provenance
+    return coordinate
+
+
+def test_what_a_document_leaves_out_is_imported_as_empty(db_sessions):
+    _import(db_sessions, _document(_coordinate("reported")))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    assert model["weight_files"] == []
+    (coordinate,) = model["super_weights"]
+    assert coordinate["evidence"] == {}
+    provenance = coordinate["provenance"]
+    assert (provenance["sources"], provenance["disputed_with"], provenance["citation"]) == (
+        [],
+        [],
+        None,
+    )
+
+
+def test_merged_claims_keep_the_stronger_state_and_everything_both_say(db_sessions):
+    def source(name):
+        return {"citation": name, "url": f"https://example.org/{name}"}
+
+    def place(layer):
+        return {"index": [1, 2], "tensor": f"model.layers.{layer}.mlp.down_proj.weight"}
+
+    first = _coordinate(
+        "reported", sources=[source("a")], disputed_with=[place(7)], reproduced_in=[SHA_A]
+    )
+    second = _coordinate(
+        "published",
+        citation="The authors",
+        sources=[source("b")],
+        disputed_with=[place(8)],
+        reproduced_in=[SHA],
+    )
+    _import(db_sessions, _document(first))
+    _import(db_sessions, _document(second))
+    _import(db_sessions, _document(_coordinate("reported", sources=[source("c")])))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    (coordinate,) = model["super_weights"]
+    provenance = coordinate["provenance"]
+    assert coordinate["state"] == "published"  # a later "reported" does not weaken it
+    assert provenance["citation"] == "The authors"  # the first citation there was
+    assert sorted(s["citation"] for s in provenance["sources"]) == ["a", "b", "c"]
+    assert provenance["disputed_with"] == [place(7), place(8)]
+    assert provenance["reproduced_in"] == sorted([SHA, SHA_A])
+
+
+def test_an_export_is_dated_by_the_last_change(db_sessions):
+    with transaction(db_sessions) as session:
+        empty = index_service.export_document(session)
+    assert empty["meta"]["generated_at"] == "1970-01-01T00:00:00Z"
+    _import(db_sessions, _published_with_times())
+    with transaction(db_sessions) as session:
+        filled = index_service.export_document(session)
+    assert filled["meta"]["generated_at"] > "2020"
+
+
+def test_an_impossible_coordinate_update_time_is_refused_with_its_place():
+    document = _published_with_times()
+    document["models"][0]["super_weights"][0]["provenance"]["updated_at"] = "2026-02-30T00:00:00Z"
+    pointer = "/models/0/super_weights/0/provenance/updated_at"
+    with pytest.raises(InvalidInput, match=f"^invalid index: at {pointer}: "):
+        index_service.validate_document(document)
+
+
+def test_a_quantization_check_is_imported_and_kept_by_a_document_without_one(db_sessions):
+    check = {"bits": 4, "perplexity": {"kept": 10.5, "quantized": 11.0}}
+    _import(db_sessions, _document(_coordinate("reported"), quantization_check=check))
+    _import(db_sessions, _document(_coordinate("reported")))
+    (model,) = json.loads(_export(db_sessions))["models"]
+    assert model["quantization_check"] == check

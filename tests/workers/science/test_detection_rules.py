@@ -180,3 +180,60 @@ def test_top_k_found_block_by_block_is_the_top_k_of_the_whole_matrix():
     whole = torch.topk(weight.abs().reshape(-1), 25).indices
     assert largest(weight, 25) == [divmod(int(i), 90) for i in whole]
     assert largest(weight.t(), 25) == [divmod(int(i), 700) for i in torch.topk(weight.t().abs().reshape(-1), 25).indices]
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+
+def test_summarize_finds_the_largest_input_and_output_by_token_and_channel():
+    # One sequence [1, tokens, channels], with tokens, inputs and outputs of different sizes.
+    inputs = torch.zeros(1, 5, 7)
+    inputs[0, 3, 6] = -9.0
+    outputs = torch.ones(1, 5, 3)
+    outputs[0, 2, 1] = -50.0
+    activity = summarize(inputs, outputs)
+    assert (activity.max_input, activity.input_token, activity.input_col) == (9.0, 3, 6)
+    assert (activity.max_output, activity.output_token, activity.output_row) == (50.0, 2, 1)
+    assert activity.output_percentiles["p50"] == 1.0 == activity.median_output
+    assert set(activity.output_percentiles) == {"p50", "p99", "p99.9"}
+    assert activity.row_max.tolist() == [1.0, 50.0, 1.0]
+    assert activity.row_value[1] == -50.0 and int(activity.row_token[1]) == 2
+
+
+def test_the_typical_scale_of_an_odd_number_of_layers_is_their_median():
+    assert typical_scale([5.0, 1.0, 4.0, 2.0, 3.0]) == 3.0
+
+
+def test_within_layer_ratio_is_max_over_median_and_none_for_a_silent_layer():
+    y = torch.full((4, 16), 2.0)
+    y[1, 5] = 60.0
+    assert detection.within_layer_ratio(_activity(y)) == 30.0
+    assert detection.within_layer_ratio(_activity(torch.zeros(4, 16))) is None
+
+
+def test_the_reference_of_a_silent_first_layer_is_none():
+    assert spike_reference(_activity(torch.zeros(4, 16)), []) is None
+
+
+def test_earlier_layers_set_the_scale_only_when_they_had_any_output():
+    y = torch.ones(4, 16)
+    silent_before = spike_reference(_activity(y), [0.0])
+    assert silent_before.rule == Rule.WITHIN_LAYER
+    small_before = spike_reference(_activity(y), [0.5])
+    assert (small_before.rule, small_before.scale) == (Rule.EARLIER_LAYERS, 0.5)
+
+
+def test_spike_rows_start_at_the_threshold_strongest_first_with_their_ratio():
+    y = torch.ones(4, 16)
+    reference = _earlier(2.0)  # threshold 200
+    y[0, 3] = reference.threshold  # exactly at the threshold
+    y[1, 9] = 1.5 * reference.threshold
+    rows = spike_rows(_activity(y), reference)
+    assert [(r.row, r.token) for r in rows] == [(9, 1), (3, 0)]
+    assert [r.ratio for r in rows] == [150.0, 100.0]
+
+
+def test_explain_spike_reports_each_contribution():
+    weights = torch.tensor([8.0, 2.0, 0.5])
+    found = explain_spike(weights, torch.ones(3), 16.0)  # shares exact in float32
+    assert [(c.col, c.contribution, c.share) for c in found] == [(0, 8.0, 0.5), (1, 2.0, 0.125)]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import REPO, make_checkpoint
 from workers.contract.errors import InvalidInput
+from workers.science.errors import CheckpointRefused
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.sources import hub, pinning
 from workers.sources.errors import HubRefused, HubUnavailable
@@ -134,3 +135,104 @@ def test_an_unreachable_or_failing_hub_is_unavailable_and_the_cache_stands_in(
     sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), cache, REPO)
     assert pinning.resolve_revision(REPO, "main") == sha
     assert hub.fetch_hub(REPO, sha, max_bytes=10**9).offline
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+
+def test_a_ref_file_holds_a_sha_within_its_size_bound_and_nothing_else(tmp_path, hf_cache):
+    sha = install_into_hf_cache(make_checkpoint(tmp_path / "m"), hf_cache, REPO)
+    storage = pinning.repo_cache_dir(REPO)
+    refs = storage / "refs"
+    padding = pinning.MAX_REF_FILE_BYTES - len(sha)
+    (refs / "at-bound").write_text(sha + " " * padding)
+    (refs / "over-bound").write_text(sha + " " * (padding + 1))
+    (refs / "not-ascii").write_bytes(b"\xff" * 40)
+    (refs / "not-hex").write_text("g" * 40)
+    assert pinning.cached_ref(storage, "at-bound") == sha
+    for name in ("over-bound", "not-ascii", "not-hex", "missing"):
+        assert pinning.cached_ref(storage, name) is None
+
+
+def test_a_short_sha_pins_only_when_one_cached_commit_has_it(tmp_path, hf_cache):
+    first = install_into_hf_cache(
+        make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="abcdef1" + "1" * 33
+    )
+    install_into_hf_cache(
+        make_checkpoint(tmp_path / "m"), hf_cache, REPO, commit="abcdef1" + "2" * 33
+    )
+    assert pinning.resolve_revision(REPO, "abcdef11") == first
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(REPO, "abcdef1")
+    assert str(caught.value) == f"short revision 'abcdef1' of {REPO} is ambiguous in the cache"
+    with pytest.raises(HubRefused, match="not in the local Hub cache"):
+        pinning.resolve_revision(REPO, "0000000")
+
+
+def test_names_of_the_wrong_type_or_too_long_are_refused_and_shown_shortened():
+    with pytest.raises(InvalidInput) as caught:
+        pinning.check_model_id(42)
+    assert str(caught.value) == "invalid model id: expected a string, got int"
+    with pytest.raises(InvalidInput) as caught:
+        pinning.check_revision(4.5)
+    assert str(caught.value) == "invalid revision: expected a string, got float"
+    with pytest.raises(InvalidInput) as caught:
+        pinning.check_model_id("é/x")
+    assert str(caught.value) == (
+        "invalid model id 'é/x': expected `name` or `namespace/name` of letters, digits, '-', "
+        "'_' and '.' (at most 96 characters each, no '--' or '..')"
+    )
+    shown = "x" * pinning.SHOWN_CHARS
+    with pytest.raises(InvalidInput, match=f"invalid revision '{shown}…': "):
+        pinning.check_revision(shown + "~" * 10)
+    exact = "~" * pinning.SHOWN_CHARS
+    with pytest.raises(InvalidInput, match=f"invalid revision '{exact}': "):
+        pinning.check_revision(exact)
+
+
+def test_a_local_path_that_is_no_directory_is_refused_by_name(tmp_path):
+    missing = tmp_path / "nothing"
+    with pytest.raises(CheckpointRefused) as caught:
+        pinning.hash_local_weights(missing)
+    assert str(caught.value) == f"{missing}: not a directory"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_failing_hub_is_worth_retrying(tmp_path, fake_hub, status):
+    fake_hub.failing_status = status
+    with pytest.raises(HubUnavailable) as caught:
+        pinning.resolve_revision(REPO, "v1")
+    assert str(caught.value) == (
+        f"{REPO}@v1 cannot be resolved: the Hub is failing (HTTP {status}) and it is not in "
+        "the local Hub cache"
+    )
+
+
+@pytest.mark.parametrize("status", [400, 403, 499])
+def test_a_hub_refusal_is_not_retried(tmp_path, fake_hub, status):
+    fake_hub.failing_status = status
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(REPO, "main")
+    message = str(caught.value)
+    prefix = f"the Hub refused {REPO}: "
+    # The first line of the Hub's own answer follows (for 403, the fake Hub's message).
+    assert message.startswith(prefix) and "\n" not in message
+    assert message[len(prefix) :] not in ("", "None")
+    assert status != 403 or "failing with HTTP 403" in message
+
+
+def test_a_disabled_repository_is_refused_by_name(fake_hub):
+    fake_hub.failing_status = 403
+    fake_hub.failing_message = "Access to this resource is disabled."
+    with pytest.raises(HubRefused) as caught:
+        pinning.resolve_revision(REPO, "main")
+    assert str(caught.value) == f"repository {REPO} is disabled on the Hub"
+
+
+def test_an_unreachable_hub_says_so_and_names_the_revision(hub_down):
+    with pytest.raises(HubUnavailable) as caught:
+        pinning.resolve_revision(REPO, "v1")
+    assert str(caught.value) == (
+        f"{REPO}@v1 cannot be resolved: the Hub is unreachable and it is not in the local Hub "
+        "cache"
+    )
