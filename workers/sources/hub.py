@@ -122,6 +122,15 @@ def fetch_hub(
             raise HubRefused(f"the Hub refused {what}: {str(exc).splitlines()[0]}") from None
         listing = _cached_listing(repo_id, sha, cache_dir, offline=False)
         offline = True
+    blobs = repo_cache_dir(repo_id, cache_dir) / "blobs"
+    snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
+    # What is cached before this fetch downloads anything (the shard index included) costs
+    # nothing; the rest of what it selects is what it downloads.
+    was_cached = {
+        f.name
+        for f in listing
+        if (f.sha256 and (blobs / f.sha256).is_file()) or (snapshot / f.name).is_file()
+    }
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):
         # The index first (a few KB): it says which of the repository's weight files to fetch.
@@ -131,14 +140,7 @@ def fetch_hub(
     selected_weights = weight_file_names([f.name for f in listing], shards)
     check_listing(listing, selected, max_bytes=max_bytes, what=what)
 
-    blobs = repo_cache_dir(repo_id, cache_dir) / "blobs"
-    snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
-    # What is already cached costs nothing; the rest is what this fetch downloads.
-    downloaded = sum(
-        f.size
-        for f in selected
-        if not ((f.sha256 and (blobs / f.sha256).is_file()) or (snapshot / f.name).is_file())
-    )
+    downloaded = sum(f.size for f in selected if f.name not in was_cached)
     try:
         path = Path(
             snapshot_download(

@@ -298,7 +298,8 @@ def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
     fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine)
     assert fetched.path == mine / f"models--{REPO.replace('/', '--')}" / "snapshots" / sha
     assert list(fake_hub.cache.iterdir()) == []
-    assert fetched.downloaded_bytes > 0
+    # Everything selected, the shard index fetched first included, and nothing else.
+    assert fetched.downloaded_bytes == fake_hub.total_served() == fetched.selected_bytes
     # Found again in that folder: nothing downloaded.
     assert hub.fetch_hub(REPO, sha, max_bytes=10**9, cache_dir=mine).downloaded_bytes == 0
     # Offline, that folder alone answers, and the listing huggingface_hub cached with the
