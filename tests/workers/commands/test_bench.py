@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from workers.commands.bench import (
     MIB,
     MemoryCap,
+    _timed,
     compare,
     compare_detection,
     read_once,
@@ -102,3 +103,16 @@ def test_the_memory_cap_stops_a_process_that_needs_more():
         assert cap.kind in ("cgroup-v2", "cgroup-v1", "rlimit-as") and cap.label
     assert capped.returncode != 0
     assert subprocess.run(grab, check=False).returncode == 0
+
+
+def test_a_child_s_peak_memory_is_its_own_not_the_bench_s(tmp_path):
+    """The bench itself may hold gigabytes (a generated checkpoint) when it starts a child; the
+    child's figure must be what the child used: a child that touches 64 MiB reports about that,
+    while this process holds 512 MiB more."""
+    held = bytearray(512 * 2**20)
+    held[:: 4096] = b"x" * len(held[:: 4096])  # touch every page: resident
+    command = [sys.executable, "-c", "x = bytearray(64 * 2**20); x[::4096] = b'y' * len(x[::4096])"]
+    wall, code, peak, _, _ = _timed(command, None, tmp_path / "none.json")
+    assert code == 0
+    assert 64 * 2**20 < peak < 256 * 2**20
+    del held
