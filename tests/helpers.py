@@ -345,3 +345,36 @@ def candidate(row: int, col: int, contribution: float, output: float, prompt: in
         share=contribution / output, ratio=500.0, threshold=50.0,
     )
     return Candidate(layer=layer, row=row, col=col, value=contribution / 100.0, observations=[observation])
+
+
+QUANTIZATION_EVAL = {"path": "data/eval/eval_text.txt", "sha256": "e" * 64, "tokens": 1024, "windows": 1}
+
+
+def _quantized_score(perplexity: float, **extra) -> dict:
+    return {"perplexity": perplexity, "mean_kl_from_baseline": 0.5, "stop_word_probability": 0.4,
+            "tokens": 1023, **extra}
+
+
+def quantization_check() -> dict:
+    """A check as `swreg quantize-check --json` prints it (figures of an earlier SmolLM2 run, one
+    window; an infinite perplexity stands for a destroyed model)."""
+    return {
+        "method": "weight-only round-to-nearest",
+        "weights": "all",
+        "matrices": 210,
+        "clip_rule": {"rms_multiple": 10.0, "quantile": None, "description": "10 x RMS"},
+        "kept": [{"tensor": "model.layers.11.mlp.down_proj.weight", "index": [507, 1229],
+                  "layer": 11, "module": "mlp.down_proj", "row": 507, "col": 1229, "value": 5.88}],
+        "kept_from": "detection",
+        "eval": QUANTIZATION_EVAL,
+        "baseline": _quantized_score(25.61),
+        "results": [
+            _quantized_score(189.6, ratio=189.6 / 25.61, bits=4, block=64, variant="clip"),
+            _quantized_score(64.65, ratio=64.65 / 25.61, bits=4, block=64, variant="clip_keep"),
+            _quantized_score(float("inf"), ratio=float("inf"), bits=3, block=None, variant="clip"),
+        ],
+        "code_version": "0.1.0",
+        "device": "cpu",
+        "timings": {"total": 100.0},
+        "bytes_read": 538_000_000,
+    }

@@ -158,6 +158,24 @@ async def get_ablation_plot(
     return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
 
 
+@router.get(
+    "/models/{model_id:path}/revisions/{revision}/plots/quantization.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+)
+async def get_quantization_plot(
+    request: Request, database: DatabaseDep, model_id: ModelIdPath, revision: RevisionPath
+) -> Response:
+    """The revision's quantization check: the perplexity of each round-to-nearest setting (bits,
+    block size; absmax, clipped, clipped with the super weights kept) against full precision."""
+    check_model_id(model_id)
+    key = await database.read(
+        lambda session: figures.quantization_key(service.get_revision(session, model_id, revision))
+    )
+    png = await run_in_threadpool(figures.draw_quantization, key)
+    return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
+
+
 # The lookup is the hot path, and FastAPI's parameter solving costs more than the rest of a
 # cached lookup together (docs/measurements.md): it reads its path and query itself, checks them
 # by the same rules, and documents them here.

@@ -1,5 +1,5 @@
 """The figures of stored results as PNG bytes: the profile of a model revision, the ablation
-evidence of one coordinate (drawn by `registry.web.plots`).
+evidence of one coordinate, a revision's quantization check (drawn by `registry.web.plots`).
 
 Drawing takes a few hundred milliseconds, so the bytes are kept per input (the stored profile or
 evidence and the marks drawn on it): a figure is drawn again only when what it shows changed.
@@ -12,6 +12,7 @@ from functools import lru_cache
 from registry.errors import NotFound
 from registry.superweights.models import ModelRevision, SuperWeight
 from registry.web import plots
+from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import LayerProfile, ValidationEvidence
 
 # Figures kept in memory (about 30 to 80 KB each).
@@ -68,6 +69,27 @@ def draw_ablation(key: str) -> bytes:
     data = json.loads(key)
     figure = plots.ablation_figure(
         ValidationEvidence.model_validate(data["validation"]), title=data["title"]
+    )
+    with _DRAW_LOCK:
+        return plots.render(figure, "png")
+
+
+def quantization_key(rev: ModelRevision) -> str:
+    """What the quantization figure of `rev` shows, as text (read within the database timeout)."""
+    if not rev.quantization_check:
+        raise NotFound(
+            f"no quantization check for {rev.model_id} at {rev.revision}: none was run "
+            "(swreg quantize-check, or a job with SWREG_QUANTIZE_CHECK=1)"
+        )
+    title = f"{rev.model_id} @ {rev.revision[:19]}"
+    return json.dumps({"check": rev.quantization_check, "title": title}, sort_keys=True)
+
+
+@lru_cache(maxsize=RENDER_CACHE_SIZE)
+def draw_quantization(key: str) -> bytes:
+    data = json.loads(key)
+    figure = plots.quantization_figure(
+        QuantizationCheck.model_validate(data["check"]), title=data["title"]
     )
     with _DRAW_LOCK:
         return plots.render(figure, "png")

@@ -7,7 +7,9 @@ same pictures:
   token and the weights that were verified there (the view of the paper's figures);
 - the *ablation evidence* of one coordinate: perplexity of the baseline, the coordinate zeroed,
   zeroed with its super activation restored, and each control; and the stop-word probability of
-  each, against the baseline's.
+  each, against the baseline's;
+- the *quantization check* of a model revision: perplexity of each round-to-nearest setting
+  (bits, block size, variant) against the full-precision baseline.
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never pyplot: no global
 state, so the API can draw in any thread.
@@ -23,12 +25,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
+from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import LayerProfile, Report, ValidationEvidence
 
 # Inches at DPI dots per inch: a 1000 x 420 pixel profile, 1000 x 340 per ablation panel.
 DPI = 100
 PROFILE_SIZE = (10.0, 4.2)
 ABLATION_SIZE = (10.0, 3.4)
+QUANTIZATION_SIZE = (10.0, 3.6)
 # Prompts are named in the legend by their first characters.
 PROMPT_LABEL_CHARS = 38
 FORMATS = ("png", "svg", "pdf")
@@ -50,6 +54,7 @@ STATE_COLORS = {
     "retracted": "#5d6d7e",
 }
 VARIANT_COLORS = {"baseline": "#7f8c8d", "ablated": "#c0392b", "restored": "#2471a3"}
+QUANTIZATION_COLORS = {"absmax": "#7f8c8d", "clip": "#c0392b", "clip_keep": "#2471a3"}
 CONTROL_COLOR = "#d68910"
 
 
@@ -274,6 +279,58 @@ def draw_ablation(
     figure.suptitle(f"{heading}\n{textwrap.shorten(verdict.reason, REASON_CHARS)}", fontsize=9)
 
 
+# --- the quantization check ----------------------------------------------------------------------
+
+
+def _block_label(block: int | None) -> str:
+    return "row" if block is None else str(block)
+
+
+def draw_quantization(figure: Figure | SubFigure, check: QuantizationCheck, *, title: str = "") -> None:
+    """One panel per integer width: for each block size, the perplexity (log scale) of each
+    variant, the full-precision baseline as a dashed line; a non-finite perplexity is a bar to
+    the top labelled "inf"."""
+    bits = sorted({r.bits for r in check.results}, reverse=True)
+    variants = [v for v in QUANTIZATION_COLORS if any(r.variant == v for r in check.results)]
+    finite = [r.perplexity for r in check.results if math.isfinite(r.perplexity) and r.perplexity > 0]
+    baseline = check.baseline.perplexity
+    top = max(finite + [baseline], default=1.0) * 4  # room for the labels; where "inf" ends
+    bottom = min(finite + [baseline], default=1.0) / 2
+    width = 0.8 / max(len(variants), 1)
+    panels = figure.subplots(1, len(bits), squeeze=False)[0]
+    for axes, b in zip(panels, bits):
+        blocks = sorted({r.block for r in check.results if r.bits == b}, key=lambda x: (x is None, x))
+        by_key = {(r.block, r.variant): r for r in check.results if r.bits == b}
+        for v, variant in enumerate(variants):
+            for x, block in enumerate(blocks):
+                result = by_key.get((block, variant))
+                if result is None:
+                    continue
+                value = result.perplexity
+                height = value if math.isfinite(value) and value > 0 else top
+                bar = axes.bar(x + (v - (len(variants) - 1) / 2) * width, height, width,
+                               color=QUANTIZATION_COLORS[variant],
+                               label=variant if x == 0 else None)[0]
+                text = f"{value:,.0f}" if math.isfinite(value) else "inf"
+                axes.annotate(text, (bar.get_x() + bar.get_width() / 2, height), xytext=(0, 1),
+                              textcoords="offset points", ha="center", va="bottom", fontsize=6)
+        axes.axhline(baseline, linestyle="--", linewidth=1, color=THRESHOLD_COLOR,
+                     label=f"full precision {baseline:,.2f}")
+        axes.set_yscale("log")
+        axes.set_ylim(bottom, top * 3)
+        axes.set_xticks(range(len(blocks)), [_block_label(x) for x in blocks], fontsize=8)
+        axes.set_xlabel("block (input channels)", fontsize=8)
+        axes.set_title(f"int{b}: perplexity", fontsize=10)
+        axes.grid(True, axis="y", alpha=0.3)
+    panels[0].legend(fontsize=7, loc="upper left")
+    kept = ", ".join(coordinate_title(w.tensor, w.index) for w in check.kept) or "none"
+    heading = f"{title}: " if title else ""
+    figure.suptitle(
+        textwrap.shorten(f"{heading}{check.clip_rule.description}; kept: {kept}", REASON_CHARS),
+        fontsize=9,
+    )
+
+
 def _nan_low(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
@@ -303,6 +360,12 @@ def profile_figure(
 def ablation_figure(validation: ValidationEvidence, *, title: str = "") -> Figure:
     figure = new_figure(ABLATION_SIZE)
     draw_ablation(figure, validation, title=title)
+    return figure
+
+
+def quantization_figure(check: QuantizationCheck, *, title: str = "") -> Figure:
+    figure = new_figure(QUANTIZATION_SIZE)
+    draw_quantization(figure, check, title=title)
     return figure
 
 

@@ -63,6 +63,33 @@ def ablation_plot_url(model_id: str, revision: str, sw: dict[str, Any]) -> str:
     return revision_api(model_id, revision) + "/plots/ablation.png?" + query
 
 
+def quantization_plot_url(model_id: str, revision: str) -> str:
+    return revision_api(model_id, revision) + "/plots/quantization.png"
+
+
+QUANTIZATION_VARIANTS = ("absmax", "clip", "clip_keep")
+
+
+def quantization_rows(check: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per integer width and block size: each variant's perplexity and its ratio to the
+    full-precision baseline (a stored check, non-finite numbers as strings)."""
+    cells: dict[tuple[int, Any], dict[str, str]] = {}
+    for result in check.get("results") or []:
+        key = (result["bits"], result.get("block"))
+        cells.setdefault(key, {})[result["variant"]] = (
+            f"{fmt(result.get('perplexity'))} ({ratio(result.get('ratio'))})"
+        )
+    order = sorted(cells, key=lambda k: (-k[0], k[1] is None, k[1] or 0))
+    return [
+        {
+            "bits": f"int{bits}",
+            "block": "row" if block is None else f"{block:,}",
+            **{v: cells[(bits, block)].get(v, "–") for v in QUANTIZATION_VARIANTS},
+        }
+        for bits, block in order
+    ]
+
+
 def sources(sw: dict[str, Any]) -> list[dict[str, Any]]:
     """Where a coordinate comes from, as a list: the provenance's own `sources` when it carries
     them, otherwise its one citation (published entries) or the detector that found it."""

@@ -13,39 +13,7 @@ from registry.database import make_engine, make_sessionmaker, transaction
 from registry.errors import InvalidInput
 from registry.index import service as index_service
 from registry.superweights import service
-from tests.helpers import CONTENT, SHA_A, smollm2_like_report
-
-EVAL = {"path": "data/eval/eval_text.txt", "sha256": "e" * 64, "tokens": 1024, "windows": 1}
-
-
-def _score(perplexity: float, **extra) -> dict:
-    return {"perplexity": perplexity, "mean_kl_from_baseline": 0.5, "stop_word_probability": 0.4,
-            "tokens": 1023, **extra}
-
-
-def quantization_check() -> dict:
-    """A check as `swreg quantize-check --json` prints it (figures of the SmolLM2 run)."""
-    return {
-        "method": "weight-only round-to-nearest",
-        "weights": "all",
-        "matrices": 210,
-        "clip_rule": {"rms_multiple": 10.0, "quantile": None, "description": "10 x RMS"},
-        "kept": [{"tensor": "model.layers.11.mlp.down_proj.weight", "index": [507, 1229],
-                  "layer": 11, "module": "mlp.down_proj", "row": 507, "col": 1229, "value": 5.88}],
-        "kept_from": "detection",
-        "eval": EVAL,
-        "baseline": _score(25.61),
-        "results": [
-            _score(189.6, ratio=189.6 / 25.61, bits=4, block=64, variant="clip"),
-            _score(64.65, ratio=64.65 / 25.61, bits=4, block=64, variant="clip_keep"),
-            _score(float("inf"), ratio=float("inf"), bits=3, block=None, variant="clip"),
-        ],
-        "code_version": "0.1.0",
-        "device": "cpu",
-        "timings": {"total": 100.0},
-        "bytes_read": 538_000_000,
-    }
-
+from tests.helpers import CONTENT, SHA_A, quantization_check, smollm2_like_report
 
 def _record(sessions, model_id="org/smol", revision=SHA_A, check=None) -> None:
     with transaction(sessions) as session:

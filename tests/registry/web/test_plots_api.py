@@ -10,7 +10,7 @@ from PIL import Image
 from registry.app import create_app
 from registry.database import transaction
 from registry.superweights import service
-from tests.helpers import SHA_A
+from tests.helpers import SHA_A, quantization_check
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 BASE = f"/api/v1/models/{MODEL}/revisions/{SHA_A}"
@@ -40,6 +40,25 @@ def test_profile_plot_is_a_png(client):
 
 def test_ablation_plot_is_a_png(client):
     assert _png(client.get(f"{BASE}/plots/ablation.png", params=SUPER_WEIGHT)) == (1000, 340)
+
+
+def test_the_quantization_check_is_plotted_and_shown_on_the_model_page(client, db_sessions):
+    missing = client.get(f"{BASE}/plots/quantization.png")
+    assert missing.status_code == 404
+    assert "no quantization check" in missing.json()["error"]["message"]
+    assert "Quantization check" not in client.get(f"/models/{MODEL}").text
+    with transaction(db_sessions) as session:
+        service.record_quantization_check(
+            session, service.get_revision(session, MODEL, SHA_A), quantization_check()
+        )
+    assert _png(client.get(f"{BASE}/plots/quantization.png")) == (1000, 360)
+    page = client.get(f"/models/{MODEL}").text
+    assert "Quantization check" in page and f"{BASE}/plots/quantization.png" in page
+    # One row per width and block, each variant's perplexity with its ratio to full precision;
+    # the destroyed model (an infinite perplexity) spelled out.
+    assert "<td>int4</td><td>64</td><td class=\"num\">–</td><td class=\"num\">189.60 (×7.403)</td>" \
+        "<td class=\"num\">64.65 (×2.524)</td>" in page
+    assert "<td>int3</td><td>row</td><td class=\"num\">–</td><td class=\"num\">∞ (×∞)</td>" in page
 
 
 def test_plots_carry_a_strong_etag_and_answer_304(client):
