@@ -54,10 +54,11 @@ def test_random_coordinates_are_distinct_and_never_excluded():
 def test_the_random_control_draws_the_same_weights_for_a_layer_and_others_for_another():
     weight = torch.zeros(64, 128)
     control = RandomControl()
-    torch.manual_seed(0)
-    first = control.coordinates(weight, set(), layer=3)
-    torch.manual_seed(1)  # the global generator plays no part
-    assert control.coordinates(weight, set(), layer=3) == first
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        first = control.coordinates(weight, set(), layer=3)
+        torch.manual_seed(1)  # the global generator plays no part
+        assert control.coordinates(weight, set(), layer=3) == first
     assert control.coordinates(weight, set(), layer=4) != first
     assert first == random_coordinates(
         64, 128, set(), RANDOM_CONTROL_WEIGHTS, torch.Generator().manual_seed(CONTROL_SEED + 3)
