@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from workers.contract.report import LayerProfile
+from workers.contract.report import Observation as ReportedObservation
 from workers.science import detection
 from workers.science.architectures import ARCHITECTURES
 from workers.science.detection import (
@@ -237,3 +239,151 @@ def test_explain_spike_reports_each_contribution():
     weights = torch.tensor([8.0, 2.0, 0.5])
     found = explain_spike(weights, torch.ones(3), 16.0)  # shares exact in float32
     assert [(c.col, c.contribution, c.share) for c in found] == [(0, 8.0, 0.5), (1, 2.0, 0.125)]
+
+
+# --- DetectionState over several layers and prompts, and what the report reads of it -------
+
+D_MODEL, D_FF, TOKENS = 16, 8, 4
+
+
+def _layer(max_output: float, input_at: tuple[int, int, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An ordinary layer: |Y| = 1 but one entry `max_output`; X zero but one entry."""
+    outputs = torch.ones(TOKENS, D_MODEL)
+    outputs[3, 2] = max_output
+    inputs = torch.zeros(TOKENS, D_FF)
+    token, col, value = input_at
+    inputs[token, col] = value
+    return inputs, outputs
+
+
+def _spiking_layers():
+    """Two prompts over three layers; layer 2 spikes on both, against the earlier layers.
+
+    Prompt 0: earlier maxima 4 and 2 (typical 2, the lower median); row 9 reaches -1024 at
+    token 1 (512x) and row 3 reaches 512 at token 2 (256x). Prompt 1: earlier maxima 8 and 16
+    (typical 8); row 9 reaches -2048 at token 3 (256x). Row 9's spike is carried by columns 4
+    and 1 (weights -4 and -2), row 3's by column 0 (weight 4).
+    """
+    weight = torch.zeros(D_MODEL, D_FF)
+    weight[9, 4], weight[9, 1], weight[3, 0] = -4.0, -2.0, 4.0
+    spike0 = torch.ones(TOKENS, D_MODEL)
+    spike0[1, 9], spike0[2, 3] = -1024.0, 512.0
+    x0 = torch.zeros(TOKENS, D_FF)
+    x0[1, 4], x0[1, 1], x0[2, 0] = 128.0, 128.0, 128.0  # contributions -512, -256, 512
+    spike1 = torch.ones(TOKENS, D_MODEL)
+    spike1[3, 9] = -2048.0
+    x1 = torch.zeros(TOKENS, D_FF)
+    x1[3, 4], x1[3, 1] = 256.0, 256.0  # contributions -1024, -512
+    layers = [
+        [summarize(*_layer(4.0, (0, 6, -7.0))), summarize(*_layer(8.0, (2, 5, 3.0)))],
+        [summarize(*_layer(2.0, (1, 1, 9.0))), summarize(*_layer(16.0, (3, 7, -2.0)))],
+        [summarize(x0, spike0), summarize(x1, spike1)],
+    ]
+    return weight, layers
+
+
+def test_later_layers_are_judged_against_each_prompts_earlier_layers():
+    weight, layers = _spiking_layers()
+    state = DetectionState(prompts=2)
+    assert state.observe_layer(0, layers[0], weight) == []
+    assert state.observe_layer(1, layers[1], weight) == []
+    assert state.history == [[4.0, 2.0], [8.0, 16.0]]
+    found = state.observe_layer(2, layers[2], weight)
+    # Sorted by row then column, not in the order found (strongest row, largest share first).
+    assert [c.key for c in found] == [(2, 3, 0), (2, 9, 1), (2, 9, 4)]
+    assert [c.value for c in found] == [4.0, -2.0, -4.0]
+    assert state.candidates == {c.key: c for c in found}
+    assert state.history == [[4.0, 2.0], [8.0, 16.0]]  # a spiking layer is not typical
+    earlier = Rule.EARLIER_LAYERS
+    assert found[2].observations == [
+        detection.Observation(
+            prompt=0, token=1, output=-1024.0, input=128.0, contribution=-512.0, share=0.5,
+            ratio=512.0, threshold=200.0, rule=earlier,
+        ),
+        detection.Observation(
+            prompt=1, token=3, output=-2048.0, input=256.0, contribution=-1024.0, share=0.5,
+            ratio=256.0, threshold=800.0, rule=earlier,
+        ),
+    ]
+    assert [(o.prompt, o.contribution, o.share) for o in found[1].observations] == [
+        (0, -256.0, 0.25),
+        (1, -512.0, 0.25),
+    ]
+    assert found[0].observations == [
+        detection.Observation(
+            prompt=0, token=2, output=512.0, input=128.0, contribution=512.0, share=1.0,
+            ratio=256.0, threshold=200.0, rule=earlier,
+        )
+    ]
+    assert found[2].threshold == 200.0  # the lower of the prompts' thresholds
+
+
+def test_the_profile_holds_every_layer_as_each_prompt_saw_it():
+    weight, layers = _spiking_layers()
+    state = DetectionState(prompts=2)
+    for layer, activities in enumerate(layers):
+        state.observe_layer(layer, activities, weight)
+    assert [entry["layer"] for entry in state.profile] == [0, 1, 2]
+    assert [entry["spike"] for entry in state.profile] == [False, False, True]
+    # max |output| over the typical earlier layer: none for layer 0; 2/4 and 16/8 for layer 1
+    assert [[p["spike_ratio"] for p in entry["prompts"]] for entry in state.profile] == [
+        [None, None],
+        [0.5, 2.0],
+        [512.0, 256.0],
+    ]
+    first, second = layers[1]
+    prompt_entries = [
+        {
+            "prompt": 0,
+            "max_abs_input": 9.0,
+            "input_token": 1,
+            "input_col": 1,
+            "max_abs_output": 2.0,
+            "output_token": 3,
+            "output_row": 2,
+            "output_percentiles": first.output_percentiles,
+            "spike_ratio": 0.5,
+            "within_layer_ratio": 2.0,
+        },
+        {
+            "prompt": 1,
+            "max_abs_input": 2.0,
+            "input_token": 3,
+            "input_col": 7,
+            "max_abs_output": 16.0,
+            "output_token": 3,
+            "output_row": 2,
+            "output_percentiles": second.output_percentiles,
+            "spike_ratio": 2.0,
+            "within_layer_ratio": 16.0,
+        },
+    ]
+    assert state.profile[1] == {
+        "layer": 1,
+        **{k: v for k, v in prompt_entries[0].items() if k != "prompt"},
+        "max_abs_output_per_prompt": [2.0, 16.0],
+        "spike": False,
+        "prompts": prompt_entries,
+    }
+    # ... which is what the report's contract reads (it forbids unknown fields).
+    for entry in state.profile:
+        assert LayerProfile(**entry).layer == entry["layer"]
+
+
+def test_an_observation_is_reported_under_the_contracts_names():
+    observation = detection.Observation(
+        prompt=1, token=3, output=-2048.0, input=256.0, contribution=-1024.0, share=0.5,
+        ratio=256.0, threshold=800.0, rule=Rule.WITHIN_LAYER,
+    )
+    reported = {
+        "prompt": 1,
+        "token": 3,
+        "super_activation": -2048.0,
+        "input_activation": 256.0,
+        "contribution": -1024.0,
+        "share": 0.5,
+        "spike_ratio": 256.0,
+        "spike_rule": "within_layer",
+    }
+    assert observation.as_dict() == reported
+    assert ReportedObservation(**observation.as_dict()).model_dump() == reported

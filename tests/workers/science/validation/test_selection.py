@@ -4,7 +4,7 @@ first, at most MAX_ABLATIONS_PER_LAYER units, the rest skipped."""
 import pytest
 
 from tests.helpers import candidate
-from workers.science.validation.selection import MAX_ABLATIONS_PER_LAYER, select
+from workers.science.validation.selection import MAX_ABLATIONS_PER_LAYER, layer_peaks, select, spike_share
 
 
 def test_rows_fed_by_one_input_channel_are_one_unit():
@@ -42,3 +42,29 @@ def test_units_beyond_the_bound_are_skipped_and_counted():
 def test_no_candidates_no_units():
     selection = select([])
     assert selection.ablated == [] and selection.skipped == []
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+
+def test_the_peak_of_a_prompt_is_its_largest_spike_whatever_its_size():
+    small = [candidate(1, 1, 0.2, 0.5), candidate(2, 1, 0.1, -0.25)]
+    assert layer_peaks(small) == {0: 0.5}
+    later_smaller = [candidate(1, 1, 900.0, 1000.0), candidate(2, 2, 400.0, 500.0), candidate(3, 2, 1.0, 2.0, prompt=1)]
+    assert layer_peaks(later_smaller) == {0: 1000.0, 1: 2.0}
+
+
+def test_the_share_of_a_small_spike_counts_and_a_silent_prompt_carries_none():
+    assert spike_share(candidate(1, 1, 0.25, 0.5), {0: 0.5}) == 0.5
+    silent = candidate(1, 1, 1.0, 1.0)
+    silent.observations[0].output = silent.observations[0].share = 0.0
+    assert spike_share(silent, {0: 0.0}) == 0.0
+    unseen = candidate(1, 1, 1.0, 2.0)
+    unseen.observations.clear()
+    assert spike_share(unseen, {}) == 0.0
+
+
+def test_units_carry_their_layer_and_no_candidates_no_shares():
+    selection = select([candidate(1, 1, 9.0, 10.0, layer=7)])
+    assert [(u.layer, u.col, u.rank) for u in selection.ablated] == [(7, 1, 1)]
+    assert select([]).shares == {}

@@ -11,10 +11,12 @@ import torch
 from workers.science.validation.statistics import (
     ALPHA,
     BLOCK_TOKENS,
+    Interval,
     block_means,
     interval,
     look_windows,
     t_quantile,
+    t_within,
 )
 
 WINDOW_PREDICTIONS = 255  # a 256-token window
@@ -120,3 +122,94 @@ def test_student_t_quantiles_match_the_published_tables():
     assert t_quantile(7, 0.975) == pytest.approx(2.3646, abs=1e-4)
     assert t_quantile(30, 0.975) == pytest.approx(2.0423, abs=1e-4)
     assert t_quantile(120, 0.995) == pytest.approx(2.6174, abs=1e-4)
+
+
+# --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
+
+
+def _t_within_by_integration(t: float, df: int, steps: int = 4000) -> float:
+    """P(|T| <= t) by Simpson's rule over Student's t density: an independent check of the
+    closed form."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x: float) -> float:
+        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
+
+    h = t / steps
+    total = density(0.0) + density(t)
+    total += sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return 2 * total * h / 3
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 31])
+@pytest.mark.parametrize("t", [0.3, 1.0, 2.5, 6.0])
+def test_the_t_distribution_matches_its_density_integrated(df, t):
+    assert t_within(t, df) == pytest.approx(_t_within_by_integration(t, df), abs=1e-9)
+
+
+def test_the_t_distribution_is_zero_at_zero_and_tends_to_one():
+    for df in (1, 2, 3, 10):
+        assert t_within(0.0, df) == 0.0
+        assert 1 - t_within(1e6, df) < 1e-5
+
+
+def _constant_windows(values: list[float], length: int = BLOCK_TOKENS) -> list[torch.Tensor]:
+    """One window of `length` equal differences per value: each window is one block."""
+    return [torch.full((length,), v, dtype=torch.float64) for v in values]
+
+
+def test_the_interval_is_the_t_interval_of_the_block_means():
+    # Eight block means 1..8: mean 4.5, sample standard deviation sqrt(6); seven degrees of
+    # freedom, two-sided 95% (one look): 2.3646 from the tables.
+    result = interval(_constant_windows([1, 2, 3, 4, 5, 6, 7, 8]), looks=1)
+    half = 2.3646 * math.sqrt(6) / math.sqrt(8)
+    assert (result.mean, result.blocks, result.tokens) == (4.5, 8, 8 * BLOCK_TOKENS)
+    assert result.low == pytest.approx(4.5 - half, abs=1e-4)
+    assert result.high == pytest.approx(4.5 + half, abs=1e-4)
+    assert result.confidence == 1 - ALPHA
+    # Two looks: each at 97.5%, two-sided (7 degrees of freedom: 2.8412).
+    two = interval(_constant_windows([1, 2, 3, 4, 5, 6, 7, 8]), looks=2)
+    assert two.high == pytest.approx(4.5 + 2.8412 * math.sqrt(6) / math.sqrt(8), abs=1e-4)
+    assert two.confidence == 1 - ALPHA / 2
+
+
+def test_two_blocks_give_a_bounded_interval():
+    result = interval(_constant_windows([1.0, 3.0]), looks=1)
+    half = 12.7062 * math.sqrt(2) / math.sqrt(2)  # one degree of freedom
+    assert result.low == pytest.approx(2.0 - half, abs=1e-3)
+    assert result.high == pytest.approx(2.0 + half, abs=1e-3)
+
+
+def test_no_tokens_give_no_estimate_and_no_bound():
+    result = interval([torch.zeros(0), torch.zeros(0)], looks=4)
+    assert math.isnan(result.mean)
+    assert (result.low, result.high) == (-math.inf, math.inf)
+    assert (result.confidence, result.blocks, result.tokens) == (1 - ALPHA / 4, 0, 0)
+
+
+def test_one_token_is_an_estimate_without_a_bound():
+    result = interval([torch.tensor([0.25])], looks=2)
+    assert (result.mean, result.low, result.high) == (0.25, -math.inf, math.inf)
+    assert (result.confidence, result.blocks, result.tokens) == (1 - ALPHA / 2, 1, 1)
+
+
+def test_an_infinite_difference_gives_an_interval_that_is_the_point():
+    diffs = torch.zeros(WINDOW_PREDICTIONS)
+    diffs[3] = math.inf
+    result = interval([diffs], looks=2)
+    assert (result.mean, result.low, result.high) == (math.inf, math.inf, math.inf)
+    assert result.confidence == 1 - ALPHA / 2
+    assert (result.blocks, result.tokens) == (WINDOW_PREDICTIONS // BLOCK_TOKENS, WINDOW_PREDICTIONS)
+
+
+def test_block_means_skip_empty_windows_and_keep_single_tokens():
+    means = block_means([torch.zeros(0), torch.tensor([2.0]), torch.ones(2 * BLOCK_TOKENS)])
+    assert means.tolist() == [2.0, 1.0, 1.0]
+    none = block_means([])
+    assert none.numel() == 0 and none.dtype == torch.float64 == means.dtype
+
+
+def test_an_interval_at_the_threshold_is_above_it_not_below_it():
+    at = Interval(math.log(2.0), math.log(2.0), math.log(2.0), 0.95, 8, 256)
+    assert at.above(2.0) and not at.below(2.0) and at.excludes(2.0)
+    assert at.below(2.0 + 1e-9)
