@@ -11,6 +11,7 @@ a model id holds a slash, so the lookup's path pattern would take them too.
 """
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -29,6 +30,7 @@ from registry.caching import (
 from registry.dependencies import DatabaseDep
 from registry.errors import NotFound
 from registry.superweights import service
+from registry.superweights.models import ModelRevision
 from registry.superweights.schemas import (
     REVISION_PATTERN,
     ModelLookup,
@@ -121,11 +123,26 @@ async def get_profile_plot(
 ) -> Response:
     """Per layer, the largest |down_proj input| and |output| on a log scale, one line per
     prompt, with the super activations and the coordinates found there marked."""
+    return await _revision_plot(
+        request, database, model_id, revision, figures.profile_key, figures.draw_profile
+    )
+
+
+async def _revision_plot(
+    request: Request,
+    database: DatabaseDep,
+    model_id: str,
+    revision: str,
+    key_of: Callable[[ModelRevision], str],
+    draw: Callable[[str], bytes],
+) -> Response:
+    """A figure of one revision: what it shows read within the database timeout, drawn (or taken
+    from the figure cache) in a worker thread, sent with its ETag."""
     check_model_id(model_id)
     key = await database.read(
-        lambda session: figures.profile_key(service.get_revision(session, model_id, revision))
+        lambda session: key_of(service.get_revision(session, model_id, revision))
     )
-    png = await run_in_threadpool(figures.draw_profile, key)
+    png = await run_in_threadpool(draw, key)
     return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
 
 
@@ -168,12 +185,9 @@ async def get_quantization_plot(
 ) -> Response:
     """The revision's quantization check: the perplexity of each round-to-nearest setting (bits,
     block size; absmax, clipped, clipped with the super weights kept) against full precision."""
-    check_model_id(model_id)
-    key = await database.read(
-        lambda session: figures.quantization_key(service.get_revision(session, model_id, revision))
+    return await _revision_plot(
+        request, database, model_id, revision, figures.quantization_key, figures.draw_quantization
     )
-    png = await run_in_threadpool(figures.draw_quantization, key)
-    return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
 
 
 # The lookup is the hot path, and FastAPI's parameter solving costs more than the rest of a

@@ -21,6 +21,11 @@ RENDER_CACHE_SIZE = 64
 _DRAW_LOCK = threading.Lock()
 
 
+def _png(figure) -> bytes:
+    with _DRAW_LOCK:
+        return plots.render(figure, "png")
+
+
 def _ratio(value) -> float | None:
     return None if value is None else float(value)  # "Infinity" and friends included
 
@@ -48,8 +53,7 @@ def draw_profile(key: str) -> bytes:
         ratio=_ratio(profile.get("super_activation_ratio")),
         title=data["title"],
     )
-    with _DRAW_LOCK:
-        return plots.render(figure, "png")
+    return _png(figure)
 
 
 def ablation_key(sw: SuperWeight, model_id: str, revision: str) -> str:
@@ -70,8 +74,7 @@ def draw_ablation(key: str) -> bytes:
     figure = plots.ablation_figure(
         ValidationEvidence.model_validate(data["validation"]), title=data["title"]
     )
-    with _DRAW_LOCK:
-        return plots.render(figure, "png")
+    return _png(figure)
 
 
 def quantization_key(rev: ModelRevision) -> str:
@@ -91,5 +94,4 @@ def draw_quantization(key: str) -> bytes:
     figure = plots.quantization_figure(
         QuantizationCheck.model_validate(data["check"]), title=data["title"]
     )
-    with _DRAW_LOCK:
-        return plots.render(figure, "png")
+    return _png(figure)
