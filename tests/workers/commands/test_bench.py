@@ -111,7 +111,12 @@ def test_a_child_s_peak_memory_is_its_own_not_the_bench_s(tmp_path):
     while this process holds 512 MiB more."""
     held = bytearray(512 * 2**20)
     held[:: 4096] = b"x" * len(held[:: 4096])  # touch every page: resident
-    command = [sys.executable, "-c", "x = bytearray(64 * 2**20); x[::4096] = b'y' * len(x[::4096])"]
+    # The child holds its memory a moment: the bench reads the peak while a child runs (a real
+    # child runs for seconds; growth in its last poll interval before exiting is not seen).
+    command = [
+        sys.executable, "-c",
+        "import time; x = bytearray(64 * 2**20); x[::4096] = b'y' * len(x[::4096]); time.sleep(0.5)",
+    ]
     wall, code, peak, _, _ = _timed(command, None, tmp_path / "none.json")
     assert code == 0
     assert 64 * 2**20 < peak < 256 * 2**20
