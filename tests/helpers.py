@@ -378,3 +378,26 @@ def quantization_check() -> dict:
         "timings": {"total": 100.0},
         "bytes_read": 538_000_000,
     }
+
+
+def other_database_url(url: str, request, tmp_path: Path) -> str:
+    """A second, empty database of the same kind as `url`: a fresh PostgreSQL schema, or a new
+    SQLite file in `tmp_path`."""
+    if url.startswith("postgresql"):
+        return request.getfixturevalue("postgres_schema")()
+    return f"sqlite:///{tmp_path / 'other.db'}"
+
+
+@contextmanager
+def other_database(db_sessions, request, tmp_path: Path) -> Iterator:
+    """A sessionmaker on a second, migrated, empty database of the same kind as `db_sessions`'."""
+    from registry import migrate
+    from registry.database import make_engine, make_sessionmaker
+
+    url = other_database_url(str(db_sessions.kw["bind"].url), request, tmp_path)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from registry.app import create_app
 from registry.cli import main
 from workers.contract.resources import PUBLISHED_INDEX_PATH
+from tests.helpers import other_database_url
 
 OUT_OF_DATE = "error: database schema is out of date: run `swreg db upgrade`\n"
 SWREG = str(Path(sys.executable).with_name("swreg"))
@@ -77,10 +78,7 @@ def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypat
     assert run("export", "--generated-at", "yesterday").stderr == "error: not an ISO 8601 time: 'yesterday'\n"
 
     # export -> import into an empty database (of the same kind) -> export: the same bytes.
-    if loaded.startswith("postgresql"):
-        other = request.getfixturevalue("postgres_schema")()
-    else:
-        other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = other_database_url(loaded, request, tmp_path)
     from registry.settings import get_settings
 
     monkeypatch.setenv("SWREG_DATABASE_URL", other)

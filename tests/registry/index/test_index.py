@@ -15,7 +15,7 @@ from registry.errors import InvalidInput
 from registry.index import service as index_service
 from registry.superweights import service
 from registry.superweights.models import ModelRevision, SuperWeight
-from tests.helpers import CONTENT, SHA, SHA_A
+from tests.helpers import CONTENT, SHA, SHA_A, other_database
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 PINNED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -166,22 +166,9 @@ def test_export_validates_against_the_schema(db_sessions, report):
 def test_round_trip_is_byte_identical(db_sessions, report, tmp_path, request):
     _fill(db_sessions, report)
     first = _export(db_sessions)
-    # A second, empty database of the same kind.
-    if "postgresql" in str(db_sessions.kw["bind"].url):
-        other_url = request.getfixturevalue("postgres_schema")()
-    else:
-        other_url = f"sqlite:///{tmp_path / 'other.db'}"
-    from registry import migrate
-    from registry.database import make_engine, make_sessionmaker
-
-    migrate.upgrade(other_url)
-    engine = make_engine(other_url)
-    try:
-        other = make_sessionmaker(engine)
+    with other_database(db_sessions, request, tmp_path) as other:
         _import(other, json.loads(first))
         assert _export(other) == first
-    finally:
-        engine.dispose()
 
 
 def test_the_profile_is_stored_and_round_trips(db_sessions, report, tmp_path):

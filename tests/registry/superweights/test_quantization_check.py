@@ -7,13 +7,12 @@ import copy
 import pytest
 from fastapi.testclient import TestClient
 
-from registry import migrate
 from registry.app import create_app
-from registry.database import make_engine, make_sessionmaker, transaction
+from registry.database import transaction
 from registry.errors import InvalidInput
 from registry.index import service as index_service
 from registry.superweights import service
-from tests.helpers import CONTENT, SHA_A, quantization_check, smollm2_like_report
+from tests.helpers import CONTENT, SHA_A, other_database, quantization_check, smollm2_like_report
 
 def _record(sessions, model_id="org/smol", revision=SHA_A, check=None) -> None:
     with transaction(sessions) as session:
@@ -51,14 +50,7 @@ def test_export_import_export_is_byte_identical_with_a_check(db_sessions, tmp_pa
     with transaction(db_sessions) as session:
         first = index_service.dumps(index_service.export_document(session, generated_at=None))
     document = index_service.load_file(_write(tmp_path / "first.json", first))
-    if "postgresql" in str(db_sessions.kw["bind"].url):
-        other_url = request.getfixturevalue("postgres_schema")()
-    else:
-        other_url = f"sqlite:///{tmp_path / 'other.db'}"
-    migrate.upgrade(other_url)
-    engine = make_engine(other_url)
-    try:
-        other = make_sessionmaker(engine)
+    with other_database(db_sessions, request, tmp_path) as other:
         with transaction(other) as session:
             index_service.import_document(session, document)
         with transaction(other) as session:
@@ -73,8 +65,6 @@ def test_export_import_export_is_byte_identical_with_a_check(db_sessions, tmp_pa
             index_service.import_document(session, older)
             (rev,) = service.lookup(session, "org/smol", SHA_A)
             assert rev.quantization_check == document["models"][1]["quantization_check"]
-    finally:
-        engine.dispose()
 
 
 def _write(path, text: str):
