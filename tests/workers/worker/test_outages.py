@@ -153,13 +153,24 @@ def test_a_worker_started_without_its_database_waits_for_it(tmp_path, planted):
             assert worker.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+        # The database is made ready elsewhere and moved into place in one rename: a worker
+        # retrying between a mkdir and the migration would find an empty file and rightly
+        # refuse it as out of date.
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        staging_url = f"sqlite:///{staging}/swreg.db"
+        migrate.upgrade(staging_url)
+        engine = make_engine(staging_url)
+        try:
+            staging_sessions = make_sessionmaker(engine)
+            job_id = service.submit(staging_sessions, str(planted), model_id="local/late").job.id
+        finally:
+            engine.dispose()
         blocker.unlink()
-        blocker.mkdir()
-        migrate.upgrade(url)
+        staging.rename(blocker)
         engine = make_engine(url)
         try:
             factory = make_sessionmaker(engine)
-            job_id = service.submit(factory, str(planted), model_id="local/late").job.id
             assert worker.wait(timeout=120) == 0, log.read_text()
             with factory() as session:
                 assert session.get(Job, job_id).state == JobState.SUCCEEDED
