@@ -52,10 +52,10 @@ bench: $(STAMP)
 bench-cli: $(STAMP)
 	$(BIN)/swreg bench-cli
 
-# Mutation testing of the queue, Hub fetching, detection, validation and the index, each against
-# its own fast SQLite-only tests; prints the score per module (docs/mutation.md). Slow (minutes
-# per module on two cores), so not in CI. MUTATE_ARGS: e.g. "queue hub", --fresh, or
-# "worker-loop" (not run unless named: hours).
+# Mutation testing of the queue, Hub fetching, detection, validation, the index and the worker
+# loop, each against its own fast SQLite-only tests; prints the score per module
+# (docs/mutation.md). Slow (about 40 minutes in all on two cores), so not in CI. MUTATE_ARGS:
+# e.g. "queue hub" or "--fresh worker-loop".
 MUTATE_ARGS ?=
 mutate: $(STAMP)
 	$(BIN)/python tools/mutate.py $(MUTATE_ARGS)

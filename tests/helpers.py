@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from registry.jobs.models import JobSource
-from registry.jobs.queue import enqueue, write_transaction
+from registry.jobs.queue import claim, database_now, enqueue, write_transaction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -215,6 +216,15 @@ def make_checkpoint(
 
 
 # --- the queue ---------------------------------------------------------------------------------
+
+
+def take_over(db_sessions, lease_seconds: float = 60.0, owner: str = "another-worker") -> None:
+    """Another worker claims the running job, as it may once the first one's lease of
+    `lease_seconds` has run out (a stall, a network partition): the claim is made at a time
+    past that lease."""
+    with write_transaction(db_sessions) as session:
+        later = database_now(session) + timedelta(seconds=lease_seconds + 1)
+        assert claim(session, owner=owner, lease_seconds=600, now=later) is not None
 
 
 def add_jobs(

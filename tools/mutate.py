@@ -1,14 +1,14 @@
 """Mutation testing of the modules that hold swreg's guarantees, one module group at a time.
 
-`make mutate` runs this (slow: minutes per module on two cores; not part of CI). For each group
+`make mutate` runs this (slow: minutes to a quarter of an hour per module on two cores; not part
+of CI). For each group
 it runs mutmut in its own work folder, build/mutation/NAME, whose pyproject.toml is the
 repository's plus a [tool.mutmut] section naming only that group's files to mutate and only the
 fast tests that exercise them (SQLite only; no slow model, browser or PostgreSQL tests), so a
 mutant of the queue never waits for the worker's end-to-end tests. mutmut then runs, for each
 mutant, only those of the selected tests that called the mutated function.
 
-Usage: python tools/mutate.py [--jobs N] [--fresh] [GROUP ...]
-       (default: every group but worker-loop, whose run takes hours; name it to run it)
+Usage: python tools/mutate.py [--jobs N] [--fresh] [GROUP ...]   (default: every group)
        python tools/mutate.py --survivors GROUP    lists the mutants that were not killed
 
 The score of a group is killed / (mutants - equivalent), where the equivalent mutants (changes
@@ -52,8 +52,6 @@ class Group:
     name: str
     files: tuple[str, ...]
     tests: tuple[str, ...]
-    # Run without being named: every group whose run takes minutes, not hours.
-    by_default: bool = True
 
 
 GROUPS = (
@@ -86,13 +84,14 @@ GROUPS = (
         "worker-loop",
         ("workers/worker/loop.py",),
         (
+            "tests/workers/worker/test_loop_parts.py",
+            "tests/workers/worker/test_loop_writes.py",
+            "tests/workers/worker/test_loop_run.py",
             "tests/workers/worker/test_worker.py",
             "tests/workers/worker/test_leases.py",
             "tests/workers/worker/test_progress.py",
             "tests/workers/worker/test_outages.py",
         ),
-        # Its tests run real workers for about 90 s together: an hour and more on two cores.
-        by_default=False,
     ),
 )
 
@@ -198,7 +197,7 @@ def main() -> int:
     unknown = [name for name in args.groups if name not in by_name]
     if unknown:
         parser.error(f"unknown group {unknown[0]!r}; groups: {', '.join(by_name)}")
-    chosen = [by_name[name] for name in args.groups] or [g for g in GROUPS if g.by_default]
+    chosen = [by_name[name] for name in args.groups] or list(GROUPS)
     if args.survivors:
         for group in chosen:
             print("\n".join(survivors(group)))

@@ -187,14 +187,11 @@ def detect(
     display("load", 0, LOAD_STEPS)
 
     from workers.science.evaluation import DEFAULT_EVAL_TOKENS
+    from workers.science.device import require_device
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
 
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda: no CUDA device is available")
+    require_device(device)
     path, known_sha256 = _model_dir(model, revision)
     options = AnalysisOptions(
         device=device,

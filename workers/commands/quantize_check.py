@@ -243,6 +243,7 @@ def quantize_check(
     """
     from tqdm import tqdm
 
+    from workers.science.device import require_device
     from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
     from workers.science.pipeline.quantize import quantize_check as run_check
@@ -252,11 +253,7 @@ def quantize_check(
         raise click.UsageError("name one source of super weights: --index, --api or --registry")
     if clip_rms_multiple is not None and clip_quantile is not None:
         raise click.UsageError("--clip-rms-multiple and --clip-quantile are two rules: pick one")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda: no CUDA device is available")
+    require_device(device)
     if clip_quantile is not None:
         rule = ClipRule.at_quantile(clip_quantile)
     elif clip_rms_multiple is not None:

@@ -51,6 +51,7 @@ from workers.contract.errors import Unavailable
 from workers.contract.progress import JOB_STAGES
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
+from workers.science.errors import CheckpointRefused
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
 
@@ -262,7 +263,9 @@ class Worker:
         log.info("worker %s started (device %s)", self.name, self.config.device)
         # torch and transformers take seconds to import: before the first lease, not during it.
         import workers.science.pipeline.sweep  # noqa: F401
+        from workers.science.device import require_device
 
+        require_device(self.config.device)
         try:
             self.wait_for_database()
             failures = 0
@@ -400,8 +403,11 @@ class Worker:
 
     def _fetch(self, job: Job) -> FetchResult:
         if job.source == JobSource.LOCAL:
+            if not job.local_path:
+                # Never a default folder: Path("") is the worker's own working directory.
+                raise CheckpointRefused(f"job {job.id}: a local job with no folder to read")
             result, _ = local.fetch_local(
-                Path(job.local_path or ""),
+                Path(job.local_path),
                 max_bytes=self.config.max_checkpoint_bytes,
                 expected_revision=job.revision,
             )
@@ -432,7 +438,7 @@ class Worker:
         from workers.science.pipeline.quantize import QuantizeOptions, ToKeep, quantize_check
 
         keep = [
-            KeptWeight(**sw.model_dump(include={"tensor", "index", "layer", "module", "row", "col", "value"}))
+            KeptWeight(**sw.model_dump(include=set(KeptWeight.model_fields)))
             for sw in report.super_weights
             if sw.state == "verified"
         ]
@@ -441,7 +447,8 @@ class Worker:
             device=self.config.device, file_sha256=fetched.weight_sha256 or None
         )
         try:
-            return quantize_check(fetched.path, ToKeep(keep, "detection"), options, progress=progress)
+            kept = ToKeep(keep, "detection")
+            return quantize_check(fetched.path, kept, options, progress=progress)
         except LeaseLost:
             raise
         except Exception as exc:  # anything the check meets must not cost the analysis

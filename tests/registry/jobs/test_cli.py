@@ -4,6 +4,7 @@ import json
 import threading
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from registry.cli import main
@@ -139,6 +140,15 @@ def test_detect_and_quantize_check_read_names_the_same_way(runner, tmp_path):
     for command in ("detect", "quantize-check"):
         result = runner.invoke(main, [command, str(tmp_path / "nowhere")])
         assert result.exit_code == 2 and result.stderr.startswith("error: no such folder: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU asked for")
+def test_detect_and_quantize_check_refuse_a_gpu_the_machine_lacks(runner, planted_models):
+    model = planted_models("llama").path
+    for command in ("detect", "quantize-check"):
+        result = runner.invoke(main, [command, str(model), "--device", "cuda"])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr == "error: device cuda: no CUDA device is available\n", command
 
 
 def test_a_folder_already_analysed_is_reported_not_queued(cli_env, runner, tmp_path):

@@ -14,10 +14,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from registry.jobs import queue, service
+from registry.jobs import service
 from registry.jobs.models import Job, JobState
-from registry.jobs.queue import write_transaction
 from registry.superweights.models import ModelRevision, SuperWeight
+from tests.helpers import take_over
 from workers.worker.loop import HEARTBEATS_PER_LEASE, Worker, WorkerConfig
 
 # Short, so that the tests take seconds; long enough for a heartbeat to be late on a busy machine
@@ -73,12 +73,7 @@ def test_a_worker_whose_lease_was_taken_over_gives_up_and_writes_nothing(
 
     def fetch_then_lose_the_lease(job):
         fetched = fetch(job)
-        # Another worker claims the job, as it may once this worker's lease has run out (a
-        # stall, a network partition): the claim is made at a time past the lease.
-        with write_transaction(db_sessions) as session:
-            later = queue.database_now(session) + timedelta(seconds=LEASE_SECONDS + 1)
-            claimed = queue.claim(session, owner="other-worker", lease_seconds=600, now=later)
-        assert claimed is not None and claimed[0].id == job.id
+        take_over(db_sessions, LEASE_SECONDS, owner="other-worker")
         taken_over["row"] = _row(_job(db_sessions, job.id))
         # Three heartbeat periods: this worker's heartbeat finds the lease gone meanwhile.
         time.sleep(3 * BEAT_SECONDS)

@@ -46,18 +46,6 @@ def _assert_monotonic(writes) -> None:
         assert 0 <= done <= total, (stage, done, total)
 
 
-@pytest.fixture
-def sqlite_sessions(tmp_path):
-    from registry import migrate
-    from registry.database import make_engine, make_sessionmaker
-
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    yield engine, make_sessionmaker(engine)
-    engine.dispose()
-
-
 def test_a_running_job_reports_every_stage_in_order(sqlite_sessions, tmp_path):
     engine, sessions = sqlite_sessions
     _log_progress_writes(engine)
@@ -75,7 +63,13 @@ def test_a_running_job_reports_every_stage_in_order(sqlite_sessions, tmp_path):
 
     writes = _written(engine)
     _assert_monotonic(writes)
-    assert [w[0] for w in writes][:1] == ["fetch"]
+    # With no interval, every count of the stage that leads is written, one by one.
+    for counted in ("load", "validate"):
+        dones = [done for stage, done, _total, _state in writes if stage == counted]
+        total = next(total for stage, _done, total, _state in writes if stage == counted)
+        assert len(dones) > 2 and dones == list(range(dones[0], total + 1)), writes
+    # The fetch is a stage of its own: reported as begun, then as done.
+    assert [w[:3] for w in writes][:2] == [("fetch", 0, 1), ("fetch", 1, 1)]
     assert {w[0] for w in writes} == set(JOB_STAGES)
     assert writes[-1][:3] == ("score", writes[-1][2], writes[-1][2])
     assert all(state == JobState.RUNNING for *_, state in writes)
@@ -131,3 +125,68 @@ def test_a_lost_lease_stops_the_analysis_at_its_next_report(sqlite_sessions):
     stale = queue.Lease(lease.job_id, "someone-else", lease.attempt)
     with pytest.raises(LeaseLost):
         ProgressWriter(sessions, stale, lambda: False, interval=0.0)("load", 2, 4)
+
+
+def test_stages_the_worker_does_not_know_come_after_its_own_in_order_of_arrival(sqlite_sessions):
+    engine, sessions = sqlite_sessions
+    _log_progress_writes(engine)
+    add_jobs(sessions, 1)
+    with write_transaction(sessions) as session:
+        _, lease = queue.claim(session, owner="w", lease_seconds=60)
+    writer = ProgressWriter(sessions, lease, lambda: False, interval=0.0)
+    last_known = JOB_STAGES[-1]
+    # A newer analysis reports stages this worker has never heard of, between known ones.
+    for stage in ["load", "calibrate", last_known, "export", "calibrate", "load"]:
+        writer(stage, 1, 2)
+    # "calibrate" and "export" rank after every known stage, in the order they first came: a
+    # known stage reported after them, even the last, or the earlier unknown one, does not move
+    # the job back.
+    assert [w[0] for w in _written(engine)] == ["load", "calibrate", "export"]
+
+
+def test_a_progress_write_the_database_refuses_costs_a_line_not_the_job(
+    unreachable_sessions, caplog
+):
+    lease = queue.Lease(job_id=7, owner="w", attempt=1)
+    writer = ProgressWriter(unreachable_sessions, lease, lambda: False, interval=60.0)
+    with caplog.at_level("INFO", logger="swreg.worker"):
+        writer("load", 0, 4)  # no exception: the analysis goes on
+        writer("load", 1, 4)  # within the interval, but the last write failed: tried again
+    messages = [r.getMessage() for r in caplog.records if r.name == "swreg.worker"]
+    assert messages[0] == "job 7: load (0/4)"
+    failures = [m for m in messages if "progress not recorded" in m]
+    assert len(failures) == 2, messages
+    assert failures[0].startswith("job 7: progress not recorded: OperationalError: ")
+
+
+def test_a_count_is_written_once_the_interval_has_passed_and_seconds_to_the_millisecond(
+    sqlite_sessions,
+):
+    engine, sessions = sqlite_sessions
+    _log_progress_writes(engine)
+    (job_id,) = add_jobs(sessions, 1)
+    with write_transaction(sessions) as session:
+        _, lease = queue.claim(session, owner="w", lease_seconds=60)
+    times = iter([0.0, 0.5, 1.0, 1.23456, 5.5]).__next__
+    writer = ProgressWriter(sessions, lease, lambda: False, interval=1.0, clock=times)
+    writer("load", 0, 4)  # a new stage: written
+    writer("load", 1, 4)  # 0.5 s later: within the interval, not written
+    writer("load", 2, 4)  # exactly the interval later: written
+    writer("load", 4, 4)  # finished: written
+    writer("load", 4, 4)  # finished, reported again later: its seconds grow, written again
+    assert [w[1] for w in _written(engine)] == [0, 2, 4, 4]
+    with sessions() as session:
+        assert session.get(Job, job_id).timings == {"load": 5.5}
+    assert writer.timings == {"load": 5.5}
+
+
+def test_stage_seconds_are_kept_to_the_millisecond(sqlite_sessions):
+    _, sessions = sqlite_sessions
+    add_jobs(sessions, 1)
+    with write_transaction(sessions) as session:
+        _, lease = queue.claim(session, owner="w", lease_seconds=60)
+    times = iter([10.0, 11.23456]).__next__
+    writer = ProgressWriter(sessions, lease, lambda: False, interval=0.0, clock=times)
+    writer("load", 0, 4)
+    writer("load", 1, 4)
+    assert writer.timings == {"load": 1.235}
