@@ -186,13 +186,15 @@ def detect(
     display = StageProgress()
     display("load", 0, LOAD_STEPS)
 
-    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.device import require_device
+
+    require_device(device)
+    # A wrong name or a missing folder is refused before torch and transformers load (seconds).
+    path, known_sha256 = _model_dir(model, revision)
+    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
 
-    require_device(device)
-    path, known_sha256 = _model_dir(model, revision)
     options = AnalysisOptions(
         device=device,
         validate=not no_validate,

@@ -241,6 +241,11 @@ def quantize_check(
       swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
       swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
     """
+    from workers.sources.pinning import local_folder
+
+    # A missing folder or a file is refused before torch and transformers load (seconds); a Hub
+    # name is checked when it is resolved below.
+    local_folder(model)
     from tqdm import tqdm
 
     from workers.science.device import require_device

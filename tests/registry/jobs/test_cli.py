@@ -1,6 +1,8 @@
 """`swreg submit`, `swreg jobs`, `swreg worker` as a user runs them."""
 
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -9,7 +11,7 @@ from click.testing import CliRunner
 
 from registry.cli import main
 from registry.migrate import open_registry
-from tests.helpers import REPO, make_checkpoint
+from tests.helpers import REPO, make_checkpoint, python_env
 from workers.fixtures.hf_cache import install_into_hf_cache
 from workers.fixtures.planted import build_planted_model
 from workers.worker.loop import Worker, WorkerConfig
@@ -140,6 +142,26 @@ def test_detect_and_quantize_check_read_names_the_same_way(runner, tmp_path):
     for command in ("detect", "quantize-check"):
         result = runner.invoke(main, [command, str(tmp_path / "nowhere")])
         assert result.exit_code == 2 and result.stderr.startswith("error: no such folder: ")
+
+
+# Runs a swreg command and, as the process exits, says whether torch was ever imported.
+TORCH_LOADED_AT_EXIT = (
+    "import atexit, sys; "
+    "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)); "
+    "from registry.cli import main; main(args=sys.argv[1:])"
+)
+
+
+def test_a_missing_folder_is_refused_before_torch_loads(tmp_path):
+    for command in ("detect", "quantize-check"):
+        run = subprocess.run(
+            [sys.executable, "-c", TORCH_LOADED_AT_EXIT, command, str(tmp_path / "nowhere")],
+            capture_output=True, text=True, timeout=120, env=python_env(),
+        )
+        assert run.returncode == 2, run.stderr
+        error, loaded = run.stderr.splitlines()
+        assert error.startswith("error: no such folder: "), error
+        assert loaded == "torch loaded: False", command
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU asked for")
