@@ -189,8 +189,8 @@ class Judge:
 
     def _follow_ups(self, layer: int, judged: _Layer) -> None:
         for unit in judged.selection.ablated:
-            run = judged.units[unit.col]
-            if not run.done:
+            run = judged.units.get(unit.col)  # none when the budget has no window
+            if run is None or not run.done:
                 continue
             if unit.is_group:
                 if self.interval(run).above(MIN_PERPLEXITY_RATIO) and not self._vetoed(judged):

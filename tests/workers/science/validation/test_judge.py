@@ -159,6 +159,7 @@ def test_a_budget_without_windows_plans_nothing_and_validates_nothing():
     weight = candidate(5, 1, 700.0, 1000.0)
     assert judge.plan_layer(3, [weight], _weight()) == []
     assert judge.runs == [] and judge.pending() == []
+    assert judge.advance() is False  # a round after nothing was scored: still nothing to do
     judged = judge.judgements()[weight.key]
     assert (judged.state, judged.reason) == ("candidate", "not validated: no evaluation window was scored")
     assert judged.ablation is None and judged.ablation_interval is None
