@@ -5,6 +5,7 @@ conftest files; plain functions and data live here."""
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -216,6 +217,30 @@ def make_checkpoint(
 
 
 # --- the queue ---------------------------------------------------------------------------------
+
+
+def worker_messages(caplog, level: int | None = None) -> list[str]:
+    """What the worker logged (logger swreg.worker), as text; only at `level` if given."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "swreg.worker" and (level is None or r.levelno == level)
+    ]
+
+
+def in_thread(function) -> tuple[threading.Thread, dict]:
+    """`function()` started in a daemon thread; the dict gets its "value" or its "error"."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
 
 
 def take_over(db_sessions, lease_seconds: float = 60.0, owner: str = "another-worker") -> None:

@@ -4,12 +4,11 @@ never used to name a file outside the cache's refs; an unreachable Hub is `HubUn
 
 import os
 import re
-import threading
 import time
 
 import pytest
 
-from tests.helpers import REPO, make_checkpoint
+from tests.helpers import REPO, in_thread, make_checkpoint
 from workers.contract.errors import InvalidInput
 from workers.science.errors import CheckpointRefused
 from workers.fixtures.hf_cache import install_into_hf_cache
@@ -76,16 +75,7 @@ def test_ids_the_hub_refuses_are_invalid_input(model_id):
 
 def _in_time(fn, seconds: float = 10.0):
     """fn() in a thread: a call that reads a FIFO would block forever, failing here instead."""
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, outcome = in_thread(fn)
     thread.join(seconds)
     assert not thread.is_alive(), "the call blocked: it opened the file the revision names"
     if "error" in outcome:

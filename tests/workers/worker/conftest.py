@@ -1,6 +1,7 @@
-"""Fixtures of the worker's tests: a migrated SQLite registry, one that cannot be opened, and a
-job claimed from the queue."""
+"""Fixtures of the worker's tests: its log, a migrated SQLite registry, one that cannot be
+opened, and a job claimed from the queue."""
 
+import logging
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,6 +14,13 @@ from registry.jobs import queue
 from registry.jobs.models import Job
 from registry.jobs.queue import Lease, write_transaction
 from tests.helpers import add_jobs
+
+
+@pytest.fixture
+def log(caplog):
+    """caplog, recording what the worker logs from INFO up."""
+    caplog.set_level(logging.INFO, logger="swreg.worker")
+    return caplog
 
 
 @pytest.fixture

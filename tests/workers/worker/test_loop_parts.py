@@ -18,7 +18,7 @@ from registry.jobs import queue
 from registry.jobs.models import Job
 from registry.jobs.queue import Lease
 from registry.settings import get_settings
-from tests.helpers import take_over
+from tests.helpers import take_over, worker_messages
 from workers.contract.errors import Unavailable
 from workers.science.errors import CheckpointRefused
 from workers.worker.loop import (
@@ -38,10 +38,6 @@ from workers.worker.loop import (
 # Short leases, so that heartbeats come often; long enough for a beat to be late under load.
 LEASE_SECONDS = 1.5
 DRAWS = 400
-
-
-def _messages(caplog) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "swreg.worker"]
 
 
 def _wait_for(condition, seconds: float = 10.0) -> None:
@@ -189,7 +185,7 @@ def test_a_heartbeat_that_finds_the_lease_taken_flags_it_and_ends(sessions, clai
         beat.join(10)
     assert not beat.is_alive()
     assert beat.renewed_at == renewed_at
-    assert _messages(caplog) == [f"job {job.id}: lease lost; abandoning the job"]
+    assert worker_messages(caplog) == [f"job {job.id}: lease lost; abandoning the job"]
 
 
 def test_a_heartbeat_that_cannot_reach_the_database_keeps_trying(unreachable_sessions, caplog):
@@ -199,13 +195,13 @@ def test_a_heartbeat_that_cannot_reach_the_database_keeps_trying(unreachable_ses
     with caplog.at_level(logging.INFO, logger="swreg.worker"):
         beat.start()
         try:
-            _wait_for(lambda: len(_messages(caplog)) >= 2)
+            _wait_for(lambda: len(worker_messages(caplog)) >= 2)
             # A failed beat is no lost lease: the lease may still have time.
             assert beat.is_alive() and not beat.lost.is_set()
             assert beat.renewed_at == renewed_at
         finally:
             beat.stop()
-    for message in _messages(caplog):
+    for message in worker_messages(caplog):
         assert message.startswith("job 7: heartbeat failed: OperationalError: "), message
         assert "unable to open database file" in message
 

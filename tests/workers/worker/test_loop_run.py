@@ -22,27 +22,21 @@ from registry.jobs import queue, service
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import write_transaction
 from registry.superweights.service import lookup
-from tests.helpers import SHA, WORKER_CMD, add_jobs, python_env, take_over
+from tests.helpers import (
+    SHA,
+    WORKER_CMD,
+    add_jobs,
+    in_thread,
+    python_env,
+    take_over,
+    worker_messages,
+)
 from workers.science.device import DeviceUnavailable
 from workers.worker import loop
 from workers.worker.loop import StopNow, Worker, WorkerConfig
 
 NAME = "this-worker"
 THREAD_TIMEOUT_S = 60
-
-
-@pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="swreg.worker")
-    return caplog
-
-
-def _messages(caplog, level: int | None = None) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "swreg.worker" and (level is None or r.levelno == level)
-    ]
 
 
 def _states(sessions) -> list[tuple[JobState, int]]:
@@ -76,20 +70,6 @@ def backoff(monkeypatch) -> list[int]:
     return seen
 
 
-def _in_thread(function) -> tuple[threading.Thread, dict]:
-    result: dict = {}
-
-    def target():
-        try:
-            result["value"] = function()
-        except BaseException as error:  # handed to the test
-            result["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, result
-
-
 # --- the loop --------------------------------------------------------------------------------
 
 
@@ -98,7 +78,7 @@ def test_once_drains_the_queue_then_stops(sessions, refused_jobs, log):
     worker = Worker(sessions, WorkerConfig(once=True), name=NAME)
     assert worker.run() == 3
     assert _states(sessions) == [(JobState.FAILED, 1)] * 3
-    messages = _messages(log)
+    messages = worker_messages(log)
     assert messages[0] == f"worker {NAME} started (device cpu)"
     assert messages[-1] == f"worker {NAME} stopped after 3 job(s)"
 
@@ -112,7 +92,7 @@ def test_max_jobs_stops_the_worker_after_that_many(sessions, refused_jobs):
 
 def test_an_idle_worker_polls_until_work_arrives(sessions, refused_jobs):
     worker = Worker(sessions, WorkerConfig(max_jobs=1, poll_seconds=0.05), name=NAME)
-    thread, result = _in_thread(worker.run)
+    thread, result = in_thread(worker.run)
     time.sleep(0.5)
     assert thread.is_alive()  # no job yet: it waits for one rather than stopping
     refused_jobs(1)
@@ -123,7 +103,7 @@ def test_an_idle_worker_polls_until_work_arrives(sessions, refused_jobs):
 
 def test_a_stop_request_ends_an_idle_worker(sessions):
     worker = Worker(sessions, WorkerConfig(poll_seconds=0.05), name=NAME)
-    thread, result = _in_thread(worker.run)
+    thread, result = in_thread(worker.run)
     time.sleep(0.3)
     worker.stop_requested.set()
     thread.join(THREAD_TIMEOUT_S)
@@ -148,7 +128,7 @@ def test_a_claim_refused_by_an_outage_is_tried_again_with_growing_delays(
     assert worker.run() == 2
     # The count of failures in a row starts again after a claim that worked.
     assert backoff == [1, 2, 1]
-    warnings = [m for m in _messages(log, logging.WARNING) if m.startswith("worker ")]
+    warnings = [m for m in worker_messages(log, logging.WARNING) if m.startswith("worker ")]
     assert len(warnings) == 3
     for warning in warnings:
         assert warning.startswith(f"worker {NAME}: database unavailable (OperationalError: ")
@@ -202,7 +182,7 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path, backoff, log):
     engine = make_engine(f"sqlite:///{blocker}/registry.db")
     worker = Worker(make_sessionmaker(engine), WorkerConfig(once=True), name=NAME)
     try:
-        thread, result = _in_thread(worker.wait_for_database)
+        thread, result = in_thread(worker.wait_for_database)
         deadline = time.monotonic() + THREAD_TIMEOUT_S
         while len(backoff) < 3:
             assert time.monotonic() < deadline and thread.is_alive(), result
@@ -218,20 +198,20 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path, backoff, log):
     finally:
         engine.dispose()
     assert backoff[:3] == [1, 2, 3]
-    warnings = _messages(log, logging.WARNING)
+    warnings = worker_messages(log, logging.WARNING)
     assert warnings[0].startswith(f"worker {NAME}: cannot open database sqlite:///{blocker}")
     assert warnings[0].endswith("; trying again in 0.1 s")
-    assert _messages(log, logging.INFO)[-1] == f"worker {NAME}: the database is back"
+    assert worker_messages(log, logging.INFO)[-1] == f"worker {NAME}: the database is back"
 
 
 def test_a_database_up_at_start_is_not_announced_as_back(sessions, log):
     Worker(sessions, WorkerConfig(), name=NAME).wait_for_database()
-    assert _messages(log) == []
+    assert worker_messages(log) == []
 
 
 def test_a_stop_request_ends_the_wait_for_the_database(unreachable_sessions, backoff, log):
     worker = Worker(unreachable_sessions, WorkerConfig(poll_seconds=0.05), name=NAME)
-    thread, result = _in_thread(worker.run)
+    thread, result = in_thread(worker.run)
     deadline = time.monotonic() + THREAD_TIMEOUT_S
     while not backoff:
         assert time.monotonic() < deadline and thread.is_alive(), result
@@ -239,7 +219,7 @@ def test_a_stop_request_ends_the_wait_for_the_database(unreachable_sessions, bac
     worker.stop_requested.set()
     thread.join(THREAD_TIMEOUT_S)
     assert result == {"value": 0}
-    assert _messages(log)[-1] == f"worker {NAME} stopped after 0 job(s)"
+    assert worker_messages(log)[-1] == f"worker {NAME} stopped after 0 job(s)"
 
 
 def test_a_worker_asked_to_stop_before_it_starts_does_not_touch_the_database(
@@ -248,7 +228,7 @@ def test_a_worker_asked_to_stop_before_it_starts_does_not_touch_the_database(
     worker = Worker(unreachable_sessions, WorkerConfig(), name=NAME)
     worker.stop_requested.set()
     worker.wait_for_database()  # returns at once: no check, no wait
-    assert _messages(log) == []
+    assert worker_messages(log) == []
 
 
 def test_a_schema_out_of_date_is_no_outage(tmp_path):
@@ -274,6 +254,20 @@ def _claim(worker: Worker):
         claimed = queue.claim(session, owner=worker.name, lease_seconds=60)
     assert claimed is not None
     return claimed
+
+
+def refuse_once(monkeypatch, write: str, error: Exception) -> None:
+    """The queue's `write` (complete, postpone, …) fails with `error` at its first call, as the
+    database refuses it, and works from then on."""
+    real = getattr(queue, write)
+    refusals = iter([True])
+
+    def refused_once(*args, **kwargs):
+        if next(refusals, False):
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, write, refused_once)
 
 
 def _heartbeats_running() -> list[str]:
@@ -313,7 +307,7 @@ def test_a_job_that_succeeds_records_its_result_timings_and_fetch(sessions, plan
     assert done.fetch["downloaded_bytes"] == 0 and done.fetch["files"]
     states = sorted({sw.state for sw in revision.super_weights})
     assert revision.super_weights and states == ["candidate"]  # validation was off
-    messages = _messages(log)
+    messages = worker_messages(log)
     assert messages[0] == (
         f"job {job.id}: claimed local/planted@{submitted.revision} (attempt 1/{job.max_attempts})"
     )
@@ -380,7 +374,7 @@ def test_a_job_whose_lease_is_lost_during_analysis_ends_without_a_state(sessions
     worker.config.progress_seconds = 0.0  # the next progress write finds the lease gone
     assert worker.process(job, lease) is None
     assert _heartbeats_running() == []
-    assert _messages(log, logging.WARNING)[-1] == (
+    assert worker_messages(log, logging.WARNING)[-1] == (
         f"job {job.id}: job {job.id}: lease lost during analysis"
     )
 
@@ -412,21 +406,12 @@ def test_a_completion_write_is_not_retried_once_the_lease_is_surely_spent(
     service.submit(sessions, str(planted), model_id="local/spent")
     worker = Worker(sessions, WorkerConfig(validate=False, lease_seconds=60), name=NAME)
     job, lease = _claim(worker)
-    complete = queue.complete
-    refusals = iter([True])
-
-    def refused_once(*args, **kwargs):
-        if next(refusals, False):
-            raise unavailable_error
-        return complete(*args, **kwargs)
-
-    monkeypatch.setattr(queue, "complete", refused_once)
+    refuse_once(monkeypatch, "complete", unavailable_error)
     # Claimed a whole lease ago by this process's clock: no time is surely left to try again.
     state, _ = _process(worker, job, lease, claimed_at=time.monotonic() - 60)
     assert state == JobState.QUEUED  # handed back, the attempt not counted
-    assert any(
-        m.endswith(") and the lease runs out; giving up") for m in _messages(log, logging.ERROR)
-    )
+    errors = worker_messages(log, logging.ERROR)
+    assert any(m.endswith(") and the lease runs out; giving up") for m in errors), errors
     assert _states(sessions) == [(JobState.QUEUED, 0)]
 
 
@@ -436,18 +421,10 @@ def test_a_hand_back_refused_by_the_database_once_is_written_again(
     add_jobs(sessions, 1, prefix="acme/not-cached", revision=SHA)
     worker = Worker(sessions, WorkerConfig(lease_seconds=60), name=NAME)
     job, lease = _claim(worker)
-    postpone = queue.postpone
-    refusals = iter([True])
-
-    def refused_once(*args, **kwargs):
-        if next(refusals, False):
-            raise unavailable_error
-        return postpone(*args, **kwargs)
-
-    monkeypatch.setattr(queue, "postpone", refused_once)
+    refuse_once(monkeypatch, "postpone", unavailable_error)
     assert worker.process(job, lease) == JobState.QUEUED
     assert _states(sessions) == [(JobState.QUEUED, 0)]
-    assert any("postpone write failed" in m for m in _messages(log, logging.WARNING))
+    assert any("postpone write failed" in m for m in worker_messages(log, logging.WARNING))
 
 
 def test_a_job_that_fails_after_its_fetch_keeps_the_record_of_what_was_fetched(
@@ -492,8 +469,8 @@ def test_a_model_without_super_weights_succeeds_and_says_so(sessions, tmp_path, 
     job, lease = _claim(worker)
     assert worker.process(job, lease) == JobState.SUCCEEDED
     assert re.fullmatch(
-        rf"job {job.id}: succeeded in \d+\.\d s \(no super weights\)", _messages(log)[-1]
-    ), _messages(log)[-1]
+        rf"job {job.id}: succeeded in \d+\.\d s \(no super weights\)", worker_messages(log)[-1]
+    ), worker_messages(log)[-1]
 
 
 # --- stop signals ----------------------------------------------------------------------------
@@ -518,7 +495,7 @@ def test_a_first_signal_asks_to_stop_and_a_second_stops_now(sessions, signal_han
     worker.install_signal_handlers()
     _signal(signal.SIGTERM)
     assert worker.stop_requested.is_set()
-    assert _messages(log) == [
+    assert worker_messages(log) == [
         f"worker {NAME}: SIGTERM received; finishing the current job, then stopping "
         "(send it again to stop now)"
     ]
@@ -531,7 +508,7 @@ def test_ctrl_c_is_a_stop_signal_too(sessions, signal_handlers, log):
     worker.install_signal_handlers()
     _signal(signal.SIGINT)
     assert worker.stop_requested.is_set()
-    assert "SIGINT received" in _messages(log)[0]
+    assert "SIGINT received" in worker_messages(log)[0]
 
 
 def test_a_job_running_at_the_first_signal_ends_and_the_worker_stops(
@@ -565,7 +542,7 @@ def test_a_second_signal_hands_the_running_job_back(sessions, refused_jobs, sign
     assert worker.run() == 0
     assert _states(sessions) == [(JobState.QUEUED, 0)]
     assert _heartbeats_running() == []
-    messages = _messages(log)
+    messages = worker_messages(log)
     assert "job 1: handed back to the queue" in messages
     assert messages[-1] == f"worker {NAME} stopped after 0 job(s)"
 
@@ -609,7 +586,7 @@ def test_the_quantization_check_is_recorded_with_the_analysis(sessions, planted,
     assert verified and kept == verified
     assert done.timings["quantize_check"] > 0
     _assert_timings(done.timings, wall, ("fetch", "analyse", "quantize_check"))
-    messages = _messages(log)
+    messages = worker_messages(log)
     assert f"job {job.id}: quantization check, keeping {len(verified)} super weight(s)" in messages
     # The check reports its progress on the job like the analysis.
     assert any(m.startswith(f"job {job.id}: quantize (") for m in messages), messages

@@ -13,7 +13,7 @@ from registry.jobs import queue
 from registry.jobs.models import Job, JobState
 from registry.jobs.queue import LeaseLost
 from registry.superweights.models import ModelRevision
-from tests.helpers import take_over
+from tests.helpers import take_over, worker_messages
 from workers.contract.errors import Unavailable
 from workers.contract.report import Report
 from workers.science.errors import CheckpointRefused
@@ -38,20 +38,6 @@ def worker(sessions) -> Worker:
         WorkerConfig(lease_seconds=60, backoff_base_seconds=BACKOFF_BASE_SECONDS),
         name="this-worker",
     )
-
-
-@pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.DEBUG, logger="swreg.worker")
-    return caplog
-
-
-def _messages(caplog, level: int | None = None) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "swreg.worker" and (level is None or r.levelno == level)
-    ]
 
 
 def _job(sessions, job_id: int) -> Job:
@@ -137,7 +123,7 @@ def test_a_failure_found_after_the_lease_was_lost_writes_nothing(worker, session
         before.attempts,
         before.last_error,
     )
-    assert _messages(log)[-1] == (
+    assert worker_messages(log)[-1] == (
         f"job {job.id}: job {job.id}: lease lost before recording the failure"
     )
 
@@ -156,7 +142,7 @@ def test_a_job_interrupted_by_an_outage_is_handed_back_for_later(
     assert row.last_error == "waiting to retry: the Hub did not answer"
     retry_in = _utc(row.not_before) - _now(sessions)
     assert abs(retry_in - timedelta(seconds=INFRASTRUCTURE_RETRY_SECONDS)) < CLOCK_SLACK
-    assert _messages(log) == [
+    assert worker_messages(log) == [
         f"job {job.id}: attempt 1 interrupted by an outage (the Hub did not answer); "
         "handing it back for later"
     ]
@@ -167,7 +153,7 @@ def test_a_job_whose_lease_was_lost_is_not_handed_back(worker, sessions, claimed
     take_over(sessions)
     assert worker._postpone(job, lease, _hub_outage(), lambda: 60.0) is None
     assert _job(sessions, job.id).lease_owner == "another-worker"
-    assert _messages(log, logging.WARNING)[-1] == (
+    assert worker_messages(log, logging.WARNING)[-1] == (
         f"job {job.id}: lease lost before handing the job back"
     )
 
@@ -179,7 +165,7 @@ def test_a_job_that_cannot_be_handed_back_is_left_to_its_lease(
     cut_off = Worker(unreachable_sessions, WorkerConfig(lease_seconds=60), name="cut-off")
     # No time left on the lease to try again: one try, then the lease's expiry hands it back.
     assert cut_off._postpone(job, lease, _hub_outage(), lambda: 0.0) is None
-    gave_up, could_not = _messages(log, logging.ERROR)
+    gave_up, could_not = worker_messages(log, logging.ERROR)
     assert gave_up.startswith(f"job {job.id}: postpone write failed (OperationalError: ")
     assert gave_up.endswith(") and the lease runs out; giving up")
     assert could_not.startswith(f"job {job.id}: could not hand the job back: OperationalError: ")
@@ -193,7 +179,7 @@ def test_a_stopping_worker_hands_its_job_back_at_once(worker, sessions, claimed,
     assert (row.state, row.attempts, row.lease_owner) == (JobState.QUEUED, 0, None)
     # Claimable again at once: another worker can take it now.
     assert _utc(row.not_before) <= _now(sessions)
-    assert _messages(log) == [f"job {job.id}: handed back to the queue"]
+    assert worker_messages(log) == [f"job {job.id}: handed back to the queue"]
 
 
 def test_a_stopping_worker_whose_lease_was_lost_hands_nothing_back(
@@ -203,7 +189,7 @@ def test_a_stopping_worker_whose_lease_was_lost_hands_nothing_back(
     take_over(sessions)
     worker._release(lease)
     assert _job(sessions, job.id).lease_owner == "another-worker"
-    assert _messages(log) == []
+    assert worker_messages(log) == []
 
 
 def test_a_stopping_worker_cut_off_from_its_database_says_the_lease_will_expire(
@@ -211,7 +197,7 @@ def test_a_stopping_worker_cut_off_from_its_database_says_the_lease_will_expire(
 ):
     lease = queue.Lease(job_id=7, owner="cut-off", attempt=1)
     Worker(unreachable_sessions, WorkerConfig(), name="cut-off")._release(lease)
-    (message,) = _messages(log, logging.ERROR)
+    (message,) = worker_messages(log, logging.ERROR)
     assert message.startswith("job 7: could not hand the job back: OperationalError: ")
     assert message.endswith("(its lease will expire)")
 
@@ -239,7 +225,7 @@ def test_a_completion_whose_reply_was_lost_is_not_written_twice(
     )
     # The same write again, as after a commit whose reply never came: success, nothing new.
     worker._complete(job, lease, planted_report, timings, fetched, lambda: 60.0)
-    assert _messages(log) == [f"job {job.id}: an earlier completion write had succeeded"]
+    assert worker_messages(log) == [f"job {job.id}: an earlier completion write had succeeded"]
     with sessions() as session:
         assert session.query(ModelRevision).count() == 1
         assert session.get(Job, job.id).result_revision_id == first.result_revision_id
@@ -305,7 +291,7 @@ def test_a_write_refused_by_an_outage_is_tried_again_while_the_lease_lasts(
     assert worker._while_leased(job, "completion", write, lambda: 60.0) == "written"
     assert write.tries == 3 and delays == [1, 2]
     assert time.monotonic() - started >= 0.2 + 0.4  # it waited each delay out
-    warnings = _messages(log, logging.WARNING)
+    warnings = worker_messages(log, logging.WARNING)
     assert len(warnings) == 2
     for warning, delay in zip(warnings, ("0.2", "0.4"), strict=True):
         assert warning.startswith(f"job {job.id}: completion write failed (OperationalError: ")
@@ -322,10 +308,10 @@ def test_a_write_is_not_tried_again_when_the_lease_would_run_out(
     with pytest.raises(type(unavailable_error)):
         worker._while_leased(job, "postpone", write, lambda: left)
     assert write.tries == 1
-    (error,) = _messages(log, logging.ERROR)
+    (error,) = worker_messages(log, logging.ERROR)
     assert error.startswith(f"job {job.id}: postpone write failed (OperationalError: ")
     assert error.endswith(") and the lease runs out; giving up")
-    assert _messages(log, logging.WARNING) == []
+    assert worker_messages(log, logging.WARNING) == []
 
 
 def test_a_write_is_tried_again_when_exactly_the_margin_would_be_left(
@@ -342,4 +328,4 @@ def test_a_write_that_fails_for_another_reason_is_not_tried_again(worker, claime
     write = Writes(ValueError("a bug"))
     with pytest.raises(ValueError):
         worker._while_leased(job, "completion", write, lambda: 60.0)
-    assert (write.tries, delays, _messages(log)) == (1, [], [])
+    assert (write.tries, delays, worker_messages(log)) == (1, [], [])

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import LeaseLost, write_transaction
-from tests.helpers import add_jobs
+from tests.helpers import add_jobs, worker_messages
 from workers.contract.progress import JOB_STAGES
 from workers.fixtures.planted import build_planted_model
 from workers.worker.loop import ProgressWriter, Worker, WorkerConfig
@@ -152,7 +152,7 @@ def test_a_progress_write_the_database_refuses_costs_a_line_not_the_job(
     with caplog.at_level("INFO", logger="swreg.worker"):
         writer("load", 0, 4)  # no exception: the analysis goes on
         writer("load", 1, 4)  # within the interval, but the last write failed: tried again
-    messages = [r.getMessage() for r in caplog.records if r.name == "swreg.worker"]
+    messages = worker_messages(caplog)
     assert messages[0] == "job 7: load (0/4)"
     failures = [m for m in messages if "progress not recorded" in m]
     assert len(failures) == 2, messages
