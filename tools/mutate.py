@@ -1,12 +1,12 @@
 """Mutation testing of the modules that hold swreg's guarantees, one module group at a time.
 
 `make mutate` runs this (slow: minutes to a quarter of an hour per module on two cores; not part
-of CI). For each group
-it runs mutmut in its own work folder, build/mutation/NAME, whose pyproject.toml is the
-repository's plus a [tool.mutmut] section naming only that group's files to mutate and only the
-fast tests that exercise them (SQLite only; no slow model, browser or PostgreSQL tests), so a
-mutant of the queue never waits for the worker's end-to-end tests. mutmut then runs, for each
-mutant, only those of the selected tests that called the mutated function.
+of CI). For each group it runs mutmut in its own work folder, build/mutation/NAME, whose
+pyproject.toml is the repository's plus a [tool.mutmut] section naming only that group's files
+to mutate and only the fast tests that exercise them (SQLite only; no slow model, browser or
+PostgreSQL tests), so a mutant of the queue never waits for the worker's end-to-end tests.
+mutmut then runs, for each mutant, only those of the selected tests that called the mutated
+function.
 
 Usage: python tools/mutate.py [--jobs N] [--fresh] [GROUP ...]   (default: every group)
        python tools/mutate.py --survivors GROUP    lists the mutants that were not killed
