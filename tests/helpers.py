@@ -4,8 +4,11 @@ conftest files; plain functions and data live here."""
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -243,6 +246,19 @@ def in_thread(function) -> tuple[threading.Thread, dict]:
     return thread, outcome
 
 
+def freeze(process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGSTOP `process` and return once the kernel shows it stopped. A frozen worker cannot
+    finish the job it holds, so what a test reads of that job and the signals it sends next all
+    happen while the job is held, however slowly this machine runs the test (SIGCONT resumes)."""
+    process.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{process.pid}/stat")
+    deadline = time.monotonic() + timeout
+    # The state is the first field after the command name, which is in parentheses.
+    while stat.read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {process.pid} never stopped"
+        time.sleep(0.001)
+
+
 def take_over(db_sessions, lease_seconds: float = 60.0, owner: str = "another-worker") -> None:
     """Another worker claims the running job, as it may once the first one's lease of
     `lease_seconds` has run out (a stall, a network partition): the claim is made at a time
@@ -320,8 +336,6 @@ class LiveServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LiveServer":
-        import time
-
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -333,13 +347,12 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
 @contextmanager
 def live_server(database_url: str, **env: str) -> Iterator[str]:
     """`swreg serve` in a subprocess on `database_url`; yields its address (http://127.0.0.1:PORT)
     once /api/v1/health answers, and stops it afterwards."""
-    import subprocess
-    import time
-
     import httpx
 
     port = free_port()

@@ -6,9 +6,10 @@ binaries, a temporary folder, a free port; as root they run as the `postgres` us
 1. starts the server and the worker while the cluster is down: both start; the server answers
    503 (no hang past its database timeout) and the worker waits;
 2. starts the cluster: both recover without a restart;
-3. submits a job and stops the cluster while the worker analyses it: the API answers 503, the
-   worker's completion write fails and is retried; the cluster comes back and the result is
-   written exactly once, in the job's first attempt;
+3. submits a job and stops the cluster while the worker analyses it (the worker frozen with
+   SIGSTOP meanwhile, so the job cannot end first): the API answers 503, the worker's completion
+   write fails and is retried; the cluster comes back and the result is written exactly once, in
+   the job's first attempt;
 4. freezes the cluster (SIGSTOP on every PostgreSQL process): the API answers 503 within its
    timeout instead of hanging; thaws it (SIGCONT): the API answers again, without a restart.
 
@@ -35,7 +36,7 @@ from registry.index import service as index_service
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.models import ModelRevision, SuperWeight
-from tests.helpers import REPO_ROOT, free_port, python_env
+from tests.helpers import REPO_ROOT, free_port, freeze, python_env
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 from workers.fixtures.planted import build_planted_model
 
@@ -47,6 +48,8 @@ SLACK_S = 3.0
 LEASE_SECONDS = 90
 WAIT_S = 180
 LOOKUP = "/api/v1/models/huggyllama/llama-7b"
+# Jobs submitted at most to catch the worker inside one's analysis (see the test).
+STAGING_TRIES = 3
 
 
 def _pg_bin() -> Path | None:
@@ -217,22 +220,41 @@ def test_stop_and_freeze_postgres_under_a_running_server_and_worker(cluster, tmp
         #    the result is written once.
         engine = make_engine(cluster.url)
         factory = make_sessionmaker(engine)
-        job_id = service.submit(factory, str(model), model_id="local/outage").job.id
 
-        def state() -> str:
+        def state(job_id: int) -> str:
             with factory() as session:
                 return session.get(Job, job_id).state
 
-        _until(lambda: state() == JobState.RUNNING, "the worker to claim the job", interval=0.02)
+        # The worker is frozen inside the job's analysis while the cluster stops, so the outage
+        # meets the job before its completion however slowly this machine runs the test. A job
+        # seen too late (already scoring) ends as usual, and another is tried.
+        for attempt in range(STAGING_TRIES):
+            model_id = f"local/outage-{attempt}"
+            job_id = service.submit(factory, str(model), model_id=model_id).job.id
+            _until(
+                lambda: f"job {job_id}: load" in worker_log.read_text(),
+                "the worker to start analysing",
+                interval=0.02,
+            )
+            freeze(worker)
+            if f"job {job_id}: score" not in worker_log.read_text():
+                break
+            worker.send_signal(signal.SIGCONT)
+            _until(lambda: state(job_id) == JobState.SUCCEEDED, "the job to end")
+        else:
+            log = worker_log.read_text()
+            pytest.fail(f"every job was scoring before the worker stopped:\n{log}")
+        assert state(job_id) == JobState.RUNNING
         engine.dispose()
         cluster.stop()
+        worker.send_signal(signal.SIGCONT)
         _assert_503_in_time(client, ["/api/v1/ready", LOOKUP, "/api/v1/models", "/api/v1/jobs"])
         _until(
             lambda: "completion write failed" in worker_log.read_text(),
             "the worker to meet the outage at completion",
         )
         cluster.start()
-        _until(lambda: state() == JobState.SUCCEEDED, "the job to succeed")
+        _until(lambda: state(job_id) == JobState.SUCCEEDED, "the job to succeed")
         with factory() as session:
             job = session.get(Job, job_id)
             assert job.attempts == 1, job.attempts
@@ -240,7 +262,7 @@ def test_stop_and_freeze_postgres_under_a_running_server_and_worker(cluster, tmp
                 session.scalar(
                     select(func.count())
                     .select_from(ModelRevision)
-                    .where(ModelRevision.model_id == "local/outage")
+                    .where(ModelRevision.model_id == model_id)
                 )
                 == 1
             )
@@ -250,7 +272,7 @@ def test_stop_and_freeze_postgres_under_a_running_server_and_worker(cluster, tmp
                 )
             ).all()
             assert keys and len(keys) == len(set(keys))
-        _until(lambda: _get(client, "/api/v1/models/local/outage")[0] == 200, "the result")
+        _until(lambda: _get(client, f"/api/v1/models/{model_id}")[0] == 200, "the result")
 
         # 4. Frozen: answers within the timeout instead of hanging; thawed: answers again.
         engine.dispose()

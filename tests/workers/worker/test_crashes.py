@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.models import ModelRevision, SuperWeight, index_key
-from tests.helpers import WORKER_CMD, python_env
+from tests.helpers import WORKER_CMD, freeze, python_env
 from workers.fixtures.planted import PlantedModel, build_planted_model
 
 LEASE_SECONDS = 5
@@ -75,13 +75,19 @@ def _run(db_url, db_sessions, planted, tmp_path, *, workers: int, jobs: int, kil
     killed: dict[int, list[int]] = {}
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        # Kill `kill` workers, each while it holds a job.
+        # Kill `kill` workers, each while it holds a job: frozen first, so that the job it is
+        # seen to hold is still running when the kill lands.
         while len(killed) < kill and time.monotonic() < deadline:
             for proc in procs[:kill]:
-                if proc.pid not in killed and (held := _owned_running(db_sessions, proc.pid)):
+                if proc.pid in killed:
+                    continue
+                freeze(proc)
+                if held := _owned_running(db_sessions, proc.pid):
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     killed[proc.pid] = held
+                else:
+                    proc.send_signal(signal.SIGCONT)
             time.sleep(0.05)
         assert len(killed) == kill, "workers never held a job"
         while time.monotonic() < deadline:

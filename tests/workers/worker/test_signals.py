@@ -1,10 +1,13 @@
 """Stop signals sent to a real worker process while it holds a job: the first SIGTERM lets the
-job finish and the worker exit without claiming the next one; a second SIGTERM hands the job back
-to the queue at once (its attempt does not count) and the worker exits.
+job finish and the worker exit without claiming the next one; a second stop signal hands the job
+back to the queue at once (its attempt does not count) and the worker exits.
 
-Each test starts one `python -m workers.worker` on a SQLite registry with two queued jobs on a
-tiny planted model, waits until the worker holds the first, and signals it. The signal handling
-is the same whatever the database; the fenced release itself is tested on both databases in
+Each test starts one `python -m workers.worker` on a SQLite registry with three queued jobs on a
+tiny planted model, freezes the worker (SIGSTOP) while it is inside one job's analysis, sends the
+signals, and lets it go on (SIGCONT). A job lasts well under a second, so signals sent to a
+running worker could arrive after the job ended on a loaded machine (CI saw it); a frozen worker
+cannot move, so every signal lands while the job is held. The signal handling is the same
+whatever the database; the fenced release itself is tested on both databases in
 tests/registry/jobs/test_queue.py.
 """
 
@@ -21,18 +24,20 @@ from registry.database import make_engine, make_sessionmaker
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.models import ModelRevision
-from tests.helpers import WORKER_CMD, python_env
+from tests.helpers import WORKER_CMD, freeze, python_env
 
 # Long enough that no heartbeat matters here; the jobs take seconds.
 LEASE_SECONDS = 60
 POLL_S = 0.05
 CLAIM_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 120
+# Jobs queued: a freeze that comes too late for one job (its analysis already scoring) is tried
+# again on the next.
+JOBS = 3
 
 
 @pytest.fixture
 def planted(planted_models) -> Path:
-    # A job on it lasts a couple of seconds; a signal is handled within milliseconds.
     return planted_models("llama").path
 
 
@@ -73,6 +78,9 @@ class RunningWorker:
             assert time.monotonic() < deadline, f"never logged {text!r}:\n{self.log()}"
             time.sleep(POLL_S)
 
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def wait(self) -> int:
         try:
             return self.process.wait(timeout=EXIT_TIMEOUT_S)
@@ -98,33 +106,35 @@ def start_worker(registry, tmp_path):
 
     yield start
     for worker in started:
+        worker.thaw()
         worker.kill()
 
 
-def _submit_two(sessions, planted: Path) -> tuple[int, int]:
-    first = service.submit(sessions, str(planted), model_id="local/first").job.id
-    second = service.submit(sessions, str(planted), model_id="local/second").job.id
-    return first, second
-
-
-def _wait_until_running(sessions, job_id: int, worker: RunningWorker) -> None:
-    """Until the worker process holds the job (its pid is in the lease owner's name)."""
-    deadline = time.monotonic() + CLAIM_TIMEOUT_S
-    while True:
-        with sessions() as session:
-            job = session.get(Job, job_id)
-            if job.state == JobState.RUNNING:
-                assert f":{worker.process.pid}:" in job.lease_owner
-                return
-            assert job.state == JobState.QUEUED, (job.state, worker.log())
-        assert worker.process.poll() is None, f"worker exited:\n{worker.log()}"
-        assert time.monotonic() < deadline, f"the job was never claimed:\n{worker.log()}"
-        time.sleep(POLL_S)
+def _submit(sessions, planted: Path) -> list[int]:
+    return [
+        service.submit(sessions, str(planted), model_id=f"local/job-{n}").job.id
+        for n in range(JOBS)
+    ]
 
 
 def _job(sessions, job_id: int) -> Job:
     with sessions() as session:
         return session.get(Job, job_id)
+
+
+def _freeze_inside_a_job(sessions, worker: RunningWorker, job_ids: list[int]) -> int:
+    """Freeze the worker while it holds one of the jobs, before that job's analysis scores
+    (after which it only records the result); return that job's id. The jobs run in order."""
+    for job_id in job_ids:
+        worker.wait_for_log(f"job {job_id}: load", timeout=CLAIM_TIMEOUT_S)
+        freeze(worker.process)
+        held = _job(sessions, job_id)
+        if f"job {job_id}: score" not in worker.log():
+            assert held.state == JobState.RUNNING, worker.log()
+            assert f":{worker.process.pid}:" in held.lease_owner
+            return job_id
+        worker.thaw()
+    pytest.fail(f"every job was past its analysis before the worker stopped:\n{worker.log()}")
 
 
 def _revisions(sessions) -> int:
@@ -134,13 +144,14 @@ def _revisions(sessions) -> int:
 
 def test_first_sigterm_finishes_the_current_job_then_exits(registry, planted, start_worker):
     _, sessions = registry
-    first, second = _submit_two(sessions, planted)
+    jobs = _submit(sessions, planted)
     worker = start_worker()
-    _wait_until_running(sessions, first, worker)
+    held = _freeze_inside_a_job(sessions, worker, jobs)
     worker.process.send_signal(signal.SIGTERM)
+    worker.thaw()
 
     assert worker.wait() == 0, worker.log()
-    done = _job(sessions, first)
+    done = _job(sessions, held)
     assert (done.state, done.attempts, done.last_error) == (JobState.SUCCEEDED, 1, None), (
         worker.log()
     )
@@ -148,29 +159,31 @@ def test_first_sigterm_finishes_the_current_job_then_exits(registry, planted, st
     # The signal arrived while the job was held, and the job still ran to its end.
     log = worker.log()
     received = log.find("SIGTERM received; finishing the current job")
-    assert 0 <= received < log.index(f"job {first}: succeeded"), log
+    assert 0 <= received < log.index(f"job {held}: succeeded"), log
     # Nothing more was claimed.
-    untouched = _job(sessions, second)
-    assert (untouched.state, untouched.attempts, untouched.lease_owner) == (
-        JobState.QUEUED,
-        0,
-        None,
-    )
-    assert _revisions(sessions) == 1
+    for later in jobs[jobs.index(held) + 1 :]:
+        untouched = _job(sessions, later)
+        assert (untouched.state, untouched.attempts, untouched.lease_owner) == (
+            JobState.QUEUED,
+            0,
+            None,
+        )
+    assert _revisions(sessions) == jobs.index(held) + 1
 
 
-def test_second_sigterm_hands_the_job_back_to_the_queue(registry, planted, start_worker):
+def test_a_second_stop_signal_hands_the_job_back_to_the_queue(registry, planted, start_worker):
     _, sessions = registry
-    first, second = _submit_two(sessions, planted)
+    jobs = _submit(sessions, planted)
     worker = start_worker()
-    _wait_until_running(sessions, first, worker)
+    held = _freeze_inside_a_job(sessions, worker, jobs)
+    # Signals of one kind do not queue while the process is stopped, so the second is SIGINT,
+    # which the worker handles as it does SIGTERM: both are pending when it goes on.
     worker.process.send_signal(signal.SIGTERM)
-    # Signals do not queue: wait until the first one was handled before sending the second.
-    worker.wait_for_log("SIGTERM received", timeout=CLAIM_TIMEOUT_S)
-    worker.process.send_signal(signal.SIGTERM)
+    worker.process.send_signal(signal.SIGINT)
+    worker.thaw()
 
     assert worker.wait() == 0, worker.log()
-    returned = _job(sessions, first)
+    returned = _job(sessions, held)
     # Queued again as if never claimed: the attempt did not fail, so it does not count.
     assert (returned.state, returned.attempts, returned.lease_owner, returned.last_error) == (
         JobState.QUEUED,
@@ -178,7 +191,11 @@ def test_second_sigterm_hands_the_job_back_to_the_queue(registry, planted, start
         None,
         None,
     ), worker.log()
-    assert f"job {first}: handed back to the queue" in worker.log()
+    log = worker.log()
+    assert "received; finishing the current job" in log
+    assert f"job {held}: handed back to the queue" in log
+    assert f"job {held}: succeeded" not in log
     assert returned.result_revision_id is None and returned.finished_at is None
-    assert _job(sessions, second).state == JobState.QUEUED
-    assert _revisions(sessions) == 0
+    for later in jobs[jobs.index(held) + 1 :]:
+        assert _job(sessions, later).state == JobState.QUEUED
+    assert _revisions(sessions) == jobs.index(held)
