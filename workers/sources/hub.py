@@ -50,6 +50,7 @@ def _remote_listing(repo_id: str, sha: str, token: str | None) -> list[RepoFile]
             name=s.rfilename,
             size=int(s.size or (s.lfs.size if s.lfs else 0) or 0),
             sha256=s.lfs.sha256 if s.lfs else None,
+            blob_id=s.blob_id,
         )
         for s in info.siblings or []
     ]
@@ -123,13 +124,14 @@ def fetch_hub(
         listing = _cached_listing(repo_id, sha, cache_dir, offline=False)
         offline = True
     blobs = repo_cache_dir(repo_id, cache_dir) / "blobs"
-    snapshot = repo_cache_dir(repo_id, cache_dir) / "snapshots" / sha
     # What is cached before this fetch downloads anything (the shard index included) costs
-    # nothing; the rest of what it selects is what it downloads.
+    # nothing, whichever commit brought it: huggingface_hub keeps one blob per file content,
+    # named by the LFS sha256 or, for any other file, by its git blob id. The rest of what the
+    # fetch selects is what it downloads.
     was_cached = {
         f.name
         for f in listing
-        if (f.sha256 and (blobs / f.sha256).is_file()) or (snapshot / f.name).is_file()
+        if any((blobs / blob).is_file() for blob in (f.sha256, f.blob_id) if blob)
     }
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):

@@ -28,6 +28,9 @@ class RepoFile:
     size: int
     # Known without reading the file: the LFS sha256 (API) or a sha256-named cache blob.
     sha256: str | None = None
+    # The git blob id the Hub lists for every file; huggingface_hub names the cache blob of a
+    # file that is not in LFS by it.
+    blob_id: str | None = None
 
 
 @dataclass

@@ -239,6 +239,21 @@ def test_weights_cached_under_another_commit_are_not_downloaded_or_counted(tmp_p
     assert fetched.offline is False
 
 
+def test_small_files_cached_under_another_commit_are_not_counted(tmp_path, fake_hub):
+    mine = tmp_path / "my-cache"
+    first = fake_hub.add_repo(REPO, make_checkpoint(tmp_path / "m"))
+    hub.fetch_hub(REPO, first, max_bytes=10**9, cache_dir=mine)
+    # A later commit with new weights and the same config and tokenizer: huggingface_hub finds
+    # their blobs (named by git blob id) in the cache and sends for the weights alone.
+    new_weights = make_checkpoint(tmp_path / "m2", weights=False)
+    save_file({"w": torch.ones(4, 4)}, str(new_weights / "model.safetensors"))
+    second = fake_hub.add_repo(REPO, new_weights)
+    served = fake_hub.total_served()
+    fetched = hub.fetch_hub(REPO, second, max_bytes=10**9, cache_dir=mine)
+    assert fake_hub.total_served() - served == (new_weights / "model.safetensors").stat().st_size
+    assert fetched.downloaded_bytes == fake_hub.total_served() - served
+
+
 def test_empty_files_count_for_nothing(tmp_path, fake_hub):
     model = make_checkpoint(tmp_path / "m")
     sha = fake_hub.add_repo(REPO, model, extra_files={"empty.txt": b"", "empty.bin": b""})

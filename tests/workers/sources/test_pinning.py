@@ -5,6 +5,7 @@ never used to name a file outside the cache's refs; an unreachable Hub is `HubUn
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,4 +226,71 @@ def test_an_unreachable_hub_says_so_and_names_the_revision(hub_down):
     assert str(caught.value) == (
         f"{REPO}@v1 cannot be resolved: the Hub is unreachable and it is not in the local Hub "
         "cache"
+    )
+
+
+# --- a local folder or a Hub id -----------------------------------------------------------------
+
+
+def test_a_hub_id_with_nothing_at_its_path_is_no_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pinning.local_folder(REPO) is None
+    assert pinning.local_folder("gpt2") is None
+
+
+@pytest.mark.parametrize("written", ["./m", "../here/m", "ABSOLUTE/m", "~/m"])
+def test_a_name_written_as_a_path_is_a_local_folder(tmp_path, monkeypatch, written):
+    here = tmp_path / "here"
+    make_checkpoint(here / "m")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("HOME", str(here))
+    written = written.replace("ABSOLUTE", str(here))
+    found = pinning.local_folder(written)
+    assert found is not None and found.resolve() == (here / "m").resolve()
+    assert "~" not in str(found)  # the home folder is expanded
+
+
+def test_a_path_object_and_the_dot_folders_are_local_whatever_their_spelling(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "inner").mkdir()
+    monkeypatch.chdir(tmp_path / "inner")
+    assert pinning.local_folder(".") == Path(".")
+    assert pinning.local_folder("..") == Path("..")
+    make_checkpoint(tmp_path / "inner" / "plain")
+    assert pinning.local_folder(Path("plain")) == Path("plain")
+    with pytest.raises(InvalidInput) as caught:
+        pinning.local_folder(Path("missing"))
+    assert str(caught.value) == (
+        "no such folder: missing (a local model is a folder; a Hub model is written "
+        "namespace/name)"
+    )
+
+
+def test_an_existing_folder_wins_over_a_hub_id_of_the_same_spelling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / REPO)
+    assert pinning.local_folder(REPO) == Path(REPO)
+
+
+def test_a_missing_path_is_refused_by_name_not_tried_on_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInput) as caught:
+        pinning.local_folder("./nowhere")
+    assert str(caught.value) == (
+        "no such folder: ./nowhere (a local model is a folder; a Hub model is written "
+        "namespace/name)"
+    )
+
+
+@pytest.mark.parametrize("written", ["./weights.safetensors", "acme/file"])
+def test_a_file_is_refused_as_the_folder_it_is_not(tmp_path, monkeypatch, written):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / written).write_bytes(b"x")
+    with pytest.raises(InvalidInput) as caught:
+        pinning.local_folder(written)
+    assert str(caught.value) == (
+        f"{written} is a file: a local model is the folder that holds its config.json and "
+        "*.safetensors files"
     )
