@@ -259,6 +259,25 @@ def freeze(process: subprocess.Popen, timeout: float = 60.0) -> None:
         time.sleep(0.001)
 
 
+def freeze_inside_analysis(
+    process: subprocess.Popen, read_log, job_id: int, timeout: float = 120.0
+) -> bool:
+    """Once the worker `process` logs job `job_id`'s load stage, freeze it. True when it froze
+    before the job's analysis scored (after scoring it only records the result, so a job frozen
+    earlier is still held when it goes on); otherwise it is let go on again and False.
+    `read_log()` returns the worker's log so far."""
+    deadline = time.monotonic() + timeout
+    while f"job {job_id}: load" not in read_log():
+        assert process.poll() is None, f"the worker exited:\n{read_log()}"
+        assert time.monotonic() < deadline, f"job {job_id} was never analysed:\n{read_log()}"
+        time.sleep(0.02)
+    freeze(process)
+    if f"job {job_id}: score" not in read_log():
+        return True
+    process.send_signal(signal.SIGCONT)
+    return False
+
+
 def take_over(db_sessions, lease_seconds: float = 60.0, owner: str = "another-worker") -> None:
     """Another worker claims the running job, as it may once the first one's lease of
     `lease_seconds` has run out (a stall, a network partition): the claim is made at a time

@@ -36,7 +36,7 @@ from registry.index import service as index_service
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.models import ModelRevision, SuperWeight
-from tests.helpers import REPO_ROOT, free_port, freeze, python_env
+from tests.helpers import REPO_ROOT, free_port, freeze_inside_analysis, python_env
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 from workers.fixtures.planted import build_planted_model
 
@@ -231,15 +231,8 @@ def test_stop_and_freeze_postgres_under_a_running_server_and_worker(cluster, tmp
         for attempt in range(STAGING_TRIES):
             model_id = f"local/outage-{attempt}"
             job_id = service.submit(factory, str(model), model_id=model_id).job.id
-            _until(
-                lambda: f"job {job_id}: load" in worker_log.read_text(),
-                "the worker to start analysing",
-                interval=0.02,
-            )
-            freeze(worker)
-            if f"job {job_id}: score" not in worker_log.read_text():
+            if freeze_inside_analysis(worker, worker_log.read_text, job_id, WAIT_S):
                 break
-            worker.send_signal(signal.SIGCONT)
             _until(lambda: state(job_id) == JobState.SUCCEEDED, "the job to end")
         else:
             log = worker_log.read_text()

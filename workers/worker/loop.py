@@ -51,6 +51,7 @@ from workers.contract.errors import Unavailable
 from workers.contract.progress import JOB_STAGES
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
+from workers.science.device import require_device
 from workers.science.errors import CheckpointRefused
 from workers.sources import hub, local
 from workers.sources.listing import FetchResult
@@ -261,12 +262,11 @@ class Worker:
         """Work until stopped (or the queue is drained with `once`); returns jobs processed."""
         processed = 0
         log.info("worker %s started (device %s)", self.name, self.config.device)
-        from workers.science.device import require_device
-
         # A device this machine lacks is refused before seconds of imports, and before any claim.
         require_device(self.config.device)
         # torch and transformers take seconds to import: before the first lease, not during it.
         import workers.science.pipeline.sweep  # noqa: F401
+
         try:
             self.wait_for_database()
             failures = 0

@@ -1,5 +1,5 @@
-"""Fixtures of the worker's tests: its log, a migrated SQLite registry, one that cannot be
-opened, and a job claimed from the queue."""
+"""Fixtures of the worker's tests: its log, a migrated SQLite registry (sessions and URL), one that
+cannot be opened, and a job claimed from the queue."""
 
 import logging
 from collections.abc import Callable, Iterator
@@ -36,6 +36,12 @@ def sqlite_sessions(tmp_path) -> Iterator[tuple]:
 @pytest.fixture
 def sessions(sqlite_sessions) -> sessionmaker[Session]:
     return sqlite_sessions[1]
+
+
+@pytest.fixture
+def sqlite_url(sqlite_sessions) -> str:
+    """The URL of that registry, for a worker process to open."""
+    return sqlite_sessions[0].url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -161,14 +161,5 @@ def test_four_workers_two_killed_on_postgres(postgres_schema, planted, tmp_path)
         engine.dispose()
 
 
-def test_two_workers_one_killed_on_sqlite(planted, tmp_path):
-    from registry import migrate
-    from registry.database import make_engine, make_sessionmaker
-
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    try:
-        _run(url, make_sessionmaker(engine), planted, tmp_path, workers=2, jobs=16, kill=1)
-    finally:
-        engine.dispose()
+def test_two_workers_one_killed_on_sqlite(planted, tmp_path, sqlite_url, sessions):
+    _run(sqlite_url, sessions, planted, tmp_path, workers=2, jobs=16, kill=1)

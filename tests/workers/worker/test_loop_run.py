@@ -158,12 +158,10 @@ def test_a_worker_asked_for_a_gpu_it_lacks_stops_before_claiming_anything(sessio
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU asked for")
-def test_swreg_worker_asked_for_a_gpu_it_lacks_says_so_in_one_line(tmp_path):
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    migrate.upgrade(url)
+def test_swreg_worker_asked_for_a_gpu_it_lacks_says_so_in_one_line(sqlite_url):
     run = subprocess.run(
         [*WORKER_CMD, "--device", "cuda", "--once"],
-        env=python_env(SWREG_DATABASE_URL=url),
+        env=python_env(SWREG_DATABASE_URL=sqlite_url),
         capture_output=True,
         text=True,
         timeout=THREAD_TIMEOUT_S * 2,

@@ -13,22 +13,18 @@ tests/registry/jobs/test_queue.py.
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from registry import migrate
-from registry.database import make_engine, make_sessionmaker
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.models import ModelRevision
-from tests.helpers import WORKER_CMD, freeze, python_env
+from tests.helpers import WORKER_CMD, freeze_inside_analysis, python_env
 
 # Long enough that no heartbeat matters here; the jobs take seconds.
 LEASE_SECONDS = 60
-POLL_S = 0.05
 CLAIM_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 120
 # Jobs queued: a freeze that comes too late for one job (its analysis already scoring) is tried
@@ -39,15 +35,6 @@ JOBS = 3
 @pytest.fixture
 def planted(planted_models) -> Path:
     return planted_models("llama").path
-
-
-@pytest.fixture
-def registry(tmp_path):
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    yield url, make_sessionmaker(engine)
-    engine.dispose()
 
 
 class RunningWorker:
@@ -71,13 +58,6 @@ class RunningWorker:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            assert self.process.poll() is None, f"worker exited early:\n{self.log()}"
-            assert time.monotonic() < deadline, f"never logged {text!r}:\n{self.log()}"
-            time.sleep(POLL_S)
-
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)
 
@@ -95,12 +75,11 @@ class RunningWorker:
 
 
 @pytest.fixture
-def start_worker(registry, tmp_path):
-    url, _ = registry
+def start_worker(sqlite_url, tmp_path):
     started: list[RunningWorker] = []
 
     def start() -> RunningWorker:
-        worker = RunningWorker(url, tmp_path / f"worker-{len(started)}.log")
+        worker = RunningWorker(sqlite_url, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
 
@@ -126,14 +105,11 @@ def _freeze_inside_a_job(sessions, worker: RunningWorker, job_ids: list[int]) ->
     """Freeze the worker while it holds one of the jobs, before that job's analysis scores
     (after which it only records the result); return that job's id. The jobs run in order."""
     for job_id in job_ids:
-        worker.wait_for_log(f"job {job_id}: load", timeout=CLAIM_TIMEOUT_S)
-        freeze(worker.process)
-        held = _job(sessions, job_id)
-        if f"job {job_id}: score" not in worker.log():
+        if freeze_inside_analysis(worker.process, worker.log, job_id, CLAIM_TIMEOUT_S):
+            held = _job(sessions, job_id)
             assert held.state == JobState.RUNNING, worker.log()
             assert f":{worker.process.pid}:" in held.lease_owner
             return job_id
-        worker.thaw()
     pytest.fail(f"every job was past its analysis before the worker stopped:\n{worker.log()}")
 
 
@@ -142,8 +118,7 @@ def _revisions(sessions) -> int:
         return session.scalar(select(func.count()).select_from(ModelRevision))
 
 
-def test_first_sigterm_finishes_the_current_job_then_exits(registry, planted, start_worker):
-    _, sessions = registry
+def test_first_sigterm_finishes_the_current_job_then_exits(sessions, planted, start_worker):
     jobs = _submit(sessions, planted)
     worker = start_worker()
     held = _freeze_inside_a_job(sessions, worker, jobs)
@@ -171,8 +146,7 @@ def test_first_sigterm_finishes_the_current_job_then_exits(registry, planted, st
     assert _revisions(sessions) == jobs.index(held) + 1
 
 
-def test_a_second_stop_signal_hands_the_job_back_to_the_queue(registry, planted, start_worker):
-    _, sessions = registry
+def test_a_second_stop_signal_hands_the_job_back_to_the_queue(sessions, planted, start_worker):
     jobs = _submit(sessions, planted)
     worker = start_worker()
     held = _freeze_inside_a_job(sessions, worker, jobs)

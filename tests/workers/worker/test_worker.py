@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from registry import migrate
-from registry.database import make_engine, make_sessionmaker
 from registry.jobs import service
 from registry.jobs.models import Job, JobState
 from registry.superweights.service import lookup
@@ -128,13 +126,9 @@ def test_a_local_directory_is_worked_from_its_path(db_sessions, planted):
 
 
 def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
-    fake_hub, tmp_path, planted, planted_large
+    fake_hub, tmp_path, planted, planted_large, sessions, sqlite_url
 ):
     """A real `python -m workers.worker` with HF_ENDPOINT pointing at a Hub served over HTTP."""
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
     duplicates = {"pytorch_model.bin": b"p" * 300_000, "model.Q4_0.gguf": b"g" * 200_000}
     fake_hub.add_repo("acme/good", planted, extra_files=duplicates)
     fake_hub.add_repo("acme/too-big", planted_large)
@@ -142,21 +136,20 @@ def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
     # Submission pins each revision by asking the same Hub.
     jobs = {repo: service.submit(sessions, repo).job.id for repo in sorted(fake_hub.repos)}
 
-    env = python_env(SWREG_DATABASE_URL=url, SWREG_MAX_CHECKPOINT_BYTES=str(SIZE_CAP_BYTES))
-    try:
-        run = subprocess.run(
-            [*WORKER_CMD, "--once"],
-            env=env,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        with sessions() as session:
-            done = {job.model_id: job for job in session.scalars(select(Job))}
-    finally:
-        engine.dispose()
+    env = python_env(
+        SWREG_DATABASE_URL=sqlite_url, SWREG_MAX_CHECKPOINT_BYTES=str(SIZE_CAP_BYTES)
+    )
+    run = subprocess.run(
+        [*WORKER_CMD, "--once"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    with sessions() as session:
+        done = {job.model_id: job for job in session.scalars(select(Job))}
 
     for repo, reason in (("acme/pickle-only", "pickle-only"), ("acme/too-big", "over the cap")):
         assert done[repo].state == JobState.FAILED and reason in done[repo].last_error
