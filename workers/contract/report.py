@@ -241,7 +241,13 @@ class ValidationRun(_Part):
 
 
 class Coordinate(_Part):
-    """One scalar of the checkpoint, named as the checkpoint stores it, with its verdict."""
+    """One scalar of the checkpoint, named as the checkpoint stores it, with its verdict.
+
+    `index` is the position in `tensor` as stored, of whatever rank: [row, col] for an
+    nn.Linear weight, [col, row] for a GPT-2 Conv1D, and for a fused expert tensor the
+    three indices as stored ([expert, in, out] in gpt-oss and Llama 4, [expert, out, in] in
+    Granite-MoE). `expert` names the routed expert (null for a dense layer and for a shared
+    expert, whose module says so)."""
 
     tensor: str = Field(min_length=1, max_length=255)
     index: list[Count] = Field(min_length=1, max_length=4, description="position as stored")
@@ -249,10 +255,77 @@ class Coordinate(_Part):
     module: str = Field(min_length=1, max_length=128)
     row: Count = Field(description="output channel: the residual dimension that spikes")
     col: Count = Field(description="input channel of the projection")
+    expert: Count | None = Field(
+        default=None, description="the routed expert it belongs to; null outside routed experts"
+    )
     value: FiniteFloat | None = None
     dtype: str | None = Field(default=None, max_length=32)
     state: DetectedState
     evidence: Evidence
+
+
+class ExpertActivity(_Part):
+    """One routed expert's down projection in one layer, over every prompt: the tokens the
+    router sent it and its largest |output| (before the router's weighting)."""
+
+    expert: Count
+    tokens: NonNegativeInt = Field(description="tokens routed to it, summed over the prompts")
+    max_abs_output: float = Field(description="0 where no token reached it")
+    output_row: Count | None = None
+    output_token: Count | None = None
+    prompt: Count | None = Field(default=None, description="the prompt of the largest |output|")
+
+
+class ExpertProfile(_Part):
+    """The routed experts of one layer: what the per-layer/per-expert plot draws."""
+
+    layer: Count
+    experts: list[ExpertActivity]
+
+
+class ExpertValidation(_Part):
+    """The ablation of a whole expert (still routed to, its output zero) against random experts
+    of the same layer pruned the same way, scored like a weight's ablation."""
+
+    eval: EvalInfo
+    baseline: Score
+    pruned: ScoreVsBaseline
+    controls: dict[str, ControlEvidence]
+    verdict: Verdict
+
+
+class SuperExpert(_Part):
+    """A routed expert whose down projection emits a super activation (Su et al., arXiv
+    2507.23279): (layer, expert) with its own evidence."""
+
+    layer: Count
+    expert: Count
+    module: str = Field(min_length=1, max_length=128, description="the experts' module, e.g. mlp.experts")
+    state: DetectedState
+    max_abs_output: float
+    spike_ratio: float | None = None
+    row: Count | None = Field(default=None, description="the output channel that spikes")
+    tokens_routed: NonNegativeInt = 0
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="detection (observations) and validation (ExpertValidation)"
+    )
+
+
+class FeedForwardInfo(_Part):
+    """How the feed-forward output projection was found (structure or an override) and what it
+    is: written into the evidence so that a coordinate can be re-derived."""
+
+    found_by: Literal["structure", "override"]
+    layers: str = Field(description="attribute path of the decoder layers")
+    module: str = Field(description="the output projection inside a layer (dense layers)")
+    layout: str = Field(description="linear, conv1d, fused_experts_out_in, fused_experts_in_out")
+    input_form: str | None = Field(default=None, description="gated, ungated, fused_gate_up, interleaved")
+    experts: str | None = Field(default=None, description="the routed experts' module, if any")
+    num_experts: Count | None = None
+    shared_expert: str | None = None
+    dense_layers: list[Count] = Field(default_factory=list, description="layers without routed experts in an MoE model")
+    mixers: list[str] = Field(default_factory=list, description="non-attention token mixers (hybrids)")
+    sliding_window: Count | None = Field(default=None, description="recorded, never a context cap")
 
 
 class Report(_Part):
@@ -263,6 +336,9 @@ class Report(_Part):
     eval: EvalInfo | None = None
     profile: list[LayerProfile]
     super_weights: list[Coordinate]
+    super_experts: list[SuperExpert] = Field(default_factory=list)
+    expert_profile: list[ExpertProfile] = Field(default_factory=list)
+    feed_forward: FeedForwardInfo | None = None
     validation: ValidationRun | None = None
     timings: dict[str, float]
     bytes_read: NonNegativeInt
