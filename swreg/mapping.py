@@ -26,7 +26,7 @@ from transformers.pytorch_utils import Conv1D
 
 from registry.superweights.schemas import SuperWeightOut
 from workers.contract.errors import InvalidInput
-from workers.science.architectures import architecture_for
+from workers.science.feed_forward import describe
 from workers.science.streaming import stored_names
 
 
@@ -49,11 +49,6 @@ class Kept:
 
     weights: tuple[ModelWeight, ...]
     values: tuple[torch.Tensor, ...]  # 0-d copies, in each parameter's own dtype
-
-
-def _model_type(model: nn.Module) -> str | None:
-    config = getattr(model, "config", None)
-    return getattr(config, "model_type", None)
 
 
 def _parameter_names(model: nn.Module, tensors: list[str]) -> dict[str, str]:
@@ -86,17 +81,21 @@ def locate(
     model: a model from another revision, or one already quantized, is refused rather than
     given coordinates that name the wrong scalars (locate before you quantize)."""
     coordinates = list(coordinates)
-    architecture = architecture_for(_model_type(model))
+    if getattr(model, "config", None) is None:
+        raise InvalidInput("not a transformers model (it has no config)")
+    feed_forward = describe(model)  # where this model's feed-forward output projections are
     by_stored = _parameter_names(model, [c.tensor for c in coordinates])
     found = []
     for coordinate in coordinates:
         parameter = by_stored.get(coordinate.tensor)
-        expected = f"{architecture.layers}.{coordinate.layer}.{coordinate.module}.weight"
-        if parameter is None or parameter != expected:
+        layer_ok = 0 <= coordinate.layer < feed_forward.num_layers
+        site = feed_forward.dense_site(coordinate.layer) if layer_ok else None
+        expected = feed_forward.parameter(coordinate.layer, site) if site is not None else None
+        if parameter is None or parameter != expected or site.module != coordinate.module:
             raise InvalidInput(
                 f"{coordinate.tensor} {coordinate.index} is not a parameter of this "
-                f"{architecture.model_type} model (expected {expected}): are the coordinates "
-                "for this model?"
+                f"{feed_forward.model_type} model (expected {expected or 'a feed-forward projection'}): "
+                "are the coordinates for this model?"
             )
         owner = model.get_submodule(parameter.rpartition(".")[0])
         tensor = model.get_parameter(parameter)

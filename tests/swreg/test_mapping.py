@@ -14,7 +14,7 @@ from registry.superweights import service
 from swreg import Index, InvalidInput, coordinates_for, keep, keeping, locate, read, restore
 from tests.helpers import TINY_EVAL_TOKENS
 from workers.fixtures.planted import SUPPORTED_MODEL_TYPES
-from workers.science.architectures import ARCHITECTURES
+from workers.science.checkpoint import open_checkpoint
 from workers.science.context import model_context
 from workers.science.evaluation import Scoring, stop_word_ids
 from workers.science.pipeline.steps import AnalysisOptions, evaluation_windows
@@ -60,9 +60,9 @@ def index(planted_reports, tmp_path_factory):
 
 
 def _load(planted):
-    architecture = ARCHITECTURES[planted.model_type]
+    feed_forward = open_checkpoint(planted.path).feed_forward
     model = AutoModelForCausalLM.from_pretrained(
-        planted.path, dtype=torch.float32, attn_implementation=architecture.attention
+        planted.path, dtype=torch.float32, attn_implementation=feed_forward.attention
     )
     return model.eval()
 
@@ -92,7 +92,7 @@ class Perplexity:
 @pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
 def test_zeroing_the_located_weight_reproduces_the_ablation(model_type, planted_reports, index):
     planted, report = planted_reports(model_type)
-    architecture = ARCHITECTURES[model_type]
+    feed_forward = open_checkpoint(planted.path).feed_forward
     coordinates = coordinates_for(planted.path, index=index(model_type), states=("verified",))
     assert coordinates.model_id == f"planted/{model_type}"
     assert {(c.layer, c.row, c.col) for c in coordinates} == {(p.layer, p.row, p.col) for p in planted.plants}
@@ -101,7 +101,8 @@ def test_zeroing_the_located_weight_reproduces_the_ablation(model_type, planted_
     weights = locate(model, coordinates)
     state = model.state_dict()
     for weight, coordinate in zip(weights, coordinates, strict=True):
-        assert weight.parameter == architecture.down_proj_param(coordinate.layer)
+        site = feed_forward.dense_site(coordinate.layer)
+        assert weight.parameter == feed_forward.parameter(coordinate.layer, site)
         assert weight.transposed == (model_type == "gpt2")
         assert weight.index == ((weight.col, weight.row) if weight.transposed else (weight.row, weight.col))
         assert float(state[weight.parameter][weight.index]) == coordinate.value
@@ -128,7 +129,7 @@ def test_keeping_the_super_weights_around_a_quantizer(model_type, planted_report
     """The paper's recipe with a caller's own quantizer: clip and quantize every weight of the
     down projections in place, with the located super weights kept and restored."""
     planted, _ = planted_reports(model_type)
-    architecture = ARCHITECTURES[model_type]
+    feed_forward = open_checkpoint(planted.path).feed_forward
     model = _load(planted)
     weights = locate(model, coordinates_for(planted.path, index=index(model_type)))
     perplexity = Perplexity(planted)
@@ -138,8 +139,9 @@ def test_keeping_the_super_weights_around_a_quantizer(model_type, planted_report
     def clip_and_quantize() -> None:
         with torch.no_grad():
             for layer in range(model.config.num_hidden_layers):
-                parameter = model.get_parameter(architecture.down_proj_param(layer))
-                out_in = architecture.out_in(parameter)
+                site = feed_forward.dense_site(layer)
+                parameter = model.get_parameter(feed_forward.parameter(layer, site))
+                out_in = site.out_in(parameter)
                 out_in.copy_(quantize_rtn(out_in, 4, 64, clip_threshold(out_in, ClipRule())))
 
     clip_and_quantize()

@@ -70,7 +70,7 @@ class EvalInfo(_Part):
         default=None,
         max_length=64,
         description="the config key that set the cap (e.g. max_position_embeddings, "
-        "n_positions, sliding_window)",
+        "n_positions; a sliding window is no cap: see feed_forward.sliding_window)",
     )
 
 

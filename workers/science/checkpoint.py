@@ -16,14 +16,16 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from workers.science.architectures import Architecture, architecture_for
 from workers.science.errors import CheckpointRefused
+from workers.science.feed_forward import FeedForward, check_executable, discover
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SUFFIX = ".safetensors"
 # Weights that can only be read by unpickling, which runs arbitrary code: never loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# The config keys transformers' configs give the layer count under.
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
 SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
@@ -41,7 +43,7 @@ class WeightFile:
 class Checkpoint:
     path: Path
     config: dict
-    architecture: Architecture
+    feed_forward: FeedForward  # where each layer's feed-forward output projection is
     weight_files: list[WeightFile]
     tensor_file: dict[str, str] = field(repr=False)  # tensor name -> file name
     tensor_dtype: dict[str, str] = field(repr=False)
@@ -51,7 +53,7 @@ class Checkpoint:
 
     @property
     def model_type(self) -> str:
-        return self.architecture.model_type
+        return self.feed_forward.model_type
 
     @property
     def total_bytes(self) -> int:
@@ -173,7 +175,7 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointRefused(f"{path}: not a directory")
     config = _read_config(path)
     text_config = config.get("text_config") or config
-    architecture = architecture_for(config.get("model_type"))
+    feed_forward = _feed_forward(path)
     tensor_file: dict[str, str] = {}
     tensor_dtype: dict[str, str] = {}
     tensor_shape: dict[str, list[int]] = {}
@@ -186,12 +188,27 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
             tensor_shape[name] = shape
             tensor_span[name] = span
         weight_files.append(WeightFile(name=file.name, size=file.stat().st_size))
-    layers = text_config.get("num_hidden_layers") or text_config.get("n_layer")
+    layers = next((text_config[k] for k in LAYER_COUNT_KEYS if text_config.get(k)), None)
     if not isinstance(layers, int) or layers < 1:
         raise CheckpointRefused(f"{path}: config does not say how many layers the model has")
     return Checkpoint(
-        path, config, architecture, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
+        path, config, feed_forward, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
     )
+
+
+def _feed_forward(path: Path) -> FeedForward:
+    """The descriptor of the model config.json describes, found by structure (see
+    `workers.science.feed_forward`); a model swreg cannot analyse is refused here."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointRefused(f"{path}: config.json does not describe a model transformers knows ({first})") from None
+    feed_forward = discover(config)
+    check_executable(feed_forward)
+    return feed_forward
 
 
 LOCAL_REVISION_PREFIX = "sha256:"

@@ -2,8 +2,11 @@
 
 Every sequence swreg runs (a detection prompt, an evaluation window) must fit the model: past its
 position table a model indexes outside its position embeddings (GPT-2 with `n_positions` 256
-fails with an IndexError), and past a sliding attention window later tokens no longer see the
-first one, where super activations live. The cap is the smaller of the two.
+fails with an IndexError). Only the position table caps a sequence. A sliding attention window
+limits what one layer attends to, not how long a sequence the model takes: sequences longer
+than the window are how such models run (gpt-oss's 128-token window, Gemma 3's local layers),
+so the window is recorded (`workers.science.feed_forward.FeedForward.sliding_window`, the
+report's `feed_forward.sliding_window`), never used as a cap or a reason to refuse.
 """
 
 from typing import NamedTuple
@@ -26,37 +29,19 @@ class ModelContext(NamedTuple):
     """The longest sequence swreg runs through a model, and the config key that set it."""
 
     tokens: int | None  # None: the config names no limit
-    source: str | None  # e.g. "max_position_embeddings", "sliding_window"
+    source: str | None  # e.g. "max_position_embeddings", "n_positions"
 
 
 def _positive_int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _sliding_window(config: dict) -> int | None:
-    """The sliding attention window, where the model applies it to at least one layer.
-
-    Qwen2-style configs carry a `sliding_window` they do not use (`use_sliding_window` false);
-    configs with `layer_types` apply it only to their "sliding_attention" layers.
-    """
-    window = _positive_int(config.get("sliding_window"))
-    if window is None or config.get("use_sliding_window") is False:
-        return None
-    layer_types = config.get("layer_types")
-    if isinstance(layer_types, list) and "sliding_attention" not in layer_types:
-        return None
-    return window
-
-
 def model_context(config: dict) -> ModelContext:
-    """The context cap of a (text) config: its position table, or its sliding window if shorter."""
-    limits = [(t, key) for key in POSITION_KEYS if (t := _positive_int(config.get(key)))][:1]
-    if (window := _sliding_window(config)) is not None:
-        limits.append((window, "sliding_window"))
-    if not limits:
-        return ModelContext(None, None)
-    tokens, source = min(limits)
-    return ModelContext(tokens, source)
+    """The context cap of a (text) config: its position table (a sliding window is no cap)."""
+    for key in POSITION_KEYS:
+        if (tokens := _positive_int(config.get(key))) is not None:
+            return ModelContext(tokens, key)
+    return ModelContext(None, None)
 
 
 def check_judgeable(context: ModelContext, where: str) -> None:

@@ -93,7 +93,7 @@ class SpikeRow:
 def _flat_argmax(matrix: torch.Tensor) -> tuple[float, int, int]:
     flat = int(matrix.argmax())
     token, channel = divmod(flat, matrix.shape[-1])
-    return float(matrix.view(-1)[flat]), token, channel
+    return float(matrix.reshape(-1)[flat]), token, channel
 
 
 def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:

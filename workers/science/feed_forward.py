@@ -186,15 +186,14 @@ OVERRIDES: dict[str, Override] = {}
 # recurrent / state-space / convolution mixers of hybrids. Matched on class names of the modules
 # between a layer and a projection (a fused query/key/value projection can have exactly twice the
 # width of the attention output, which would read as a fused gate/up by shape alone).
-MIXER_CLASS = re.compile(
-    r"attention|attn|mamba|ssm|mixer|shortconv|rwkv|retention|deltanet|mlstm|slstm|recurrentblock|rglru",
-    re.IGNORECASE,
+# Case-sensitive, on CamelCase words: "SeedOssMLP" holds "ssM" but no SSM.
+_NON_ATTENTION_WORDS = (
+    r"Mamba|SSM|Ssm|Mixer|ShortConv|ShortConvolution|Rwkv|RWKV|Retention|DeltaNet|MLSTM|[ms]LSTM"
+    r"|RecurrentBlock|Rglru|RgLru|LinearAttention"
 )
+MIXER_CLASS = re.compile(rf"Attention|Attn|{_NON_ATTENTION_WORDS}")
 # ... of which these are not attention (recorded as the model's `mixers`).
-NON_ATTENTION_MIXER = re.compile(
-    r"mamba|ssm|shortconv|rwkv|retention|deltanet|mlstm|slstm|recurrentblock|rglru|linearattention",
-    re.IGNORECASE,
-)
+NON_ATTENTION_MIXER = re.compile(_NON_ATTENTION_WORDS)
 # A whole (hybrid) decoder layer or block is named after its mixer ("ZambaAttentionDecoderLayer"
 # holds the feed-forward block too): such containers are not mixers themselves.
 LAYER_CLASS = re.compile(r"(DecoderLayer|Layer|Block)$")
@@ -249,7 +248,9 @@ def _input_form(inputs: list[_Projection], inner: int) -> InputForm | None:
 
 
 def _dense_blocks(layer: nn.Module, d_model: int) -> list[tuple[_Projection, InputForm]]:
-    """Every (output projection, input form) of a feed-forward block in the layer."""
+    """Every (output projection, input form) of a feed-forward block in the layer: an output
+    projection (hidden size out) and the input projections (hidden size in) beside it, in its
+    parent module or below it (CPM-Ant keeps its gate and up in a sub-block)."""
     projections = [
         p for path, m in layer.named_modules()
         if path and (p := _projection(path, m)) is not None and not _under_mixer(layer, path)
@@ -258,12 +259,18 @@ def _dense_blocks(layer: nn.Module, d_model: int) -> list[tuple[_Projection, Inp
     for p in projections:
         by_parent.setdefault(_parent(p.path), []).append(p)
     found = []
-    for siblings in by_parent.values():
+    for parent, siblings in by_parent.items():
+        below = [p for p in projections if parent == "" or p.path.startswith(parent + ".")]
         # Where several projections of a block map to the hidden size (inner width equal to the
         # hidden size), the output is the last registered: transformers' blocks register their
         # input projections first.
         for down in reversed([p for p in siblings if p.out == d_model]):
-            inputs = [p for p in siblings if p is not down and p.inp == d_model]
+            # Its siblings that read the hidden size are all its inputs; only where it has none
+            # are they looked for below, of the right width (CPM-Ant).
+            inputs = [p for p in siblings if p is not down and p.inp == d_model] or [
+                p for p in below
+                if p not in siblings and parent and p.inp == d_model and p.out in (down.inp, 2 * down.inp)
+            ]
             form = _input_form(inputs, down.inp)
             if form is None and down.inp == d_model:
                 inputs = [p for p in inputs if p.out != d_model]
@@ -277,15 +284,45 @@ def _dense_blocks(layer: nn.Module, d_model: int) -> list[tuple[_Projection, Inp
 _EXPERT_INDEX = re.compile(r"\.(\d+)\.")
 
 
+def _cube_form(module: nn.Module) -> InputForm:
+    has_gate = getattr(module, "has_gate", None)
+    if has_gate is False:
+        return InputForm.UNGATED
+    if getattr(module, "is_concatenated", None) is False:
+        return InputForm.INTERLEAVED
+    return InputForm.FUSED_GATE_UP
+
+
+def _experts_site(path: str, module: nn.Module, name: str, param, transposed: bool, form) -> ProjectionSite:
+    inner = param.shape[1] if transposed else param.shape[2]
+    return ProjectionSite(
+        kind=SiteKind.ROUTED_EXPERTS,
+        module=path,
+        parameter=name,
+        layout=Layout.EXPERTS_IN_OUT if transposed else Layout.EXPERTS_OUT_IN,
+        input_form=form,
+        inner=int(inner),
+        num_experts=int(param.shape[0]),
+        is_transposed=getattr(module, "is_transposed", None),
+        is_concatenated=getattr(module, "is_concatenated", None),
+        has_gate=getattr(module, "has_gate", None),
+        has_bias=getattr(module, "has_bias", None),
+    )
+
+
 def _experts_sites(layer: nn.Module, d_model: int) -> list[ProjectionSite]:
-    """Routed experts held in 3-D parameters (transformers 5's fused experts, Granite-MoE's
-    parallel experts)."""
+    """Routed experts held in 3-D parameters: transformers 5's fused experts (input and output
+    cubes in one module) and parallel experts (one [experts, out, in] cube per module, JetMoE)."""
     sites = []
+    singles: dict[str, list[tuple[str, nn.Module, torch.Tensor]]] = {}
     for path, module in layer.named_modules():
         if not path or _under_mixer(layer, path + ".x"):
             continue
         cubes = [(n, p) for n, p in module.named_parameters(recurse=False) if p.dim() == 3]
-        if len(cubes) < 2 and not (len(cubes) == 1 and getattr(module, "has_gate", None) is not None):
+        if len(cubes) == 1:
+            singles.setdefault(_parent(path), []).append((path, module, cubes[0][1]))
+            continue
+        if len(cubes) < 2:
             continue
         transposed = getattr(module, "is_transposed", None)
         if transposed is None:
@@ -299,32 +336,20 @@ def _experts_sites(layer: nn.Module, d_model: int) -> list[ProjectionSite]:
                 ((n, p) for n, p in reversed(cubes) if (p.shape[2] if transposed else p.shape[1]) == d_model),
                 cubes[-1],
             )
-        out, inner = (param.shape[2], param.shape[1]) if transposed else (param.shape[1], param.shape[2])
-        if out != d_model:
+        if (param.shape[2] if transposed else param.shape[1]) != d_model:
             continue
-        has_gate = getattr(module, "has_gate", None)
-        concatenated = getattr(module, "is_concatenated", None)
-        if has_gate is False:
-            form = InputForm.UNGATED
-        elif concatenated is False:
-            form = InputForm.INTERLEAVED
-        else:
-            form = InputForm.FUSED_GATE_UP
-        sites.append(
-            ProjectionSite(
-                kind=SiteKind.ROUTED_EXPERTS,
-                module=path,
-                parameter=name,
-                layout=Layout.EXPERTS_IN_OUT if transposed else Layout.EXPERTS_OUT_IN,
-                input_form=form,
-                inner=int(inner),
-                num_experts=int(param.shape[0]),
-                is_transposed=getattr(module, "is_transposed", None),
-                is_concatenated=concatenated,
-                has_gate=has_gate,
-                has_bias=getattr(module, "has_bias", None),
-            )
-        )
+        sites.append(_experts_site(path, module, name, param, bool(transposed), _cube_form(module)))
+    for members in singles.values():
+        # Parallel experts: [experts, out, in] weights, the output one maps to the hidden size.
+        outputs = [m for m in members if m[2].shape[1] == d_model and m[2].shape[2] != d_model]
+        inputs = [m for m in members if m[2].shape[2] == d_model]
+        if len(outputs) != 1 or len(inputs) != 1:
+            continue
+        path, module, param = outputs[0]
+        width = inputs[0][2].shape[1]
+        form = {param.shape[2]: InputForm.UNGATED, 2 * param.shape[2]: InputForm.FUSED_GATE_UP}.get(width)
+        name = next(n for n, p in module.named_parameters(recurse=False) if p is param)
+        sites.append(_experts_site(path, module, name, param, False, form))
     return sites
 
 
@@ -385,6 +410,14 @@ def decoder_layers(model: nn.Module, num_layers: int) -> str:
     ]
     base = model.base_model_prefix
     under_base = [c for c in candidates if base and c[0].startswith(base + ".")] or candidates
+    if not under_base and base:
+        # A config whose layer count is not the number of decoder layers (LongCat-Flash counts
+        # two sub-layers per layer): the list of layers directly under the base model.
+        under_base = [
+            (path, module) for path, module in model.named_modules()
+            if isinstance(module, nn.ModuleList) and path.count(".") == 1 and path.startswith(base + ".")
+            and path.endswith(".layers")
+        ]
     if not under_base:
         raise UnsupportedArchitecture(
             f"no list of {num_layers} decoder layers in {type(model).__name__}"

@@ -34,7 +34,7 @@ from workers.contract.report import (
 from workers.contract.resources import DATA_DIR
 from workers.contract.version import package_version
 from workers.science import detection
-from workers.science.architectures import Architecture
+from workers.science.feed_forward import ProjectionSite, feed_forward_info
 from workers.science.checkpoint import Checkpoint
 from workers.science.context import ModelContext
 from workers.science.detection import Candidate
@@ -125,7 +125,7 @@ def _versus(run: VariantRun, interval: Interval) -> dict:
 
 def _validation_evidence(
     judged: CandidateJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo,
-    architecture: Architecture,
+    site: ProjectionSite,
 ) -> ValidationEvidence:
     candidate = judged.candidate
     controls = {}
@@ -133,7 +133,7 @@ def _validation_evidence(
         run = judged.controls[control.name]
         controls[control.name] = ControlEvidence(
             **_versus(run, judged.control_intervals[control.name]),
-            **control.details(run.plan.zeroed, candidate.layer, architecture.stored_index),
+            **control.details(run.plan.zeroed, candidate.layer, site.stored_index),
         )
     ablate, restore = judged.ablation, judged.restore
     return ValidationEvidence(
@@ -141,7 +141,7 @@ def _validation_evidence(
         baseline=_score(baseline),
         ablated=ScoreVsBaseline(**_versus(ablate, judged.ablation_interval)),
         restored=ScoreVsBaseline(**_versus(restore, judge.interval(restore))) if restore else None,
-        zeroed_with=[architecture.stored_index(r, c) for r, c in judged.zeroed_with],
+        zeroed_with=[site.stored_index(r, c) for r, c in judged.zeroed_with],
         controls=controls,
         super_activation=SuperActivationEvidence(
             ablated=ablate.plan.super_activation.get(candidate.row, []),
@@ -151,15 +151,15 @@ def _validation_evidence(
     )
 
 
-def _model_info(checkpoint: Checkpoint, tensor_names: dict[str, str], num_layers: int) -> ModelInfo:
+def _model_info(checkpoint: Checkpoint, tensor_names: dict[str, str]) -> ModelInfo:
     text_config = checkpoint.text_config()
-    architecture = checkpoint.architecture
+    feed_forward = checkpoint.feed_forward
     return ModelInfo(
         path=str(checkpoint.path),
         model_type=checkpoint.model_type,
         architecture=(checkpoint.config.get("architectures") or [None])[0],
-        dtype=checkpoint.dtype_name(tensor_names[architecture.down_proj_param(0)]),
-        num_layers=num_layers,
+        dtype=checkpoint.dtype_name(tensor_names[feed_forward.first_parameter()]),
+        num_layers=feed_forward.num_layers,
         d_model=text_config.get("hidden_size") or text_config.get("n_embd"),
         d_ff=text_config.get("intermediate_size")
         or text_config.get("ffn_dim")
@@ -199,7 +199,7 @@ def _selection(judged: CandidateJudgement) -> Selection:
 def build_report(findings: Findings) -> Report:
     checkpoint, state, baseline, judge = findings.checkpoint, findings.state, findings.baseline, findings.judge
     tensor_names, prompts = findings.tensor_names, findings.prompts
-    architecture = checkpoint.architecture
+    feed_forward = checkpoint.feed_forward
     eval_info = None
     if findings.eval_text is not None and judge is not None:
         eval_info = EvalInfo(
@@ -215,17 +215,18 @@ def build_report(findings: Findings) -> Report:
     super_weights = []
     for key in sorted(state.candidates):
         candidate = state.candidates[key]
-        tensor = tensor_names[architecture.down_proj_param(candidate.layer)]
+        site = feed_forward.dense_site(candidate.layer)
+        tensor = tensor_names[feed_forward.parameter(candidate.layer, site)]
         judged = judgements.get(key)
         validation = None
         if judged is not None and judged.ablation_interval is not None and baseline is not None:
-            validation = _validation_evidence(judged, judge, baseline, eval_info, architecture)
+            validation = _validation_evidence(judged, judge, baseline, eval_info, site)
         super_weights.append(
             Coordinate(
                 tensor=tensor,
-                index=architecture.stored_index(candidate.row, candidate.col),
+                index=site.stored_index(candidate.row, candidate.col),
                 layer=candidate.layer,
-                module=architecture.down_proj,
+                module=site.module,
                 row=candidate.row,
                 col=candidate.col,
                 value=candidate.value,
@@ -253,7 +254,7 @@ def build_report(findings: Findings) -> Report:
             rounds=findings.rounds,
         )
     return Report(
-        model=_model_info(checkpoint, tensor_names, len(state.profile)),
+        model=_model_info(checkpoint, tensor_names),
         detector=Detector(
             version=code_version(),
             device=findings.device,
@@ -266,6 +267,7 @@ def build_report(findings: Findings) -> Report:
         eval=eval_info,
         profile=[LayerProfile(**entry) for entry in state.profile],
         super_weights=super_weights,
+        feed_forward=feed_forward_info(feed_forward),
         validation=validation_run,
         timings=findings.timings,
         bytes_read=findings.bytes_read,

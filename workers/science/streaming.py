@@ -29,7 +29,7 @@ from accelerate import init_empty_weights
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.conversion_mapping import get_model_conversion_mapping
-from transformers.core_model_loading import WeightRenaming
+from transformers.core_model_loading import WeightRenaming, apply_renamings
 from transformers.initialization import no_init_weights
 
 from workers.science.checkpoint import Checkpoint
@@ -151,8 +151,11 @@ def return_large_frees_to_the_os() -> None:
 
 
 def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
-    """The dtype the checkpoint stores its down projections in."""
-    suffix = f".{checkpoint.architecture.down_proj}.weight"
+    """The dtype the checkpoint stores its feed-forward output projections in."""
+    feed_forward = checkpoint.feed_forward
+    # "model.layers.0.mlp.down_proj.weight" -> ".mlp.down_proj.weight" (checkpoints may drop the
+    # base model's prefix, so only the part inside a layer is matched)
+    suffix = "." + feed_forward.first_parameter().removeprefix(feed_forward.layers + ".").split(".", 1)[1]
     code = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
     return TORCH_DTYPES.get(code, torch.float32)
 
@@ -185,29 +188,48 @@ def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str,
     """
     names = list(names)
     transforms = get_model_conversion_mapping(model)
-    renames = []
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
     for transform in transforms:
-        if not isinstance(transform, WeightRenaming):
-            matches = [k for k in names if any(re.search(p, k) for p in transform.source_patterns)]
-            if matches:
-                raise CheckpointRefused(
-                    f"{what}: tensor {matches[0]} must be converted, not just renamed, "
-                    "to load; swreg only reads tensors as stored"
-                )
+        if isinstance(transform, WeightRenaming):
             continue
-        renames.extend(zip(transform.source_patterns, transform.target_patterns * len(transform.source_patterns)))
+        matches = [k for k in names if any(re.search(p, k) for p in transform.source_patterns)]
+        if matches:
+            raise CheckpointRefused(
+                f"{what}: tensor {matches[0]} must be converted, not just renamed, "
+                "to load; swreg only reads tensors as stored"
+            )
     found: dict[str, str] = {}
     prefix = model.base_model_prefix
     for stored in names:
-        renamed = stored
-        for source, target in renames:
-            if re.search(source, renamed):
-                renamed = re.sub(source, target, renamed)
-                break
+        # Every matching renaming fires, in order (they may chain), as transformers loads.
+        renamed = apply_renamings(stored, renamings)
         found[renamed] = stored
         if prefix:
             found.setdefault(f"{prefix}.{renamed}", stored)
     return found
+
+
+def _probe_output_arity(layer_forward: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> int | None:
+    """What a decoder layer returns, from one run of it on the meta device (its parameters are
+    still there while capturing: nothing is computed): 0 for a tensor, n for a tuple (or list)
+    of n. None where the layer cannot run on the meta device (a state-space kernel)."""
+    from torch.utils._pytree import tree_map
+
+    def to_meta(value):
+        return value.to("meta") if isinstance(value, torch.Tensor) else value
+
+    try:
+        output = layer_forward(to_meta(hidden), *tree_map(to_meta, args), **tree_map(to_meta, kwargs))
+    except Exception:  # noqa: BLE001 - any failure only means "could not tell"
+        return None
+    return len(output) if isinstance(output, tuple | list) else 0
+
+
+# When the probe cannot tell: a tensor, as most layers return; if the model's loop then fails on
+# it, the capture is run again with a pair (hidden_states, None), which serves the loops that
+# unpack two values (`hidden_states, attn_weights = layer(...)`) or take the first.
+_GUESSED_ARITY = 0
+_FALLBACK_ARITY = 2
 
 
 def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -226,7 +248,12 @@ class LayerStreamer:
         self.head_loaded = head
         self.checkpoint = checkpoint
         self.device = torch.device(device)
-        self.architecture = checkpoint.architecture
+        self.feed_forward = checkpoint.feed_forward
+        # What a decoder layer returns (0: a tensor; n: a tuple of n, hidden states first): seen
+        # on its real output (`run_layer`), or probed on the meta device while capturing; the
+        # recorders hand back the same shape of output, so the model's own loop accepts it.
+        self._arity: int | None = None
+        self._arity_known = False
         self.dtype = compute_dtype_for(self.device, stored_dtype(checkpoint))
         try:
             config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=False)
@@ -236,17 +263,17 @@ class LayerStreamer:
                 self.model = AutoModelForCausalLM.from_config(
                     config,
                     dtype=self.dtype,
-                    attn_implementation=self.architecture.attention,
+                    attn_implementation=self.feed_forward.attention,
                     trust_remote_code=False,
                 )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CheckpointRefused(
                 f"{checkpoint.path}: config.json does not describe a valid "
-                f"{self.architecture.model_type} model ({exc})"
+                f"{self.feed_forward.model_type} model ({exc})"
             ) from None
         self.model.eval()
         self._buffers_to_device()
-        self.layers: nn.ModuleList = self.model.get_submodule(self.architecture.layers)
+        self.layers: nn.ModuleList = self.model.get_submodule(self.feed_forward.layers)
         self.num_layers = len(self.layers)
         self._tied = _tied_sources(self.model)
         self.names = checkpoint_names(self.model, checkpoint)
@@ -274,7 +301,7 @@ class LayerStreamer:
         return next(f"{n}.weight" for n, m in self.model.named_modules() if m is module)
 
     def _non_layer_parameters(self) -> list[str]:
-        prefix = self.architecture.layers + "."
+        prefix = self.feed_forward.layers + "."
         skip = set()
         if not self.head_loaded:
             skip = {self._parameter_of(self.model.get_input_embeddings())}
@@ -287,7 +314,7 @@ class LayerStreamer:
         ]
 
     def _layer_parameters(self, layer: int) -> list[str]:
-        prefix = f"{self.architecture.layers}.{layer}."
+        prefix = f"{self.feed_forward.layers}.{layer}."
         return [prefix + n for n, _ in self.layers[layer].named_parameters()]
 
     def _source_name(self, param: str) -> str | None:
@@ -374,13 +401,18 @@ class LayerStreamer:
             return original(*args, **kwargs)
         hidden, rest = (args[0], args[1:]) if args else (kwargs.pop("hidden_states"), ())
         if self._mode == "capture":
+            if self._arity is None:
+                probed = _probe_output_arity(original, hidden, rest, kwargs)
+                self._arity, self._arity_known = (
+                    (probed, True) if probed is not None else (_GUESSED_ARITY, False)
+                )
             self._capture.append(LayerCall(rest, kwargs))
             if index == self.num_layers - 1:
                 raise _CaptureDone
         elif index == 0:
             # inject: the first layer hands back the final hidden state, the others pass it on.
             hidden = self._inject
-        return (hidden,) if self.architecture.layer_returns_tuple else hidden
+        return (hidden, *[None] * (self._arity - 1)) if self._arity else hidden
 
     @staticmethod
     def padded(sequences: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -449,20 +481,36 @@ class LayerStreamer:
             with_kwargs=True,
         )
         try:
-            self.model(input_ids=forward_ids, use_cache=False, **extra)
-        except _CaptureDone:
-            pass
+            self._forward_to_last_layer(forward_ids, extra)
         finally:
             hook.remove()
             self._mode = "run"
         lengths = None if attention_mask is None else attention_mask.sum(dim=1).tolist()
         return SequenceCapture(input_ids, embeddings[0], self._capture, lengths)
 
+    def _forward_to_last_layer(self, forward_ids: torch.Tensor, extra: dict) -> None:
+        try:
+            self.model(input_ids=forward_ids, use_cache=False, **extra)
+        except _CaptureDone:
+            return
+        except (ValueError, TypeError, IndexError, RuntimeError):
+            if self._arity_known:
+                raise
+            # The guessed output did not suit the model's loop: capture again with the other.
+            self._arity, self._arity_known, self._capture = _FALLBACK_ARITY, True, []
+            try:
+                self.model(input_ids=forward_ids, use_cache=False, **extra)
+            except _CaptureDone:
+                return
+
     @torch.inference_mode()
     def run_layer(self, layer: int, hidden: torch.Tensor, capture: SequenceCapture) -> torch.Tensor:
         call = capture.calls[layer]
         output = self.layers[layer](hidden, *call.args, **call.kwargs)
-        return output[0] if self.architecture.layer_returns_tuple else output
+        # A tuple or a list (GPT-1's blocks return [hidden_states, ...]).
+        returns_tuple = isinstance(output, tuple | list)
+        self._arity, self._arity_known = (len(output) if returns_tuple else 0), True
+        return output[0] if returns_tuple else output
 
     @property
     def vocab_size(self) -> int:

@@ -63,11 +63,27 @@ def test_remote_code_architecture_is_refused(planted_copy, tmp_path):
     assert not marker.exists()
 
 
-def test_unknown_architecture_is_refused_not_guessed(planted_copy):
+def test_a_model_without_a_feed_forward_block_is_refused_not_guessed(planted_copy):
     config = json.loads((planted_copy / "config.json").read_text())
     config["model_type"] = "mamba"
     (planted_copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedArchitecture, match="unsupported architecture 'mamba'"):
+    with pytest.raises(UnsupportedArchitecture, match="'mamba' has no feed-forward block"):
+        open_checkpoint(planted_copy)
+
+
+def test_an_encoder_is_refused_as_not_decoder_only(planted_copy):
+    config = json.loads((planted_copy / "config.json").read_text())
+    config["model_type"] = "bert"
+    (planted_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedArchitecture, match="'bert' is not decoder-only"):
+        open_checkpoint(planted_copy)
+
+
+def test_an_unknown_model_type_is_refused(planted_copy):
+    config = json.loads((planted_copy / "config.json").read_text())
+    config["model_type"] = "no_such_model"
+    (planted_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointRefused, match="does not describe a model transformers knows"):
         open_checkpoint(planted_copy)
 
 

@@ -30,21 +30,19 @@ def test_the_cap_is_the_position_table():
     assert _context("gpt2", n_positions=256) == (256, "n_positions")
 
 
-def test_a_sliding_window_caps_where_the_model_applies_it():
+def test_a_sliding_window_is_no_cap():
+    # A sliding window limits what one layer attends to, not how long a sequence the model takes.
     # Mistral-7B-v0.1: 4,096-token sliding window on every layer, 32k positions.
     assert _context("mistral", max_position_embeddings=32768, sliding_window=4096) == (
-        4096, "sliding_window",
-    )
-    # Gemma 2 alternates sliding and full layers: the sliding ones limit what the last token sees.
-    assert _context("gemma2", max_position_embeddings=8192, sliding_window=512) == (
-        512, "sliding_window",
-    )
-    # Qwen2 configs carry a sliding_window they do not use.
-    assert _context("qwen2", max_position_embeddings=32768, sliding_window=4096,
-                    use_sliding_window=False) == (32768, "max_position_embeddings")
-    # Mistral v0.3 has no sliding window.
-    assert _context("mistral", max_position_embeddings=32768, sliding_window=None) == (
         32768, "max_position_embeddings",
+    )
+    # A Gemma-3-style config with 256 positions and a 32-token window (issue 18): 256, not 32.
+    assert _context("gemma3_text", max_position_embeddings=256, sliding_window=32) == (
+        256, "max_position_embeddings",
+    )
+    # gpt-oss: a 128-token window on half its layers.
+    assert _context("gpt_oss", max_position_embeddings=4096, sliding_window=128) == (
+        4096, "max_position_embeddings",
     )
 
 

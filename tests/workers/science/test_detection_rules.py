@@ -7,7 +7,7 @@ import torch
 from workers.contract.report import LayerProfile
 from workers.contract.report import Observation as ReportedObservation
 from workers.science import detection
-from workers.science.architectures import ARCHITECTURES
+from workers.science.feed_forward import Layout, ProjectionSite, SiteKind
 from workers.science.detection import (
     DetectionState,
     Rule,
@@ -160,7 +160,8 @@ def test_zeroed_restores_the_exact_weights():
 
     weight = torch.randn(6, 5)
     original = weight.clone()
-    with ablation.zeroed(weight, ARCHITECTURES["gpt2"], [(1, 4), (2, 0)]):
+    conv1d = ProjectionSite(SiteKind.CONV1D, "mlp.c_proj", "weight", Layout.IN_OUT, None, inner=6)
+    with ablation.zeroed(weight, conv1d, [(1, 4), (2, 0)]):
         assert weight[4, 1] == 0 and weight[0, 2] == 0  # Conv1D: stored [in, out]
     assert torch.equal(weight, original)
 

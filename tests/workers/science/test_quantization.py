@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from workers.contract.quantization import KeptWeight
-from workers.science.architectures import ARCHITECTURES
+from workers.science.checkpoint import open_checkpoint
 from workers.science.pipeline.quantize import (
     DOWN_PROJ_ONLY,
     QuantizeOptions,
@@ -133,7 +133,7 @@ PLANTED_OPTIONS = QuantizeOptions(
 
 def _kept_plants(planted, model_type: str) -> list[KeptWeight]:
     """The planted super weights, as the check keeps them."""
-    module = ARCHITECTURES[model_type].down_proj
+    module = open_checkpoint(planted.path).feed_forward.dense_site(0).module
     return [
         KeptWeight(
             tensor=planted.down_proj_tensor(p.layer), index=list(planted.stored_index(p)),
@@ -182,13 +182,14 @@ def _full_model_perplexity(model_dir, setting: Setting, keep, options: QuantizeO
     analysis = AnalysisOptions(eval_tokens=options.eval_tokens)
     checkpoint, context, tokenizer = open_for_analysis(model_dir, analysis, Clock())
     _, windows = evaluation_windows(tokenizer, analysis, context)
-    architecture = ARCHITECTURES[checkpoint.model_type]
+    feed_forward = checkpoint.feed_forward
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, torch_dtype=torch.float32, attn_implementation=architecture.attention
+        model_dir, torch_dtype=torch.float32, attn_implementation=feed_forward.attention
     ).eval()
-    layers = model.get_submodule(architecture.layers)
+    layers = model.get_submodule(feed_forward.layers)
     for index, layer in enumerate(layers):
-        for matrix in layer_matrices(layer, options.weights, architecture.down_proj):
+        site = feed_forward.dense_site(index)
+        for matrix in layer_matrices(layer, options.weights, site.module if site else None):
             original = matrix.out_in().detach().clone()
             kept = [(w.row, w.col) for w in keep if w.layer == index and w.module == matrix.module]
             with torch.no_grad():

@@ -48,39 +48,47 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     evict_from_page_cache([job.checkpoint.path / f.name for f in job.checkpoint.weight_files])
     read_before = read_bytes_so_far()
     started = perf_counter()
-    architecture = job.checkpoint.architecture
+    feed_forward = job.checkpoint.feed_forward
     device = torch.device(job.options.device)
     model = AutoModelForCausalLM.from_pretrained(
         job.checkpoint.path,
         dtype=compute_dtype_for(device, stored_dtype(job.checkpoint)),
-        attn_implementation=architecture.attention,
+        attn_implementation=feed_forward.attention,
         trust_remote_code=False,
         use_safetensors=True,
     ).to(device)
     model.eval()
-    down_projs = [layer.get_submodule(architecture.down_proj) for layer in model.get_submodule(architecture.layers)]
-    recorders = [OutputRecorder(d, keep_inputs=True) for d in down_projs]
+    # Layer -> (its dense projection site, that module); layers without one are left out.
+    sites = {
+        index: (site, layer.get_submodule(site.module))
+        for index, layer in enumerate(model.get_submodule(feed_forward.layers))
+        if (site := feed_forward.dense_site(index)) is not None
+    }
+    down_projs = {layer: module for layer, (_, module) in sites.items()}
+
+    def out_in(layer: int) -> torch.Tensor:
+        site, module = sites[layer]
+        return site.out_in(getattr(module, site.parameter))
+
+    recorders = {layer: OutputRecorder(d, keep_inputs=True) for layer, d in down_projs.items()}
     started = job.clock.add("load", started)
 
-    activities: list[list] = [[] for _ in down_projs]
+    activities: dict[int, list] = {layer: [] for layer in down_projs}
     for prompt_ids in job.prompt_ids:
         model(input_ids=prompt_ids.to(device), use_cache=False)
-        for layer, recorder in enumerate(recorders):
+        for layer, recorder in recorders.items():
             activities[layer].append(summarize(recorder.inputs, recorder.outputs))
-    for recorder in recorders:
+    for recorder in recorders.values():
         recorder.remove()
     state = DetectionState(len(job.prompts))
-    per_layer = [
-        state.observe_layer(layer, activities[layer], architecture.out_in(d.weight))
-        for layer, d in enumerate(down_projs)
-    ]
+    per_layer = {layer: state.observe_layer(layer, activities[layer], out_in(layer)) for layer in down_projs}
     started = job.clock.add("detect", started)
 
     judge, baseline, rounds = job.judge(), None, 0
     if judge is not None:
         windows = [w.to(device) for w in job.windows]
         stop_ids = stop_word_ids(job.tokenizer)
-        recorders = [OutputRecorder(d) for d in down_projs]
+        recorders = {layer: OutputRecorder(d) for layer, d in down_projs.items()}
         rows, own, outputs = [], [], []
         for window in windows:
             baseline_rows, scores = baseline_scores(
@@ -88,18 +96,18 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
             )
             rows.append(baseline_rows)
             own.append(scores)
-            outputs.append([r.outputs for r in recorders])
-        for recorder in recorders:
+            outputs.append({layer: r.outputs for layer, r in recorders.items()})
+        for recorder in recorders.values():
             recorder.remove()
         baseline = Score([WindowScore.of(s) for s in own])
-        for layer, candidates in enumerate(per_layer):
-            judge.plan_layer(layer, candidates, architecture.out_in(down_projs[layer].weight))
+        for layer, candidates in per_layer.items():
+            judge.plan_layer(layer, candidates, out_in(layer))
         while pending := judge.pending():
             rounds += 1
             for run in pending:
                 layer = run.plan.layer
                 for w in run.missing:
-                    with applied(run.plan, down_projs[layer], architecture, outputs[w][layer]):
+                    with applied(run.plan, down_projs[layer], sites[layer][0], outputs[w][layer]):
                         logits = _next_token_logits(model, windows[w])
                     scores = token_scores(logits, next_token_targets(windows[w]), stop_ids, rows[w])
                     judge.record(run, w, scores, own[w])

@@ -89,9 +89,10 @@ class Matrix:
         return weight.t() if self.transposed else weight
 
 
-def layer_matrices(layer: nn.Module, weights: str, down_proj: str) -> list[Matrix]:
+def layer_matrices(layer: nn.Module, weights: str, down_proj: str | None) -> list[Matrix]:
     """The weight matrices of a decoder layer that the check quantizes: every nn.Linear and
-    Conv1D weight (attention and MLP projections), or only the down projection."""
+    Conv1D weight (attention and MLP projections), or only the down projection (none in a layer
+    without a feed-forward block)."""
     found = []
     for name, module in layer.named_modules():
         if not isinstance(module, nn.Linear | Conv1D):
@@ -159,9 +160,8 @@ class QuantizationSweep:
             module = streamer.load_layer(layer)
             streamer.prefetch(layer + 1)
             started = self.clock.add("read_wait", started)
-            matrices = layer_matrices(
-                module, self.options.weights, streamer.architecture.down_proj
-            )
+            site = streamer.feed_forward.dense_site(layer)
+            matrices = layer_matrices(module, self.options.weights, site.module if site else None)
             self.matrices += len(matrices)
             variants = LayerVariants(matrices, self.keep.get(layer, {}), self.options.clip_rule)
             for w, capture in enumerate(self.windows):

@@ -16,6 +16,7 @@ shadow group); each further sweep starts at the earliest layer that work needs (
 window's baseline is new), so most jobs need one or two sweeps.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -91,7 +92,7 @@ class Sweep:
         progress: Progress | None = None,
     ):
         self.streamer = streamer
-        self.architecture = streamer.architecture
+        self.feed_forward = streamer.feed_forward
         self.prompts = prompts
         self.windows = [_Window(c) for c in windows]
         self.judge = judge
@@ -130,23 +131,26 @@ class Sweep:
             module = streamer.load_layer(layer)
             streamer.prefetch(layer + 1)
             started = self.clock.add("read_wait", started)
-            down_proj = module.get_submodule(self.architecture.down_proj)
+            # A layer without a feed-forward block (a hybrid's mixer-only layer) still runs, with
+            # nothing to detect or fork at.
+            site = self.feed_forward.dense_site(layer)
+            down_proj = module.get_submodule(site.module) if site is not None else None
             candidates: list[Candidate] = []
             if detect:
-                prompt_hidden, candidates = self._detect(layer, down_proj, prompt_hidden)
+                prompt_hidden, candidates = self._detect(layer, site, down_proj, prompt_hidden)
                 started = self.clock.add("detect", started)
             if judge is not None:
                 forks = candidates or (layer in judge.layers and judge.layers[layer].units)
-                self._baseline(layer, down_proj, baseline, record=bool(forks))
+                self._baseline(layer, down_proj, baseline, record=bool(forks) and down_proj is not None)
                 if candidates:
-                    weight = self.architecture.out_in(down_proj.weight)
+                    weight = site.out_in(site.weight_of(module))
                     for run in judge.plan_layer(layer, candidates, weight):
                         work[run] = run.missing
                 self._carry(layer, carried)
                 for run, windows in work.items():
                     if run.plan.layer == layer:
                         for w in windows:
-                            carried[(run, w)] = self._fork(layer, down_proj, run, w)
+                            carried[(run, w)] = self._fork(layer, site, down_proj, run, w)
                 self.clock.add("validate", started)
             streamer.release_layer(layer)
             # Layers passed, counted from layer 0 whatever layer a round starts at: the first
@@ -165,9 +169,11 @@ class Sweep:
 
     # ---- one layer -------------------------------------------------------------------------
 
-    def _detect(self, layer: int, down_proj, hidden: torch.Tensor) -> tuple[torch.Tensor, list[Candidate]]:
+    def _detect(self, layer: int, site, down_proj, hidden: torch.Tensor) -> tuple[torch.Tensor, list[Candidate]]:
         """The prompts, one right-padded batch, pass the layer; each is summarised on its own
         tokens (a causal model's real tokens never see the padding after them)."""
+        if down_proj is None:
+            return self.streamer.run_layer(layer, hidden, self.prompts), []
         with recording(down_proj, keep_inputs=True) as recorder:
             hidden = self.streamer.run_layer(layer, hidden, self.prompts)
         # [B, T, features], whatever shape the architecture gives its projection (OPT: [B*T, ...]).
@@ -178,13 +184,13 @@ class Sweep:
             summarize(inputs[i, :length], outputs[i, :length])
             for i, length in enumerate(self.prompts.lengths)
         ]
-        weight = self.architecture.out_in(down_proj.weight)
+        weight = site.out_in(getattr(down_proj, site.parameter))
         return hidden, self.state.observe_layer(layer, activities, weight)
 
     def _baseline(self, layer: int, down_proj, hidden: dict[int, torch.Tensor], record: bool) -> None:
         """The baseline windows new in this round pass the layer; at a fork layer their input
         and down projection output are kept for the variants forked there, now or later."""
-        with recording(down_proj) as recorder:
+        with recording(down_proj) if down_proj is not None else nullcontext() as recorder:
             for w in hidden:
                 window = self.windows[w]
                 if record:
@@ -193,9 +199,9 @@ class Sweep:
                 if record:
                     window.outputs[layer] = recorder.outputs
 
-    def _fork(self, layer: int, down_proj, run: VariantRun, w: int) -> torch.Tensor:
+    def _fork(self, layer: int, site, down_proj, run: VariantRun, w: int) -> torch.Tensor:
         window = self.windows[w]
-        with applied(run.plan, down_proj, self.architecture, window.outputs[layer]):
+        with applied(run.plan, down_proj, site, window.outputs[layer]):
             return self.streamer.run_layer(layer, window.inputs[layer], window.capture)
 
     def _max_batch(self, tokens: int) -> int:

@@ -7,14 +7,15 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from workers.science.architectures import Architecture
+from workers.science.feed_forward import ProjectionSite
 from workers.science.validation.variants import Coordinate, VariantPlan
 
 
 @contextmanager
-def zeroed(weight: torch.Tensor, architecture: Architecture, coordinates: list[Coordinate]):
-    """Zero weights in place for the duration of the block, then put them back exactly."""
-    stored = [architecture.stored_index(r, c) for r, c in coordinates]
+def zeroed(weight: torch.Tensor, site: ProjectionSite, coordinates: list[Coordinate]):
+    """Zero weights (row, col) of a dense projection site in place for the duration of the
+    block, then put them back exactly."""
+    stored = [site.stored_index(r, c) for r, c in coordinates]
     index = (torch.tensor([s[0] for s in stored]), torch.tensor([s[1] for s in stored]))
     with torch.no_grad():
         saved = weight[index].clone()
@@ -83,14 +84,14 @@ def spike_tokens(baseline_outputs: torch.Tensor, row: int, threshold: float) -> 
 def applied(
     plan: VariantPlan,
     down_proj: nn.Module,
-    architecture: Architecture,
+    site: ProjectionSite,
     baseline_outputs: torch.Tensor | None,
 ):
     """Make `down_proj` behave as the variant does while the block runs one window through it,
     and record the super activation of each watched row before (baseline) and after (this
     variant)."""
     with ExitStack() as stack:
-        stack.enter_context(zeroed(down_proj.weight, architecture, plan.zeroed))
+        stack.enter_context(zeroed(getattr(down_proj, site.parameter), site, plan.zeroed))
         watched: list[tuple[int, list[int], torch.Tensor]] = []
         if baseline_outputs is not None:
             flat = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])
