@@ -196,7 +196,7 @@ MIXER_CLASS = re.compile(rf"Attention|Attn|{_NON_ATTENTION_WORDS}")
 NON_ATTENTION_MIXER = re.compile(_NON_ATTENTION_WORDS)
 # A whole (hybrid) decoder layer or block is named after its mixer ("ZambaAttentionDecoderLayer"
 # holds the feed-forward block too): such containers are not mixers themselves.
-LAYER_CLASS = re.compile(r"(DecoderLayer|Layer|Block)$")
+LAYER_CLASS = re.compile(r"(DecoderLayer|HybridLayer)$")
 
 
 @dataclass(frozen=True)
@@ -401,6 +401,18 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
     return tuple(sites)
 
 
+def _decoder_path(model: nn.Module) -> str | None:
+    """The path of the text decoder (a multimodal model's language model, not its vision
+    tower), where the model names it."""
+    try:
+        decoder = model.get_decoder()
+    except (AttributeError, NotImplementedError, ValueError):
+        return None
+    if decoder is None or decoder is model:
+        return None
+    return next((path for path, module in model.named_modules() if module is decoder), None)
+
+
 def decoder_layers(model: nn.Module, num_layers: int) -> str:
     """The path of the decoder layers: the ModuleList of `num_layers` layers under the base
     model (the shortest path, then the one holding the most parameters)."""
@@ -409,7 +421,12 @@ def decoder_layers(model: nn.Module, num_layers: int) -> str:
         if isinstance(module, nn.ModuleList) and len(module) == num_layers and path
     ]
     base = model.base_model_prefix
-    under_base = [c for c in candidates if base and c[0].startswith(base + ".")] or candidates
+    decoder = _decoder_path(model)
+    under_base = (
+        [c for c in candidates if decoder and c[0].startswith(decoder + ".")]
+        or [c for c in candidates if base and c[0].startswith(base + ".")]
+        or candidates
+    )
     if not under_base and base:
         # A config whose layer count is not the number of decoder layers (LongCat-Flash counts
         # two sub-layers per layer): the list of layers directly under the base model.

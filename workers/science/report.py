@@ -152,7 +152,6 @@ def _validation_evidence(
 
 
 def _model_info(checkpoint: Checkpoint, tensor_names: dict[str, str]) -> ModelInfo:
-    text_config = checkpoint.text_config()
     feed_forward = checkpoint.feed_forward
     return ModelInfo(
         path=str(checkpoint.path),
@@ -160,10 +159,9 @@ def _model_info(checkpoint: Checkpoint, tensor_names: dict[str, str]) -> ModelIn
         architecture=(checkpoint.config.get("architectures") or [None])[0],
         dtype=checkpoint.dtype_name(tensor_names[feed_forward.first_parameter()]),
         num_layers=feed_forward.num_layers,
-        d_model=text_config.get("hidden_size") or text_config.get("n_embd"),
-        d_ff=text_config.get("intermediate_size")
-        or text_config.get("ffn_dim")
-        or text_config.get("n_inner"),
+        d_model=feed_forward.d_model,
+        # The inner width as built (configs spell it many ways, some per layer: Gemma 3n).
+        d_ff=feed_forward.first_site().inner,
         weight_files=[f.as_dict() for f in checkpoint.weight_files],
         weight_bytes=checkpoint.total_bytes,
     )

@@ -162,7 +162,9 @@ def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
 
 def _tied_sources(model: nn.Module) -> dict[str, str]:
     """Tied parameter name -> the parameter it shares its weight with (e.g. lm_head <- embed)."""
-    if not getattr(model.config.get_text_config(), "tie_word_embeddings", False):
+    # A composite (multimodal) config may say it at the top level or in its text part.
+    configs = (model.config, model.config.get_text_config())
+    if not any(getattr(c, "tie_word_embeddings", False) for c in configs):
         return {}
     tied: dict[str, str] = {}
     for prefix, module in model.named_modules():

@@ -5,7 +5,7 @@ every window scored fits the model."""
 
 import pytest
 
-from workers.fixtures.planted import SUPPORTED_MODEL_TYPES as ALL_MODEL_TYPES
+from workers.fixtures.planted import FIRST_TOKEN_MODEL_TYPES as ALL_MODEL_TYPES
 from workers.science.context import model_context
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse

@@ -6,7 +6,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.helpers import TINY_EVAL_TOKENS
-from tests.workers.science.test_feed_forward import HAND_TABLE
+from tests.workers.science.test_feed_forward import EXPECTED
 from workers.fixtures.planted import SUPPORTED_MODEL_TYPES as ALL_MODEL_TYPES
 from workers.science.pipeline.naive import analyse_naive
 from workers.science.pipeline.steps import AnalysisOptions
@@ -62,7 +62,7 @@ def test_planted_super_weights_are_found_and_verified(reports, model_type):
             assert tuple(sw["index"]) == planted.stored_index(plant)
             stored = weights.get_tensor(sw["tensor"])[tuple(sw["index"])]
             assert sw["value"] == pytest.approx(float(stored))
-            assert sw["module"] == HAND_TABLE[model_type][1]
+            assert sw["module"] == EXPECTED[model_type][1]
 
 
 @pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
