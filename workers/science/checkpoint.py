@@ -24,8 +24,6 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SUFFIX = ".safetensors"
 # Weights that can only be read by unpickling, which runs arbitrary code: never loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-# The config keys transformers' configs give the layer count under.
-LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
 SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
@@ -174,7 +172,6 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
     if not path.is_dir():
         raise CheckpointRefused(f"{path}: not a directory")
     config = _read_config(path)
-    text_config = config.get("text_config") or config
     feed_forward = _feed_forward(path)
     tensor_file: dict[str, str] = {}
     tensor_dtype: dict[str, str] = {}
@@ -188,9 +185,6 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
             tensor_shape[name] = shape
             tensor_span[name] = span
         weight_files.append(WeightFile(name=file.name, size=file.stat().st_size))
-    layers = next((text_config[k] for k in LAYER_COUNT_KEYS if text_config.get(k)), None)
-    if not isinstance(layers, int) or layers < 1:
-        raise CheckpointRefused(f"{path}: config does not say how many layers the model has")
     return Checkpoint(
         path, config, feed_forward, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
     )

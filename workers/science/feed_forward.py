@@ -189,7 +189,7 @@ OVERRIDES: dict[str, Override] = {}
 # Case-sensitive, on CamelCase words: "SeedOssMLP" holds "ssM" but no SSM.
 _NON_ATTENTION_WORDS = (
     r"Mamba|SSM|Ssm|Mixer|ShortConv|ShortConvolution|Rwkv|RWKV|Retention|DeltaNet|MLSTM|[ms]LSTM"
-    r"|RecurrentBlock|Rglru|RgLru|LinearAttention"
+    r"|RecurrentBlock|Rglru|RgLru|LinearAttention|xLSTMLayer"
 )
 MIXER_CLASS = re.compile(rf"Attention|Attn|{_NON_ATTENTION_WORDS}")
 # ... of which these are not attention (recorded as the model's `mixers`).
