@@ -3,7 +3,7 @@ records is the contract's report (`workers.contract.report`)."""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_serializer
 
 State = Literal["published", "reported", "candidate", "verified", "rejected", "retracted"]
 RevisionKind = Literal["commit", "content", "unknown"]
@@ -143,6 +143,15 @@ class ProfileOut(BaseModel):
         description="Mixture-of-experts models only: per layer with routed experts, each "
         "expert's routed tokens and largest |down-projection output| (`ExpertProfile`).",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_experts(self, handler):
+        # A dense revision's stored profile has no `experts` key: written back as it was stored,
+        # so a parsed index answers exactly what the API serves.
+        data = handler(self)
+        if self.experts is None:
+            data.pop("experts", None)
+        return data
 
 
 class RevisionOut(BaseModel):
