@@ -196,9 +196,13 @@ def _expert_place(model: nn.Module, coordinate: SuperWeightOut) -> tuple[str, tu
             f"{coordinate.tensor} {coordinate.index}: expert {index[0]} in {place.parameter}, "
             f"not expert {coordinate.expert}"
         )
-    # The output channel runs along the hidden size: [E, in, out] (gpt-oss) ends with it.
+    # transformers' experts modules say which order they hold ([E, in, out]: is_transposed);
+    # otherwise the output channel runs along the hidden size.
+    owner = model.get_submodule(place.parameter.rpartition(".")[0])
     hidden = _hidden_size(model)
-    if hidden is not None and shape[1] != shape[2] and hidden in shape[1:]:
+    if hasattr(owner, "is_transposed"):
+        transposed = bool(owner.is_transposed)
+    elif hidden is not None and shape[1] != shape[2] and hidden in shape[1:]:
         transposed = shape[2] == hidden
     else:  # square experts: the index itself says which order it is in
         transposed = index[1:] == (coordinate.col, coordinate.row) and coordinate.row != coordinate.col
