@@ -84,7 +84,8 @@ COMMANDS = {
     "serve": Entry("registry.server:serve", "Serve the HTTP API (and OpenAPI docs)."),
     "setup": Entry(
         "registry.db_cli:setup",
-        "Make a ready registry: migrate the database and load the published index (idempotent).",
+        "Make a ready registry: migrate the database and load the published index and the "
+        "reported super experts (idempotent).",
     ),
     "submit": Entry(
         "registry.jobs.cli:submit",

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, GptOssConfig, GraniteMoeConfig, MixtralConfig, Qwen3MoeConfig
+from transformers import (
+    AutoModelForCausalLM,
+    GptOssConfig,
+    GraniteMoeConfig,
+    MixtralConfig,
+    Qwen3MoeConfig,
+)
 
 from registry import migrate
 from registry.database import make_engine, make_sessionmaker, transaction
@@ -24,8 +30,8 @@ from workers.sources.pinning import hash_local_weights, local_revision
 
 HIDDEN, EXPERTS, LAYER, EXPERT = 16, 4, 1, 2
 ROW, COL = 5, 3  # output channel (< hidden size), input channel (< every expert's inner width)
-SMALL = dict(hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-             num_key_value_heads=1, vocab_size=64, head_dim=8)
+SMALL = {"hidden_size": HIDDEN, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "vocab_size": 64, "head_dim": 8}
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,9 @@ def _load(path: Path):
 
 
 def _coordinate(layout: Layout, value: float, **changes) -> SuperWeightOut:
-    fields = dict(tensor=layout.tensor, index=layout.index, layer=LAYER, module="mlp.experts.down_proj",
-                  row=ROW, col=COL, expert=EXPERT, value=value, dtype="float32", state="verified",
-                  evidence={}, provenance={})
+    fields = {"tensor": layout.tensor, "index": layout.index, "layer": LAYER, "module": "mlp.experts.down_proj",
+              "row": ROW, "col": COL, "expert": EXPERT, "value": value, "dtype": "float32",
+              "state": "verified", "evidence": {}, "provenance": {}}
     return SuperWeightOut(**{**fields, **changes})
 
 

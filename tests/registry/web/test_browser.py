@@ -248,7 +248,7 @@ def test_a_moe_model_page_with_experts_super_experts_and_the_heat_map(visit):
     assert "pruning it multiplies perplexity" in evidence.locator(".verdict").inner_text()
     page.locator("img.experts-plot").scroll_into_view_if_needed()  # it loads lazily
     page.wait_for_function(
-        "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('img.experts-plot')].every(i => i.complete && i.naturalWidth > 0)"
     )
     sizes = page.evaluate(
         "() => [...document.querySelectorAll('img.experts-plot')].map(i => [i.naturalWidth, i.naturalHeight])"

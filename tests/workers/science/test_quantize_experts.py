@@ -9,11 +9,16 @@ import torch
 from transformers import AutoModelForCausalLM, GptOssConfig, Qwen3MoeConfig
 
 from workers.contract.quantization import KeptWeight
-from workers.science.pipeline.quantize import ALL_WEIGHTS, DOWN_PROJ_ONLY, LayerVariants, layer_matrices
+from workers.science.pipeline.quantize import (
+    ALL_WEIGHTS,
+    DOWN_PROJ_ONLY,
+    LayerVariants,
+    layer_matrices,
+)
 from workers.science.quantization import ClipRule, Setting, Variant, clip_threshold, quantize_rtn
 
-SMALL = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-             num_key_value_heads=1, vocab_size=64, head_dim=8)
+SMALL = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "vocab_size": 64, "head_dim": 8}
 EXPERTS, EXPERT, ROW, COL = 4, 2, 5, 3
 # Far outside the bulk of its matrix (the clipping rule clips beyond 10 x the RMS).
 SUPER_WEIGHT = 25.0
@@ -51,7 +56,7 @@ def test_the_fused_expert_tensors_are_found_in_their_stored_orientation(model_ty
 
 @pytest.mark.parametrize("model_type", CONFIGS)
 def test_each_expert_is_quantized_on_its_own_and_the_super_weight_is_kept(model_type):
-    layer, matrices = _layer(model_type)
+    _, matrices = _layer(model_type)
     down = matrices["mlp.experts.down_proj"]
     original = down.out_in().detach().clone()
     rule = ClipRule()
