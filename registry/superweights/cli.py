@@ -41,8 +41,14 @@ def _print_revision(rev: dict[str, Any]) -> None:
         for sw in rev["super_weights"]
     ]
     headers = ["state", "layer", "tensor", "index", "value", "dtype", "source"]
+    if any(sw.get("expert") is not None for sw in rev["super_weights"]):
+        # Mixture-of-experts revisions only: dense lookups print as they always did.
+        headers.insert(2, "expert")
+        for row, sw in zip(rows, rev["super_weights"], strict=True):
+            row.insert(2, "-" if sw.get("expert") is None else str(sw["expert"]))
     for line in table(headers, rows):
         click.echo("  " + line)
+    _print_super_experts(rev.get("super_experts") or [])
     citations = {sw["provenance"]["citation"] for sw in rev["super_weights"]} - {None}
     for citation in sorted(citations):
         click.echo(f"  citation: {citation}")
@@ -54,6 +60,26 @@ def _print_revision(rev: dict[str, Any]) -> None:
             click.echo(f"  {where} reproduced at: {', '.join(sw['provenance']['reproduced_in'])}")
         if sw["state"] == "retracted":
             click.echo(f"  {where} retracted: {sw['provenance']['retraction_reason']}")
+
+
+def _print_super_experts(found: list[dict[str, Any]]) -> None:
+    """A revision's super experts: (layer, expert), state, largest |down-projection output|."""
+    if not found:
+        return
+    click.echo("  super experts:")
+    rows = [
+        [
+            se["state"] + (" (disputed)" if se["provenance"]["disputed_with"] else ""),
+            str(se["layer"]),
+            str(se["expert"]),
+            se["module"],
+            "-" if se["max_abs_output"] is None else str(se["max_abs_output"]),
+            _source(se),
+        ]
+        for se in found
+    ]
+    for line in table(["state", "layer", "expert", "module", "max |output|", "source"], rows):
+        click.echo("    " + line)
 
 
 def _print_sources(sw: dict[str, Any]) -> None:

@@ -138,3 +138,22 @@ def test_a_verified_super_expert_reproduces_a_reported_one(db_sessions):
         claim = service.get_super_expert(session, MODEL, "unknown", 1, 2)
         assert claim.state == "reported"
         assert claim.reproduced_in == [SHA_A]
+
+
+def test_lookup_prints_the_expert_column_and_the_super_experts(cli_env, db_sessions):
+    from click.testing import CliRunner
+
+    from registry.cli import main
+    from workers.contract.resources import REPORTED_SUPER_EXPERTS_PATH
+
+    _record(db_sessions, moe_report())
+    result = CliRunner().invoke(main, ["lookup", MODEL], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    header, *rows = [line.split() for line in result.stdout.splitlines()[1:4]]
+    assert header[:3] == ["state", "layer", "expert"]
+    assert ["verified", "1", "2", FUSED_TENSOR, "[2, 7, 5]"] == [*rows[0][:4], " ".join(rows[0][4:7])]
+    assert "  super experts:" in result.stdout
+    assert any(line.split()[:4] == ["verified", "1", "2", "mlp.experts"] for line in result.stdout.splitlines())
+    CliRunner().invoke(main, ["import", str(REPORTED_SUPER_EXPERTS_PATH)], catch_exceptions=False)
+    claims = CliRunner().invoke(main, ["lookup", "deepseek-ai/DeepSeek-V2-Lite"], catch_exceptions=False).stdout
+    assert "reported (disputed)  3      54      mlp.experts" in claims
