@@ -46,8 +46,9 @@ def _print_revision(rev: dict[str, Any]) -> None:
         headers.insert(2, "expert")
         for row, sw in zip(rows, rev["super_weights"], strict=True):
             row.insert(2, "-" if sw.get("expert") is None else str(sw["expert"]))
-    for line in table(headers, rows):
-        click.echo("  " + line)
+    if rows or not rev.get("super_experts"):  # a revision of claimed super experts only: no empty table
+        for line in table(headers, rows):
+            click.echo("  " + line)
     _print_super_experts(rev.get("super_experts") or [])
     citations = {sw["provenance"]["citation"] for sw in rev["super_weights"]} - {None}
     for citation in sorted(citations):
@@ -80,6 +81,13 @@ def _print_super_experts(found: list[dict[str, Any]]) -> None:
     ]
     for line in table(["state", "layer", "expert", "module", "max |output|", "source"], rows):
         click.echo("    " + line)
+    for se in found:
+        others = se["provenance"]["disputed_with"]
+        if others:
+            places = ", ".join(f"layer {p['layer']} expert {p['expert']}" for p in others)
+            click.echo(
+                f"  layer {se['layer']} expert {se['expert']}: disputed, other sources place it at {places}"
+            )
 
 
 def _print_sources(sw: dict[str, Any]) -> None:
