@@ -24,7 +24,7 @@ from registry.index import service as index_service
 from registry.superweights import service
 from registry.superweights.schemas import SuperWeightOut
 from swreg import Index, InvalidInput, coordinates_for, keeping, locate, read
-from tests.expert_reports import expert_coordinate
+from tests.expert_reports import expert_coordinate, super_expert
 from tests.helpers import report as make_report
 from workers.sources.pinning import hash_local_weights, local_revision
 
@@ -174,6 +174,7 @@ def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved
     report["super_weights"] = [expert_coordinate(
         LAYER, EXPERT, layout.index, ROW, COL, value, "verified", tensor=layout.tensor,
         module="mlp.experts.down_proj", ablated=300.0)]
+    report["super_experts"] = [super_expert(LAYER, EXPERT, "verified", max_abs_output=40.0, pruned=90.0)]
     url = f"sqlite:///{tmp_path / 'swreg.db'}"
     migrate.upgrade(url)
     engine = make_engine(url)
@@ -189,6 +190,7 @@ def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved
     coordinates = coordinates_for(path, index=Index.load(index_file))
     (coordinate,) = coordinates
     assert (coordinate.index, coordinate.expert) == (layout.index, EXPERT)
+    assert [(se.layer, se.expert, se.state) for se in coordinates.super_experts] == [(LAYER, EXPERT, "verified")]
     model = _load(path)
     (weight,) = locate(model, coordinates)
     assert float(model.get_parameter(weight.parameter).detach()[weight.index]) == value
