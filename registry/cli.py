@@ -79,7 +79,8 @@ COMMANDS = {
     ),
     "retract": Entry(
         "registry.superweights.cli:retract",
-        "Retract a coordinate: it stays in the registry, marked retracted with the reason.",
+        "Retract a coordinate or a super expert: it stays in the registry, marked retracted "
+        "with the reason.",
     ),
     "serve": Entry("registry.server:serve", "Serve the HTTP API (and OpenAPI docs)."),
     "setup": Entry(

@@ -113,7 +113,8 @@ def _current(url: str) -> tuple[str, ...]:
 
 @click.command()
 def setup() -> None:
-    """Make a ready registry: migrate the database and load the published index and the reported super experts (idempotent).
+    """Make a ready registry: migrate the database and load the published index and the
+    reported super experts (idempotent).
 
     The reported super experts are those of Su et al., arXiv:2507.23279 (data/reported_super_experts.json).
 
