@@ -45,7 +45,11 @@ def super_expert(layer: int, expert: int, state: str, *, max_abs_output: float, 
                 "eval": EVAL,
                 "baseline": base,
                 "pruned": _score(pruned, 20.19),
-                "controls": {"random_experts": _score(20.3, 20.19, experts=[[layer, 0], [layer, 3]], seed=7)},
+                # One control per random expert of the layer, pruned the same way.
+                "controls": {
+                    "random expert 1": _score(20.3, 20.19, experts=[0]),
+                    "random expert 2": _score(20.25, 20.19, experts=[3]),
+                },
                 "verdict": {"state": state, "reason": f"pruning it multiplies perplexity by {pruned / 20.19:.2f}"},
             },
         },

@@ -96,7 +96,10 @@ def expert_validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | N
     rows = [row("baseline", "the model as it is", validation.get("baseline") or {}), pruned_row]
     for name, control in (validation.get("controls") or {}).items():
         experts = control.get("experts")
-        what = f"{len(experts)} random experts of the layer pruned" if experts else "a control"
+        # The experts a control pruned instead (numbers within the layer).
+        named = ", ".join(str(e) for e in experts or [])
+        plural = "s" if experts and len(experts) > 1 else ""
+        what = f"expert{plural} {named} of the layer pruned" if experts else "a control"
         rows.append(row(f"control: {name}", what, control))
     return rows
 

@@ -32,7 +32,7 @@ def test_lookup_returns_experts_and_super_experts(client, db_sessions):
     assert (fused["index"], fused["expert"], fused["row"], fused["col"]) == ([2, 7, 5], 2, 5, 7)
     first, second = revision["super_experts"]
     assert (first["layer"], first["expert"], first["state"], first["max_abs_output"]) == (1, 2, "verified", 400.0)
-    assert first["evidence"]["validation"]["controls"]["random_experts"]["experts"] == [[1, 0], [1, 3]]
+    assert first["evidence"]["validation"]["controls"]["random expert 2"]["experts"] == [3]
     assert first["provenance"]["detector_version"] == "0.1.0"
     assert second["max_abs_output"] == "Infinity"
     profile = client.get(f"/api/v1/models/{MODEL}/revisions/{SHA_A}/profile").json()

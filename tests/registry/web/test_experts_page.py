@@ -82,8 +82,8 @@ def test_super_experts_are_listed_with_their_states_and_evidence(client):
     evidence = _between(html, f'id="se-{SHA_A[:12]}-1-2"', "</article>")
     assert "pruning it multiplies perplexity by 12.38" in evidence
     runs = [row[0] for row in Rows(evidence, None).rows if row]
-    assert runs[-3:] == ["baseline", "pruned", "control: random_experts"]
-    assert "2 random experts of the layer pruned" in evidence
+    assert runs[-4:] == ["baseline", "pruned", "control: random expert 1", "control: random expert 2"]
+    assert "expert 0 of the layer pruned" in evidence and "expert 3 of the layer pruned" in evidence
     assert "detected and validated by swreg 0.1.0" in evidence
 
 
