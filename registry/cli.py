@@ -79,12 +79,14 @@ COMMANDS = {
     ),
     "retract": Entry(
         "registry.superweights.cli:retract",
-        "Retract a coordinate: it stays in the registry, marked retracted with the reason.",
+        "Retract a coordinate or a super expert: it stays in the registry, marked retracted "
+        "with the reason.",
     ),
     "serve": Entry("registry.server:serve", "Serve the HTTP API (and OpenAPI docs)."),
     "setup": Entry(
         "registry.db_cli:setup",
-        "Make a ready registry: migrate the database and load the published index (idempotent).",
+        "Make a ready registry: migrate the database and load the published index and the "
+        "reported super experts (idempotent).",
     ),
     "submit": Entry(
         "registry.jobs.cli:submit",

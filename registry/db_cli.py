@@ -113,7 +113,10 @@ def _current(url: str) -> tuple[str, ...]:
 
 @click.command()
 def setup() -> None:
-    """Make a ready registry: migrate the database and load the published index (idempotent).
+    """Make a ready registry: migrate the database and load the published index and the
+    reported super experts (idempotent).
+
+    The reported super experts are those of Su et al., arXiv:2507.23279 (data/reported_super_experts.json).
 
     The published index ships inside the installed package, so this works from any folder.
 
@@ -125,11 +128,16 @@ def setup() -> None:
     from registry import migrate
     from registry.database import transaction
     from registry.index import service as index_service
-    from workers.contract.resources import PUBLISHED_INDEX_PATH
+    from workers.contract.resources import PUBLISHED_INDEX_PATH, REPORTED_SUPER_EXPERTS_PATH
 
     url = migrate.database_url()
     migrate.upgrade(url)
     document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    reported = index_service.load_file(REPORTED_SUPER_EXPERTS_PATH)
     with transaction(migrate.open_registry(url)) as session:
         stats = index_service.import_document(session, document)
-    click.echo(f"database {_describe(url)} is ready: published index {stats.summary()}")
+        experts = index_service.import_document(session, reported)
+    click.echo(
+        f"database {_describe(url)} is ready: published index {stats.summary()}; "
+        f"reported super experts {experts.summary()}"
+    )

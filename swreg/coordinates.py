@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.superweights.schemas import RevisionOut, SuperWeightOut
+from registry.superweights.schemas import RevisionOut, SuperExpertOut, SuperWeightOut
 from swreg.client import Client
 from swreg.index import Index
 from workers.contract.errors import InvalidInput, NotFound
@@ -44,6 +44,11 @@ class Coordinates:
     source: str
     super_weights: list[SuperWeightOut]
     entry: RevisionOut  # the whole model revision, evidence and quantization check included
+
+    @property
+    def super_experts(self) -> list[SuperExpertOut]:
+        """The revision's super experts (mixture-of-experts models), every state."""
+        return list(self.entry.super_experts)
 
     def __iter__(self) -> Iterator[SuperWeightOut]:
         return iter(self.super_weights)

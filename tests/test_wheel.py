@@ -72,6 +72,7 @@ def test_the_wheel_carries_data_and_migrations(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
         "workers/contract/data/published_index.json",
+        "workers/contract/data/reported_super_experts.json",
         "workers/contract/data/index.schema.json",
         "workers/contract/data/eval/eval_text.txt",
         "registry/migrations/env.py",

@@ -1,6 +1,9 @@
 """Export the registry as one JSON document and import such a document.
 
-The document format is fixed by data/index.schema.json (JSON Schema, draft 2020-12). Export is
+The document format is fixed by data/index.schema.json (JSON Schema, draft 2020-12), which
+describes every schema version swreg reads: export writes version 2 (coordinates of any rank with
+their routed `expert`, and each revision's `super_experts`); documents of version 1 (no experts)
+still validate and import. Export is
 deterministic (sorted models, coordinates and keys; fixed indent; a trailing newline) so that
 export → import into an empty database → export gives the same bytes. Import validates the whole
 document before it writes anything, and writes it in the caller's single transaction.
@@ -23,19 +26,23 @@ from registry.errors import InvalidInput
 from registry.superweights import service as sw_service
 from registry.superweights.documents import (
     format_time,
+    parse_number,
     parse_time,
     revision_document,
     revision_sort_key,
 )
 from registry.superweights.models import CLAIM_STATES, index_key
 from registry.superweights.sources import (
+    canonical_experts,
     canonical_places,
     canonical_sources,
     merged_claim_state,
 )
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
-SCHEMA_VERSION = 1
+# The version export writes; READABLE_VERSIONS are those import accepts (docs/coordinates.md).
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 GENERATOR_NAME = "swreg"
 # `generated_at` of an empty registry: nothing has changed since the epoch.
 EMPTY_REGISTRY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,10 +109,39 @@ def _times(document: dict[str, Any]) -> Iterator[tuple[tuple, str]]:
                 if provenance.get(name) is not None:
                     path = ("models", i, "super_weights", j, "provenance", name)
                     yield path, provenance[name]
+        for j, found in enumerate(model.get("super_experts", [])):
+            provenance = found.get("provenance", {})
+            for name in ("created_at", "updated_at", "retracted_at"):
+                if provenance.get(name) is not None:
+                    path = ("models", i, "super_experts", j, "provenance", name)
+                    yield path, provenance[name]
+
+
+def _version_1_extras(document: Any) -> Iterator[tuple]:
+    """Where a document that says schema version 1 carries a field version 1 did not have (the
+    schema refuses it too, but would quote the whole offending value)."""
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        return
+    meta = document.get("meta")
+    if not isinstance(meta, dict) or meta.get("schema_version") != 1:
+        return
+    for i, model in enumerate(document["models"]):
+        if not isinstance(model, dict):
+            continue
+        if "super_experts" in model:
+            yield ("models", i, "super_experts")
+        for j, coord in enumerate(model.get("super_weights") or []):
+            if isinstance(coord, dict) and "expert" in coord:
+                yield ("models", i, "super_weights", j, "expert")
 
 
 def validate_document(document: Any, source: str = "index") -> None:
     """Raise InvalidInput with one line naming the first problem and its JSON pointer."""
+    for path in _version_1_extras(document):
+        raise InvalidInput(
+            f"invalid {source}: at {_pointer(path)}: schema version 1 has no {path[-1]} "
+            "(documents with experts are schema version 2)"
+        )
     error = best_match(_validator().iter_errors(document))
     if error is not None:
         raise InvalidInput(
@@ -142,6 +178,21 @@ def validate_document(document: Any, source: str = "index") -> None:
                     f"{coord['tensor']} {coord['index']} appears twice"
                 )
             seen_coords.add(ckey)
+        seen_experts: set[tuple[int, int]] = set()
+        for j, found in enumerate(model.get("super_experts", [])):
+            ekey = (found["layer"], found["expert"])
+            places = found.get("provenance", {}).get("disputed_with", [])
+            if any((p["layer"], p["expert"]) == ekey for p in places):
+                raise InvalidInput(
+                    f"invalid {source}: at /models/{i}/super_experts/{j}/provenance/disputed_with: "
+                    "a super expert cannot dispute itself"
+                )
+            if ekey in seen_experts:
+                raise InvalidInput(
+                    f"invalid {source}: at /models/{i}/super_experts/{j}: expert {ekey[1]} of "
+                    f"layer {ekey[0]} appears twice"
+                )
+            seen_experts.add(ekey)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -166,19 +217,29 @@ def load_file(path: str | Path) -> dict[str, Any]:
 # --- import -----------------------------------------------------------------------------------
 
 
+def _outcomes() -> dict[str, int]:
+    return {"created": 0, "updated": 0, "unchanged": 0}
+
+
 @dataclass
 class ImportStats:
     revisions: int = 0
-    coordinates: dict[str, int] = field(
-        default_factory=lambda: {"created": 0, "updated": 0, "unchanged": 0}
-    )
+    coordinates: dict[str, int] = field(default_factory=_outcomes)
+    super_experts: dict[str, int] = field(default_factory=_outcomes)
 
     def summary(self) -> str:
         c = self.coordinates
-        return (
+        text = (
             f"{self.revisions} model revisions, {sum(c.values())} coordinates "
             f"({c['created']} new, {c['updated']} updated, {c['unchanged']} unchanged)"
         )
+        e = self.super_experts
+        if sum(e.values()):  # said only where there are some: dense registries read as before
+            text += (
+                f", {sum(e.values())} super experts "
+                f"({e['created']} new, {e['updated']} updated, {e['unchanged']} unchanged)"
+            )
+        return text
 
 
 def _time(value: str | None) -> datetime | None:
@@ -237,6 +298,8 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 "reproduced_in": sorted(prov.get("reproduced_in", [])),
                 "retraction_reason": prov.get("retraction_reason"),
                 "retracted_at": _time(prov.get("retracted_at")),
+                # Only when the document says (version 2): a version-1 document knows no experts.
+                **({"expert": coord["expert"]} if "expert" in coord else {}),
             }
             created_at, updated_at = _time(prov.get("created_at")), _time(prov.get("updated_at"))
             existing = sw_service.find_coordinate(rev, coord["tensor"], coord["index"])
@@ -247,8 +310,50 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 rev, fields, created_at=created_at, updated_at=updated_at
             )
             stats.coordinates[outcome] += 1
+        for found in model.get("super_experts", []):
+            _import_super_expert(rev, found, stats)
     session.flush()
     return stats
+
+
+def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None:
+    """Upsert one super expert of a document; two claims about the same (layer, expert) are
+    merged as coordinates' are."""
+    prov = found.get("provenance", {})
+    fields = {
+        "layer": found["layer"],
+        "expert": found["expert"],
+        "module": found["module"],
+        "state": found["state"],
+        "max_abs_output": parse_number(found.get("max_abs_output")),
+        "spike_ratio": parse_number(found.get("spike_ratio")),
+        "row": found.get("row"),
+        "tokens_routed": found.get("tokens_routed"),
+        "evidence": found.get("evidence", {}),
+        "citation": prov.get("citation"),
+        "sources": canonical_sources(prov.get("sources")),
+        "disputed_with": canonical_experts(prov.get("disputed_with")),
+        "detector_version": prov.get("detector_version"),
+        "reproduced_in": sorted(prov.get("reproduced_in", [])),
+        "retraction_reason": prov.get("retraction_reason"),
+        "retracted_at": _time(prov.get("retracted_at")),
+    }
+    created_at, updated_at = _time(prov.get("created_at")), _time(prov.get("updated_at"))
+    existing = sw_service.find_super_expert(rev, found["layer"], found["expert"])
+    if _both_claims(existing, found["state"]):
+        fields = {
+            **fields,
+            "state": merged_claim_state(existing.state, fields["state"]),
+            "citation": existing.citation or fields["citation"],
+            "sources": canonical_sources(existing.sources, fields["sources"]),
+            "disputed_with": canonical_experts(existing.disputed_with, fields["disputed_with"]),
+            "reproduced_in": sorted({*(existing.reproduced_in or []), *fields["reproduced_in"]}),
+        }
+        created_at = updated_at = None
+    _, outcome = sw_service.upsert_super_expert(
+        rev, fields, created_at=created_at, updated_at=updated_at
+    )
+    stats.super_experts[outcome] += 1
 
 
 def _both_claims(existing, state: str) -> bool:

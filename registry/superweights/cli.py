@@ -41,8 +41,15 @@ def _print_revision(rev: dict[str, Any]) -> None:
         for sw in rev["super_weights"]
     ]
     headers = ["state", "layer", "tensor", "index", "value", "dtype", "source"]
-    for line in table(headers, rows):
-        click.echo("  " + line)
+    if any(sw.get("expert") is not None for sw in rev["super_weights"]):
+        # Mixture-of-experts revisions only: dense lookups print as they always did.
+        headers.insert(2, "expert")
+        for row, sw in zip(rows, rev["super_weights"], strict=True):
+            row.insert(2, "-" if sw.get("expert") is None else str(sw["expert"]))
+    if rows or not rev.get("super_experts"):  # a revision of claimed super experts only: no empty table
+        for line in table(headers, rows):
+            click.echo("  " + line)
+    _print_super_experts(rev.get("super_experts") or [])
     citations = {sw["provenance"]["citation"] for sw in rev["super_weights"]} - {None}
     for citation in sorted(citations):
         click.echo(f"  citation: {citation}")
@@ -54,6 +61,33 @@ def _print_revision(rev: dict[str, Any]) -> None:
             click.echo(f"  {where} reproduced at: {', '.join(sw['provenance']['reproduced_in'])}")
         if sw["state"] == "retracted":
             click.echo(f"  {where} retracted: {sw['provenance']['retraction_reason']}")
+
+
+def _print_super_experts(found: list[dict[str, Any]]) -> None:
+    """A revision's super experts: (layer, expert), state, largest |down-projection output|."""
+    if not found:
+        return
+    click.echo("  super experts:")
+    rows = [
+        [
+            se["state"] + (" (disputed)" if se["provenance"]["disputed_with"] else ""),
+            str(se["layer"]),
+            str(se["expert"]),
+            se["module"],
+            "-" if se["max_abs_output"] is None else str(se["max_abs_output"]),
+            _source(se),
+        ]
+        for se in found
+    ]
+    for line in table(["state", "layer", "expert", "module", "max |output|", "source"], rows):
+        click.echo("    " + line)
+    for se in found:
+        others = se["provenance"]["disputed_with"]
+        if others:
+            places = ", ".join(f"layer {p['layer']} expert {p['expert']}" for p in others)
+            click.echo(
+                f"  layer {se['layer']} expert {se['expert']}: disputed, other sources place it at {places}"
+            )
 
 
 def _print_sources(sw: dict[str, Any]) -> None:
@@ -141,32 +175,60 @@ def list_models(limit: int, offset: int, search: str | None, as_json: bool) -> N
     click.echo(f"{total} models{shown}")
 
 
-def _parse_index(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
+def _parse_index(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:
     from registry.superweights import service
 
+    if text is None:
+        return None
     return service.parse_index(text.strip("[]"))  # also as lookup prints it: [3968, 7003]
+
+
+def _parse_expert(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.strip("()").replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise click.BadParameter(f"{text!r}: expected LAYER,EXPERT, e.g. 1,68")
+    return int(parts[0]), int(parts[1])
 
 
 @click.command()
 @click.argument("model")
 @click.option("--revision", required=True, help="The coordinate's revision (or unknown).")
-@click.option("--tensor", required=True, help="e.g. model.layers.2.mlp.down_proj.weight")
-@click.option("--index", required=True, callback=_parse_index, help="e.g. 3968,7003")
-@click.option("--reason", required=True, help="Why the coordinate is wrong (kept with it).")
-def retract(model: str, revision: str, tensor: str, index: list[int], reason: str) -> None:
-    """Retract a coordinate: it stays in the registry, marked retracted with the reason.
+@click.option("--tensor", help="e.g. model.layers.2.mlp.down_proj.weight")
+@click.option("--index", callback=_parse_index, help="e.g. 3968,7003")
+@click.option("--super-expert", "super_expert", metavar="LAYER,EXPERT", callback=_parse_expert,
+              help="A super expert instead of a coordinate, e.g. 1,68.")
+@click.option("--reason", required=True, help="Why it is wrong (kept with it).")
+def retract(
+    model: str, revision: str, tensor: str | None, index: list[int] | None,
+    super_expert: tuple[int, int] | None, reason: str,
+) -> None:
+    """Retract a coordinate or a super expert: it stays in the registry, marked retracted
+    with the reason.
 
     \b
     Examples:
       swreg retract huggyllama/llama-7b --revision unknown \\
           --tensor model.layers.2.mlp.down_proj.weight --index 3968,7003 \\
           --reason "zeroing it does not move perplexity at any revision"
+      swreg retract Qwen/Qwen3-30B-A3B --revision unknown --super-expert 1,68 \\
+          --reason "pruning it does not move perplexity"
     """
+    if (super_expert is None) == (tensor is None or index is None) or (tensor is None) != (index is None):
+        raise click.UsageError("name a coordinate (--tensor and --index) or a super expert (--super-expert)")
     from registry.database import transaction
     from registry.migrate import open_registry
     from registry.superweights import service
 
     with transaction(open_registry()) as session:
-        sw = service.get_coordinate(session, model, revision, tensor, index)
-        service.retract(session, sw, reason)
-    click.echo(f"retracted {model} @ {revision} {tensor} {index}")
+        if super_expert is not None:
+            found = service.get_super_expert(session, model, revision, *super_expert)
+            service.retract(session, found, reason)
+        else:
+            sw = service.get_coordinate(session, model, revision, tensor, index)
+            service.retract(session, sw, reason)
+    if super_expert is not None:
+        click.echo(f"retracted {model} @ {revision} super expert {super_expert[1]} of layer {super_expert[0]}")
+    else:
+        click.echo(f"retracted {model} @ {revision} {tensor} {index}")

@@ -1,5 +1,5 @@
-"""Read endpoints: list models, look up the coordinates of one model (and revision), a revision's
-per-layer profile, and the plots of a revision and of a coordinate.
+"""Read endpoints: list models, look up the coordinates and super experts of one model (and
+revision), a revision's per-layer profile, and the plots of a revision and of a coordinate.
 
 The JSON answers go through registry.caching: the body is built once per data version and served
 with a strong ETag (304 on If-None-Match), Cache-Control and gzip. A plot's inputs are read
@@ -187,6 +187,22 @@ async def get_quantization_plot(
     block size; absmax, clipped, clipped with the super weights kept) against full precision."""
     return await _revision_plot(
         request, database, model_id, revision, figures.quantization_key, figures.draw_quantization
+    )
+
+
+@router.get(
+    "/models/{model_id:path}/revisions/{revision}/plots/experts.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+)
+async def get_experts_plot(
+    request: Request, database: DatabaseDep, model_id: ModelIdPath, revision: RevisionPath
+) -> Response:
+    """A mixture-of-experts revision: per layer and routed expert, the largest |down-projection
+    output| on a log colour scale (experts no token reached in grey), its super experts
+    outlined."""
+    return await _revision_plot(
+        request, database, model_id, revision, figures.experts_key, figures.draw_experts
     )
 
 

@@ -1,4 +1,5 @@
-"""Tables: one row per model revision, one row per super-weight coordinate in it.
+"""Tables: one row per model revision, one row per super-weight coordinate in it, and one row per
+super expert (a routed expert of a mixture-of-experts layer, named by (layer, expert)).
 
 Nothing is ever deleted: a wrong coordinate is retracted (state `retracted` plus a reason).
 """
@@ -59,6 +60,9 @@ class ModelRevision(Base):
     super_weights: Mapped[list["SuperWeight"]] = relationship(
         back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
     )
+    super_experts: Mapped[list["SuperExpert"]] = relationship(
+        back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
+    )
 
 
 class SuperWeight(Base):
@@ -83,6 +87,9 @@ class SuperWeight(Base):
     module: Mapped[str] = mapped_column(String(128))
     row: Mapped[int] = mapped_column(Integer)
     col: Mapped[int] = mapped_column(Integer)
+    # The routed expert the weight belongs to (its tensor is that expert's, or a fused tensor of
+    # all experts with the expert as its first index); null in dense layers and shared experts.
+    expert: Mapped[int | None] = mapped_column(Integer)
     value: Mapped[float | None] = mapped_column(Double)
     dtype: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), index=True)
@@ -104,8 +111,49 @@ class SuperWeight(Base):
     model_revision: Mapped[ModelRevision] = relationship(back_populates="super_weights")
 
 
+class SuperExpert(Base):
+    """A routed expert whose down projection emits a super activation (Su et al., arXiv
+    2507.23279): (layer, expert) of one model revision, with its verdict and evidence."""
+
+    __tablename__ = "super_experts"
+    __table_args__ = (
+        UniqueConstraint("revision_id", "layer", "expert"),
+        CheckConstraint(f"state IN {one_of(STATES)}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("model_revisions.id", ondelete="RESTRICT"), index=True
+    )
+    layer: Mapped[int] = mapped_column(Integer)
+    expert: Mapped[int] = mapped_column(Integer)
+    # The experts' module inside the layer, e.g. mlp.experts or block_sparse_moe.experts.
+    module: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    # Largest |down-projection output| and how far it stands out; null for claims that give none.
+    max_abs_output: Mapped[float | None] = mapped_column(Double)
+    spike_ratio: Mapped[float | None] = mapped_column(Double)
+    # The output channel (residual dimension) that spikes.
+    row: Mapped[int | None] = mapped_column(Integer)
+    tokens_routed: Mapped[int | None] = mapped_column(Integer)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Provenance, as for a coordinate.
+    citation: Mapped[str | None] = mapped_column(Text)
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # Other (layer, expert) places ([{layer, expert}]) that sources give for the same expert.
+    disputed_with: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    detector_version: Mapped[str | None] = mapped_column(String(64))
+    reproduced_in: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    retraction_reason: Mapped[str | None] = mapped_column(Text)
+    retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
+
+    model_revision: Mapped[ModelRevision] = relationship(back_populates="super_experts")
+
+
 # What the read API serves: any write to these bumps the data version (HTTP caching).
-track(ModelRevision, SuperWeight)
+track(ModelRevision, SuperWeight, SuperExpert)
 
 
 def index_key(index: list[int]) -> str:

@@ -3,7 +3,7 @@ records is the contract's report (`workers.contract.report`)."""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_serializer
 
 State = Literal["published", "reported", "candidate", "verified", "rejected", "retracted"]
 RevisionKind = Literal["commit", "content", "unknown"]
@@ -44,6 +44,13 @@ class Place(BaseModel):
     index: list[int]
 
 
+class ExpertPlace(BaseModel):
+    """Another (layer, expert) a source gives for the same super expert, in the same revision."""
+
+    layer: int
+    expert: int
+
+
 class Provenance(BaseModel):
     citation: str | None = None
     sources: list[Source] = Field(
@@ -67,12 +74,20 @@ class Provenance(BaseModel):
 class SuperWeightOut(BaseModel):
     tensor: str = Field(examples=["model.layers.2.mlp.down_proj.weight"])
     index: list[int] = Field(
-        description="Position in the tensor as stored.", examples=[[3968, 7003]]
+        description="Position in the tensor as stored, of any rank: [row, col] for a linear "
+        "weight, [col, row] for a GPT-2 Conv1D, and in a fused tensor of all experts the "
+        "expert first, then the two indices in the order the checkpoint stores them.",
+        examples=[[3968, 7003], [2, 1764, 1710]],
     )
     layer: int
-    module: str = Field(examples=["mlp.down_proj"])
+    module: str = Field(examples=["mlp.down_proj", "mlp.experts.down_proj"])
     row: int = Field(description="Output channel (the residual dimension that spikes).")
     col: int = Field(description="Input channel of the projection.")
+    expert: int | None = Field(
+        default=None,
+        description="The routed expert the weight belongs to; null in dense layers and shared "
+        "experts (and in index documents of schema version 1).",
+    )
     value: float | None = Field(description="The value as stored; null when unknown.")
     dtype: str | None
     state: State
@@ -81,6 +96,36 @@ class SuperWeightOut(BaseModel):
 
 
 NonFinite = Literal["Infinity", "-Infinity", "NaN"]
+
+
+class ExpertProvenance(Provenance):
+    disputed_with: list[ExpertPlace] = Field(  # type: ignore[assignment]
+        default_factory=list,
+        description="Other (layer, expert) places sources give for the same super expert; not "
+        "empty: disputed.",
+    )
+
+
+class SuperExpertOut(BaseModel):
+    """A routed expert whose down projection emits a super activation (Su et al., arXiv
+    2507.23279), named by (layer, expert), with its verdict, evidence and provenance."""
+
+    layer: int
+    expert: int
+    module: str = Field(examples=["mlp.experts"])
+    state: State
+    max_abs_output: float | NonFinite | None = Field(
+        default=None, description="Its largest |down-projection output|; null when not known."
+    )
+    spike_ratio: float | NonFinite | None = None
+    row: int | None = Field(default=None, description="The output channel that spikes.")
+    tokens_routed: int | None = Field(default=None, description="Tokens routed to it.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Detection (observations) and validation: the expert pruned (routed to, "
+        "output zero) against random experts of the same layer.",
+    )
+    provenance: ExpertProvenance = Field(default_factory=ExpertProvenance)
 
 
 class ProfileOut(BaseModel):
@@ -93,6 +138,20 @@ class ProfileOut(BaseModel):
     prompts: list[str]
     super_activation_ratio: float | NonFinite | None = None
     layers: list[dict[str, Any]]
+    experts: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Mixture-of-experts models only: per layer with routed experts, each "
+        "expert's routed tokens and largest |down-projection output| (`ExpertProfile`).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_experts(self, handler):
+        # A dense revision's stored profile has no `experts` key: written back as it was stored,
+        # so a parsed index answers exactly what the API serves.
+        data = handler(self)
+        if self.experts is None:
+            data.pop("experts", None)
+        return data
 
 
 class RevisionOut(BaseModel):
@@ -114,6 +173,10 @@ class RevisionOut(BaseModel):
     created_at: Timestamp | None
     updated_at: Timestamp | None
     super_weights: list[SuperWeightOut]
+    super_experts: list[SuperExpertOut] = Field(
+        default_factory=list,
+        description="Routed experts whose down projection emits a super activation.",
+    )
 
 
 class ModelLookup(BaseModel):

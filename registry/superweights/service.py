@@ -1,14 +1,15 @@
-"""Reading and writing model revisions and their super-weight coordinates.
+"""Reading and writing model revisions, their super-weight coordinates and their super experts.
 
 Writers never delete: `record_report` upserts (re-recording a revision updates it in place),
-`retract` marks a coordinate retracted with a reason. Callers own the transaction.
+`retract` marks a coordinate or a super expert retracted with a reason. Callers own the
+transaction.
 """
 
 import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -17,7 +18,13 @@ from sqlalchemy.orm import Session
 from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
 from registry.superweights.documents import profile_document, revision_document
-from registry.superweights.models import CLAIM_STATES, ModelRevision, SuperWeight, index_key
+from registry.superweights.models import (
+    CLAIM_STATES,
+    ModelRevision,
+    SuperExpert,
+    SuperWeight,
+    index_key,
+)
 from registry.superweights.schemas import REVISION_PATTERN
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
@@ -153,6 +160,39 @@ def upsert_coordinate(
     return sw, "updated" if changed else "unchanged"
 
 
+def find_super_expert(rev: ModelRevision, layer: int, expert: int) -> SuperExpert | None:
+    for se in rev.super_experts:
+        if se.layer == layer and se.expert == expert:
+            return se
+    return None
+
+
+def upsert_super_expert(
+    rev: ModelRevision,
+    fields: dict[str, Any],
+    *,
+    created_at: datetime | None = None,
+    updated_at: datetime | None = None,
+) -> tuple[SuperExpert, str]:
+    """The super expert's row, created or updated; and "created", "updated" or "unchanged"."""
+    se = find_super_expert(rev, fields["layer"], fields["expert"])
+    if se is None:
+        now = utcnow_seconds()
+        se = SuperExpert(
+            evidence={},
+            sources=[],
+            disputed_with=[],
+            reproduced_in=[],
+            created_at=created_at or now,
+            updated_at=updated_at or created_at or now,
+        )
+        apply_fields(se, fields, updated_at=se.updated_at)
+        rev.super_experts.append(se)
+        return se, "created"
+    changed = apply_fields(se, fields, created_at=created_at, updated_at=updated_at)
+    return se, "updated" if changed else "unchanged"
+
+
 # --- the workers' entry point -----------------------------------------------------------------
 
 
@@ -215,6 +255,7 @@ def record_report(
                 "module": coord.module,
                 "row": coord.row,
                 "col": coord.col,
+                "expert": coord.expert,
                 "value": coord.value,
                 "dtype": coord.dtype,
                 "state": coord.state,
@@ -224,8 +265,53 @@ def record_report(
         )
         if coord.state == "verified":
             _mark_reproduced(session, model_id, coord.tensor, coord.index, revision)
+    _record_super_experts(session, rev, parsed, model_id)
     session.flush()
     return rev
+
+
+def _record_super_experts(session: Session, rev: ModelRevision, report: Report, model_id: str) -> None:
+    """The report's super experts, upserted like its coordinates: a retracted one stays
+    retracted, and a verified one marks the same (layer, expert) claimed by a source (revision
+    `unknown`) as reproduced at this revision."""
+    seen: set[tuple[int, int]] = set()
+    for found in report.super_experts:
+        key = (found.layer, found.expert)
+        if key in seen:
+            raise InvalidInput(
+                f"detection report lists super expert {found.expert} of layer {found.layer} twice"
+            )
+        seen.add(key)
+        existing = find_super_expert(rev, found.layer, found.expert)
+        if existing is not None and existing.state == "retracted":
+            continue
+        upsert_super_expert(
+            rev,
+            {
+                "layer": found.layer,
+                "expert": found.expert,
+                "module": found.module,
+                "state": found.state,
+                "max_abs_output": found.max_abs_output,
+                "spike_ratio": found.spike_ratio,
+                "row": found.row,
+                "tokens_routed": found.tokens_routed,
+                "evidence": found.as_json_dict()["evidence"],
+                "detector_version": report.detector.version,
+            },
+        )
+        if found.state == "verified":
+            _mark_expert_reproduced(session, model_id, found.layer, found.expert, rev.revision)
+
+
+def _mark_expert_reproduced(
+    session: Session, model_id: str, layer: int, expert: int, revision: str
+) -> None:
+    published = find_revision(session, model_id, "unknown")
+    se = None if published is None else find_super_expert(published, layer, expert)
+    if se is None or se.state not in CLAIM_STATES or revision in (se.reproduced_in or []):
+        return
+    apply_fields(se, {"reproduced_in": sorted([*(se.reproduced_in or []), revision])})
 
 
 def record_quantization_check(
@@ -257,8 +343,11 @@ def _mark_reproduced(
     apply_fields(sw, {"reproduced_in": sorted([*(sw.reproduced_in or []), revision])})
 
 
-def retract(session: Session, coordinate: SuperWeight, reason: str) -> SuperWeight:
-    """Mark a coordinate wrong. The row stays, with the reason and the time."""
+Retractable = TypeVar("Retractable", SuperWeight, SuperExpert)
+
+
+def retract(session: Session, coordinate: Retractable, reason: str) -> Retractable:
+    """Mark a coordinate or a super expert wrong. The row stays, with the reason and the time."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a retraction needs a reason")
@@ -303,6 +392,18 @@ def get_coordinate(
     if sw is None:
         raise NotFound(f"no coordinate {tensor} {list(index)} for {model_id} at {revision}")
     return sw
+
+
+def get_super_expert(
+    session: Session, model_id: str, revision: str, layer: int, expert: int
+) -> SuperExpert:
+    check_model_id(model_id)
+    revision_kind_of(revision)
+    rev = find_revision(session, model_id, revision)
+    se = None if rev is None else find_super_expert(rev, layer, expert)
+    if se is None:
+        raise NotFound(f"no super expert {expert} of layer {layer} for {model_id} at {revision}")
+    return se
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -439,6 +540,9 @@ def last_change(session: Session) -> datetime | None:
             SuperWeight.created_at,
             SuperWeight.updated_at,
             SuperWeight.retracted_at,
+            SuperExpert.created_at,
+            SuperExpert.updated_at,
+            SuperExpert.retracted_at,
         )
     ]
     present = [as_utc(t) for t in times if t is not None]

@@ -48,3 +48,9 @@ def merged_claim_state(current: str, incoming: str) -> str:
     """Two claims (CLAIM_STATES) about one coordinate: `published` when either is the paper
     authors', else `reported`."""
     return "published" if "published" in (current, incoming) else "reported"
+
+
+def canonical_experts(*lists: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The (layer, expert) places of every list ({layer, expert}), each once, sorted."""
+    merged = {(int(p["layer"]), int(p["expert"])) for places in lists for p in places or []}
+    return [{"layer": layer, "expert": expert} for layer, expert in sorted(merged)]

@@ -1,5 +1,6 @@
 """The figures of stored results as PNG bytes: the profile of a model revision, the ablation
-evidence of one coordinate, a revision's quantization check (drawn by `registry.web.plots`).
+evidence of one coordinate, a revision's quantization check, the per-layer/per-expert heat map of
+a mixture-of-experts revision (drawn by `registry.web.plots`).
 
 Drawing takes a few hundred milliseconds, so the bytes are kept per input (the stored profile or
 evidence and the marks drawn on it): a figure is drawn again only when what it shows changed.
@@ -13,7 +14,7 @@ from registry.errors import NotFound
 from registry.superweights.models import ModelRevision, SuperWeight
 from registry.web import plots
 from workers.contract.quantization import QuantizationCheck
-from workers.contract.report import LayerProfile, ValidationEvidence
+from workers.contract.report import ExpertProfile, LayerProfile, ValidationEvidence
 
 # Figures kept in memory (about 30 to 80 KB each).
 RENDER_CACHE_SIZE = 64
@@ -93,5 +94,29 @@ def draw_quantization(key: str) -> bytes:
     data = json.loads(key)
     figure = plots.quantization_figure(
         QuantizationCheck.model_validate(data["check"]), title=data["title"]
+    )
+    return _png(figure)
+
+
+def experts_key(rev: ModelRevision) -> str:
+    """What the experts heat map of `rev` shows, as text (read within the database timeout)."""
+    experts = (rev.profile or {}).get("experts")
+    if not experts:
+        raise NotFound(
+            f"no per-expert profile for {rev.model_id} at {rev.revision}: "
+            "not a mixture-of-experts revision recorded by a detection run"
+        )
+    marks = sorted([se.layer, se.expert, se.state] for se in rev.super_experts)
+    title = f"{rev.model_id} @ {rev.revision[:19]}: max |down_proj output| per layer and expert"
+    return json.dumps({"experts": experts, "marks": marks, "title": title}, sort_keys=True)
+
+
+@lru_cache(maxsize=RENDER_CACHE_SIZE)
+def draw_experts(key: str) -> bytes:
+    data = json.loads(key)
+    figure = plots.experts_figure(
+        [ExpertProfile.model_validate(layer) for layer in data["experts"]],
+        marks=[plots.ExpertMark(*mark) for mark in data["marks"]],
+        title=data["title"],
     )
     return _png(figure)

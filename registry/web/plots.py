@@ -9,7 +9,10 @@ same pictures:
   zeroed with its super activation restored, and each control; and the stop-word probability of
   each, against the baseline's;
 - the *quantization check* of a model revision: perplexity of each round-to-nearest setting
-  (bits, block size, variant) against the full-precision baseline.
+  (bits, block size, variant) against the full-precision baseline;
+- the *experts* of a mixture-of-experts revision: a heat map of each routed expert's largest
+  |down-projection output| per layer (log colour scale), experts no token reached in grey, the
+  super experts outlined (the view of Su et al.'s Figure 5).
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never pyplot: no global
 state, so the API can draw in any thread.
@@ -21,18 +24,25 @@ import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from workers.contract.quantization import QuantizationCheck
-from workers.contract.report import LayerProfile, Report, ValidationEvidence
+from workers.contract.report import ExpertProfile, LayerProfile, Report, ValidationEvidence
 
 # Inches at DPI dots per inch: a 1000 x 420 pixel profile, 1000 x 340 per ablation panel.
 DPI = 100
 PROFILE_SIZE = (10.0, 4.2)
 ABLATION_SIZE = (10.0, 3.4)
 QUANTIZATION_SIZE = (10.0, 3.6)
+EXPERTS_SIZE = (10.0, 4.6)
+EXPERTS_COLORMAP = "viridis"
+UNROUTED_COLOR = "#d5d8dc"  # experts no token reached: nothing measured
 # Prompts are named in the legend by their first characters.
 PROMPT_LABEL_CHARS = 38
 FORMATS = ("png", "svg", "pdf")
@@ -331,6 +341,76 @@ def draw_quantization(figure: Figure | SubFigure, check: QuantizationCheck, *, t
     )
 
 
+# --- the experts ---------------------------------------------------------------------------------
+
+
+class ExpertMark(NamedTuple):
+    """A super expert to outline on the heat map."""
+
+    layer: int
+    expert: int
+    state: str
+
+
+def expert_grid(profiles: Sequence[ExpertProfile]) -> tuple[list[int], np.ndarray]:
+    """The layers drawn, and one row per layer of each expert's largest |output| (NaN where no
+    token reached the expert or the layer has fewer experts; +inf kept)."""
+    layers = sorted(p.layer for p in profiles)
+    width = max((e.expert + 1 for p in profiles for e in p.experts), default=0)
+    grid = np.full((len(layers), width), np.nan)
+    row_of = {layer: i for i, layer in enumerate(layers)}
+    for profile in profiles:
+        for e in profile.experts:
+            if e.tokens > 0:
+                grid[row_of[profile.layer], e.expert] = e.max_abs_output
+    return layers, grid
+
+
+def draw_experts(
+    figure: Figure | SubFigure,
+    profiles: Sequence[ExpertProfile],
+    *,
+    marks: Sequence[ExpertMark] = (),
+    title: str = "",
+) -> None:
+    """Layer by expert, each routed expert's largest |down_proj output| on a log colour scale;
+    grey: no token routed to it; an infinite maximum drawn at the top of the scale."""
+    layers, grid = expert_grid(profiles)
+    axes = figure.subplots()
+    finite = grid[np.isfinite(grid) & (grid > 0)]
+    top = float(finite.max()) if finite.size else 1.0
+    bottom = float(finite.min()) if finite.size else top / 10
+    shown = np.where(np.isinf(grid), top, grid)
+    shown = np.where(shown > 0, shown, np.nan)  # a log scale has no place for 0
+    cmap = colormaps[EXPERTS_COLORMAP].with_extremes(bad=UNROUTED_COLOR)
+    image = axes.imshow(
+        np.ma.masked_invalid(shown), aspect="auto", interpolation="nearest", cmap=cmap,
+        norm=LogNorm(vmin=bottom, vmax=max(top, bottom * 1.0001)), origin="lower",
+    )
+    axes.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=7)
+    if len(layers) > 24:  # keep the layer labels readable
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=24))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("expert  (grey: no token routed to it)")
+    axes.set_ylabel("layer")
+    colorbar = figure.colorbar(image, ax=axes, pad=0.01)
+    colorbar.set_label("max |down_proj output|", fontsize=8)
+    row_of = {layer: i for i, layer in enumerate(layers)}
+    for mark in marks:
+        if mark.layer not in row_of:
+            continue
+        y = row_of[mark.layer]
+        color = STATE_COLORS.get(mark.state, SPIKE_COLOR)
+        axes.add_patch(Rectangle((mark.expert - 0.5, y - 0.5), 1, 1, fill=False, linewidth=2, edgecolor=color))
+        axes.annotate(
+            f"L{mark.layer} E{mark.expert} ({mark.state})", (mark.expert, y), xytext=(6, 6),
+            textcoords="offset points", fontsize=7, color=color,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
+        )
+    if title:
+        figure.suptitle(title, fontsize=11)
+
+
 def _nan_low(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
@@ -366,6 +446,14 @@ def ablation_figure(validation: ValidationEvidence, *, title: str = "") -> Figur
 def quantization_figure(check: QuantizationCheck, *, title: str = "") -> Figure:
     figure = new_figure(QUANTIZATION_SIZE)
     draw_quantization(figure, check, title=title)
+    return figure
+
+
+def experts_figure(
+    profiles: Sequence[ExpertProfile], *, marks: Sequence[ExpertMark] = (), title: str = ""
+) -> Figure:
+    figure = new_figure(EXPERTS_SIZE)
+    draw_experts(figure, profiles, marks=marks, title=title)
     return figure
 
 

@@ -67,6 +67,43 @@ def quantization_plot_url(model_id: str, revision: str) -> str:
     return revision_api(model_id, revision) + "/plots/quantization.png"
 
 
+def experts_plot_url(model_id: str, revision: str) -> str:
+    return revision_api(model_id, revision) + "/plots/experts.png"
+
+
+def expert_validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
+    """A super expert's validation, one row per run: the baseline, the expert pruned (still
+    routed to, its output zero) and each control (random experts of the same layer pruned)."""
+    validation = evidence.get("validation")
+    if not validation:
+        return None
+
+    def row(name: str, what: str, score: dict[str, Any]) -> dict[str, str]:
+        return {
+            "name": name,
+            "what": what,
+            "perplexity": fmt(score.get("perplexity")),
+            "ratio": ratio(score.get("ratio", 1.0)),
+            "kl": fmt(score.get("mean_kl_from_baseline"), 3),
+            "tokens": "–" if score.get("tokens") is None else f"{score['tokens']:,}",
+        }
+
+    pruned = validation.get("pruned") or {}
+    pruned_row = row("pruned", "this expert's output set to 0", pruned)
+    interval = pruned.get("interval") or {}
+    if interval.get("low") is not None and interval.get("high") is not None:
+        pruned_row["ratio"] += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
+    rows = [row("baseline", "the model as it is", validation.get("baseline") or {}), pruned_row]
+    for name, control in (validation.get("controls") or {}).items():
+        experts = control.get("experts")
+        # The experts a control pruned instead (numbers within the layer).
+        named = ", ".join(str(e) for e in experts or [])
+        plural = "s" if experts and len(experts) > 1 else ""
+        what = f"expert{plural} {named} of the layer pruned" if experts else "a control"
+        rows.append(row(f"control: {name}", what, control))
+    return rows
+
+
 QUANTIZATION_VARIANTS = ("absmax", "clip", "clip_keep")
 
 

@@ -111,6 +111,24 @@ def test_retract(loaded):
     assert missing.exit_code == 1 and "no coordinate" in missing.stderr
 
 
+def test_retract_a_super_expert(loaded):
+    from workers.contract.resources import REPORTED_SUPER_EXPERTS_PATH
+
+    assert run("import", str(REPORTED_SUPER_EXPERTS_PATH)).exit_code == 0
+    args = ["Qwen/Qwen3-30B-A3B", "--revision", "unknown", "--super-expert", "2,92"]
+    result = run("retract", *args, "--reason", "test retraction")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "retracted Qwen/Qwen3-30B-A3B @ unknown super expert 92 of layer 2\n"
+    found = json.loads(run("lookup", "Qwen/Qwen3-30B-A3B", "--json").stdout)["revisions"][0]["super_experts"]
+    assert [(se["layer"], se["state"]) for se in found] == [(1, "reported"), (2, "retracted"), (3, "reported")]
+    assert found[1]["provenance"]["retraction_reason"] == "test retraction"
+    missing = run("retract", *args[:-1], "2,93", "--reason", "x")
+    assert missing.exit_code == 1 and "no super expert 93 of layer 2" in missing.stderr
+    both = run("retract", *args, "--tensor", "t", "--index", "1,2", "--reason", "x")
+    assert both.exit_code == 2 and "a coordinate (--tensor and --index) or a super expert" in both.stderr
+    assert run("retract", *args[:-1], "1", "--reason", "x").exit_code == 2
+
+
 def test_db_current_and_setup(empty_db_url, monkeypatch):
     from registry.settings import get_settings
 
@@ -123,7 +141,8 @@ def test_db_current_and_setup(empty_db_url, monkeypatch):
             result = run("setup")
             assert result.exit_code == 0 and "is ready" in result.stdout
         assert "up to date" in run("db", "current").stdout
-        assert run("list").stdout.splitlines()[-1] == "13 models"
+        # 13 published models, 6 with the super experts Su et al. report
+        assert run("list").stdout.splitlines()[-1] == "19 models"
     finally:
         get_settings.cache_clear()
 

@@ -275,8 +275,10 @@ def test_setup_loads_the_published_index_from_any_folder(empty_db_url, tmp_path)
     )
     assert setup.returncode == 0, setup.stderr
     assert "published index" in setup.stdout and "(33 new," in setup.stdout
+    assert "reported super experts 6 model revisions, 0 coordinates" in setup.stdout
+    assert "16 super experts (16 new," in setup.stdout
     listed = subprocess.run(
         [SWREG, "list", "--json"], cwd=elsewhere, env=env, capture_output=True, text=True,
         timeout=60,
     )
-    assert json.loads(listed.stdout)["total"] == 13
+    assert json.loads(listed.stdout)["total"] == 19  # 13 published, 6 with reported super experts

@@ -48,7 +48,7 @@ def test_a_lookup_in_the_file_answers_what_the_registry_answers(exported):
     index = Index.load(path)
     assert index.source == str(path)
     assert index.lookup("org/smol").model_dump(mode="json") == expected
-    assert index.meta.schema_version == 1 and index.meta.generator.startswith("swreg ")
+    assert index.meta.schema_version == 2 and index.meta.generator.startswith("swreg ")
     published = {m["model_id"] for m in index_service.load_file(PUBLISHED_INDEX_PATH)["models"]}
     assert len(index.model_ids()) == len(published) + 3
     with pytest.raises(NotFound, match=f"^model not in {path}: nobody/nothing$"):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
 
 VARIANT_NAMES = ("absmax", "clip", "clip_keep")
 ROW = "row"
-KEPT_FIELDS = {"tensor", "index", "layer", "module", "row", "col", "value"}
+KEPT_FIELDS = {"tensor", "index", "layer", "module", "row", "col", "value", "expert"}
 
 
 def _block(value: str) -> int | None:

@@ -24,6 +24,11 @@ class KeptWeight(_Part):
     row: Count
     col: Count
     value: float | None = None
+    expert: Count | None = Field(
+        default=None,
+        description="the routed expert it belongs to (its module is then the fused experts "
+        "parameter inside the layer, e.g. mlp.experts.down_proj); null outside routed experts",
+    )
 
 
 class ClipRuleInfo(_Part):

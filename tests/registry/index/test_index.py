@@ -157,7 +157,7 @@ def test_export_validates_against_the_schema(db_sessions, report):
     states = {sw["state"] for m in document["models"] for sw in m["super_weights"]}
     assert states == {"published", "reported", "verified", "rejected", "retracted"}
     assert document["meta"] == {
-        "schema_version": 1,
+        "schema_version": 2,
         "generated_at": "2026-01-01T00:00:00Z",
         "generator": {"name": "swreg", "version": document["meta"]["generator"]["version"]},
     }
@@ -220,7 +220,7 @@ def test_a_malformed_profile_is_refused(db_sessions, report):
         (lambda d: d["models"][0].update(revision="main"), "at /models/0/revision: 'main' does not match"),
         (lambda d: d["models"][0].update(revision=SHA_A), "at /models/0/revision_kind: 'commit' was expected"),
         (lambda d: d["models"][2]["super_weights"][0].pop("row"), "at /models/2/super_weights/0: 'row' is a required property"),
-        (lambda d: d["meta"].update(schema_version=2), "at /meta/schema_version: 1 was expected"),
+        (lambda d: d["meta"].update(schema_version=3), "at /meta/schema_version: 3 is not one of [1, 2]"),
         (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/13: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
         (lambda d: d["models"][12]["super_weights"].append(copy.deepcopy(d["models"][12]["super_weights"][0])), "at /models/12/super_weights/1: "),
         (lambda d: d["models"][12]["super_weights"][0]["provenance"]["sources"][0].pop("citation"),

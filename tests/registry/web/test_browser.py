@@ -4,7 +4,7 @@ never a downloaded browser) against a real `swreg serve`, with the network cut o
 to have stayed on this server).
 
 The registry holds the published index, a real SmolLM2-135M-Instruct report (the session's one
-`swreg detect` run) and a running job. Each test saves a screenshot under test-artifacts/browser/
+`swreg detect` run), a mixture-of-experts report (tests/expert_reports.py) and a running job. Each test saves a screenshot under test-artifacts/browser/
 (or $SWREG_TEST_ARTIFACTS/browser/).
 
 Chromium missing: skipped with the reason, except under SWREG_REQUIRE_BROWSER=1 (CI), where it
@@ -29,6 +29,7 @@ from registry.index import service as index_service
 from registry.jobs import queue
 from registry.jobs.models import JobSource
 from registry.superweights import service
+from tests.expert_reports import moe_report
 from tests.helpers import REPO_ROOT, SHA, SHA_A, python_env
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
@@ -40,6 +41,7 @@ ARTIFACTS = Path(os.environ.get("SWREG_TEST_ARTIFACTS", REPO_ROOT / "test-artifa
 # Every host name resolves to nothing except the server's own address; no proxy either.
 OFFLINE_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server"]
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MOE_MODEL = "acme/tiny-moe"
 SERVER_START_TIMEOUT_S = 60
 # How long a page may take to show what the test waits for (two busy cores).
 WAIT_MS = 30_000
@@ -90,6 +92,7 @@ def _fill(url: str, report: dict):
     with transaction(sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
         service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(session, model_id=MOE_MODEL, revision=SHA_A, revision_kind="commit", report=moe_report())
     with queue.write_transaction(sessions) as session:
         job, _ = queue.enqueue(session, model_id=MODEL, revision=SHA, source=JobSource.HUB, max_attempts=3)
     with queue.write_transaction(sessions) as session:
@@ -185,7 +188,7 @@ def visit(playwright_chromium, registry) -> Iterator[Visit]:
 def test_the_model_list_with_search(visit):
     visit.open("/")
     rows = visit.page.locator("#models tbody tr")
-    assert rows.count() == 14  # the 13 models of the published index and SmolLM2
+    assert rows.count() == 15  # the 13 models of the published index, SmolLM2 and the MoE model
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1
@@ -227,6 +230,31 @@ def test_a_model_page_with_its_coordinates_evidence_and_plots(visit):
     )
     assert sizes == [["profile-plot", 1000, 420], ["ablation-plot", 1000, 340]]
     visit.shot("model")
+    visit.assert_stayed_local()
+
+
+def test_a_moe_model_page_with_experts_super_experts_and_the_heat_map(visit):
+    visit.open(f"/models/{MOE_MODEL}")
+    page = visit.page
+    header = page.locator("table.coordinates thead th").all_inner_texts()
+    expert_column = header.index("expert")
+    fused = page.locator("table.coordinates tr.coordinate").filter(has_text="[2, 7, 5]")
+    assert fused.locator("td").nth(expert_column).inner_text() == "2"
+    rows = page.locator("tr.super-expert")
+    assert rows.count() == 2
+    assert rows.nth(0).locator("td").all_inner_texts()[:3] == ["verified", "1", "2"]
+    assert rows.nth(1).get_attribute("data-state") == "rejected"
+    evidence = page.locator(f"#se-{SHA_A[:12]}-1-2")
+    assert "pruning it multiplies perplexity" in evidence.locator(".verdict").inner_text()
+    page.locator("img.experts-plot").scroll_into_view_if_needed()  # it loads lazily
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.experts-plot')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    sizes = page.evaluate(
+        "() => [...document.querySelectorAll('img.experts-plot')].map(i => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert sizes == [[1000, 460]]
+    visit.shot("moe-model")
     visit.assert_stayed_local()
 
 

@@ -7,6 +7,12 @@ embeddings and the activations in memory). Each setting carries its own hidden s
 evaluation windows; as a layer goes by, the setting's quantized copy of each of that layer's
 weight matrices is swapped in, the setting's hidden states pass the layer, and the original
 weights are put back for the next setting.
+
+Mixture-of-experts layers hold their routed experts in fused 3-D parameters (transformers 5:
+`experts.gate_up_proj`, `experts.down_proj`, `[experts, out, in]`, or `[experts, in, out]` where
+the experts module says `is_transposed`): each expert's matrix is quantized on its own, with its
+own clipping threshold, as a per-expert checkpoint would be, and a super weight inside an expert
+is kept at (expert, row, col).
 """
 
 from collections.abc import Callable
@@ -76,26 +82,61 @@ class QuantizeOptions:
         return settings_grid(self.bits, self.blocks, self.variants)
 
 
+# The fused parameters transformers 5 holds a layer's routed experts in, and the down projection's.
+EXPERT_PARAMETERS = ("gate_up_proj", "down_proj")
+EXPERT_DOWN_PROJ = "down_proj"
+EXPERTS_RANK = 3
+# Where a layer's kept weights are: (path of the matrix inside the layer, routed expert or None).
+KeepKey = tuple[str, int | None]
+
+
 @dataclass(frozen=True)
 class Matrix:
-    """One weight matrix of a decoder layer: where it is and how it is stored."""
+    """One weight matrix of a decoder layer, or one fused tensor of all routed experts (each
+    expert's matrix quantized on its own): where it is and how it is stored."""
 
-    module: str  # path inside the decoder layer, e.g. "mlp.down_proj"
-    linear: nn.Module
-    transposed: bool  # Conv1D stores [in, out]
+    module: str  # path inside the decoder layer, e.g. "mlp.down_proj", "mlp.experts.down_proj"
+    linear: nn.Module  # the module holding the parameter
+    transposed: bool  # stored [in, out]: Conv1D, and experts modules that say is_transposed
+    parameter: str = "weight"
+    experts: bool = False  # a fused [experts, ., .] tensor
 
     def out_in(self) -> torch.Tensor:
-        weight = self.linear.weight
-        return weight.t() if self.transposed else weight
+        """[out, in], or [experts, out, in]: a view of the parameter."""
+        weight = getattr(self.linear, self.parameter)
+        if not self.transposed:
+            return weight
+        return weight.transpose(1, 2) if self.experts else weight.t()
+
+    @property
+    def count(self) -> int:
+        """Matrices quantized: one per routed expert in a fused tensor."""
+        return getattr(self.linear, self.parameter).shape[0] if self.experts else 1
+
+
+def _expert_matrices(name: str, module: nn.Module, weights: str) -> list[Matrix]:
+    found = []
+    for parameter in EXPERT_PARAMETERS:
+        tensor = module._parameters.get(parameter)
+        if tensor is None or tensor.dim() != EXPERTS_RANK:
+            continue
+        if weights == DOWN_PROJ_ONLY and parameter != EXPERT_DOWN_PROJ:
+            continue
+        transposed = bool(getattr(module, "is_transposed", False))
+        path = f"{name}.{parameter}" if name else parameter
+        found.append(Matrix(path, module, transposed, parameter, experts=True))
+    return found
 
 
 def layer_matrices(layer: nn.Module, weights: str, down_proj: str | None) -> list[Matrix]:
     """The weight matrices of a decoder layer that the check quantizes: every nn.Linear and
-    Conv1D weight (attention and MLP projections), or only the down projection (none in a layer
-    without a feed-forward block)."""
+    Conv1D weight (attention and MLP projections) and every fused tensor of routed experts, or
+    only the down projections (the dense one and the experts'; none in a layer without a
+    feed-forward block)."""
     found = []
     for name, module in layer.named_modules():
         if not isinstance(module, nn.Linear | Conv1D):
+            found.extend(_expert_matrices(name, module, weights))
             continue
         if weights == DOWN_PROJ_ONLY and name != down_proj:
             continue
@@ -107,20 +148,29 @@ class LayerVariants:
     """A decoder layer's matrices with their original values, and the quantized copies that one
     setting puts in their place."""
 
-    def __init__(self, matrices: list[Matrix], keep: dict[str, list[tuple[int, int]]], rule: ClipRule):
+    def __init__(self, matrices: list[Matrix], keep: dict[KeepKey, list[tuple[int, int]]], rule: ClipRule):
         self.matrices = matrices
         self.keep = keep
-        self.originals = [m.out_in().detach().clone() for m in matrices]
-        # One threshold per matrix, shared by every clipping setting.
-        self.thresholds = [clip_threshold(w, rule) for w in self.originals]
+        # Contiguous copies: a transposed view ([in, out] storage) cannot be cut into blocks.
+        self.originals = [m.out_in().detach().clone(memory_format=torch.contiguous_format) for m in matrices]
+        # One threshold per matrix (per expert in a fused tensor), shared by every clipping setting.
+        self.thresholds = [
+            [clip_threshold(e, rule) for e in w] if m.experts else clip_threshold(w, rule)
+            for m, w in zip(matrices, self.originals, strict=True)
+        ]
 
     def apply(self, setting: Setting) -> None:
         for matrix, original, threshold in zip(
             self.matrices, self.originals, self.thresholds, strict=True
         ):
-            value = quantized(original, setting, self.keep.get(matrix.module, []), threshold)
+            target = matrix.out_in()
             with torch.no_grad():
-                matrix.out_in().copy_(value)
+                if not matrix.experts:
+                    target.copy_(quantized(original, setting, self.keep.get((matrix.module, None), []), threshold))
+                    continue
+                for expert, (weights, limit) in enumerate(zip(original, threshold, strict=True)):
+                    kept = self.keep.get((matrix.module, expert), [])
+                    target[expert].copy_(quantized(weights, setting, kept, limit))
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -143,9 +193,9 @@ class QuantizationSweep:
         self.windows = windows
         self.settings = settings
         self.options = options
-        self.keep: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        self.keep: dict[int, dict[KeepKey, list[tuple[int, int]]]] = {}
         for weight in keep:
-            self.keep.setdefault(weight.layer, {}).setdefault(weight.module, []).append(
+            self.keep.setdefault(weight.layer, {}).setdefault((weight.module, weight.expert), []).append(
                 (weight.row, weight.col)
             )
         self.baseline_hidden = [c.embeddings for c in windows]
@@ -162,7 +212,7 @@ class QuantizationSweep:
             started = self.clock.add("read_wait", started)
             site = streamer.feed_forward.dense_site(layer)
             matrices = layer_matrices(module, self.options.weights, site.module if site else None)
-            self.matrices += len(matrices)
+            self.matrices += sum(m.count for m in matrices)
             variants = LayerVariants(matrices, self.keep.get(layer, {}), self.options.clip_rule)
             for w, capture in enumerate(self.windows):
                 self.baseline_hidden[w] = streamer.run_layer(layer, self.baseline_hidden[w], capture)
