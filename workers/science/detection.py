@@ -7,7 +7,10 @@ make up most of that entry. Explaining the spike by contribution, not ranking we
 magnitude, is what keeps a huge weight on a dead input channel from being reported.
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -151,11 +154,16 @@ def spike_reference(activity: LayerActivity, previous_maxima: list[float]) -> Sp
     return None
 
 
-def spike_rows(activity: LayerActivity, reference: SpikeReference | None) -> list[SpikeRow]:
-    """Rows of this layer's output that reach the reference's threshold, strongest first."""
+def spike_rows(
+    activity: LayerActivity, reference: SpikeReference | None, floor: float | None = None
+) -> list[SpikeRow]:
+    """Rows of this layer's output that reach the reference's threshold, strongest first.
+    `floor` replaces the activity's own share of its maximum (a routed expert is one part of its
+    layer: the layer's maximum sets the level)."""
     if reference is None:
         return []
-    threshold = max(reference.threshold, MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output)
+    own = MIN_ROW_FRACTION_OF_LAYER_MAX * activity.max_output
+    threshold = max(reference.threshold, own if floor is None else floor)
     rows = torch.nonzero(activity.row_max >= threshold).view(-1).tolist()
     rows.sort(key=lambda r: -float(activity.row_max[r]))
     return [
@@ -221,10 +229,14 @@ class Candidate:
     col: int
     value: float  # W[row, col] as stored (exact in the compute dtype)
     observations: list[Observation]
+    expert: int | None = None  # the routed expert whose down projection holds it
 
     @property
-    def key(self) -> tuple[int, int, int]:
-        return (self.layer, self.row, self.col)
+    def key(self) -> tuple[int, ...]:
+        """(layer, row, col), and the expert after them for a weight inside a routed expert."""
+        if self.expert is None:
+            return (self.layer, self.row, self.col)
+        return (self.layer, self.row, self.col, self.expert)
 
     @property
     def threshold(self) -> float:
@@ -243,44 +255,97 @@ class DetectionState:
         self.prompts = prompts
         self.history: list[list[float]] = [[] for _ in range(prompts)]
         self.profile: list[dict] = []
-        self.candidates: dict[tuple[int, int, int], Candidate] = {}
+        self.candidates: dict[tuple[int, ...], Candidate] = {}
+        # Mixture-of-experts layers: each routed expert's activity, and the experts that spike.
+        self.expert_profile: list[dict] = []
+        self.super_experts: dict[tuple[int, int], ExpertCandidate] = {}
 
     def observe_layer(
         self, layer: int, activities: list[LayerActivity], weight_out_in: torch.Tensor
     ) -> list[Candidate]:
         """Record one layer's activity on every prompt; return the candidates it reveals."""
-        found: dict[tuple[int, int, int], Candidate] = {}
+        found: dict[tuple[int, ...], Candidate] = {}
         ratios = []
         for prompt, activity in enumerate(activities):
             typical = typical_scale(self.history[prompt])
             ratios.append(activity.max_output / typical if typical else None)
             reference = spike_reference(activity, self.history[prompt])
             spikes = spike_rows(activity, reference)
-            for spike in spikes:
-                x = activity.inputs[spike.token]
-                for c in explain_spike(weight_out_in[spike.row], x, spike.value):
-                    key = (layer, spike.row, c.col)
-                    if key not in found:
-                        value = float(weight_out_in[spike.row, c.col])
-                        found[key] = Candidate(layer, spike.row, c.col, value, [])
-                    found[key].observations.append(
-                        Observation(
-                            prompt=prompt,
-                            token=spike.token,
-                            output=spike.value,
-                            input=float(x[c.col]),
-                            contribution=c.contribution,
-                            share=c.share,
-                            ratio=spike.ratio,
-                            threshold=reference.threshold,
-                            rule=reference.rule,
-                        )
-                    )
+            _explain(layer, prompt, activity, spikes, reference, weight_out_in, found)
             if not spikes:
                 self.history[prompt].append(activity.max_output)
         self.profile.append(_profile_entry(layer, activities, ratios, bool(found)))
         self.candidates.update(found)
         return sorted(found.values(), key=lambda c: (c.row, c.col))
+
+    def observe_experts(
+        self,
+        layer: int,
+        experts: list[dict[int, ExpertActivity]],
+        expert_weight: Callable[[int], torch.Tensor],
+        shared: list[LayerActivity] | None = None,
+        shared_weight: torch.Tensor | None = None,
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """Record one mixture-of-experts layer on every prompt: per prompt, each routed expert's
+        activity on its own tokens (`experts`), and the shared expert's, if any. The layer is
+        judged as a whole (its largest output against the typical earlier layer, or its own
+        median), and every expert whose output reaches the threshold is explained with its own
+        matrix (`expert_weight(e)`, viewed [out, in]). Returns (the shared expert's candidates,
+        the routed experts' candidates); the super experts are kept in `self.super_experts`."""
+        shared_found: dict[tuple[int, ...], Candidate] = {}
+        found: dict[tuple[int, ...], Candidate] = {}
+        combined = []
+        ratios = []
+        spiking = False
+        for prompt, by_expert in enumerate(experts):
+            parts = [a.at_positions() for a in by_expert.values()]
+            if shared is not None:
+                parts.append(shared[prompt])
+            layer_activity = combine(parts)
+            combined.append(layer_activity)
+            typical = typical_scale(self.history[prompt])
+            ratios.append(layer_activity.max_output / typical if typical and layer_activity else None)
+            if layer_activity is None:
+                continue
+            reference = spike_reference(layer_activity, self.history[prompt])
+            floor = MIN_ROW_FRACTION_OF_LAYER_MAX * layer_activity.max_output
+            seen = False
+            if shared is not None:
+                spikes = spike_rows(shared[prompt], reference, floor)
+                _explain(layer, prompt, shared[prompt], spikes, reference, shared_weight, shared_found)
+                seen = bool(spikes)
+            for expert, routed in sorted(by_expert.items()):
+                spikes = spike_rows(routed.activity, reference, floor)
+                if not spikes:
+                    continue
+                seen = True
+                self._super_expert(layer, expert, prompt, routed, spikes)
+                _explain(layer, prompt, routed.activity, spikes, reference, expert_weight(expert),
+                         found, expert=expert, routed=routed)
+            spiking = spiking or seen
+            if not seen:
+                self.history[prompt].append(layer_activity.max_output)
+        self.profile.append(_profile_entry(layer, combined, ratios, spiking))
+        self.expert_profile.append(_expert_profile_entry(layer, experts))
+        self.candidates.update(shared_found)
+        self.candidates.update(found)
+        order = lambda c: (c.expert if c.expert is not None else -1, c.row, c.col)  # noqa: E731
+        return sorted(shared_found.values(), key=order), sorted(found.values(), key=order)
+
+    def _super_expert(self, layer: int, expert: int, prompt: int, routed: "ExpertActivity",
+                      spikes: list[SpikeRow]) -> None:
+        candidate = self.super_experts.setdefault((layer, expert), ExpertCandidate(layer, expert))
+        for spike in spikes:
+            candidate.observations.append(
+                {
+                    "prompt": prompt,
+                    "token": spike.token,
+                    "row": spike.row,
+                    "max_abs_output": abs(spike.value),
+                    "spike_ratio": spike.ratio,
+                    "router_weight": routed.weight_at(spike.token),
+                }
+            )
 
 
 def _prompt_entry(prompt: int, activity: LayerActivity, ratio: float | None) -> dict:
@@ -312,3 +377,140 @@ def _profile_entry(
         "spike": spike,
         "prompts": prompts,
     }
+
+
+def _explain(
+    layer: int, prompt: int, activity: LayerActivity, spikes: list[SpikeRow],
+    reference: SpikeReference | None, weight_out_in: torch.Tensor,
+    found: dict[tuple[int, ...], Candidate], *, expert: int | None = None,
+    routed: "ExpertActivity | None" = None,
+) -> None:
+    """The weights that carry each spike, added to `found` with this prompt's observation. Inside
+    a routed expert the level that counts as the super activation on other text is the one the
+    experts module emits: the spike times the router's weight at its token."""
+    for spike in spikes:
+        x = activity.inputs[spike.token]
+        scale = routed.weight_at(spike.token) if routed is not None else 1.0
+        token = routed.position(spike.token) if routed is not None else spike.token
+        for c in explain_spike(weight_out_in[spike.row], x, spike.value):
+            candidate = Candidate(layer, spike.row, c.col, float(weight_out_in[spike.row, c.col]), [], expert)
+            candidate = found.setdefault(candidate.key, candidate)
+            candidate.observations.append(
+                Observation(
+                    prompt=prompt,
+                    token=token,
+                    output=spike.value,
+                    input=float(x[c.col]),
+                    contribution=c.contribution,
+                    share=c.share,
+                    ratio=spike.ratio,
+                    threshold=reference.threshold * scale,
+                    rule=reference.rule,
+                )
+            )
+
+
+@dataclass
+class ExpertActivity:
+    """One routed expert's down projection on one prompt: its activity summarised over the rows
+    of the tokens routed to it (`activity`'s tokens are those rows), their positions in the prompt
+    and the router's weight of the expert at each."""
+
+    expert: int
+    activity: LayerActivity
+    positions: torch.Tensor  # [n] token positions in the prompt
+    weights: torch.Tensor  # [n] router weights
+
+    def position(self, row: int) -> int:
+        return int(self.positions[row])
+
+    def weight_at(self, row: int) -> float:
+        return float(self.weights[row])
+
+    @property
+    def tokens(self) -> int:
+        return int(self.positions.numel())
+
+    def at_positions(self) -> LayerActivity:
+        """The activity with its tokens named by their positions in the prompt (for the layer's
+        profile); its inputs stay the expert's rows."""
+        a = self.activity
+        return replace(
+            a, input_token=self.position(a.input_token), output_token=self.position(a.output_token),
+            row_token=self.positions[a.row_token],
+        )
+
+
+@dataclass
+class ExpertCandidate:
+    """A routed expert whose down projection emits a super activation: a super expert until
+    pruning it says otherwise."""
+
+    layer: int
+    expert: int
+    observations: list[dict] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.layer, self.expert)
+
+    @property
+    def strongest(self) -> dict:
+        return max(self.observations, key=lambda o: o["max_abs_output"])
+
+
+def summarize_expert(expert: int, inputs: torch.Tensor, outputs: torch.Tensor,
+                     positions: torch.Tensor, weights: torch.Tensor) -> ExpertActivity:
+    """One expert's rows (tokens routed to it) on one prompt."""
+    return ExpertActivity(expert, summarize(inputs, outputs), positions, weights)
+
+
+def combine(parts: list[LayerActivity]) -> LayerActivity | None:
+    """A layer's activity from its parts (routed experts and a shared expert): the largest input
+    and output over the parts, their rows' maxima, and the median over every part's outputs
+    (approximated by the median of the parts' medians weighted equally: the parts' full outputs are
+    not kept). None for a layer no token reached (no part)."""
+    if not parts:
+        return None
+    top_in = max(parts, key=lambda a: a.max_input)
+    top_out = max(parts, key=lambda a: a.max_output)
+    stacked = torch.stack([a.row_max for a in parts])
+    row_max, which = stacked.max(dim=0)
+    row_token = torch.stack([a.row_token for a in parts]).gather(0, which.unsqueeze(0)).squeeze(0)
+    row_value = torch.stack([a.row_value for a in parts]).gather(0, which.unsqueeze(0)).squeeze(0)
+    medians = sorted(a.median_output for a in parts)
+    return LayerActivity(
+        max_input=top_in.max_input,
+        input_token=top_in.input_token,
+        input_col=top_in.input_col,
+        max_output=top_out.max_output,
+        output_token=top_out.output_token,
+        output_row=top_out.output_row,
+        output_percentiles={
+            key: max(a.output_percentiles[key] for a in parts) for key in top_out.output_percentiles
+        },
+        median_output=medians[(len(medians) - 1) // 2],
+        row_max=row_max,
+        row_token=row_token,
+        row_value=row_value,
+        inputs=top_out.inputs,
+    )
+
+
+def _expert_profile_entry(layer: int, experts: list[dict[int, ExpertActivity]]) -> dict:
+    """Every routed expert of the layer over every prompt (`workers.contract.report.ExpertProfile`):
+    the tokens routed to it and its largest |output|, before the router's weighting."""
+    numbers = sorted({e for by_expert in experts for e in by_expert})
+    entries = []
+    for expert in numbers:
+        seen = [(p, by_expert[expert]) for p, by_expert in enumerate(experts) if expert in by_expert]
+        prompt, top = max(seen, key=lambda pair: pair[1].activity.max_output)
+        entries.append({
+            "expert": expert,
+            "tokens": sum(a.tokens for _, a in seen),
+            "max_abs_output": top.activity.max_output,
+            "output_row": top.activity.output_row,
+            "output_token": top.position(top.activity.output_token),
+            "prompt": prompt,
+        })
+    return {"layer": layer, "experts": entries}

@@ -83,6 +83,10 @@ class ProjectionSite:
     is_concatenated: bool | None = None
     has_gate: bool | None = None
     has_bias: bool | None = None
+    # How the experts module is called (`workers.science.experts`): "routed" (hidden states, the
+    # chosen experts and their weights), "dense" (every token through every expert, inputs
+    # scaled by the router: Llama 4), or another convention, named by its arguments.
+    call: str | None = None
 
     @property
     def dense(self) -> bool:
@@ -133,6 +137,15 @@ class FeedForward:
     def dense_site(self, layer: int) -> ProjectionSite | None:
         """The layer's dense output projection (LINEAR or CONV1D), None where it has none."""
         return next((s for s in self.sites[layer] if s.kind in (SiteKind.LINEAR, SiteKind.CONV1D)), None)
+
+    def shared_site(self, layer: int) -> ProjectionSite | None:
+        """The layer's shared expert (an always-on expert beside routed ones), None where none."""
+        return next((s for s in self.sites[layer] if s.kind is SiteKind.SHARED_EXPERT), None)
+
+    def matrix_site(self, layer: int) -> ProjectionSite | None:
+        """The layer's one 2-D output projection that detection reads as a whole: its dense
+        projection, or in an MoE layer its shared expert's. None where it has neither."""
+        return self.dense_site(layer) or self.shared_site(layer)
 
     def routed_site(self, layer: int) -> ProjectionSite | None:
         return next((s for s in self.sites[layer] if s.kind is SiteKind.ROUTED_EXPERTS), None)
@@ -307,7 +320,20 @@ def _experts_site(path: str, module: nn.Module, name: str, param, transposed: bo
         is_concatenated=getattr(module, "is_concatenated", None),
         has_gate=getattr(module, "has_gate", None),
         has_bias=getattr(module, "has_bias", None),
+        call=_call_convention(module),
     )
+
+
+def _call_convention(module: nn.Module) -> str:
+    import inspect
+
+    forward = getattr(type(module).forward, "__wrapped__", type(module).forward)
+    names = list(inspect.signature(forward).parameters)[1:]
+    if len(names) >= 3:
+        return "routed"
+    if len(names) == 1:
+        return "dense"
+    return "(" + ", ".join(names) + ")"
 
 
 def _experts_sites(layer: nn.Module, d_model: int) -> list[ProjectionSite]:
@@ -574,13 +600,17 @@ def discover(config) -> FeedForward:
 
 
 def check_executable(feed_forward: FeedForward) -> None:
-    """The one place mixture-of-experts layers are refused until their execution exists
-    (helper B replaces this)."""
-    if feed_forward.routed_layers:
-        raise UnsupportedArchitecture(
-            f"{feed_forward.model_type!r}: mixture of experts: pending (routed experts in layers "
-            f"{feed_forward.routed_layers[:4]}{'...' if len(feed_forward.routed_layers) > 4 else ''})"
-        )
+    """Refuse, in one line, routed experts whose run-time form the experts code cannot follow:
+    experts kept as a list of blocks, and experts modules called some other way than with the
+    router's choice (`routed`) or on router-scaled inputs (`dense`)."""
+    for layer in feed_forward.routed_layers:
+        site = feed_forward.routed_site(layer)
+        if site.layout is Layout.PER_EXPERT or site.call not in ("routed", "dense"):
+            how = "a list of expert blocks" if site.layout is Layout.PER_EXPERT else f"called as {site.call}"
+            raise UnsupportedArchitecture(
+                f"{feed_forward.model_type!r}: routed experts {site.module} ({how}) in layer "
+                f"{layer}: swreg follows fused experts called with the router's choice only"
+            )
 
 
 def feed_forward_info(feed_forward: FeedForward):

@@ -2,7 +2,8 @@
 
 import platform
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from workers.contract.report import (
     Detector,
     EvalInfo,
     Evidence,
+    ExpertProfile,
+    ExpertValidation,
     LayerProfile,
     ModelInfo,
     Observation,
@@ -24,6 +27,7 @@ from workers.contract.report import (
     ScoreVsBaseline,
     Selection,
     SuperActivationEvidence,
+    SuperExpert,
     ValidationEvidence,
     ValidationRun,
     Verdict,
@@ -33,8 +37,8 @@ from workers.contract.report import (
 )
 from workers.contract.resources import DATA_DIR
 from workers.contract.version import package_version
-from workers.science import detection
-from workers.science.feed_forward import ProjectionSite, feed_forward_info
+from workers.science import detection, experts
+from workers.science.feed_forward import feed_forward_info
 from workers.science.checkpoint import Checkpoint
 from workers.science.context import ModelContext
 from workers.science.detection import Candidate
@@ -44,7 +48,7 @@ from workers.science.validation import selection as selection_rules
 from workers.science.validation import statistics
 from workers.science.validation import verdict as verdict_rule
 from workers.science.validation.controls import CONTROLS, control_rules
-from workers.science.validation.judge import CandidateJudgement, Judge, VariantRun
+from workers.science.validation.judge import CandidateJudgement, ExpertJudgement, Judge, VariantRun
 from workers.science.validation.statistics import Interval
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +129,7 @@ def _versus(run: VariantRun, interval: Interval) -> dict:
 
 def _validation_evidence(
     judged: CandidateJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo,
-    site: ProjectionSite,
+    stored_index: Callable[[int, int], list[int]],
 ) -> ValidationEvidence:
     candidate = judged.candidate
     controls = {}
@@ -133,7 +137,7 @@ def _validation_evidence(
         run = judged.controls[control.name]
         controls[control.name] = ControlEvidence(
             **_versus(run, judged.control_intervals[control.name]),
-            **control.details(run.plan.zeroed, candidate.layer, site.stored_index),
+            **control.details(run.plan.zeroed, candidate.layer, stored_index),
         )
     ablate, restore = judged.ablation, judged.restore
     return ValidationEvidence(
@@ -141,7 +145,7 @@ def _validation_evidence(
         baseline=_score(baseline),
         ablated=ScoreVsBaseline(**_versus(ablate, judged.ablation_interval)),
         restored=ScoreVsBaseline(**_versus(restore, judge.interval(restore))) if restore else None,
-        zeroed_with=[site.stored_index(r, c) for r, c in judged.zeroed_with],
+        zeroed_with=[stored_index(r, c) for r, c in judged.zeroed_with],
         controls=controls,
         super_activation=SuperActivationEvidence(
             ablated=ablate.plan.super_activation.get(candidate.row, []),
@@ -151,13 +155,17 @@ def _validation_evidence(
     )
 
 
-def _model_info(checkpoint: Checkpoint, tensor_names: dict[str, str]) -> ModelInfo:
+def _model_info(
+    checkpoint: Checkpoint, tensor_names: dict[str, str], expert_tensors: dict[str, tuple[str, ...]]
+) -> ModelInfo:
     feed_forward = checkpoint.feed_forward
+    first = feed_forward.first_parameter()
+    stored = expert_tensors[first][0] if first in expert_tensors else tensor_names[first]
     return ModelInfo(
         path=str(checkpoint.path),
         model_type=checkpoint.model_type,
         architecture=(checkpoint.config.get("architectures") or [None])[0],
-        dtype=checkpoint.dtype_name(tensor_names[feed_forward.first_parameter()]),
+        dtype=checkpoint.dtype_name(stored),
         num_layers=feed_forward.num_layers,
         d_model=feed_forward.d_model,
         # The inner width as built (configs spell it many ways, some per layer: Gemma 3n).
@@ -186,6 +194,86 @@ class Findings:
     rounds: int  # passes over the layers (streamed) or rounds of runs (naive)
     timings: dict[str, float]
     bytes_read: int
+    # Fused expert parameter -> its stored per-expert tensors, by expert (checkpoints that store
+    # one 2-D tensor per expert).
+    expert_tensors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a candidate is stored: its tensor, its index as stored, the module it is in."""
+
+    tensor: str
+    module: str
+    stored_index: Callable[[int, int], list[int]]
+
+
+def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
+    feed_forward = findings.checkpoint.feed_forward
+    if expert is None:
+        site = feed_forward.matrix_site(layer)
+        return _Place(findings.tensor_names[feed_forward.parameter(layer, site)], site.module, site.stored_index)
+    site = feed_forward.routed_site(layer)
+    parameter = feed_forward.parameter(layer, site)
+    module = f"{site.module}.{site.parameter}"
+    per_expert = findings.expert_tensors.get(parameter)
+    if per_expert is not None:
+        # One stored [out, in] tensor per expert.
+        return _Place(per_expert[expert], module, lambda r, c: [r, c])
+    return _Place(findings.tensor_names[parameter], module,
+                  lambda r, c: experts.stored_index(site, expert, r, c))
+
+
+def _expert_validation(judged: ExpertJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo) -> dict:
+    controls = {
+        f"random expert {i}": ControlEvidence(
+            **_versus(judged.controls[e], judged.control_intervals[e]), experts=[e]
+        )
+        for i, e in enumerate(sorted(judged.control_intervals), start=1)
+    }
+    return ExpertValidation(
+        eval=eval_info,
+        baseline=_score(baseline),
+        pruned=ScoreVsBaseline(**_versus(judged.pruned, judged.pruned_interval)),
+        controls=controls,
+        verdict=Verdict(state=judged.state, reason=judged.reason),
+    ).as_json_dict()
+
+
+def _super_experts(findings: Findings, eval_info: EvalInfo | None) -> list[SuperExpert]:
+    state, judge, baseline = findings.state, findings.judge, findings.baseline
+    feed_forward = findings.checkpoint.feed_forward
+    judgements = judge.expert_judgements() if judge is not None else {}
+    routed_tokens = {
+        (entry["layer"], e["expert"]): e["tokens"] for entry in state.expert_profile for e in entry["experts"]
+    }
+    out = []
+    for key in sorted(state.super_experts):
+        candidate = state.super_experts[key]
+        strongest = candidate.strongest
+        judged = judgements.get(key)
+        evidence: dict = {
+            "prompts": len(findings.prompts),
+            "detection": {"observations": candidate.observations},
+        }
+        state_ = "candidate"
+        if judged is not None and judged.pruned_interval is not None and baseline is not None:
+            evidence["validation"] = _expert_validation(judged, judge, baseline, eval_info)
+            state_ = judged.state
+        out.append(
+            SuperExpert(
+                layer=candidate.layer,
+                expert=candidate.expert,
+                module=feed_forward.routed_site(candidate.layer).module,
+                state=state_,
+                max_abs_output=strongest["max_abs_output"],
+                spike_ratio=strongest["spike_ratio"],
+                row=strongest["row"],
+                tokens_routed=routed_tokens.get(key, 0),
+                evidence=evidence,
+            )
+        )
+    return out
 
 
 def _selection(judged: CandidateJudgement) -> Selection:
@@ -211,22 +299,25 @@ def build_report(findings: Findings) -> Report:
         )
     judgements = judge.judgements() if judge is not None else {}
     super_weights = []
-    for key in sorted(state.candidates):
+    # Layer, then expert (a dense weight first), then row and column: numbers, not text.
+    order = lambda key: (key[0], key[3] if len(key) > 3 else -1, key[1], key[2])  # noqa: E731
+    for key in sorted(state.candidates, key=order):
         candidate = state.candidates[key]
-        site = feed_forward.dense_site(candidate.layer)
-        tensor = tensor_names[feed_forward.parameter(candidate.layer, site)]
+        place = _place(findings, candidate.layer, candidate.expert)
+        tensor = place.tensor
         judged = judgements.get(key)
         validation = None
         if judged is not None and judged.ablation_interval is not None and baseline is not None:
-            validation = _validation_evidence(judged, judge, baseline, eval_info, site)
+            validation = _validation_evidence(judged, judge, baseline, eval_info, place.stored_index)
         super_weights.append(
             Coordinate(
                 tensor=tensor,
-                index=site.stored_index(candidate.row, candidate.col),
+                index=place.stored_index(candidate.row, candidate.col),
                 layer=candidate.layer,
-                module=site.module,
+                module=place.module,
                 row=candidate.row,
                 col=candidate.col,
+                expert=candidate.expert,
                 value=candidate.value,
                 dtype=checkpoint.dtype_name(tensor),
                 state=validation.verdict.state if validation else "candidate",
@@ -252,7 +343,7 @@ def build_report(findings: Findings) -> Report:
             rounds=findings.rounds,
         )
     return Report(
-        model=_model_info(checkpoint, tensor_names),
+        model=_model_info(checkpoint, tensor_names, findings.expert_tensors),
         detector=Detector(
             version=code_version(),
             device=findings.device,
@@ -265,6 +356,8 @@ def build_report(findings: Findings) -> Report:
         eval=eval_info,
         profile=[LayerProfile(**entry) for entry in state.profile],
         super_weights=super_weights,
+        super_experts=_super_experts(findings, eval_info),
+        expert_profile=[ExpertProfile(**entry) for entry in state.expert_profile],
         feed_forward=feed_forward_info(feed_forward),
         validation=validation_run,
         timings=findings.timings,

@@ -178,37 +178,112 @@ def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]
     return stored_names(model, checkpoint.tensor_file, str(checkpoint.path))
 
 
-def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str, str]:
-    """Model parameter name -> the stored tensor name (among `names`) that holds it.
+@dataclass(frozen=True)
+class StackedExperts:
+    """A model parameter that transformers builds from one stored 2-D tensor per routed expert:
+    stacked along a new first dimension (`MergeModulelist(dim=0)`), then, where several stored
+    kinds make one parameter (gate and up), concatenated (`Concatenate`). The stored tensors keep
+    their own names and indices: a weight of expert `e` at stored `[r, c]` is the parameter's
+    `[e, r, c]` (of the first source kind: the down projection has only one)."""
 
-    transformers renames some checkpoint keys while loading (GPT-NeoX's `embed_out` is the
-    model's `lm_head`; old `gamma`/`beta` norms) and keeps those renames in a table; we apply the
-    same table rather than a copy of it. Checkpoints that drop the base model's prefix (GPT-2's
-    `h.0...`) are matched too. Transforms that do more than rename (fusing or splitting
-    tensors) would make a stored index ambiguous, so they are refused (`what` names the
-    checkpoint in the refusal).
-    """
+    sources: tuple[tuple[str, tuple[str, ...]], ...]  # (source pattern, stored names by expert)
+    operations: tuple
+
+    @property
+    def expert_names(self) -> tuple[str, ...]:
+        return self.sources[0][1]
+
+    def build(self, read: Callable[[str], torch.Tensor]) -> torch.Tensor:
+        """The parameter from its stored tensors, by transformers' own conversion operations."""
+        tensors: dict = {pattern: [read(n) for n in names] for pattern, names in self.sources}
+        patterns = [pattern for pattern, _ in self.sources]
+        for operation in self.operations:
+            tensors = operation.convert(tensors, source_patterns=patterns, target_patterns=["target"])
+        (tensor,) = tensors.values()
+        return tensor
+
+
+@dataclass(frozen=True)
+class StoredLayout:
+    renamed: dict[str, str]  # model parameter -> the stored tensor holding it (renamed at most)
+    stacked: dict[str, StackedExperts]  # model parameter -> the per-expert tensors it stacks
+
+
+def _stacks_experts(converter) -> bool:
+    from transformers.core_model_loading import Concatenate, MergeModulelist
+
+    operations = list(getattr(converter, "operations", None) or [])
+    return (
+        bool(operations)
+        and isinstance(operations[0], MergeModulelist) and operations[0].dim == 0
+        and all(isinstance(op, Concatenate) and op.dim >= 1 for op in operations[1:])
+    )
+
+
+def _expert_number(pattern: str, stored: str) -> int | None:
+    """The expert a stored name belongs to: transformers' source patterns are regular expressions
+    in which `*` stands for the expert number."""
+    found = re.search(pattern.replace("*", r"(\d+)"), stored)
+    return int(found.group(1)) if found else None
+
+
+def stored_layout(model: nn.Module, names: Iterable[str], what: str) -> StoredLayout:
+    """Where every model parameter is stored, by transformers' own renaming and conversion table
+    (`get_model_conversion_mapping`), applied the way transformers loads: renamings first
+    (GPT-NeoX's `embed_out` is the model's `lm_head`), then at most one converter. Checkpoints
+    that drop the base model's prefix (GPT-2's `h.0...`) are matched too. Of the converters, only
+    stacking per-expert tensors (and concatenating gate and up) is followed: a stored index stays
+    meaningful through it. Any other conversion (a reshape, a split) would make a stored index
+    ambiguous, so it is refused (`what` names the checkpoint in the refusal)."""
+    from transformers.core_model_loading import WeightConverter, rename_source_key
+
     names = list(names)
     transforms = get_model_conversion_mapping(model)
     renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
-    for transform in transforms:
-        if isinstance(transform, WeightRenaming):
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    state = model.state_dict()
+    prefix = model.base_model_prefix
+    renamed: dict[str, str] = {}
+    groups: dict[str, dict[str, dict[int, str]]] = {}  # parameter -> pattern -> expert -> stored
+    owners: dict[str, WeightConverter] = {}
+    for stored in names:
+        loaded, pattern = rename_source_key(stored, renamings, converters, prefix, state)
+        if pattern is None:
+            # Every matching renaming fires, in order (they may chain), as transformers loads.
+            plain = apply_renamings(stored, renamings)
+            renamed[plain] = stored
+            if prefix:
+                renamed.setdefault(f"{prefix}.{plain}", stored)
             continue
-        matches = [k for k in names if any(re.search(p, k) for p in transform.source_patterns)]
-        if matches:
+        converter = next(c for c in converters if pattern in c.source_patterns)
+        expert = _expert_number(pattern, stored)
+        if not _stacks_experts(converter) or expert is None:
             raise CheckpointRefused(
-                f"{what}: tensor {matches[0]} must be converted, not just renamed, "
+                f"{what}: tensor {stored} must be converted, not just renamed, "
                 "to load; swreg only reads tensors as stored"
             )
-    found: dict[str, str] = {}
-    prefix = model.base_model_prefix
-    for stored in names:
-        # Every matching renaming fires, in order (they may chain), as transformers loads.
-        renamed = apply_renamings(stored, renamings)
-        found[renamed] = stored
-        if prefix:
-            found.setdefault(f"{prefix}.{renamed}", stored)
-    return found
+        groups.setdefault(loaded, {}).setdefault(pattern, {})[expert] = stored
+        owners[loaded] = converter
+    stacked = {}
+    for parameter, by_pattern in groups.items():
+        converter = owners[parameter]
+        sources = []
+        for pattern in converter.source_patterns:
+            experts = by_pattern.get(pattern, {})
+            if sorted(experts) != list(range(len(experts))) or not experts:
+                raise CheckpointRefused(
+                    f"{what}: the per-expert tensors of {parameter} do not number every expert "
+                    f"from 0 (found {sorted(experts)[:8]})"
+                )
+            sources.append((pattern, tuple(experts[e] for e in sorted(experts))))
+        stacked[parameter] = StackedExperts(tuple(sources), tuple(converter.operations))
+    return StoredLayout(renamed, stacked)
+
+
+def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str, str]:
+    """Model parameter name -> the stored tensor name (among `names`) that holds it as stored
+    (renamed at most): see `stored_layout`."""
+    return stored_layout(model, names, what).renamed
 
 
 def _probe_output_arity(layer_forward: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> int | None:
@@ -278,7 +353,10 @@ class LayerStreamer:
         self.layers: nn.ModuleList = self.model.get_submodule(self.feed_forward.layers)
         self.num_layers = len(self.layers)
         self._tied = _tied_sources(self.model)
-        self.names = checkpoint_names(self.model, checkpoint)
+        layout = stored_layout(self.model, checkpoint.tensor_file, str(checkpoint.path))
+        self.names = layout.renamed
+        # Fused expert parameters built from one stored tensor per expert.
+        self.stacked = layout.stacked
         self.reader = TensorReader(checkpoint, pin_memory=self.device.type == "cuda")
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
         self._pending: dict[int, Future] = {}
@@ -335,6 +413,9 @@ class LayerStreamer:
         by_name: dict[str, torch.Tensor] = {}
         tensors: dict[str, torch.Tensor] = {}
         for param in params:
+            if param in self.stacked:
+                tensors[param] = self._read_stacked(param)
+                continue
             name = self._source_name(param)
             if name is None:
                 raise CheckpointRefused(f"{self.checkpoint.path}: no tensor for parameter {param}")
@@ -348,6 +429,18 @@ class LayerStreamer:
                 by_name[name] = self._stage(self.reader.read(name))
             tensors[param] = by_name[name]
         return tensors
+
+    def _read_stacked(self, param: str) -> torch.Tensor:
+        """A fused expert parameter from its per-expert stored tensors (read one by one)."""
+        tensor = self.stacked[param].build(lambda name: self._stage(self.reader.read(name)))
+        expected = list(self.model.get_parameter(param).shape)
+        if list(tensor.shape) != expected:
+            first = self.stacked[param].expert_names[0]
+            raise CheckpointRefused(
+                f"{self.checkpoint.path}: the per-expert tensors of {param} ({first}, ...) make "
+                f"shape {list(tensor.shape)}, the config implies {expected}"
+            )
+        return tensor
 
     def _stage(self, tensor: torch.Tensor) -> torch.Tensor:
         """Host-side preparation on the prefetch thread: on the CPU, the cast to the compute

@@ -13,15 +13,17 @@ then counts this process reading from storage until the analysis ends (`disk_rea
 tensors in the files are therefore not counted, as they are not by the streamed reader.
 """
 
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from time import perf_counter
 
 import torch
 from transformers import AutoModelForCausalLM
 
 from workers.contract.report import Report
-from workers.science.detection import DetectionState, summarize
+from workers.science.detection import DetectionState
 from workers.science.disk_reads import evict_from_page_cache, read_bytes_so_far
 from workers.science.evaluation import (
     Score,
@@ -31,8 +33,9 @@ from workers.science.evaluation import (
     stop_word_ids,
     token_scores,
 )
+from workers.science.pipeline.findings import LayerRecorders, LayerSites, observe, plan, recording_layer
 from workers.science.pipeline.steps import AnalysisOptions, open_job
-from workers.science.streaming import checkpoint_names, compute_dtype_for, stored_dtype
+from workers.science.streaming import compute_dtype_for, stored_dtype, stored_layout
 from workers.science.validation.ablation import OutputRecorder, applied
 
 
@@ -58,37 +61,37 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
         use_safetensors=True,
     ).to(device)
     model.eval()
-    # Layer -> (its dense projection site, that module); layers without one are left out.
+    # Every layer with a feed-forward block: its projection sites and modules.
     sites = {
-        index: (site, layer.get_submodule(site.module))
+        index: found
         for index, layer in enumerate(model.get_submodule(feed_forward.layers))
-        if (site := feed_forward.dense_site(index)) is not None
+        if not (found := LayerSites.of(feed_forward, index, layer)).empty
     }
-    down_projs = {layer: module for layer, (_, module) in sites.items()}
-
-    def out_in(layer: int) -> torch.Tensor:
-        site, module = sites[layer]
-        return site.out_in(getattr(module, site.parameter))
-
-    recorders = {layer: OutputRecorder(d, keep_inputs=True) for layer, d in down_projs.items()}
     started = job.clock.add("load", started)
 
-    activities: dict[int, list] = {layer: [] for layer in down_projs}
+    # Detection: one pass per prompt, every layer recorded; then each layer read in order.
+    recorded: dict[int, list[LayerRecorders]] = {layer: [] for layer in sites}
     for prompt_ids in job.prompt_ids:
-        model(input_ids=prompt_ids.to(device), use_cache=False)
+        with ExitStack() as stack:
+            recorders = {layer: stack.enter_context(recording_layer(s)) for layer, s in sites.items()}
+            model(input_ids=prompt_ids.to(device), use_cache=False)
         for layer, recorder in recorders.items():
-            activities[layer].append(summarize(recorder.inputs, recorder.outputs))
-    for recorder in recorders.values():
-        recorder.remove()
+            recorded[layer].append(recorder)
     state = DetectionState(len(job.prompts))
-    per_layer = {layer: state.observe_layer(layer, activities[layer], out_in(layer)) for layer in down_projs}
+    lengths = [int(p.numel()) for p in job.prompt_ids]
+    findings = {
+        layer: observe(state, sites[layer], _one_batch(recorded[layer], max(lengths)),
+                       (len(lengths), max(lengths)), lengths)
+        for layer in sites
+    }
     started = job.clock.add("detect", started)
 
     judge, baseline, rounds = job.judge(), None, 0
     if judge is not None:
         windows = [w.to(device) for w in job.windows]
         stop_ids = stop_word_ids(job.tokenizer)
-        recorders = {layer: OutputRecorder(d) for layer, d in down_projs.items()}
+        watched = {(layer, path): m for layer, s in sites.items() for path, m in s.modules().items()}
+        recorders = {key: OutputRecorder(m) for key, m in watched.items()}
         rows, own, outputs = [], [], []
         for window in windows:
             baseline_rows, scores = baseline_scores(
@@ -96,26 +99,56 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
             )
             rows.append(baseline_rows)
             own.append(scores)
-            outputs.append({layer: r.outputs for layer, r in recorders.items()})
+            outputs.append({key: r.outputs for key, r in recorders.items()})
         for recorder in recorders.values():
             recorder.remove()
         baseline = Score([WindowScore.of(s) for s in own])
-        for layer, candidates in per_layer.items():
-            judge.plan_layer(layer, candidates, out_in(layer))
+        for layer, found in findings.items():
+            if found:
+                plan(judge, sites[layer], found)
         while pending := judge.pending():
             rounds += 1
             for run in pending:
                 layer = run.plan.layer
+                site, module = sites[layer].for_plan(run.plan.routed)
                 for w in run.missing:
-                    with applied(run.plan, down_projs[layer], sites[layer][0], outputs[w][layer]):
+                    with applied(run.plan, module, site, outputs[w][(layer, site.module)]):
                         logits = _next_token_logits(model, windows[w])
                     scores = token_scores(logits, next_token_targets(windows[w]), stop_ids, rows[w])
                     judge.record(run, w, scores, own[w])
             judge.advance()
         job.clock.add("validate", started)
-    names = checkpoint_names(model, job.checkpoint)
+    layout = stored_layout(model, job.checkpoint.tensor_file, str(job.checkpoint.path))
     return job.report(
         state, judge, baseline,
-        tensor_names=names, device=str(device), bytes_read=read_bytes_so_far() - read_before,
-        rounds=rounds,
+        tensor_names=layout.renamed, device=str(device), bytes_read=read_bytes_so_far() - read_before,
+        rounds=rounds, expert_tensors={p: s.expert_names for p, s in layout.stacked.items()},
     )
+
+
+def _one_batch(per_prompt: list[LayerRecorders], longest: int) -> LayerRecorders:
+    """One layer's recorders of each prompt's own pass, as if the prompts had run as one
+    right-padded batch (what `findings.observe` reads): each prompt's rows padded to the longest,
+    each expert call's tokens renumbered into the batch."""
+    dense = None
+    if per_prompt[0].dense is not None:
+        dense = SimpleNamespace(
+            inputs=torch.cat([_padded(r.dense.inputs, longest) for r in per_prompt]),
+            outputs=torch.cat([_padded(r.dense.outputs, longest) for r in per_prompt]),
+        )
+    experts = None
+    if per_prompt[0].experts is not None:
+        calls = [
+            replace(call, tokens=call.tokens + i * longest)
+            for i, r in enumerate(per_prompt) for call in r.experts.calls
+        ]
+        experts = SimpleNamespace(calls=calls)
+    return LayerRecorders(dense=dense, experts=experts)
+
+
+def _padded(values: torch.Tensor, tokens: int) -> torch.Tensor:
+    """[1, T, f] (or [T, f]) as [1, tokens, f], zero rows after the sequence."""
+    flat = values.reshape(-1, values.shape[-1])
+    out = flat.new_zeros((tokens, flat.shape[-1]))
+    out[: flat.shape[0]] = flat
+    return out.unsqueeze(0)

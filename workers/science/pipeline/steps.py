@@ -179,6 +179,7 @@ class OpenedJob:
         device: str,
         bytes_read: int,
         rounds: int,
+        expert_tensors: dict[str, tuple[str, ...]] | None = None,
     ) -> Report:
         return build_report(
             Findings(
@@ -197,6 +198,7 @@ class OpenedJob:
                 timings=self.clock.rounded(),
                 bytes_read=bytes_read,
                 rounds=rounds,
+                expert_tensors=expert_tensors or {},
             )
         )
 

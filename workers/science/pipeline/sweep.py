@@ -16,7 +16,7 @@ shadow group); each further sweep starts at the earliest layer that work needs (
 window's baseline is new), so most jobs need one or two sweeps.
 """
 
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -25,7 +25,7 @@ import torch
 
 from workers.contract.progress import LOAD_STEPS
 from workers.contract.report import Report
-from workers.science.detection import Candidate, DetectionState, summarize
+from workers.science.detection import DetectionState
 from workers.science.evaluation import (
     Score,
     TokenScores,
@@ -34,6 +34,13 @@ from workers.science.evaluation import (
     next_token_targets,
     stop_word_ids,
     token_scores,
+)
+from workers.science.pipeline.findings import (
+    LayerFindings,
+    LayerSites,
+    observe,
+    plan,
+    recording_layer,
 )
 from workers.science.pipeline.steps import (
     AnalysisOptions,
@@ -63,7 +70,8 @@ class _Window:
 
     capture: SequenceCapture
     inputs: dict[int, torch.Tensor] = field(default_factory=dict)  # fork layer -> its input
-    outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # fork layer -> down_proj out
+    # (fork layer, projection module path) -> that projection's output
+    outputs: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
     final: torch.Tensor | None = None  # after the last layer
     scores: TokenScores | None = None
 
@@ -133,24 +141,22 @@ class Sweep:
             started = self.clock.add("read_wait", started)
             # A layer without a feed-forward block (a hybrid's mixer-only layer) still runs, with
             # nothing to detect or fork at.
-            site = self.feed_forward.dense_site(layer)
-            down_proj = module.get_submodule(site.module) if site is not None else None
-            candidates: list[Candidate] = []
+            sites = LayerSites.of(self.feed_forward, layer, module)
+            found = LayerFindings(layer)
             if detect:
-                prompt_hidden, candidates = self._detect(layer, site, down_proj, prompt_hidden)
+                prompt_hidden, found = self._detect(sites, prompt_hidden)
                 started = self.clock.add("detect", started)
             if judge is not None:
-                forks = candidates or (layer in judge.layers and judge.layers[layer].units)
-                self._baseline(layer, down_proj, baseline, record=bool(forks) and down_proj is not None)
-                if candidates:
-                    weight = site.out_in(site.weight_of(module))
-                    for run in judge.plan_layer(layer, candidates, weight):
+                forks = bool(found) or judge.forks_at(layer)
+                self._baseline(sites, baseline, record=forks and not sites.empty)
+                if found:
+                    for run in plan(judge, sites, found):
                         work[run] = run.missing
                 self._carry(layer, carried)
                 for run, windows in work.items():
                     if run.plan.layer == layer:
                         for w in windows:
-                            carried[(run, w)] = self._fork(layer, site, down_proj, run, w)
+                            carried[(run, w)] = self._fork(sites, run, w)
                 self.clock.add("validate", started)
             streamer.release_layer(layer)
             # Layers passed, counted from layer 0 whatever layer a round starts at: the first
@@ -169,39 +175,37 @@ class Sweep:
 
     # ---- one layer -------------------------------------------------------------------------
 
-    def _detect(self, layer: int, site, down_proj, hidden: torch.Tensor) -> tuple[torch.Tensor, list[Candidate]]:
+    def _detect(self, sites: LayerSites, hidden: torch.Tensor) -> tuple[torch.Tensor, LayerFindings]:
         """The prompts, one right-padded batch, pass the layer; each is summarised on its own
         tokens (a causal model's real tokens never see the padding after them)."""
-        if down_proj is None:
-            return self.streamer.run_layer(layer, hidden, self.prompts), []
-        with recording(down_proj, keep_inputs=True) as recorder:
+        layer = sites.layer
+        if sites.empty:
+            return self.streamer.run_layer(layer, hidden, self.prompts), LayerFindings(layer)
+        with recording_layer(sites) as recorders:
             hidden = self.streamer.run_layer(layer, hidden, self.prompts)
-        # [B, T, features], whatever shape the architecture gives its projection (OPT: [B*T, ...]).
-        shape = self.prompts.input_ids.shape
-        inputs = recorder.inputs.reshape(*shape, -1)
-        outputs = recorder.outputs.reshape(*shape, -1)
-        activities = [
-            summarize(inputs[i, :length], outputs[i, :length])
-            for i, length in enumerate(self.prompts.lengths)
-        ]
-        weight = site.out_in(getattr(down_proj, site.parameter))
-        return hidden, self.state.observe_layer(layer, activities, weight)
+        shape = tuple(self.prompts.input_ids.shape)
+        return hidden, observe(self.state, sites, recorders, shape, self.prompts.lengths)
 
-    def _baseline(self, layer: int, down_proj, hidden: dict[int, torch.Tensor], record: bool) -> None:
+    def _baseline(self, sites: LayerSites, hidden: dict[int, torch.Tensor], record: bool) -> None:
         """The baseline windows new in this round pass the layer; at a fork layer their input
-        and down projection output are kept for the variants forked there, now or later."""
-        with recording(down_proj) if down_proj is not None else nullcontext() as recorder:
+        and the output of each projection a variant watches are kept for the variants forked
+        there, now or later."""
+        layer = sites.layer
+        modules = sites.modules() if record else {}
+        with ExitStack() as stack:
+            recorders = {path: stack.enter_context(recording(m)) for path, m in modules.items()}
             for w in hidden:
                 window = self.windows[w]
                 if record:
                     window.inputs[layer] = hidden[w]
                 hidden[w] = self.streamer.run_layer(layer, hidden[w], window.capture)
-                if record:
-                    window.outputs[layer] = recorder.outputs
+                for path, recorder in recorders.items():
+                    window.outputs[(layer, path)] = recorder.outputs
 
-    def _fork(self, layer: int, site, down_proj, run: VariantRun, w: int) -> torch.Tensor:
-        window = self.windows[w]
-        with applied(run.plan, down_proj, site, window.outputs[layer]):
+    def _fork(self, sites: LayerSites, run: VariantRun, w: int) -> torch.Tensor:
+        window, layer = self.windows[w], sites.layer
+        site, module = sites.for_plan(run.plan.routed)
+        with applied(run.plan, module, site, window.outputs[(layer, site.module)]):
             return self.streamer.run_layer(layer, window.inputs[layer], window.capture)
 
     def _max_batch(self, tokens: int) -> int:
@@ -300,4 +304,5 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
         sweep.state, judge, sweep.baseline_score() if judge is not None else None,
         tensor_names=streamer.names, device=str(streamer.device), bytes_read=streamer.bytes_read,
         rounds=sweep.rounds,
+        expert_tensors={p: s.expert_names for p, s in streamer.stacked.items()},
     )

@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
+from workers.science.experts import pruned, zeroed_in_expert
 from workers.science.feed_forward import ProjectionSite
 from workers.science.validation.variants import Coordinate, VariantPlan
 
@@ -89,9 +90,16 @@ def applied(
 ):
     """Make `down_proj` behave as the variant does while the block runs one window through it,
     and record the super activation of each watched row before (baseline) and after (this
-    variant)."""
+    variant). For a variant inside routed experts (`plan.routed`), `down_proj` is the layer's
+    experts module and `site` its routed site: one expert's weights are zeroed, or whole experts
+    pruned; the output watched and restored is the experts module's (routed and weighted)."""
     with ExitStack() as stack:
-        stack.enter_context(zeroed(getattr(down_proj, site.parameter), site, plan.zeroed))
+        if plan.pruned:
+            stack.enter_context(pruned(down_proj, site, plan.pruned))
+        elif plan.expert is not None:
+            stack.enter_context(zeroed_in_expert(down_proj, site, plan.expert, plan.zeroed))
+        else:
+            stack.enter_context(zeroed(getattr(down_proj, site.parameter), site, plan.zeroed))
         watched: list[tuple[int, list[int], torch.Tensor]] = []
         if baseline_outputs is not None:
             flat = baseline_outputs.reshape(-1, baseline_outputs.shape[-1])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from workers.science.detection import Candidate
+from workers.science.detection import Candidate, ExpertCandidate
 from workers.science.evaluation import TokenScores, WindowScore
 from workers.science.validation.controls import CONTROLS
 from workers.science.validation.selection import Selection, Unit, select
@@ -32,9 +32,23 @@ from workers.science.validation.variants import (
     VariantPlan,
     ablation_plan,
     control_plans,
+    prune_control_plan,
+    prune_plan,
     restore_plan,
 )
-from workers.science.validation.verdict import CANDIDATE, MIN_PERPLEXITY_RATIO, verdict
+from workers.science.validation.verdict import (
+    CANDIDATE,
+    MIN_PERPLEXITY_RATIO,
+    expert_verdict,
+    verdict,
+)
+
+# Random other experts of an MoE layer pruned, one variant each, as the controls of its super
+# experts: enough to see a layer in which pruning any expert breaks the model, few enough to
+# stay cheap (each is a variant on the evaluation windows).
+RANDOM_EXPERT_CONTROLS = 2
+# Seeds the choice of those experts (per layer), so a re-run prunes the same ones.
+EXPERT_CONTROL_SEED = 2507_23279
 
 # Zeroing a candidate must have raised perplexity by more than this (the interval's low end
 # above it) for its super activation to be put back: a rise 100 random weights may cause
@@ -87,12 +101,43 @@ class CandidateJudgement:
 
 
 @dataclass
+class ExpertJudgement:
+    """Everything the report says about one super expert's validation."""
+
+    candidate: ExpertCandidate
+    pruned: VariantRun | None
+    pruned_interval: Interval | None
+    controls: dict[int, VariantRun]  # expert pruned -> its run
+    control_intervals: dict[int, Interval]
+    state: str = CANDIDATE
+    reason: str = ""
+
+
+@dataclass
 class _Layer:
     selection: Selection
     units: dict[int, VariantRun]  # column of the unit -> its ablation
     controls: dict[str, VariantRun]
-    members: dict[tuple[int, int, int], VariantRun] = field(default_factory=dict)
-    restores: dict[tuple[int, int, int], VariantRun] = field(default_factory=dict)
+    members: dict[tuple[int, ...], VariantRun] = field(default_factory=dict)
+    restores: dict[tuple[int, ...], VariantRun] = field(default_factory=dict)
+
+
+@dataclass
+class _Experts:
+    """The super experts of one MoE layer: each pruned, and random other experts pruned."""
+
+    candidates: list[ExpertCandidate]
+    pruned: dict[int, VariantRun]  # expert -> its pruning
+    controls: dict[int, VariantRun]  # expert -> its pruning as a control
+
+
+def control_experts(layer: int, routed: list[int], exclude: set[int], count: int = RANDOM_EXPERT_CONTROLS) -> list[int]:
+    """`count` experts of the layer drawn from those the router used on the prompts (pruning an
+    expert no token reaches would show nothing), none of the candidates; seeded per layer."""
+    pool = sorted(set(routed) - exclude)
+    generator = torch.Generator().manual_seed(EXPERT_CONTROL_SEED + layer)
+    order = torch.randperm(len(pool), generator=generator).tolist()
+    return sorted(pool[i] for i in order[:count])
 
 
 class Judge:
@@ -101,7 +146,16 @@ class Judge:
         self.looks = look_windows(windows)
         self.sequential = sequential
         self.runs: list[VariantRun] = []
-        self.layers: dict[int, _Layer] = {}
+        # (layer, expert) -> the judged weights of that tensor (expert None: the dense or shared
+        # expert projection).
+        self.layers: dict[tuple[int, int | None], _Layer] = {}
+        self.experts: dict[int, _Experts] = {}  # layer -> its super experts
+
+    def forks_at(self, layer: int) -> bool:
+        """Whether any variant forks from the baseline at `layer` (now or in a later round)."""
+        return any(key[0] == layer and judged.units for key, judged in self.layers.items()) or (
+            layer in self.experts and bool(self.experts[layer].pruned)
+        )
 
     # ---- planning ------------------------------------------------------------------------
 
@@ -115,15 +169,33 @@ class Judge:
         self.runs.append(run)
         return run
 
-    def plan_layer(self, layer: int, candidates: list[Candidate], weight_out_in: torch.Tensor) -> list[VariantRun]:
-        """The variants that judge one layer's candidates (none when the budget has no window)."""
+    def plan_experts(self, layer: int, candidates: list[ExpertCandidate], routed: list[int]) -> list[VariantRun]:
+        """The variants that judge one MoE layer's super experts: each pruned (still routed to,
+        output zero), and `RANDOM_EXPERT_CONTROLS` other experts the router used, pruned the same
+        way, each on its own."""
+        if not candidates or not self.windows:
+            return []
+        pruned = {c.expert: self._new(prune_plan(layer, c.expert), MIN_PERPLEXITY_RATIO) for c in candidates}
+        others = control_experts(layer, routed, {c.expert for c in candidates})
+        controls = {
+            e: self._new(prune_control_plan(layer, e), MIN_PERPLEXITY_RATIO) for e in others
+        }
+        self.experts[layer] = _Experts(candidates, pruned, controls)
+        return [*pruned.values(), *controls.values()]
+
+    def plan_layer(
+        self, layer: int, candidates: list[Candidate], weight_out_in: torch.Tensor,
+        expert: int | None = None,
+    ) -> list[VariantRun]:
+        """The variants that judge one tensor's candidates (none when the budget has no window):
+        a layer's dense projection, or one routed expert's down projection (`expert`)."""
         selection = select(candidates)
         units = {}
         controls: dict[str, VariantRun] = {}
         if selection.ablated and self.windows:
             units = {u.col: self._new(ablation_plan(u), MIN_PERPLEXITY_RATIO) for u in selection.ablated}
             exclude = {(c.row, c.col) for c in candidates}
-            plans = control_plans(layer, weight_out_in, exclude)
+            plans = control_plans(layer, weight_out_in, exclude, expert)
             by_name = {c.name: c for c in CONTROLS}
             leader = None
             for plan, control in zip(plans, CONTROLS):
@@ -134,7 +206,7 @@ class Judge:
                     controls[control.name] = self._new(
                         plan, by_name[control.name].threshold, leader=leader
                     )
-        self.layers[layer] = _Layer(selection, units, controls)
+        self.layers[(layer, expert)] = _Layer(selection, units, controls)
         return list(units.values()) + list(controls.values())
 
     def pending(self) -> list[VariantRun]:
@@ -153,7 +225,11 @@ class Judge:
 
     def advance(self) -> bool:
         """Stop what is decided, extend what is not, plan follow-ups; True while work remains."""
-        for layer, judged in self.layers.items():
+        for experts in self.experts.values():
+            for run in [*experts.pruned.values(), *experts.controls.values()]:
+                if not run.done and not run.missing:
+                    self._look(run, vetoed=False)
+        for (layer, _), judged in self.layers.items():
             for run in [*judged.controls.values(), *judged.units.values(), *judged.members.values()]:
                 if run.leader is None and not run.done and not run.missing:
                     self._look(run, vetoed=self._vetoed(judged))
@@ -196,7 +272,7 @@ class Judge:
                 if self.interval(run).above(MIN_PERPLEXITY_RATIO) and not self._vetoed(judged):
                     for member in unit.members:
                         if member.key not in judged.members:
-                            single = Unit(layer, member.col, [member], unit.spike_share, unit.rank)
+                            single = Unit(layer, member.col, [member], unit.spike_share, unit.rank, unit.expert)
                             judged.members[member.key] = self._new(ablation_plan(single), MIN_PERPLEXITY_RATIO)
             else:
                 self._maybe_restore(judged, unit.members[0], run)
@@ -217,7 +293,7 @@ class Judge:
 
     def judgements(self) -> dict[tuple[int, int, int], CandidateJudgement]:
         out = {}
-        for layer, judged in self.layers.items():
+        for (layer, _), judged in self.layers.items():
             selection = judged.selection
             control_intervals = {n: self.interval(r) for n, r in judged.controls.items() if r.scores}
             for unit in selection.skipped:
@@ -258,6 +334,22 @@ class Judge:
                             )
                         j.state, j.reason = verdict(j.ablation_interval, control_intervals, subject)
                     out[member.key] = j
+        return out
+
+    def expert_judgements(self) -> dict[tuple[int, int], ExpertJudgement]:
+        """(layer, expert) -> the verdict on each super expert candidate that was pruned."""
+        out = {}
+        for layer, experts in self.experts.items():
+            intervals = {e: self.interval(r) for e, r in experts.controls.items() if r.scores}
+            for candidate in experts.candidates:
+                run = experts.pruned.get(candidate.expert)
+                interval_ = self.interval(run) if run is not None and run.scores else None
+                j = ExpertJudgement(candidate, run, interval_, experts.controls, intervals)
+                if interval_ is None:
+                    j.state, j.reason = CANDIDATE, "not validated: no evaluation window was scored"
+                else:
+                    j.state, j.reason = expert_verdict(interval_, intervals)
+                out[candidate.key] = j
         return out
 
     # ---- accounting ----------------------------------------------------------------------

@@ -51,6 +51,7 @@ class Unit:
     members: list[Candidate]  # strongest first
     spike_share: float
     rank: int  # 1 = strongest unit of its layer
+    expert: int | None = None  # the routed expert whose matrix it is in (None: dense)
 
     @property
     def is_group(self) -> bool:
@@ -86,7 +87,7 @@ def select(candidates: list[Candidate], limit: int = MAX_ABLATIONS_PER_LAYER) ->
     units = []
     for col, members in by_col.items():
         members.sort(key=lambda c: (-shares[c.key], c.row))
-        units.append(Unit(members[0].layer, col, members, shares[members[0].key], 0))
+        units.append(Unit(members[0].layer, col, members, shares[members[0].key], 0, members[0].expert))
     # Ties (equal shares) broken by column so that the order never depends on dict order.
     units.sort(key=lambda u: (-u.spike_share, u.col))
     for rank, unit in enumerate(units, start=1):

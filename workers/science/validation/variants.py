@@ -15,6 +15,8 @@ from workers.science.validation.selection import Unit
 class Kind:
     ABLATE = "ablate"  # a unit zeroed
     RESTORE = "restore"  # a candidate zeroed, its super activation put back
+    PRUNE = "prune"  # a routed expert pruned: still routed to, its output zero
+    PRUNE_CONTROL = "control_prune"  # a random other expert of the layer pruned the same way
 
     @staticmethod
     def control(name: str) -> str:
@@ -35,12 +37,25 @@ class VariantPlan:
     # Filled while the variant passes its layer: per watched row, the output before and after,
     # one entry per evaluation window.
     super_activation: dict[int, list[dict]] = field(default_factory=dict)
+    # The routed expert whose down projection `zeroed` addresses (None: the layer's dense or
+    # shared-expert projection).
+    expert: int | None = None
+    # Routed experts pruned (prune variants and their controls).
+    pruned: list[int] = field(default_factory=list)
+
+    @property
+    def routed(self) -> bool:
+        """Whether it changes the layer's routed experts (not its dense projection)."""
+        return self.expert is not None or bool(self.pruned)
 
     @property
     def name(self) -> str:
+        where = f"{self.layer}" if self.expert is None else f"{self.layer}/e{self.expert}"
+        if self.pruned:
+            return f"{self.kind}@{self.layer}:experts " + "+".join(map(str, self.pruned))
         if not self.candidates:
-            return f"{self.kind}@{self.layer}"
-        return f"{self.kind}@{self.layer}:" + "+".join(f"{r},{c}" for r, c in self.zeroed)
+            return f"{self.kind}@{where}"
+        return f"{self.kind}@{where}:" + "+".join(f"{r},{c}" for r, c in self.zeroed)
 
 
 def ablation_plan(unit: Unit) -> VariantPlan:
@@ -50,6 +65,7 @@ def ablation_plan(unit: Unit) -> VariantPlan:
         unit.coordinates,
         tuple(c.key for c in unit.members),
         watch={c.row: c.threshold for c in unit.members},
+        expert=unit.expert,
     )
 
 
@@ -61,14 +77,31 @@ def restore_plan(candidate: Candidate) -> VariantPlan:
         (candidate.key,),
         restore_row=candidate.row,
         watch={candidate.row: candidate.threshold},
+        expert=candidate.expert,
     )
 
 
 def control_plans(
-    layer: int, weight_out_in: torch.Tensor, exclude: set[Coordinate]
+    layer: int, weight_out_in: torch.Tensor, exclude: set[Coordinate], expert: int | None = None
 ) -> list[VariantPlan]:
-    """Every control of one tensor, none of them zeroing a candidate of the layer."""
+    """Every control of one tensor (a routed expert's own matrix inside an MoE layer), none of
+    them zeroing a candidate of the layer. Seeded per layer and expert."""
+    seed_layer = layer if expert is None else layer * EXPERT_SEED_STRIDE + expert
     return [
-        VariantPlan(Kind.control(control.name), layer, control.coordinates(weight_out_in, exclude, layer))
+        VariantPlan(Kind.control(control.name), layer,
+                    control.coordinates(weight_out_in, exclude, seed_layer), expert=expert)
         for control in CONTROLS
     ]
+
+
+# Random controls are seeded per layer (`RandomControl.seed`); inside an MoE layer per (layer,
+# expert), as layer * stride + expert: no model has this many experts in one layer.
+EXPERT_SEED_STRIDE = 100_000
+
+
+def prune_plan(layer: int, expert: int) -> VariantPlan:
+    return VariantPlan(Kind.PRUNE, layer, [], pruned=[expert])
+
+
+def prune_control_plan(layer: int, expert: int) -> VariantPlan:
+    return VariantPlan(Kind.PRUNE_CONTROL, layer, [], pruned=[expert])

@@ -46,3 +46,37 @@ def verdict(
         f"{subject} multiplies perplexity by {ablated.describe()}: the interval straddles "
         f"x{MIN_PERPLEXITY_RATIO}, so it is neither verified nor rejected"
     )
+
+
+def expert_verdict(pruned: Interval, controls: dict[int, Interval]) -> tuple[str, str]:
+    """A super expert's state and reason: pruning it (still routed to, its output zero) must at
+    least double perplexity, as for a weight, while pruning a random other expert of the layer
+    the same way does not (`controls`: expert -> its interval). A random expert that also doubles
+    it shows a layer too fragile to single one expert out."""
+    for expert, interval in sorted(controls.items()):
+        if interval.above(MIN_PERPLEXITY_RATIO):
+            return REJECTED, (
+                f"pruning random expert {expert} of the layer also multiplies perplexity by "
+                f"{interval.describe()} (>= {MIN_PERPLEXITY_RATIO}): the layer is too fragile to "
+                "single one expert out"
+            )
+    if pruned.below(MIN_PERPLEXITY_RATIO):
+        return REJECTED, (
+            f"pruning it multiplies perplexity by only {pruned.describe()} (< {MIN_PERPLEXITY_RATIO})"
+        )
+    if pruned.above(MIN_PERPLEXITY_RATIO):
+        reason = f"pruning it multiplies perplexity by {pruned.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        unsure = [e for e, i in sorted(controls.items()) if not i.below(MIN_PERPLEXITY_RATIO)]
+        if unsure:
+            return CANDIDATE, (
+                f"{reason}, but pruning random expert {unsure[0]} moved it {controls[unsure[0]].describe()}, "
+                f"which neither shows nor rules out x{MIN_PERPLEXITY_RATIO}"
+            )
+        if not controls:
+            return VERIFIED, f"{reason}; the layer has no other expert the router used to compare with"
+        clauses = ", ".join(f"expert {e} x{i.ratio:.3f}" for e, i in sorted(controls.items()))
+        return VERIFIED, f"{reason} while pruning random experts of the layer moves it {clauses}"
+    return CANDIDATE, (
+        f"pruning it multiplies perplexity by {pruned.describe()}: the interval straddles "
+        f"x{MIN_PERPLEXITY_RATIO}, so it is neither verified nor rejected"
+    )

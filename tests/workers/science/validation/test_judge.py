@@ -135,7 +135,7 @@ def test_candidates_beyond_the_bound_are_judged_as_skipped_and_the_rest_in_full(
     judge.plan_layer(3, weights, _weight())
     drive(judge, lambda run: 0.0)
     judged = judge.judgements()
-    selection = judge.layers[3].selection
+    selection = judge.layers[(3, None)].selection
     ranked = MAX_ABLATIONS_PER_LAYER + 2
     for rank, weight in enumerate(weights, start=1):
         j = judged[weight.key]
@@ -150,7 +150,7 @@ def test_candidates_beyond_the_bound_are_judged_as_skipped_and_the_rest_in_full(
     )
     ablated = judged[weights[0].key]
     assert ablated.skipped is None and ablated.reason.startswith("zeroing it multiplies")
-    assert ablated.controls == judge.layers[3].controls and set(ablated.controls) == {"random", "top_k"}
+    assert ablated.controls == judge.layers[(3, None)].controls and set(ablated.controls) == {"random", "top_k"}
     assert ablated.control_intervals == {n: judge.interval(r) for n, r in ablated.controls.items()}
 
 
@@ -174,8 +174,8 @@ def test_a_layer_without_candidates_plans_nothing():
 def test_the_controls_follow_the_random_control_and_keep_their_thresholds():
     judge = Judge(WINDOWS)
     runs = judge.plan_layer(3, [candidate(5, 1, 700.0, 1000.0)], _weight())
-    controls = judge.layers[3].controls
-    assert runs == [judge.layers[3].units[1], controls["random"], controls["top_k"]]
+    controls = judge.layers[(3, None)].controls
+    assert runs == [judge.layers[(3, None)].units[1], controls["random"], controls["top_k"]]
     assert (controls["random"].leader, controls["random"].threshold) == (None, 1.05)
     assert (controls["top_k"].leader, controls["top_k"].threshold) == (controls["random"], None)
 
@@ -191,7 +191,7 @@ def test_a_restore_is_scored_on_the_windows_of_its_ablation_and_then_done():
     assert sorted(judged.restore.scores) == sorted(judged.ablation.scores)
     assert judged.restore.target == sorted(judged.ablation.scores)
     assert judged.restore in judge.runs and judge.pending() == []
-    random, top_k = judge.layers[3].controls["random"], judge.layers[3].controls["top_k"]
+    random, top_k = judge.layers[(3, None)].controls["random"], judge.layers[(3, None)].controls["top_k"]
     assert top_k.done and sorted(top_k.scores) == sorted(random.scores)
     assert top_k.stopped_early == random.stopped_early
 
@@ -200,7 +200,7 @@ def test_no_restore_where_zeroing_moved_perplexity_only_up_to_the_restore_level(
     judge = Judge(WINDOWS)
     weight = candidate(5, 1, 700.0, 1000.0)
     judge.plan_layer(3, [weight], _weight())
-    layer = judge.layers[3]
+    layer = judge.layers[(3, None)]
     run = layer.units[1]
     low = math.log(RESTORE_MIN_RATIO)
     # A scored ablation whose interval's low end is exactly the restore level.
@@ -215,8 +215,8 @@ def test_the_shadow_rows_ablated_one_by_one_keep_their_groups_place():
     judge = Judge(WINDOWS)
     judge.plan_layer(3, rows, _weight())
     drive(judge, lambda run: math.log(30.0) if (3, 2, 9) in run.plan.candidates and run.plan.kind == Kind.ABLATE else 0.0)
-    group = judge.layers[3].selection.ablated[0]
-    members = judge.layers[3].members
+    group = judge.layers[(3, None)].selection.ablated[0]
+    members = judge.layers[(3, None)].members
     assert set(members) == {r.key for r in rows}
     for row in rows:
         plan = members[row.key].plan
@@ -249,13 +249,13 @@ def test_a_clear_weights_restore_is_planned_as_soon_as_it_is_decided_whatever_el
     effects = {borderline.key: math.log(2.0), clear.key: math.log(20.0)}
     judge = Judge(WINDOWS)
     judge.plan_layer(3, [borderline, clear], _weight())
-    assert [u.col for u in judge.layers[3].selection.ablated] == [1, 2]  # the borderline first
+    assert [u.col for u in judge.layers[(3, None)].selection.ablated] == [1, 2]  # the borderline first
 
     def effect(run: VariantRun) -> float:
         return effects.get(run.plan.candidates[0], 0.0) if run.plan.kind == Kind.ABLATE else 0.0
 
     assert _one_round(judge, effect, torch.Generator().manual_seed(0))  # work remains
-    layer = judge.layers[3]
+    layer = judge.layers[(3, None)]
     assert not layer.units[1].done and layer.units[2].done
     assert set(layer.restores) == {clear.key}
     while judge.pending():
@@ -267,10 +267,10 @@ def test_a_restore_runs_on_every_window_its_ablation_was_scored_on():
     judge = Judge(WINDOWS)
     weight = candidate(5, 1, 700.0, 1000.0)
     judge.plan_layer(3, [weight], _weight())
-    ablation = judge.layers[3].units[1]
+    ablation = judge.layers[(3, None)].units[1]
     base = torch.full((PREDICTIONS,), 3.0)
     for w in range(3):  # scored on three windows (more than its first look asked for)
         judge.record(ablation, w, _scores(base + math.log(3.0)), _scores(base))
     judge.advance()
-    restore = judge.layers[3].restores[weight.key]
+    restore = judge.layers[(3, None)].restores[weight.key]
     assert restore.target == [0, 1, 2] and restore.missing == [0, 1, 2]
