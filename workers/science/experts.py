@@ -15,6 +15,9 @@ sees an expert. Two calling conventions exist:
   the expert's matrix (plus its bias): the raw output, before the router's weighting.
 - *dense*: `experts(hidden_states)` on every token for every expert, inputs already scaled by
   the router (Llama 4): an expert's tokens are those whose routed input is not zero.
+- *parallel*: the down projection is a module of its own, `output_linear(inputs, expert_size)`,
+  on rows grouped by expert (JetMoE): its input is X itself, and the router beside it names each
+  row's token and weight.
 
 The model's own forward is never changed by the capture: its output is the experts module's
 real output, and the per-expert runs happen beside it.
@@ -172,33 +175,69 @@ def dense_calls(module: nn.Module, site: ProjectionSite, routed_in: torch.Tensor
     return calls
 
 
+def parallel_calls(module: nn.Module, site: ProjectionSite, inputs: torch.Tensor, sizes,
+                   tokens: torch.Tensor, gates: torch.Tensor) -> list[ExpertCall]:
+    """Parallel experts (JetMoE): the down projection itself is the module, its input the rows
+    of every expert one after the other (`sizes` rows each); the router said which token each
+    row is (`tokens`) and with what weight (`gates`)."""
+    calls, start = [], 0
+    for expert, size in enumerate(int(n) for n in sizes):
+        if size:
+            x = inputs[start : start + size].detach().float()
+            calls.append(ExpertCall(expert, tokens[start : start + size].cpu(),
+                                    gates[start : start + size].float().cpu(), x.cpu(),
+                                    _outputs(module, site, expert, x).cpu()))
+        start += size
+    return calls
+
+
+# Parallel experts are called as (inputs, expert_size); their router, a sibling module of this
+# name, returns (sorted experts, token of each row, gate of each row, rows per expert, logits).
+PARALLEL_CALL = "(inputs, expert_size)"
+PARALLEL_ROUTER = "router"
+
+
 class ExpertRecorder:
     """A forward hook on a layer's experts module: the per-expert calls of its last forward and
-    its real (combined) output."""
+    its real (combined) output. `block`: the module holding the experts and their router."""
 
-    def __init__(self, module: nn.Module, site: ProjectionSite):
+    def __init__(self, module: nn.Module, site: ProjectionSite, block: nn.Module | None = None):
         self.module, self.site = module, site
-        self.routed = is_routed_call(module)
         self.calls: list[ExpertCall] = []
         self.outputs: torch.Tensor | None = None
-        self._handle = module.register_forward_hook(self._hook, with_kwargs=True)
+        self._routing: tuple | None = None
+        self._handles = [module.register_forward_hook(self._hook, with_kwargs=True)]
+        if site.call == PARALLEL_CALL:
+            router = getattr(block, PARALLEL_ROUTER, None)
+            if router is None:
+                raise UnsupportedArchitecture(
+                    f"{type(module).__name__}: parallel experts without a router beside them"
+                )
+            self._handles.append(router.register_forward_hook(self._route))
+
+    def _route(self, _module, _args, output):
+        self._routing = (output[1], output[2])
 
     def _hook(self, module, args, kwargs, output):
         values = [*args, *kwargs.values()]
         self.outputs = (output[0] if isinstance(output, tuple) else output).detach().clone()
-        if self.routed:
+        if self.site.call == PARALLEL_CALL:
+            tokens, gates = self._routing
+            self.calls = parallel_calls(module, self.site, values[0], values[1], tokens, gates)
+        elif is_routed_call(module):
             hidden, top_k_index, top_k_weights = values[:ROUTED_ARGUMENTS]
             self.calls = routed_calls(module, self.site, hidden, top_k_index, top_k_weights)
         else:
             self.calls = dense_calls(module, self.site, values[0])
 
     def remove(self) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
 
 
 @contextmanager
-def recording_experts(module: nn.Module, site: ProjectionSite) -> Iterator[ExpertRecorder]:
-    recorder = ExpertRecorder(module, site)
+def recording_experts(module: nn.Module, site: ProjectionSite, block: nn.Module | None = None) -> Iterator[ExpertRecorder]:
+    recorder = ExpertRecorder(module, site, block)
     try:
         yield recorder
     finally:

@@ -605,7 +605,7 @@ def check_executable(feed_forward: FeedForward) -> None:
     router's choice (`routed`) or on router-scaled inputs (`dense`)."""
     for layer in feed_forward.routed_layers:
         site = feed_forward.routed_site(layer)
-        if site.layout is Layout.PER_EXPERT or site.call not in ("routed", "dense"):
+        if site.layout is Layout.PER_EXPERT or site.call not in ("routed", "dense", "(inputs, expert_size)"):
             how = "a list of expert blocks" if site.layout is Layout.PER_EXPERT else f"called as {site.call}"
             raise UnsupportedArchitecture(
                 f"{feed_forward.model_type!r}: routed experts {site.module} ({how}) in layer "

@@ -16,9 +16,10 @@ with those arguments, and `logits` runs the forward again with the layers replac
 hidden state, so the model's own final norm, head and logit soft-capping apply.
 """
 
+import copy
 import ctypes
+import functools
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from transformers.initialization import no_init_weights
 
 from workers.science.checkpoint import Checkpoint
 from workers.science.errors import CheckpointRefused
+from workers.science.feed_forward import Layout
 
 
 class _CaptureDone(Exception):
@@ -179,105 +181,122 @@ def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]
 
 
 @dataclass(frozen=True)
-class StackedExperts:
-    """A model parameter that transformers builds from one stored 2-D tensor per routed expert:
-    stacked along a new first dimension (`MergeModulelist(dim=0)`), then, where several stored
-    kinds make one parameter (gate and up), concatenated (`Concatenate`). The stored tensors keep
-    their own names and indices: a weight of expert `e` at stored `[r, c]` is the parameter's
-    `[e, r, c]` (of the first source kind: the down projection has only one)."""
+class Converted:
+    """Model parameters transformers builds from stored tensors by more than a renaming (one of
+    its `WeightConverter`s: experts stacked from one tensor per expert, gate and up concatenated,
+    a fused query/key/value split, a transposed matrix). The conversion is transformers' own,
+    run the way its loading runs it, on the stored tensors read by the streamer."""
 
-    sources: tuple[tuple[str, tuple[str, ...]], ...]  # (source pattern, stored names by expert)
-    operations: tuple
+    first: str  # the parameter transformers converts under (the first target)
+    targets: tuple[str, ...]  # every parameter it produces
+    converter: object  # transformers' WeightConverter (a template: each build uses a copy)
+    sources: tuple[tuple[str, str], ...]  # (stored name, its source pattern), in loading order
 
     @property
     def expert_names(self) -> tuple[str, ...]:
-        return self.sources[0][1]
+        """The stored per-expert tensors, by expert, of a parameter that only stacks them."""
+        return tuple(name for name, _ in self.sources)
 
-    def build(self, read: Callable[[str], torch.Tensor]) -> torch.Tensor:
-        """The parameter from its stored tensors, by transformers' own conversion operations."""
-        tensors: dict = {pattern: [read(n) for n in names] for pattern, names in self.sources}
-        patterns = [pattern for pattern, _ in self.sources]
-        for operation in self.operations:
-            tensors = operation.convert(tensors, source_patterns=patterns, target_patterns=["target"])
-        (tensor,) = tensors.values()
-        return tensor
+    @property
+    def stacks_experts_only(self) -> bool:
+        """Experts stacked along a new first dimension and nothing else: a stored [r, c] of
+        expert e is the parameter's [e, r, c], so stored indices stay meaningful."""
+        from transformers.core_model_loading import MergeModulelist
+
+        operations = list(getattr(self.converter, "operations", None) or [])
+        return (
+            len(operations) == 1 and isinstance(operations[0], MergeModulelist)
+            and operations[0].dim == 0 and len(self.converter.source_patterns) == 1
+        )
+
+    def build(self, model: nn.Module, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
+        converter = copy.deepcopy(self.converter)
+        for name, pattern in self.sources:
+            converter.add_tensor(self.first, name, pattern, functools.partial(read, name))
+        built = converter.convert(self.first, model=model, config=model.config)
+        return {k: (v[0] if isinstance(v, list) else v) for k, v in built.items()}
 
 
 @dataclass(frozen=True)
 class StoredLayout:
     renamed: dict[str, str]  # model parameter -> the stored tensor holding it (renamed at most)
-    stacked: dict[str, StackedExperts]  # model parameter -> the per-expert tensors it stacks
+    converted: dict[str, Converted]  # model parameter -> the conversion that builds it
+
+    @property
+    def stacked(self) -> dict[str, Converted]:
+        """Fused expert parameters built by stacking one stored tensor per expert."""
+        return {p: c for p, c in self.converted.items() if c.first == p and c.stacks_experts_only}
 
 
-def _stacks_experts(converter) -> bool:
-    from transformers.core_model_loading import Concatenate, MergeModulelist
-
-    operations = list(getattr(converter, "operations", None) or [])
-    return (
-        bool(operations)
-        and isinstance(operations[0], MergeModulelist) and operations[0].dim == 0
-        and all(isinstance(op, Concatenate) and op.dim >= 1 for op in operations[1:])
-    )
-
-
-def _expert_number(pattern: str, stored: str) -> int | None:
-    """The expert a stored name belongs to: transformers' source patterns are regular expressions
-    in which `*` stands for the expert number."""
-    found = re.search(pattern.replace("*", r"(\d+)"), stored)
-    return int(found.group(1)) if found else None
+def _targets(converter, first: str, state: dict) -> tuple[str, ...]:
+    """The parameters a converter produces when it converts under `first` (one to many: each
+    target pattern in place of the first)."""
+    patterns = list(converter.target_patterns)
+    if len(patterns) == 1:
+        return (first,)
+    found = [first.replace(patterns[0], t, 1) for t in patterns]
+    return tuple(t for t in found if t in state) or (first,)
 
 
 def stored_layout(model: nn.Module, names: Iterable[str], what: str) -> StoredLayout:
     """Where every model parameter is stored, by transformers' own renaming and conversion table
-    (`get_model_conversion_mapping`), applied the way transformers loads: renamings first
-    (GPT-NeoX's `embed_out` is the model's `lm_head`), then at most one converter. Checkpoints
-    that drop the base model's prefix (GPT-2's `h.0...`) are matched too. Of the converters, only
-    stacking per-expert tensors (and concatenating gate and up) is followed: a stored index stays
-    meaningful through it. Any other conversion (a reshape, a split) would make a stored index
-    ambiguous, so it is refused (`what` names the checkpoint in the refusal)."""
-    from transformers.core_model_loading import WeightConverter, rename_source_key
+    (`get_model_conversion_mapping`), applied the way transformers loads: checkpoint keys in its
+    natural order, renamings first (GPT-NeoX's `embed_out` is the model's `lm_head`), then at most
+    one converter; checkpoints that drop the base model's prefix (GPT-2's `h.0...`) are matched
+    too. Converted parameters are built by the converters themselves (`Converted.build`). A
+    feed-forward output projection must stay addressable by its stored index: stored as is, or
+    stacked from one tensor per expert; any other conversion of it is refused (`what` names the
+    checkpoint in the refusal)."""
+    from transformers.core_model_loading import WeightConverter, dot_natural_key, rename_source_key
 
-    names = list(names)
+    names = sorted(names, key=dot_natural_key)
     transforms = get_model_conversion_mapping(model)
     renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
     converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    by_pattern = {p: c for c in converters for p in c.source_patterns}
     state = model.state_dict()
     prefix = model.base_model_prefix
     renamed: dict[str, str] = {}
-    groups: dict[str, dict[str, dict[int, str]]] = {}  # parameter -> pattern -> expert -> stored
-    owners: dict[str, WeightConverter] = {}
+    groups: dict[str, tuple[object, list[tuple[str, str]]]] = {}
     for stored in names:
         loaded, pattern = rename_source_key(stored, renamings, converters, prefix, state)
+        if loaded not in state and stored in state:
+            # A key the model holds under its stored name (transformers keeps it so too).
+            renamed[stored] = stored
+            continue
         if pattern is None:
+            renamed[loaded] = stored
             # Every matching renaming fires, in order (they may chain), as transformers loads.
             plain = apply_renamings(stored, renamings)
-            renamed[plain] = stored
+            renamed.setdefault(plain, stored)
             if prefix:
                 renamed.setdefault(f"{prefix}.{plain}", stored)
             continue
-        converter = next(c for c in converters if pattern in c.source_patterns)
-        expert = _expert_number(pattern, stored)
-        if not _stacks_experts(converter) or expert is None:
-            raise CheckpointRefused(
-                f"{what}: tensor {stored} must be converted, not just renamed, "
-                "to load; swreg only reads tensors as stored"
-            )
-        groups.setdefault(loaded, {}).setdefault(pattern, {})[expert] = stored
-        owners[loaded] = converter
-    stacked = {}
-    for parameter, by_pattern in groups.items():
-        converter = owners[parameter]
-        sources = []
-        for pattern in converter.source_patterns:
-            experts = by_pattern.get(pattern, {})
-            if sorted(experts) != list(range(len(experts))) or not experts:
+        groups.setdefault(loaded, (by_pattern[pattern], []))[1].append((stored, pattern))
+    converted: dict[str, Converted] = {}
+    for first, (converter, sources) in groups.items():
+        conversion = Converted(first, _targets(converter, first, state), converter, tuple(sources))
+        for target in conversion.targets:
+            converted[target] = conversion
+    return StoredLayout(renamed, converted)
+
+
+def refuse_converted_projections(layout: StoredLayout, feed_forward, what: str) -> None:
+    """A feed-forward output projection whose stored tensor transformers converts by more than
+    stacking experts has no stored index swreg could name: refused in one line."""
+    for layer, sites in enumerate(feed_forward.sites):
+        for site in sites:
+            if site.layout is Layout.PER_EXPERT:
+                continue
+            parameter = feed_forward.parameter(layer, site)
+            conversion = layout.converted.get(parameter)
+            if conversion is not None and not (
+                conversion.stacks_experts_only and conversion.first == parameter
+            ):
                 raise CheckpointRefused(
-                    f"{what}: the per-expert tensors of {parameter} do not number every expert "
-                    f"from 0 (found {sorted(experts)[:8]})"
+                    f"{what}: tensor {conversion.sources[0][0]} must be converted, not just "
+                    f"renamed, to load as {parameter}; a stored index cannot name its weights"
                 )
-            sources.append((pattern, tuple(experts[e] for e in sorted(experts))))
-        stacked[parameter] = StackedExperts(tuple(sources), tuple(converter.operations))
-    return StoredLayout(renamed, stacked)
 
 
 def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str, str]:
@@ -354,8 +373,11 @@ class LayerStreamer:
         self.num_layers = len(self.layers)
         self._tied = _tied_sources(self.model)
         layout = stored_layout(self.model, checkpoint.tensor_file, str(checkpoint.path))
+        refuse_converted_projections(layout, self.feed_forward, str(checkpoint.path))
         self.names = layout.renamed
-        # Fused expert parameters built from one stored tensor per expert.
+        # Parameters transformers converts from stored tensors, and of them the fused expert
+        # parameters stacked from one stored tensor per expert.
+        self.converted = layout.converted
         self.stacked = layout.stacked
         self.reader = TensorReader(checkpoint, pin_memory=self.device.type == "cuda")
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swreg-prefetch")
@@ -412,9 +434,12 @@ class LayerStreamer:
         """Read parameters from the checkpoint into host memory (runs on the prefetch thread)."""
         by_name: dict[str, torch.Tensor] = {}
         tensors: dict[str, torch.Tensor] = {}
+        built: dict[str, torch.Tensor] = {}
         for param in params:
-            if param in self.stacked:
-                tensors[param] = self._read_stacked(param)
+            if param in self.converted:
+                if param not in built:
+                    built.update(self._read_converted(param))
+                tensors[param] = self._checked(param, built.get(param))
                 continue
             name = self._source_name(param)
             if name is None:
@@ -430,15 +455,25 @@ class LayerStreamer:
             tensors[param] = by_name[name]
         return tensors
 
-    def _read_stacked(self, param: str) -> torch.Tensor:
-        """A fused expert parameter from its per-expert stored tensors (read one by one)."""
-        tensor = self.stacked[param].build(lambda name: self._stage(self.reader.read(name)))
-        expected = list(self.model.get_parameter(param).shape)
-        if list(tensor.shape) != expected:
-            first = self.stacked[param].expert_names[0]
+    def _read_converted(self, param: str) -> dict[str, torch.Tensor]:
+        """The parameters one conversion builds (one or several), from its stored tensors."""
+        conversion = self.converted[param]
+        try:
+            return conversion.build(self.model, lambda name: self._stage(self.reader.read(name)))
+        except (ValueError, RuntimeError, KeyError, IndexError) as exc:
             raise CheckpointRefused(
-                f"{self.checkpoint.path}: the per-expert tensors of {param} ({first}, ...) make "
-                f"shape {list(tensor.shape)}, the config implies {expected}"
+                f"{self.checkpoint.path}: tensors {conversion.sources[0][0]}, ... do not convert to "
+                f"{param} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
+
+    def _checked(self, param: str, tensor: torch.Tensor | None) -> torch.Tensor:
+        expected = list(self.model.get_parameter(param).shape)
+        if tensor is None or list(tensor.shape) != expected:
+            first = self.converted[param].sources[0][0]
+            shape = None if tensor is None else list(tensor.shape)
+            raise CheckpointRefused(
+                f"{self.checkpoint.path}: the tensors converted into {param} ({first}, ...) make "
+                f"shape {shape}, the config implies {expected}"
             )
         return tensor
 

@@ -1,7 +1,8 @@
 """Coverage: every model type in the installed transformers' causal-LM mapping is analysed (a
-tiny random model from its own config class runs through detection to a report), pending
-mixture-of-experts support, or listed in workers.fixtures.coverage with one reason. A new
-transformers release shows its new types here first: a type in none of the three fails.
+tiny random model from its own config class runs through detection to a report; for a
+mixture-of-experts type, every routed layer's experts profiled) or listed in
+workers.fixtures.coverage with one reason. A new transformers release shows its new types here
+first: a type in neither fails.
 
 Detection only (no validation) for speed; two types also run validation."""
 
@@ -18,8 +19,8 @@ from workers.science.pipeline.sweep import analyse
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALL_TYPES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
-# Types whose tiny model also runs validation (a dense model and a hybrid).
-VALIDATED = {"llama", "qwen3_5_text"}
+# Types whose tiny model also runs validation (a dense model, a hybrid, mixtures of experts).
+VALIDATED = {"llama", "qwen3_5_text", "qwen3_moe", "gpt_oss"}
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +29,13 @@ def models(tmp_path_factory):
     return lambda model_type: build_tiny_model(model_type, root / model_type)
 
 
-def test_the_lists_name_only_known_types_and_none_twice():
-    listed = set(coverage.EXCLUDED) | set(coverage.MOE_PENDING)
-    assert not set(coverage.EXCLUDED) & set(coverage.MOE_PENDING)
+def test_the_lists_name_only_known_types():
+    listed = set(coverage.EXCLUDED) | set(coverage.MIXTURE_OF_EXPERTS)
     assert listed <= set(ALL_TYPES), sorted(listed - set(ALL_TYPES))
 
 
 @pytest.mark.parametrize("model_type", ALL_TYPES)
 def test_every_causal_lm_type_is_analysed_or_listed(model_type, models):
-    if model_type in coverage.MOE_PENDING:
-        found = ff.discover(tiny_config(model_type))
-        assert found.routed_layers, f"{model_type} has no routed experts: remove it from MOE_PENDING"
-        with pytest.raises(UnsupportedArchitecture, match="mixture of experts: pending"):
-            ff.check_executable(found)
-        return
     reason = coverage.EXCLUDED.get(model_type)
     if reason is not None:
         # The reason holds: the refusal says it, or the tiny model still cannot be analysed.
@@ -65,9 +59,19 @@ def test_every_causal_lm_type_is_analysed_or_listed(model_type, models):
     # Every layer with a feed-forward block was observed, and only those.
     descriptor = ff.discover(tiny_config(model_type))
     assert [p.layer for p in report.profile] == descriptor.feed_forward_layers
-    assert found.module == next(
-        descriptor.dense_site(i) for i in descriptor.feed_forward_layers
-    ).module
+    routed = descriptor.routed_layers
+    assert bool(routed) == (model_type in coverage.MIXTURE_OF_EXPERTS), (
+        f"{model_type}: routed experts in layers {routed}; MIXTURE_OF_EXPERTS must say so"
+    )
+    if routed:
+        # Every routed layer's experts profiled on the prompts (some expert took every token).
+        assert [p.layer for p in report.expert_profile] == routed
+        assert all(sum(e.tokens for e in p.experts) > 0 for p in report.expert_profile)
+        assert found.experts == descriptor.routed_site(routed[0]).module
+    else:
+        assert found.module == next(
+            descriptor.matrix_site(i) for i in descriptor.feed_forward_layers
+        ).module
     if model_type in VALIDATED:
         assert report.eval is not None and report.validation is not None
 
@@ -77,11 +81,12 @@ def test_the_count(capsys):
     with capsys.disabled():
         print(
             f"\ncoverage: {counts.analysed} analysed / {counts.eligible} decoder-only types with a "
-            f"feed-forward block ({counts.moe_pending} of them pending mixture-of-experts support, "
-            f"{counts.other} left out for other reasons); {counts.not_eligible} of "
+            f"feed-forward block ({counts.other} left out for other reasons; "
+            f"{len(set(coverage.MIXTURE_OF_EXPERTS) - set(coverage.EXCLUDED))} of those analysed are "
+            f"mixture-of-experts); {counts.not_eligible} of "
             f"{counts.total} causal-LM types are not decoder-only or have no feed-forward block"
         )
-    assert counts.analysed + counts.moe_pending + counts.other == counts.eligible
+    assert counts.analysed + counts.other == counts.eligible
 
 
 def test_docs_list_every_excluded_type_with_its_reason():

@@ -1,5 +1,7 @@
 """The feed-forward output projection found by structure (workers.science.feed_forward)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -123,9 +125,24 @@ def test_a_shared_expert_and_dense_first_layers():
     assert found.routed_layers == [1]
 
 
-def test_mixture_of_experts_is_pending_in_one_place():
-    with pytest.raises(UnsupportedArchitecture, match="mixture of experts: pending"):
-        ff.check_executable(ff.discover(tiny_config("mixtral")))
+@pytest.mark.parametrize(("model_type", "call"), [
+    ("mixtral", "routed"), ("gpt_oss", "routed"), ("llama4_text", "dense"),
+    ("jetmoe", "(inputs, expert_size)"),
+])
+def test_each_experts_calling_convention_is_recorded_and_accepted(model_type, call):
+    found = ff.discover(tiny_config(model_type))
+    assert found.routed_site(found.routed_layers[0]).call == call
+    ff.check_executable(found)
+
+
+def test_experts_called_another_way_are_refused_in_one_place():
+    found = ff.discover(tiny_config("mixtral"))
+    layer = found.routed_layers[0]
+    odd = replace(found.routed_site(layer), call="(x, y)")
+    sites = list(found.sites)
+    sites[layer] = (odd,)
+    with pytest.raises(UnsupportedArchitecture, match=r"called as \(x, y\)"):
+        ff.check_executable(replace(found, sites=tuple(sites)))
 
 
 def test_a_sliding_window_is_recorded():

@@ -40,6 +40,7 @@ class LayerSites:
     matrix_module: nn.Module | None
     routed: ProjectionSite | None
     experts_module: nn.Module | None
+    block: nn.Module | None = None  # the module holding the routed experts and their router
 
     @classmethod
     def of(cls, feed_forward: FeedForward, layer: int, module: nn.Module) -> LayerSites:
@@ -48,6 +49,7 @@ class LayerSites:
             layer,
             matrix, module.get_submodule(matrix.module) if matrix is not None else None,
             routed, module.get_submodule(routed.module) if routed is not None else None,
+            module.get_submodule(routed.module.rpartition(".")[0]) if routed is not None else None,
         )
 
     @property
@@ -89,7 +91,9 @@ def recording_layer(sites: LayerSites) -> Iterator[LayerRecorders]:
         if sites.matrix is not None:
             recorders.dense = stack.enter_context(recording(sites.matrix_module, keep_inputs=True))
         if sites.routed is not None:
-            recorders.experts = stack.enter_context(recording_experts(sites.experts_module, sites.routed))
+            recorders.experts = stack.enter_context(
+                recording_experts(sites.experts_module, sites.routed, sites.block)
+            )
         yield recorders
 
 
