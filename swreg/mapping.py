@@ -103,7 +103,7 @@ def locate(
             continue
         parameter = by_stored.get(coordinate.tensor)
         layer_ok = 0 <= coordinate.layer < feed_forward.num_layers
-        site = feed_forward.dense_site(coordinate.layer) if layer_ok else None
+        site = feed_forward.matrix_site(coordinate.layer) if layer_ok else None
         expected = feed_forward.parameter(coordinate.layer, site) if site is not None else None
         if parameter is None or parameter != expected or site.module != coordinate.module:
             raise InvalidInput(

@@ -4,7 +4,9 @@ tensor per expert (Qwen3-MoE, Mixtral's w2), a fused [experts, in, out] tensor (
 fused [experts, out, in] tensor under another name (Granite-MoE). transformers 5 holds them all
 as one fused parameter; the located weight must hold exactly the value stored on disk."""
 
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,51 @@ def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved
     model = _load(path)
     (weight,) = locate(model, coordinates)
     assert float(model.get_parameter(weight.parameter).detach()[weight.index]) == value
+
+
+@pytest.mark.parametrize("family", ["gpt_oss", "qwen3_moe"])
+def test_a_detected_moe_report_round_trips_through_export_and_import_and_is_located(family, tmp_path):
+    """The real pipeline on a planted MoE checkpoint (a fused [experts, in, out] tensor, or one
+    tensor per expert): the report recorded, exported, imported into an empty registry and
+    exported again byte for byte; `coordinates_for` then gives the verified super weight (three
+    indices or two, with its expert) and the verified super expert, and `locate` finds the
+    planted value in the loaded model."""
+    from workers.fixtures.planted_moe import build_planted_moe
+    from workers.science.pipeline.steps import AnalysisOptions
+    from workers.science.pipeline.sweep import analyse
+
+    planted = build_planted_moe(family, tmp_path / "model")
+    report = analyse(planted.path, AnalysisOptions(eval_tokens=256)).as_json_dict()
+    revision = local_revision(hash_local_weights(planted.path))
+    documents = []
+    for name in ("first", "second"):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                if not documents:
+                    service.record_report(session, model_id=f"tiny/{family}", revision=revision,
+                                          revision_kind="content", report=report)
+                else:
+                    index_service.import_document(session, json.loads(documents[0]))
+            with transaction(make_sessionmaker(engine)) as session:
+                documents.append(index_service.dumps(index_service.export_document(
+                    session, generated_at=datetime(2026, 12, 6, tzinfo=UTC))))
+        finally:
+            engine.dispose()
+    assert documents[0] == documents[1]
+    index_file = tmp_path / "index.json"
+    index_file.write_text(documents[1])
+    coordinates = coordinates_for(planted.path, index=Index.load(index_file))
+    verified = [c for c in coordinates if c.state == "verified"]
+    assert [(c.layer, c.expert, c.row, c.col) for c in verified] == [
+        (planted.layer, planted.super_expert, planted.row, planted.col)
+    ]
+    assert len(verified[0].index) == (3 if family == "gpt_oss" else 2)
+    assert [(s.layer, s.expert, s.state) for s in coordinates.super_experts] == [
+        (planted.layer, planted.super_expert, "verified")
+    ]
+    model = _load(planted.path)
+    (weight,) = locate(model, verified)
+    assert float(model.get_parameter(weight.parameter).detach()[weight.index]) == planted.value

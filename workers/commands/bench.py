@@ -119,6 +119,46 @@ def synthetic_checkpoint(shape: SyntheticShape, plant: bool = True, decoy: bool 
     return target
 
 
+# The synthetic mixture of experts: Qwen3-MoE-shaped (one stored tensor per expert, as its
+# checkpoints are), 32 experts of which each token takes 4, 10 layers, float32 on disk: 3.1 GB,
+# 302 MB of experts per layer. Every token takes the same experts (the construction points every
+# hidden state along one massive dimension), so most experts are read and never multiplied.
+MOE_FAMILY = "qwen3_moe"
+MOE_SIZE_FIELDS = dict(hidden=1024, heads=16, kv_heads=4, expert_inner=768, num_experts=32, top_k=4, num_layers=10)
+
+
+def synthetic_moe_checkpoint() -> Path:
+    """Build (once, cached) the planted synthetic MoE checkpoint: a super weight inside a routed
+    super expert of layer 1, a decoy and an unreached expert that would spike."""
+    from workers.fixtures.planted_moe import MoeSize, build_planted_moe
+
+    size = MoeSize(**MOE_SIZE_FIELDS)
+    target = cache_root() / "bench" / (
+        f"synthetic-moe-{MOE_FAMILY}-{size.hidden}x{size.expert_inner}x{size.num_experts}e{size.top_k}"
+        f"x{size.num_layers}"
+    )
+    if (target / "config.json").is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    build_planted_moe(MOE_FAMILY, partial, size=size)
+    partial.rename(target)
+    return target
+
+
+def layer_bytes(model_dir: Path) -> int:
+    """The largest decoder layer's stored bytes: what the streamed sweep's peak is measured in."""
+    from workers.science.checkpoint import open_checkpoint
+
+    checkpoint = open_checkpoint(model_dir)
+    sizes: dict[int, int] = {}
+    for name, (start, end) in checkpoint.tensor_span.items():
+        parts = name.split(".")
+        if "layers" in parts and parts[parts.index("layers") + 1].isdigit():
+            layer = int(parts[parts.index("layers") + 1])
+            sizes[layer] = sizes.get(layer, 0) + end - start
+    return max(sizes.values(), default=0)
+
+
 def expected_verdicts(shape: SyntheticShape, plant: bool, decoy: bool) -> dict[tuple[int, int, int], str]:
     """(layer, row, col) -> the verdict the construction implies."""
     expected = {}
@@ -357,10 +397,14 @@ def _verdicts(report: dict) -> list[tuple]:
     return [(sw.tensor, tuple(sw.index), sw.state) for sw in parsed.super_weights]
 
 
+def _expert_verdicts(report: dict) -> list[tuple]:
+    return [(se.layer, se.expert, se.state) for se in _report(report).super_experts]
+
+
 def agreement(swreg: dict, naive: dict) -> dict:
     """Do the two reports name the same coordinates with the same verdicts, and does the naive
     (exhaustive) ablation ratio of each lie inside swreg's interval?"""
-    same = _verdicts(swreg) == _verdicts(naive)
+    same = _verdicts(swreg) == _verdicts(naive) and _expert_verdicts(swreg) == _expert_verdicts(naive)
     inside = True
     pairs = zip(_report(swreg).super_weights, _report(naive).super_weights)
     for x, y in pairs:
@@ -393,6 +437,7 @@ def _figures(run: ChildRun) -> dict:
         "timings": run.result and run.result["report"]["timings"],
         "variant_tokens": _variant_tokens(run),
         "super_weights": run.result and [list(v) for v in _verdicts(run.result["report"])],
+        "super_experts": run.result and [list(v) for v in _expert_verdicts(run.result["report"])],
         "error": None if run.ok else run.stderr_tail.strip().splitlines()[-1:],
     }
 
@@ -591,7 +636,7 @@ def print_summary(figures: dict) -> None:
     def add(label: str, value: float | None, target: str) -> None:
         rows.append(f"  {label:<52} {'-' if value is None else f'{value:.2f}':>6}   target {target}")
 
-    for key, title in (("smollm2", "SmolLM2"), ("synthetic", "synthetic")):
+    for key, title in (("smollm2", "SmolLM2"), ("synthetic", "synthetic"), ("synthetic_moe", "synthetic MoE")):
         if key in figures:
             target = "<= 0.25" if key == "smollm2" else "<= 0.5"
             add(f"{title}: whole job, swreg / naive (wall)", figures[key].get("swreg_over_naive"), target)
@@ -622,16 +667,19 @@ def print_summary(figures: dict) -> None:
               "(default: half the checkpoint; 0: skip).")
 @click.option("--large/--no-large", default=True, show_default=True,
               help="Judge the 1.5B-parameter synthetic checkpoints (with and without a plant).")
+@click.option("--moe/--no-moe", default=True, show_default=True,
+              help="Bench a 3 GB synthetic mixture of experts (Qwen3-MoE-shaped, 32 experts).")
 @click.option("--eval-tokens", type=int, default=1024, show_default=True,
               help="Evaluation tokens (at most) for every checkpoint.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure here.")
-def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, eval_tokens, json_out) -> None:
+def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, moe, eval_tokens, json_out) -> None:
     """Time swreg's job against the naive approach and print the figures.
 
     \b
     Examples:
       swreg bench --json bench.json                 # everything: about 30 minutes on two cores
-      swreg bench --synthetic none --no-large       # SmolLM2 alone
+      swreg bench --synthetic none --no-large --no-moe   # SmolLM2 alone
+      swreg bench --no-smollm2 --synthetic none --no-large   # the synthetic MoE alone
       swreg bench --device cuda --synthetic 7b      # on a GPU machine
     """
     figures: dict = {"device": device}
@@ -675,6 +723,12 @@ def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, eval_tok
                     f"  {name:<10} {state}, {r['wall_s']:.1f} s, peak host {_fmt_bytes(r['peak_host_bytes'])}, "
                     f"cgroup peak (with page cache) {_fmt_bytes(r['cgroup_peak_bytes'])}, {r['super_weights']}"
                 )
+    if moe:
+        path = synthetic_moe_checkpoint()
+        figures["synthetic_moe"] = compare(path, device, eval_tokens)
+        figures["synthetic_moe"]["layer_bytes"] = layer_bytes(path)
+        print_comparison("synthetic mixture of experts", figures["synthetic_moe"])
+        click.echo(f"  largest decoder layer as stored: {_fmt_bytes(figures['synthetic_moe']['layer_bytes'])}")
     if large and device == "cpu":
         shape = SHAPES["1.5b"]
         figures["large"] = judge_large(shape, device, eval_tokens)

@@ -96,8 +96,9 @@ def format_candidates(report: Report) -> str:
                 _ppl(val.restored),
                 *(f"{val.controls[name].perplexity:.2f}" for name in controls),
             ]
+        index = str(sw.index) if sw.expert is None else f"{sw.index} e{sw.expert}"
         lines.append(
-            f"{sw.tensor:<45} {str(sw.index):<14} {sw.value:>9.4f} "
+            f"{sw.tensor:<45} {index:<14} {sw.value:>9.4f} "
             f"{det.mean_share:>6.2f} {det.stability:>6.2f} "
             f"{figures[0]:>8} {figures[1]:>9} {figures[2]:>7} {figures[3]:>13} {figures[4]:>6} "
             f"{figures[5]:>9}"
@@ -108,12 +109,45 @@ def format_candidates(report: Report) -> str:
             lines.append(f"{'':<45} {val.verdict.reason}")
         elif sw.evidence.selection and sw.evidence.selection.skipped:
             lines.append(f"{'':<45} {sw.evidence.selection.skipped}")
+    experts = format_super_experts(report)
+    if experts:
+        lines.append(experts)
     run = report.validation
     if run is not None:
         lines.append(
             f"validation ({run.mode}): {run.variants} variants, {run.variant_tokens:,} variant-tokens "
             f"scored of {run.exhaustive_variant_tokens:,} on the whole budget, {run.rounds} sweep(s)"
         )
+    return "\n".join(lines)
+
+
+def format_super_experts(report: Report) -> str:
+    """A mixture-of-experts revision's super experts: each spiking expert with its pruning
+    against random experts of its layer ("" where there are none)."""
+    if not report.super_experts:
+        return ""
+    lines = [
+        "super experts:",
+        f"  {'layer':>5} {'expert':>6} {'row':>5} {'max|Y|':>9} {'tokens':>6} {'pruned':>10} "
+        f"{'interval':>17} {'random experts':<24} state",
+    ]
+    for se in report.super_experts:
+        validation = se.evidence.get("validation")
+        pruned, interval, controls = "", "", ""
+        if validation:
+            pruned = f"x{validation['pruned']['ratio']:.3f}"
+            bounds = validation["pruned"].get("interval")
+            interval = f"{bounds['low']:.2f}-{bounds['high']:.2f}" if bounds else "-"
+            controls = ", ".join(
+                f"{c['experts'][0]}: x{c['ratio']:.3f}" for c in validation["controls"].values()
+            )
+        lines.append(
+            f"  {se.layer:>5} {se.expert:>6} {se.row if se.row is not None else '-':>5} "
+            f"{se.max_abs_output:>9.1f} {se.tokens_routed:>6} {pruned:>10} {interval:>17} "
+            f"{controls:<24} {se.state}"
+        )
+        if validation:
+            lines.append(f"  {'':<5} {validation['verdict']['reason']}")
     return "\n".join(lines)
 
 
