@@ -198,7 +198,9 @@ def tiny_report() -> dict:
 # --- a tiny checkpoint directory ----------------------------------------------------------------
 
 REPO = "acme/tiny-model"
-CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4}
+# A config transformers accepts (four heads of one dimension each): checkpoint rules read it.
+CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4, "num_attention_heads": 4,
+          "num_key_value_heads": 4}
 
 
 def make_checkpoint(

@@ -616,3 +616,27 @@ def test_a_failing_quantization_check_costs_the_analysis_nothing(
         "RuntimeError: out of memory"
     )
     assert error.exc_info[0] is RuntimeError
+
+
+def test_a_mixture_of_experts_job_records_its_super_weight_and_super_expert(sessions, tmp_path):
+    """A worker analyses a planted MoE folder (one tensor per expert) with validation: the
+    registry then holds the verified super weight inside its expert and the verified super
+    expert, each with its evidence."""
+    from workers.fixtures.planted_moe import build_planted_moe
+
+    planted = build_planted_moe("qwen3_moe", tmp_path / "moe")
+    submitted = service.submit(sessions, str(planted.path), model_id="local/moe").job
+    worker = Worker(sessions, WorkerConfig(validate=True, lease_seconds=60), name=NAME)
+    job, lease = _claim(worker)
+    state, _ = _process(worker, job, lease)
+    assert state == JobState.SUCCEEDED
+    with sessions() as session:
+        (revision,) = lookup(session, "local/moe", submitted.revision)
+        verified = [sw for sw in revision.super_weights if sw.state == "verified"]
+        experts = [(se.layer, se.expert, se.state) for se in revision.super_experts]
+        validation = revision.super_experts[0].evidence["validation"]
+    assert [(sw.layer, sw.expert, sw.row, sw.col) for sw in verified] == [
+        (planted.layer, planted.super_expert, planted.row, planted.col)
+    ]
+    assert experts == [(planted.layer, planted.super_expert, "verified")]
+    assert validation["pruned"]["interval"]["low"] >= 2.0
