@@ -39,6 +39,7 @@ from workers.science.validation.variants import (
 from workers.science.validation.verdict import (
     CANDIDATE,
     MIN_PERPLEXITY_RATIO,
+    State,
     expert_verdict,
     verdict,
 )
@@ -96,7 +97,7 @@ class CandidateJudgement:
     restore: VariantRun | None = None
     controls: dict[str, VariantRun] = field(default_factory=dict)
     control_intervals: dict[str, Interval] = field(default_factory=dict)
-    state: str = CANDIDATE
+    state: State = CANDIDATE
     reason: str = ""
 
 
@@ -109,7 +110,7 @@ class ExpertJudgement:
     pruned_interval: Interval | None
     controls: dict[int, VariantRun]  # expert pruned -> its run
     control_intervals: dict[int, Interval]
-    state: str = CANDIDATE
+    state: State = CANDIDATE
     reason: str = ""
 
 
@@ -291,7 +292,7 @@ class Judge:
 
     # ---- the verdicts --------------------------------------------------------------------
 
-    def judgements(self) -> dict[tuple[int, int, int], CandidateJudgement]:
+    def judgements(self) -> dict[tuple[int, ...], CandidateJudgement]:
         out = {}
         for (layer, _), judged in self.layers.items():
             selection = judged.selection
