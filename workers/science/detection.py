@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 
@@ -311,6 +312,7 @@ class DetectionState:
             floor = MIN_ROW_FRACTION_OF_LAYER_MAX * layer_activity.max_output
             seen = False
             if shared is not None:
+                assert shared_weight is not None  # a shared expert comes with its weight
                 spikes = spike_rows(shared[prompt], reference, floor)
                 _explain(layer, prompt, shared[prompt], spikes, reference, shared_weight, shared_found)
                 seen = bool(spikes)
@@ -325,7 +327,8 @@ class DetectionState:
             spiking = spiking or seen
             if not seen:
                 self.history[prompt].append(layer_activity.max_output)
-        self.profile.append(_profile_entry(layer, combined, ratios, spiking))
+        # The router sends every token to some expert: no prompt's activity is None here.
+        self.profile.append(_profile_entry(layer, cast(list[LayerActivity], combined), ratios, spiking))
         self.expert_profile.append(_expert_profile_entry(layer, experts))
         self.candidates.update(shared_found)
         self.candidates.update(found)
@@ -389,6 +392,7 @@ def _explain(
     a routed expert the level that counts as the super activation on other text is the one the
     experts module emits: the spike times the router's weight at its token."""
     for spike in spikes:
+        assert reference is not None  # a spike is a row above the reference
         x = activity.inputs[spike.token]
         scale = routed.weight_at(spike.token) if routed is not None else 1.0
         token = routed.position(spike.token) if routed is not None else spike.token

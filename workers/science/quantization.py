@@ -121,6 +121,7 @@ def clip_threshold(weight: torch.Tensor, rule: ClipRule) -> float:
         # kthvalue, not torch.quantile: the latter refuses tensors of more than 2**24 elements.
         k = min(max(math.ceil(rule.quantile * magnitudes.numel()), 1), magnitudes.numel())
         return float(magnitudes.kthvalue(k).values)
+    assert rule.rms_multiple is not None  # a rule has exactly one of the two (__post_init__)
     return float(rule.rms_multiple * magnitudes.square().mean().sqrt())
 
 

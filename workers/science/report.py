@@ -40,11 +40,11 @@ from workers.contract.report import (
 from workers.contract.resources import DATA_DIR
 from workers.contract.version import package_version
 from workers.science import detection, experts
-from workers.science.feed_forward import feed_forward_info
 from workers.science.checkpoint import Checkpoint
 from workers.science.context import ModelContext
 from workers.science.detection import Candidate
 from workers.science.evaluation import EvalText, Score
+from workers.science.feed_forward import feed_forward_info
 from workers.science.validation import judge as judge_rules
 from workers.science.validation import selection as selection_rules
 from workers.science.validation import statistics
