@@ -199,10 +199,10 @@ class Judge:
             plans = control_plans(layer, weight_out_in, exclude, expert)
             by_name = {c.name: c for c in CONTROLS}
             leader = None
-            for plan, control in zip(plans, CONTROLS):
+            for plan, control in zip(plans, CONTROLS, strict=True):
                 if control.threshold is not None and leader is None:
                     leader = controls[control.name] = self._new(plan, control.threshold)
-            for plan, control in zip(plans, CONTROLS):
+            for plan, control in zip(plans, CONTROLS, strict=True):
                 if control.name not in controls:
                     controls[control.name] = self._new(
                         plan, by_name[control.name].threshold, leader=leader
@@ -340,7 +340,7 @@ class Judge:
     def expert_judgements(self) -> dict[tuple[int, int], ExpertJudgement]:
         """(layer, expert) -> the verdict on each super expert candidate that was pruned."""
         out = {}
-        for layer, experts in self.experts.items():
+        for experts in self.experts.values():
             intervals = {e: self.interval(r) for e, r in experts.controls.items() if r.scores}
             for candidate in experts.candidates:
                 run = experts.pruned.get(candidate.expert)
