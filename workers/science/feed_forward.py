@@ -106,10 +106,6 @@ class ProjectionSite:
         """A dense site's (row, col) as its parameter stores it."""
         return [col, row] if self.transposed else [row, col]
 
-    def row_col(self, index: list[int] | tuple[int, int]) -> tuple[int, int]:
-        a, b = index
-        return (b, a) if self.transposed else (a, b)
-
     def out_in(self, weight: torch.Tensor) -> torch.Tensor:
         """A dense site's weight (as stored) viewed as [out (row), in (col)]."""
         return weight.t() if self.transposed else weight
