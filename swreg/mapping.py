@@ -138,7 +138,7 @@ def _checked(
 ) -> ModelWeight:
     """The located weight, once its index is inside the parameter and (with `check_values`) the
     parameter holds the value the registry recorded."""
-    if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape)):
+    if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape, strict=True)):
         raise InvalidInput(
             f"{coordinate.tensor}: index {list(coordinate.index)} is outside {parameter} of shape "
             f"{list(tensor.shape)}"

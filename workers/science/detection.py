@@ -108,7 +108,7 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
     max_input, input_token, input_col = _flat_argmax(x.abs())
     max_output, output_token, output_row = _flat_argmax(y)
     quantiles = torch.quantile(y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device))
-    percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles)}
+    percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles, strict=True)}
     row_max, row_token = y.max(dim=0)
     return LayerActivity(
         max_input=max_input,
@@ -335,7 +335,7 @@ class DetectionState:
         order = lambda c: (c.expert if c.expert is not None else -1, c.row, c.col)  # noqa: E731
         return sorted(shared_found.values(), key=order), sorted(found.values(), key=order)
 
-    def _super_expert(self, layer: int, expert: int, prompt: int, routed: "ExpertActivity",
+    def _super_expert(self, layer: int, expert: int, prompt: int, routed: ExpertActivity,
                       spikes: list[SpikeRow]) -> None:
         candidate = self.super_experts.setdefault((layer, expert), ExpertCandidate(layer, expert))
         for spike in spikes:
@@ -371,7 +371,7 @@ def _profile_entry(
     layer: int, activities: list[LayerActivity], ratios: list[float | None], spike: bool
 ) -> dict:
     """The layer as the first prompt saw it, every prompt's maximum, and every prompt's entry."""
-    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios))]
+    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios, strict=True))]
     first = {k: v for k, v in prompts[0].items() if k != "prompt"}
     return {
         "layer": layer,
@@ -386,7 +386,7 @@ def _explain(
     layer: int, prompt: int, activity: LayerActivity, spikes: list[SpikeRow],
     reference: SpikeReference | None, weight_out_in: torch.Tensor,
     found: dict[tuple[int, ...], Candidate], *, expert: int | None = None,
-    routed: "ExpertActivity | None" = None,
+    routed: ExpertActivity | None = None,
 ) -> None:
     """The weights that carry each spike, added to `found` with this prompt's observation. Inside
     a routed expert the level that counts as the super activation on other text is the one the

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, cast
 
 import torch
@@ -37,14 +37,14 @@ from torch import nn
 from workers.science.errors import CheckpointRefused, UnsupportedArchitecture
 
 
-class SiteKind(str, Enum):
+class SiteKind(StrEnum):
     LINEAR = "linear"  # nn.Linear, weight [out, in]
     CONV1D = "conv1d"  # GPT-2's Conv1D, weight [in, out]
     ROUTED_EXPERTS = "routed_experts"  # every routed expert's down projection
     SHARED_EXPERT = "shared_expert"  # an always-on expert beside routed ones (an nn.Linear)
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     """How a site's parameter is indexed, as stored in the model and the checkpoint."""
 
     OUT_IN = "linear"  # [out, in]
@@ -54,7 +54,7 @@ class Layout(str, Enum):
     PER_EXPERT = "per_expert"  # a list of expert blocks, each with its own [out, in] Linear
 
 
-class InputForm(str, Enum):
+class InputForm(StrEnum):
     """How the output projection's input is formed from the hidden state."""
 
     GATED = "gated"  # act(gate(x)) * up(x), two matrices

@@ -162,7 +162,7 @@ def quantized(
     clip = None if setting.variant is Variant.ABSMAX else threshold
     result = quantize_rtn(weight_out_in, setting.bits, setting.block, clip)
     if setting.variant is Variant.CLIP_KEEP and keep:
-        rows, cols = zip(*keep)
+        rows, cols = zip(*keep, strict=True)
         index = (torch.tensor(rows), torch.tensor(cols))
         result[index] = weight_out_in.detach()[index]
     return result

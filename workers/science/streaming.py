@@ -564,7 +564,7 @@ class LayerStreamer:
         the embedding rows they use only."""
         masks = masks or [None] * len(sequences)
         if self.head_loaded or not sequences:
-            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks)]
+            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks, strict=True)]
         embedding = self.model.get_input_embeddings()
         param = self._parameter_of(embedding)
         full = self.model.get_parameter(param)
@@ -586,7 +586,7 @@ class LayerStreamer:
                     ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
                     attention_mask=m,
                 )
-                for ids, m in zip(sequences, masks)
+                for ids, m in zip(sequences, masks, strict=True)
             ]
         finally:
             embedding.padding_idx = padding_idx

@@ -229,7 +229,7 @@ class Sweep:
                 batch = keys[start : start + size]
                 stacked = torch.cat([carried[k] for k in batch])
                 output = self.streamer.run_layer(layer, stacked, capture)
-                for k, hidden in zip(batch, output.split(1)):
+                for k, hidden in zip(batch, output.split(1), strict=True):
                     carried[k] = hidden
 
     # ---- scoring -------------------------------------------------------------------------
