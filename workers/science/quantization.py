@@ -41,9 +41,8 @@ DEFAULT_BLOCKS: tuple[int | None, ...] = (64, 256, 1024, None)
 # matrix of fewer than 1/(1 - quantile) weights), while a multiple of the RMS clips only what
 # lies far outside the bulk, at any size. Why 10: a Gaussian matrix exceeds 10 x its RMS with
 # probability 1.5e-23 (never), and trained matrices are heavy-tailed but not that much: in
-# SmolLM2-135M-Instruct's 210 decoder-layer matrices, 10 x RMS clips a median of 1.5 weights
-# per matrix (3 in a million), at most 186 (2 in 10,000), while its super weight is 29.5 x the
-# RMS of its matrix (docs/measurements.md).
+# SmolLM2-135M-Instruct it clips a few weights per matrix, and the super weight lies well
+# beyond it (the figures: docs/measurements.md#quantization-with-and-without-the-super-weight).
 CLIP_RMS_MULTIPLE = 10.0
 
 

@@ -48,8 +48,8 @@ def _timed(command: list[str], cap: "MemoryCap | None", out: Path, stdout_json: 
     poll interval before exiting is missed). Not wait4's ru_maxrss: Linux carries the high-water
     mark of the address space a process replaced by exec into its ru_maxrss, and subprocess
     starts children with vfork, whose child borrows this (parent) process's address space until
-    it execs, so every child would report at least the bench's own peak (measured: 2.35 GiB for
-    every run after the synthetic checkpoint was generated, whatever the child did)."""
+    it execs, so every child would report at least the bench's own peak (as every run after the
+    synthetic checkpoint was generated did: docs/measurements.md#the-merged-code-2026-11-26)."""
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(

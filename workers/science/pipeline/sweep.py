@@ -59,8 +59,8 @@ from workers.science.validation.judge import Judge, VariantRun
 BATCH_ACTIVATION_BYTES = 256 * 1024**2
 # Logits computed at once while scoring (rows x vocabulary): at most 8M float32 values, 32 MiB
 # per tensor (scoring keeps about four alive). A window's rows are split into chunks of equal
-# size under that bound: the head's matrix product runs much faster on 128 rows than on 64 (on
-# two cores, SmolLM2's head: 39 against 25 GFLOP/s).
+# size under that bound: the head's matrix product runs much faster on 128 rows than on 64
+# (docs/measurements.md#scoring-chunks).
 SCORE_CHUNK_ELEMENTS = 8 * 1024**2
 
 

@@ -1,5 +1,5 @@
 """The verdict rule: a super weight at least doubles perplexity when zeroed (the paper reports
-orders of magnitude; SmolLM2: 20.19 -> 378.6, docs/measurements.md), unless a control shows the
+orders of magnitude; SmolLM2's figures: docs/measurements.md), unless a control shows the
 tensor or the evaluation too fragile to attribute the effect to one weight.
 
 Every ratio comes with its confidence interval (`statistics`): a candidate is `verified` only when
