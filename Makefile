@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-cli venv setup clean browser mutate
+.PHONY: run test lint bench bench-cli venv setup clean browser mutate
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -43,6 +43,12 @@ browser:
 	@[ -x $(CHROMIUM) ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium is not installed: the browser tests will be skipped"
+
+# Lint, format and type checks, as configured in pyproject.toml (the same as .pre-commit-config.yaml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Times swreg's one-sweep job against the naive approach (minutes on two cores).
 bench: $(STAMP)

@@ -1,6 +1,7 @@
 """The API's error body {"error": {"code", "message"}} and how routes document it in OpenAPI."""
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -59,7 +60,7 @@ def error_code(exc: SwregError) -> str:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error; a 503 carries Retry-After."""
     response = JSONResponse(

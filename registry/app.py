@@ -168,10 +168,11 @@ def create_app(url: str | None = None) -> FastAPI:
         redoc_url=None,
         responses=COMMON_ERRORS,
     )
-    app.add_exception_handler(SwregError, _swreg_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(SQLAlchemyError, _database_error)
+    # Starlette types every handler as taking any Exception; it calls each for its class only.
+    app.add_exception_handler(SwregError, _swreg_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(MaxBodySize, limit=MAX_BODY_BYTES)
     app.add_middleware(HeadAsGet)

@@ -102,8 +102,15 @@ def _stop(process: subprocess.Popen) -> None:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def _search(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    found = re.search(pattern, text, flags)
+    if found is None:
+        raise ValueError(f"no {pattern!r} in wrk's output: {text!r}")
+    return found
+
+
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()
+    value, unit = _search(r"^([0-9.]+)(us|ms|s)$", text).groups()
     return float(value) * _UNITS[unit]
 
 
@@ -115,9 +122,9 @@ def _wrk(url: str, *, threads: int, connections: int, seconds: int) -> dict[str,
         check=True,
     )
     out = result.stdout
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))
+    rps = float(_search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    p50 = _ms(_search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))
+    p99 = _ms(_search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     if errors or socket_errors:

@@ -36,7 +36,7 @@ class Entry(NamedTuple):
 
 COMMANDS = {
     "bench": Entry(
-        "workers.commands.bench:bench",
+        "workers.commands.bench.command:bench",
         "Time swreg's job against the naive approach and print the figures.",
     ),
     "bench-api": Entry(

@@ -1,6 +1,7 @@
 """Time in the registry: everything is stored and shown in UTC."""
 
 from datetime import UTC, datetime
+from typing import overload
 
 
 def utcnow() -> datetime:
@@ -13,6 +14,12 @@ def utcnow_seconds() -> datetime:
     return utcnow().replace(microsecond=0)
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored time as timezone-aware UTC (SQLite hands back naive datetimes, which are UTC)."""
     if value is None:

@@ -17,7 +17,7 @@ of the stage, so the log shows the stages in the order they really ran.
 
 import sys
 import time
-from typing import Self, TextIO
+from typing import Any, Self, TextIO
 
 # How often a plain-line report repeats while a stage runs: often enough to show it is alive,
 # rarely enough that a log of a long job stays readable.
@@ -52,7 +52,7 @@ class StageProgress:
         self.bars = self.stream.isatty() if bars is None else bars
         self.one_bar = one_bar
         self.prefix = prefix
-        self._bars: dict[str, object] = {}
+        self._bars: dict[str, Any] = {}  # tqdm bars (tqdm is imported only to draw)
         self._started: dict[str, float] = {}
         self._logged: dict[str, tuple[float, int, int]] = {}
         # Plain lines printed so far, and the count at each stage's last line: a stage done

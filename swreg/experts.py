@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from torch import nn
+from transformers import PreTrainedModel
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import (
     MergeModulelist,
@@ -59,7 +59,7 @@ def _stacks_experts(converter: WeightConverter) -> bool:
     )
 
 
-def loaded_place(model: nn.Module, tensor: str) -> LoadedPlace:
+def loaded_place(model: PreTrainedModel, tensor: str) -> LoadedPlace:
     """Where the stored tensor `tensor` is held in `model`; `InvalidInput` when the model holds
     no such tensor or only a transform of it that a stored index cannot address."""
     transforms = get_model_conversion_mapping(model)

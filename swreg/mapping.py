@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from registry.superweights.schemas import SuperWeightOut
@@ -58,7 +60,7 @@ class Kept:
     values: tuple[torch.Tensor, ...]  # 0-d copies, in each parameter's own dtype
 
 
-def _parameter_names(model: nn.Module, tensors: list[str]) -> dict[str, str]:
+def _parameter_names(model: PreTrainedModel, tensors: list[str]) -> dict[str, str]:
     """Stored tensor name -> the model's parameter that holds it."""
     parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     by_stored: dict[str, str] = {}
@@ -90,22 +92,24 @@ def locate(
     coordinates = list(coordinates)
     if getattr(model, "config", None) is None:
         raise InvalidInput("not a transformers model (it has no config)")
+    pretrained = cast(PreTrainedModel, model)  # a transformers model: it has a config
     dense = [c for c in coordinates if not _in_experts(c)]
     # where this model's feed-forward output projections are (dense coordinates only)
     feed_forward = describe(model) if dense else None
-    by_stored = _parameter_names(model, [c.tensor for c in dense]) if dense else {}
+    by_stored = _parameter_names(pretrained, [c.tensor for c in dense]) if dense else {}
     found = []
     for coordinate in coordinates:
         if _in_experts(coordinate):
-            parameter, index, transposed = _expert_place(model, coordinate)
-            tensor = model.get_parameter(parameter)
-            found.append(_checked(coordinate, parameter, tensor, index, transposed, check_values))
+            in_experts, index, transposed = _expert_place(pretrained, coordinate)
+            tensor = model.get_parameter(in_experts)
+            found.append(_checked(coordinate, in_experts, tensor, index, transposed, check_values))
             continue
+        assert feed_forward is not None  # described for the dense coordinates
         parameter = by_stored.get(coordinate.tensor)
         layer_ok = 0 <= coordinate.layer < feed_forward.num_layers
         site = feed_forward.matrix_site(coordinate.layer) if layer_ok else None
         expected = feed_forward.parameter(coordinate.layer, site) if site is not None else None
-        if parameter is None or parameter != expected or site.module != coordinate.module:
+        if parameter is None or site is None or parameter != expected or site.module != coordinate.module:
             raise InvalidInput(
                 f"{coordinate.tensor} {coordinate.index} is not a parameter of this "
                 f"{feed_forward.model_type} model (expected {expected or 'a feed-forward projection'}): "
@@ -134,7 +138,7 @@ def _checked(
 ) -> ModelWeight:
     """The located weight, once its index is inside the parameter and (with `check_values`) the
     parameter holds the value the registry recorded."""
-    if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape)):
+    if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape, strict=True)):
         raise InvalidInput(
             f"{coordinate.tensor}: index {list(coordinate.index)} is outside {parameter} of shape "
             f"{list(tensor.shape)}"
@@ -171,12 +175,12 @@ def _in_experts(coordinate: SuperWeightOut) -> bool:
     return coordinate.expert is not None or len(coordinate.index) == _EXPERTS_RANK
 
 
-def _hidden_size(model: nn.Module) -> int | None:
+def _hidden_size(model: PreTrainedModel) -> int | None:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return getattr(config, "hidden_size", None)
 
 
-def _expert_place(model: nn.Module, coordinate: SuperWeightOut) -> tuple[str, tuple[int, ...], bool]:
+def _expert_place(model: PreTrainedModel, coordinate: SuperWeightOut) -> tuple[str, tuple[int, ...], bool]:
     """(parameter, index in it, stored [.., in, out]) of a weight inside a routed expert."""
     place = loaded_place(model, coordinate.tensor)
     index = place.expert_prefix + tuple(int(i) for i in coordinate.index)

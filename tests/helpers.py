@@ -67,7 +67,7 @@ def coordinate(
     tensor: str | None = None,
 ) -> dict:
     """One coordinate of a report, with detection and validation evidence."""
-    reason = "zeroing it multiplies perplexity by {:.2f}".format(ablated / baseline)
+    reason = f"zeroing it multiplies perplexity by {ablated / baseline:.2f}"
     base = _score(baseline, baseline)
     del base["ratio"]
     return {

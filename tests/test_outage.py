@@ -233,7 +233,7 @@ def test_stop_and_freeze_postgres_under_a_running_server_and_worker(cluster, tmp
             job_id = service.submit(factory, str(model), model_id=model_id).job.id
             if freeze_inside_analysis(worker, worker_log.read_text, job_id, WAIT_S):
                 break
-            _until(lambda: state(job_id) == JobState.SUCCEEDED, "the job to end")
+            _until(lambda job_id=job_id: state(job_id) == JobState.SUCCEEDED, "the job to end")
         else:
             log = worker_log.read_text()
             pytest.fail(f"every job was scoring before the worker stopped:\n{log}")

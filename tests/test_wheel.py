@@ -79,6 +79,8 @@ def test_the_wheel_carries_data_and_migrations(wheel):
         "registry/migrations/versions/0001_registry.py",
         "registry/web/templates/model.html",
         "registry/web/static/job.js",
+        "registry/py.typed",
+        "swreg/py.typed",
     } <= names
 
 

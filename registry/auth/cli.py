@@ -79,7 +79,7 @@ def list_(as_json: bool) -> None:
         return
     rows = [
         [
-            t["name"],
+            str(t["name"]),
             f"{t['prefix']}…",
             f"{t['created_at']:{DAY}}",
             f"{t['last_used_at']:{MINUTE}}" if t["last_used_at"] else "never used",

@@ -226,6 +226,7 @@ def retract(
             found = service.get_super_expert(session, model, revision, *super_expert)
             service.retract(session, found, reason)
         else:
+            assert tensor is not None and index is not None  # checked above
             sw = service.get_coordinate(session, model, revision, tensor, index)
             service.retract(session, sw, reason)
     if super_expert is not None:

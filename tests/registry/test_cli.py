@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from registry.app import create_app
 from registry.cli import main
-from workers.contract.resources import PUBLISHED_INDEX_PATH
 from tests.helpers import other_database_url
+from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 OUT_OF_DATE = "error: database schema is out of date: run `swreg db upgrade`\n"
 SWREG = str(Path(sys.executable).with_name("swreg"))

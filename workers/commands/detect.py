@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from workers.science.evaluation_defaults import DEFAULT_EVAL_TOKENS, eval_tokens_help
+
 if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
     from workers.contract.report import Report
 
@@ -181,9 +183,10 @@ def _write_plot(report: Report, path: Path, model: str) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
-    help="Tokens of the evaluation text to score at most (all of it if shorter): exactly this "
-    "many with --exhaustive, fewer when every verdict is clear earlier; in windows of at most "
-    "256 tokens and at most the model's context (default: 1,024).",
+    help=eval_tokens_help(
+        "Tokens of the evaluation text to score at most (all of it if shorter): exactly this "
+        "many with --exhaustive, fewer when every verdict is clear earlier; "
+    ),
 )
 @click.option(
     "--exhaustive", is_flag=True,
@@ -225,7 +228,6 @@ def detect(
     require_device(device)
     # A wrong name or a missing folder is refused before torch and transformers load (seconds).
     path, known_sha256 = _model_dir(model, revision)
-    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
 

@@ -16,9 +16,18 @@ from typing import TYPE_CHECKING
 
 import click
 
+from workers.science.evaluation_defaults import DEFAULT_EVAL_TOKENS, eval_tokens_help
+
 if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
     from registry.superweights.schemas import ModelLookup, RevisionOut
-    from workers.contract.quantization import KeptWeight, QuantizationCheck
+    from swreg.client import Client
+    from swreg.index import Index
+    from workers.contract.quantization import (
+        KeptFrom,
+        KeptWeight,
+        QuantizationCheck,
+        QuantizedScore,
+    )
     from workers.science.checkpoint import Checkpoint
     from workers.science.pipeline.quantize import ToKeep
 
@@ -169,16 +178,16 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
     variants = [v for v in VARIANT_NAMES if any(r.variant == v for r in check.results)]
     lines.append(f"{'bits':<5} {'block':>5}" + "".join(f"  {v:>17}" for v in variants))
     lines.append(f"{'':<5} {'':>5}" + "".join(f"  {'ppl':>9} {'stop':>7}" for _ in variants))
-    rows: dict[tuple[int, int | None], dict[str, object]] = {}
+    rows: dict[tuple[int, int | None], dict[str, QuantizedScore]] = {}
     for result in check.results:
         rows.setdefault((result.bits, result.block), {})[result.variant] = result
     for (bits, block), by_variant in rows.items():
         cells = []
         for variant in variants:
-            result = by_variant.get(variant)
+            score = by_variant.get(variant)
             cells.append(
-                f"  {_perplexity(result.perplexity):>9} {result.stop_word_probability:>7.3f}"
-                if result
+                f"  {_perplexity(score.perplexity):>9} {score.stop_word_probability:>7.3f}"
+                if score
                 else f"  {'':>9} {'':>7}"
             )
         lines.append(f"{'int' + str(bits):<5} {ROW if block is None else block:>5}" + "".join(cells))
@@ -219,8 +228,7 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
-    help="Tokens of the evaluation text to score, in windows of at most 256 tokens and at most "
-    "the model's context (default: 1,024).",
+    help=eval_tokens_help("Tokens of the evaluation text to score, "),
 )
 def quantize_check(
     model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
@@ -249,7 +257,6 @@ def quantize_check(
     from tqdm import tqdm
 
     from workers.science.device import require_device
-    from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
     from workers.science.pipeline.quantize import quantize_check as run_check
     from workers.science.quantization import DEFAULT_BITS, DEFAULT_BLOCKS, ClipRule, Variant
@@ -274,7 +281,9 @@ def quantize_check(
         clip_rule=rule,
         weights=weights,
     )
-    source, kind = None, None
+    source: Index | Client | _RegistrySource | None = None
+    kind: KeptFrom | None = None
+    client: Client | None = None
     if index_file:
         from swreg.index import Index
 
@@ -282,7 +291,8 @@ def quantize_check(
     elif api_url:
         from swreg.client import Client
 
-        source, kind = Client(api_url), "api"
+        client = Client(api_url)
+        source, kind = client, "api"
     elif use_registry:
         source, kind = _RegistrySource(), "registry"
     notes: list[str] = []
@@ -296,6 +306,7 @@ def quantize_check(
             pinned = target.revision or content_hash(checkpoint)
             known = None if source is None else _known(source, target, pinned)
             if known is not None:
+                assert kind is not None  # a source was named
                 return ToKeep(known, kind)
             if source is not None:
                 notes.append(f"note: {source.source} does not hold revision {pinned}")
@@ -309,8 +320,8 @@ def quantize_check(
 
             check = run_check(target.path, keep, options, progress)
     finally:
-        if kind == "api":
-            source.close()
+        if client is not None:
+            client.close()
     if as_json:
         click.echo(check.dumps())
         return

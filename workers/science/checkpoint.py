@@ -218,7 +218,9 @@ def local_revision(weight_sha256: dict[str, str]) -> str:
 
 
 def content_hash(checkpoint: Checkpoint) -> str:
-    return local_revision({f.name: f.sha256 for f in checkpoint.weight_files})
+    hashes = {f.name: f.sha256 for f in checkpoint.weight_files if f.sha256 is not None}
+    assert len(hashes) == len(checkpoint.weight_files), "the checkpoint was opened without hashing"
+    return local_revision(hashes)
 
 
 def fill_sha256(checkpoint: Checkpoint, known: dict[str, str] | None = None) -> None:

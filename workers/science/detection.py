@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 
 # A layer spikes when its largest |output| is at least this many times the typical layer's
-# largest |output|: "orders of magnitude" (docs/method.md). On SmolLM2-135M the super activation is
-# ~700x the typical layer and the largest non-spike layer ~45x, so 100 separates them with
-# a factor of two on either side.
+# largest |output|: "orders of magnitude" (docs/method.md). On SmolLM2-135M, 100 lies between
+# the super activations and the largest layer without a spike with a wide margin on either side
+# (the figures: docs/measurements.md#per-layer-profile).
 SUPER_ACTIVATION_RATIO = 100.0
 # Where no earlier layer can serve as the typical one (layer 0, or a layer after nothing but
 # spiking layers), a layer spikes when its largest |output| is at least this many times its own
 # median |output|. 1,000 is the massive-activation criterion of Sun, Chen, Kolter, Liu,
 # "Massive Activations in Large Language Models" (arXiv:2402.17762, 2024): about 1,000 times
-# the median magnitude. On SmolLM2-135M (4 default prompts, docs/measurements.md) layer 0
-# reaches 44-49x, 20x below; the super activations of layers 11 and 28 are 3,586-30,287x,
-# 3.6x above; the largest layer without a spike (layer 2) reaches 923-1,122x.
+# the median magnitude. On SmolLM2-135M (4 default prompts) layer 0 stays far below it and the
+# super activations of layers 11 and 28 above it, while the largest layer without a spike
+# (layer 2) comes close, which is why this rule decides only where the other cannot
+# (the figures: docs/measurements.md#layer-0-and-the-within-layer-ratio).
 WITHIN_LAYER_RATIO = 1000.0
 # Within a spiking layer, only rows within one order of magnitude of its strongest row are
 # spikes of their own: a huge input channel also lifts every other row it feeds a little
@@ -107,7 +109,7 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
     max_input, input_token, input_col = _flat_argmax(x.abs())
     max_output, output_token, output_row = _flat_argmax(y)
     quantiles = torch.quantile(y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device))
-    percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles)}
+    percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles, strict=True)}
     row_max, row_token = y.max(dim=0)
     return LayerActivity(
         max_input=max_input,
@@ -311,6 +313,7 @@ class DetectionState:
             floor = MIN_ROW_FRACTION_OF_LAYER_MAX * layer_activity.max_output
             seen = False
             if shared is not None:
+                assert shared_weight is not None  # a shared expert comes with its weight
                 spikes = spike_rows(shared[prompt], reference, floor)
                 _explain(layer, prompt, shared[prompt], spikes, reference, shared_weight, shared_found)
                 seen = bool(spikes)
@@ -325,14 +328,15 @@ class DetectionState:
             spiking = spiking or seen
             if not seen:
                 self.history[prompt].append(layer_activity.max_output)
-        self.profile.append(_profile_entry(layer, combined, ratios, spiking))
+        # The router sends every token to some expert: no prompt's activity is None here.
+        self.profile.append(_profile_entry(layer, cast(list[LayerActivity], combined), ratios, spiking))
         self.expert_profile.append(_expert_profile_entry(layer, experts))
         self.candidates.update(shared_found)
         self.candidates.update(found)
         order = lambda c: (c.expert if c.expert is not None else -1, c.row, c.col)  # noqa: E731
         return sorted(shared_found.values(), key=order), sorted(found.values(), key=order)
 
-    def _super_expert(self, layer: int, expert: int, prompt: int, routed: "ExpertActivity",
+    def _super_expert(self, layer: int, expert: int, prompt: int, routed: ExpertActivity,
                       spikes: list[SpikeRow]) -> None:
         candidate = self.super_experts.setdefault((layer, expert), ExpertCandidate(layer, expert))
         for spike in spikes:
@@ -368,7 +372,7 @@ def _profile_entry(
     layer: int, activities: list[LayerActivity], ratios: list[float | None], spike: bool
 ) -> dict:
     """The layer as the first prompt saw it, every prompt's maximum, and every prompt's entry."""
-    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios))]
+    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios, strict=True))]
     first = {k: v for k, v in prompts[0].items() if k != "prompt"}
     return {
         "layer": layer,
@@ -383,12 +387,13 @@ def _explain(
     layer: int, prompt: int, activity: LayerActivity, spikes: list[SpikeRow],
     reference: SpikeReference | None, weight_out_in: torch.Tensor,
     found: dict[tuple[int, ...], Candidate], *, expert: int | None = None,
-    routed: "ExpertActivity | None" = None,
+    routed: ExpertActivity | None = None,
 ) -> None:
     """The weights that carry each spike, added to `found` with this prompt's observation. Inside
     a routed expert the level that counts as the super activation on other text is the one the
     experts module emits: the spike times the router's weight at its token."""
     for spike in spikes:
+        assert reference is not None  # a spike is a row above the reference
         x = activity.inputs[spike.token]
         scale = routed.weight_at(spike.token) if routed is not None else 1.0
         token = routed.position(spike.token) if routed is not None else spike.token

@@ -10,14 +10,9 @@ import torch
 
 from workers.contract.resources import EVAL_TEXT_PATH
 
-# Perplexity is measured on windows of this many tokens, each read by the model on its own (its
-# context). A window is also the step of the sequential evaluation (validation/statistics.py):
-# short windows let a clear verdict stop early; 256 tokens of context still give SmolLM2 a
-# perplexity close to the one of 1,024-token windows (30.7 against 25.4 on the shipped text).
-EVAL_WINDOW_TOKENS = 256
-# Tokens of the evaluation text scored by default (at most; a variant whose verdict is clear
-# earlier stops earlier): 1,024, as in the first SmolLM2 figures (docs/measurements.md).
-DEFAULT_EVAL_TOKENS = 1024
+# The window length and the default budget live in a module without torch (help texts read them).
+from workers.science.evaluation_defaults import DEFAULT_EVAL_TOKENS as DEFAULT_EVAL_TOKENS
+from workers.science.evaluation_defaults import EVAL_WINDOW_TOKENS as EVAL_WINDOW_TOKENS
 
 # Common English function words. The paper reports that removing a super weight shifts the
 # next-token distribution toward such words; we report the mass the model puts on them.

@@ -87,7 +87,7 @@ class _DownInput(TorchFunctionMode):
     def __init__(self, weight: torch.Tensor, inner: int):
         super().__init__()
         self.storage = weight.untyped_storage().data_ptr()
-        self.inner = inner
+        self.inner_width = inner  # not `inner`: TorchFunctionMode declares that name (a mode)
         self.found: torch.Tensor | None = None
 
     def _shares(self, value) -> bool:
@@ -106,7 +106,7 @@ class _DownInput(TorchFunctionMode):
                 others = [
                     v for v in values
                     if isinstance(v, torch.Tensor) and not self._shares(v) and v.dim() >= 2
-                    and v.shape[-1] == self.inner
+                    and v.shape[-1] == self.inner_width
                 ]
                 if others:
                     self.found = others[0].detach()
@@ -222,6 +222,7 @@ class ExpertRecorder:
         values = [*args, *kwargs.values()]
         self.outputs = (output[0] if isinstance(output, tuple) else output).detach().clone()
         if self.site.call == PARALLEL_CALL:
+            assert self._routing is not None, "the router's hook ran before the experts"
             tokens, gates = self._routing
             self.calls = parallel_calls(module, self.site, values[0], values[1], tokens, gates)
         elif is_routed_call(module):

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -36,14 +37,14 @@ from torch import nn
 from workers.science.errors import CheckpointRefused, UnsupportedArchitecture
 
 
-class SiteKind(str, Enum):
+class SiteKind(StrEnum):
     LINEAR = "linear"  # nn.Linear, weight [out, in]
     CONV1D = "conv1d"  # GPT-2's Conv1D, weight [in, out]
     ROUTED_EXPERTS = "routed_experts"  # every routed expert's down projection
     SHARED_EXPERT = "shared_expert"  # an always-on expert beside routed ones (an nn.Linear)
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     """How a site's parameter is indexed, as stored in the model and the checkpoint."""
 
     OUT_IN = "linear"  # [out, in]
@@ -53,7 +54,7 @@ class Layout(str, Enum):
     PER_EXPERT = "per_expert"  # a list of expert blocks, each with its own [out, in] Linear
 
 
-class InputForm(str, Enum):
+class InputForm(StrEnum):
     """How the output projection's input is formed from the hidden state."""
 
     GATED = "gated"  # act(gate(x)) * up(x), two matrices
@@ -105,10 +106,6 @@ class ProjectionSite:
         """A dense site's (row, col) as its parameter stores it."""
         return [col, row] if self.transposed else [row, col]
 
-    def row_col(self, index: list[int] | tuple[int, int]) -> tuple[int, int]:
-        a, b = index
-        return (b, a) if self.transposed else (a, b)
-
     def out_in(self, weight: torch.Tensor) -> torch.Tensor:
         """A dense site's weight (as stored) viewed as [out (row), in (col)]."""
         return weight.t() if self.transposed else weight
@@ -126,7 +123,7 @@ class FeedForward:
     sites: tuple[tuple[ProjectionSite, ...], ...]  # per layer; () where a layer has no FF block
     d_model: int
     attention: str = "sdpa"  # "sdpa" where the model class supports it, else "eager"
-    found_by: str = "structure"  # or "override"
+    found_by: Literal["structure", "override"] = "structure"
     mixers: tuple[str, ...] = ()  # class names of non-attention token mixers (hybrids)
     sliding_window: int | None = None  # recorded, never a context cap
 
@@ -238,7 +235,7 @@ def _under_mixer(layer: nn.Module, path: str) -> bool:
     parts = path.split(".")
     module = layer
     for part in parts[:-1]:
-        module = getattr(module, part) if not part.isdigit() else module[int(part)]
+        module = module.get_submodule(part)  # a list's items are its submodules "0", "1", ...
         name = type(module).__name__
         if MIXER_CLASS.search(name) and not LAYER_CLASS.search(name):
             return True
@@ -430,8 +427,11 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
 def _decoder_path(model: nn.Module) -> str | None:
     """The path of the text decoder (a multimodal model's language model, not its vision
     tower), where the model names it."""
+    get_decoder = getattr(model, "get_decoder", None)
+    if get_decoder is None:
+        return None
     try:
-        decoder = model.get_decoder()
+        decoder = get_decoder()
     except (AttributeError, NotImplementedError, ValueError):
         return None
     if decoder is None or decoder is model:
@@ -446,7 +446,7 @@ def decoder_layers(model: nn.Module, num_layers: int) -> str:
         (path, module) for path, module in model.named_modules()
         if isinstance(module, nn.ModuleList) and len(module) == num_layers and path
     ]
-    base = model.base_model_prefix
+    base: str = getattr(model, "base_model_prefix", "")
     decoder = _decoder_path(model)
     under_base = (
         [c for c in candidates if decoder and c[0].startswith(decoder + ".")]
@@ -545,21 +545,22 @@ def describe(model: nn.Module) -> FeedForward:
     if num_layers is None or d_model is None:
         raise CheckpointRefused(f"{model_type!r}: the config does not give the layer count and hidden size")
     override = OVERRIDES.get(model_type)
-    found_by = "structure"
+    found_by: Literal["structure", "override"] = "structure"
+    sites: list[tuple[ProjectionSite, ...]]
     if override is not None:
         layers_path = override.layers
-        layers = model.get_submodule(layers_path)
+        layers = cast(nn.ModuleList, model.get_submodule(layers_path))  # the override names a list
         kind = SiteKind.CONV1D if override.layout is Layout.IN_OUT else SiteKind.LINEAR
         sites = []
         for layer in layers:
-            weight = layer.get_submodule(override.down_proj).weight
+            weight = layer.get_parameter(f"{override.down_proj}.weight")
             inner = weight.shape[0] if override.layout is Layout.IN_OUT else weight.shape[1]
             sites.append((ProjectionSite(kind, override.down_proj, "weight", override.layout,
                                          override.input_form, int(inner)),))
         found_by = "override"
     else:
         layers_path = decoder_layers(model, num_layers)
-        layers = model.get_submodule(layers_path)
+        layers = cast(nn.ModuleList, model.get_submodule(layers_path))  # decoder_layers finds a list
         sites = [layer_sites(layer, d_model) for layer in layers]
     if not any(sites):
         raise UnsupportedArchitecture(
@@ -605,6 +606,7 @@ def check_executable(feed_forward: FeedForward) -> None:
     router's choice (`routed`) or on router-scaled inputs (`dense`)."""
     for layer in feed_forward.routed_layers:
         site = feed_forward.routed_site(layer)
+        assert site is not None  # a routed layer has a routed site
         if site.layout is Layout.PER_EXPERT or site.call not in ("routed", "dense", "(inputs, expert_size)"):
             how = "a list of expert blocks" if site.layout is Layout.PER_EXPERT else f"called as {site.call}"
             raise UnsupportedArchitecture(

@@ -41,9 +41,8 @@ DEFAULT_BLOCKS: tuple[int | None, ...] = (64, 256, 1024, None)
 # matrix of fewer than 1/(1 - quantile) weights), while a multiple of the RMS clips only what
 # lies far outside the bulk, at any size. Why 10: a Gaussian matrix exceeds 10 x its RMS with
 # probability 1.5e-23 (never), and trained matrices are heavy-tailed but not that much: in
-# SmolLM2-135M-Instruct's 210 decoder-layer matrices, 10 x RMS clips a median of 1.5 weights
-# per matrix (3 in a million), at most 186 (2 in 10,000), while its super weight is 29.5 x the
-# RMS of its matrix (docs/measurements.md).
+# SmolLM2-135M-Instruct it clips a few weights per matrix, and the super weight lies well
+# beyond it (the figures: docs/measurements.md#quantization-with-and-without-the-super-weight).
 CLIP_RMS_MULTIPLE = 10.0
 
 
@@ -121,6 +120,7 @@ def clip_threshold(weight: torch.Tensor, rule: ClipRule) -> float:
         # kthvalue, not torch.quantile: the latter refuses tensors of more than 2**24 elements.
         k = min(max(math.ceil(rule.quantile * magnitudes.numel()), 1), magnitudes.numel())
         return float(magnitudes.kthvalue(k).values)
+    assert rule.rms_multiple is not None  # a rule has exactly one of the two (__post_init__)
     return float(rule.rms_multiple * magnitudes.square().mean().sqrt())
 
 
@@ -161,7 +161,7 @@ def quantized(
     clip = None if setting.variant is Variant.ABSMAX else threshold
     result = quantize_rtn(weight_out_in, setting.bits, setting.block, clip)
     if setting.variant is Variant.CLIP_KEEP and keep:
-        rows, cols = zip(*keep)
+        rows, cols = zip(*keep, strict=True)
         index = (torch.tensor(rows), torch.tensor(cols))
         result[index] = weight_out_in.detach()[index]
     return result

@@ -27,10 +27,12 @@ from workers.contract.report import (
     ScoreVsBaseline,
     Selection,
     SuperActivationEvidence,
+    SuperActivationWindow,
     SuperExpert,
     ValidationEvidence,
     ValidationRun,
     Verdict,
+    WeightFile,
 )
 from workers.contract.report import (
     Score as ScoreOut,
@@ -38,11 +40,11 @@ from workers.contract.report import (
 from workers.contract.resources import DATA_DIR
 from workers.contract.version import package_version
 from workers.science import detection, experts
-from workers.science.feed_forward import feed_forward_info
 from workers.science.checkpoint import Checkpoint
 from workers.science.context import ModelContext
 from workers.science.detection import Candidate
 from workers.science.evaluation import EvalText, Score
+from workers.science.feed_forward import feed_forward_info
 from workers.science.validation import judge as judge_rules
 from workers.science.validation import selection as selection_rules
 from workers.science.validation import statistics
@@ -50,6 +52,7 @@ from workers.science.validation import verdict as verdict_rule
 from workers.science.validation.controls import CONTROLS, control_rules
 from workers.science.validation.judge import CandidateJudgement, ExpertJudgement, Judge, VariantRun
 from workers.science.validation.statistics import Interval
+from workers.science.validation.verdict import State
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,6 +130,10 @@ def _versus(run: VariantRun, interval: Interval) -> dict:
     }
 
 
+def _windows(run: VariantRun, row: int) -> list[SuperActivationWindow]:
+    return [SuperActivationWindow(**w) for w in run.plan.super_activation.get(row, [])]
+
+
 def _validation_evidence(
     judged: CandidateJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo,
     stored_index: Callable[[int, int], list[int]],
@@ -140,6 +147,7 @@ def _validation_evidence(
             **control.details(run.plan.zeroed, candidate.layer, stored_index),
         )
     ablate, restore = judged.ablation, judged.restore
+    assert ablate is not None and judged.ablation_interval is not None  # validated candidates only
     return ValidationEvidence(
         eval=eval_info,
         baseline=_score(baseline),
@@ -148,8 +156,8 @@ def _validation_evidence(
         zeroed_with=[stored_index(r, c) for r, c in judged.zeroed_with],
         controls=controls,
         super_activation=SuperActivationEvidence(
-            ablated=ablate.plan.super_activation.get(candidate.row, []),
-            restored=restore.plan.super_activation.get(candidate.row, []) if restore else [],
+            ablated=_windows(ablate, candidate.row),
+            restored=_windows(restore, candidate.row) if restore else [],
         ),
         verdict=Verdict(state=judged.state, reason=judged.reason),
     )
@@ -170,7 +178,7 @@ def _model_info(
         d_model=feed_forward.d_model,
         # The inner width as built (configs spell it many ways, some per layer: Gemma 3n).
         d_ff=feed_forward.first_site().inner,
-        weight_files=[f.as_dict() for f in checkpoint.weight_files],
+        weight_files=[WeightFile(**f.as_dict()) for f in checkpoint.weight_files],
         weight_bytes=checkpoint.total_bytes,
     )
 
@@ -212,8 +220,11 @@ def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
     feed_forward = findings.checkpoint.feed_forward
     if expert is None:
         site = feed_forward.matrix_site(layer)
+        assert site is not None, f"a dense candidate in layer {layer} has a matrix to sit in"
         return _Place(findings.tensor_names[feed_forward.parameter(layer, site)], site.module, site.stored_index)
-    site = feed_forward.routed_site(layer)
+    routed = feed_forward.routed_site(layer)
+    assert routed is not None, f"an expert's candidate in layer {layer} has routed experts"
+    site = routed  # bound for the lambda below (a narrowed name is not narrowed inside it)
     parameter = feed_forward.parameter(layer, site)
     module = f"{site.module}.{site.parameter}"
     per_expert = findings.expert_tensors.get(parameter)
@@ -225,9 +236,11 @@ def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
 
 
 def _expert_validation(judged: ExpertJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo) -> dict:
+    assert judged.pruned is not None and judged.pruned_interval is not None  # validated only
     controls = {
         f"random expert {i}": ControlEvidence(
-            **_versus(judged.controls[e], judged.control_intervals[e]), experts=[e]
+            # extra="allow": each control adds fields of its own, here the expert it prunes
+            **_versus(judged.controls[e], judged.control_intervals[e]), experts=[e]  # type: ignore[call-arg]
         )
         for i, e in enumerate(sorted(judged.control_intervals), start=1)
     }
@@ -256,15 +269,18 @@ def _super_experts(findings: Findings, eval_info: EvalInfo | None) -> list[Super
             "prompts": len(findings.prompts),
             "detection": {"observations": candidate.observations},
         }
-        state_ = "candidate"
+        state_: State = "candidate"
         if judged is not None and judged.pruned_interval is not None and baseline is not None:
+            assert judge is not None and eval_info is not None  # a judgement comes from the judge
             evidence["validation"] = _expert_validation(judged, judge, baseline, eval_info)
             state_ = judged.state
+        routed = feed_forward.routed_site(candidate.layer)
+        assert routed is not None  # a super expert is in a layer with routed experts
         out.append(
             SuperExpert(
                 layer=candidate.layer,
                 expert=candidate.expert,
-                module=feed_forward.routed_site(candidate.layer).module,
+                module=routed.module,
                 state=state_,
                 max_abs_output=strongest["max_abs_output"],
                 spike_ratio=strongest["spike_ratio"],
@@ -308,6 +324,7 @@ def build_report(findings: Findings) -> Report:
         judged = judgements.get(key)
         validation = None
         if judged is not None and judged.ablation_interval is not None and baseline is not None:
+            assert judge is not None and eval_info is not None  # a judgement comes from the judge
             validation = _validation_evidence(judged, judge, baseline, eval_info, place.stored_index)
         super_weights.append(
             Coordinate(

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 from accelerate import init_empty_weights
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.conversion_mapping import get_model_conversion_mapping
-from transformers.core_model_loading import WeightRenaming, apply_renamings
+from transformers.core_model_loading import WeightConverter, WeightRenaming, apply_renamings
 from transformers.initialization import no_init_weights
 
 from workers.science.checkpoint import Checkpoint
@@ -107,7 +107,7 @@ class TensorReader:
     def read(self, name: str) -> torch.Tensor:
         start, end = self.checkpoint.tensor_span[name]
         buffer = torch.empty(end - start, dtype=torch.uint8, pin_memory=self.pin_memory)
-        self._read_into(name, memoryview(buffer.numpy()), start)
+        self._read_into(name, buffer.numpy().data, start)
         dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
         return buffer.view(dtype).reshape(self.checkpoint.tensor_shape[name])
 
@@ -118,7 +118,7 @@ class TensorReader:
         dtype = TORCH_DTYPES[self.checkpoint.tensor_dtype[name]]
         row_bytes = columns * torch.empty((), dtype=dtype).element_size()
         buffer = torch.empty(len(rows) * row_bytes, dtype=torch.uint8)
-        view = memoryview(buffer.numpy())
+        view = buffer.numpy().data
         for i, row in enumerate(rows):
             self._read_into(name, view[i * row_bytes : (i + 1) * row_bytes], start + row * row_bytes)
         return buffer.view(dtype).reshape(len(rows), columns)
@@ -162,7 +162,7 @@ def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
     return TORCH_DTYPES.get(code, torch.float32)
 
 
-def _tied_sources(model: nn.Module) -> dict[str, str]:
+def _tied_sources(model: PreTrainedModel) -> dict[str, str]:
     """Tied parameter name -> the parameter it shares its weight with (e.g. lm_head <- embed)."""
     # A composite (multimodal) config may say it at the top level or in its text part.
     configs = (model.config, model.config.get_text_config())
@@ -175,7 +175,7 @@ def _tied_sources(model: nn.Module) -> dict[str, str]:
     return tied
 
 
-def checkpoint_names(model: nn.Module, checkpoint: Checkpoint) -> dict[str, str]:
+def checkpoint_names(model: PreTrainedModel, checkpoint: Checkpoint) -> dict[str, str]:
     """Model parameter name -> the checkpoint tensor that holds it (see `stored_names`)."""
     return stored_names(model, checkpoint.tensor_file, str(checkpoint.path))
 
@@ -189,7 +189,7 @@ class Converted:
 
     first: str  # the parameter transformers converts under (the first target)
     targets: tuple[str, ...]  # every parameter it produces
-    converter: object  # transformers' WeightConverter (a template: each build uses a copy)
+    converter: WeightConverter  # a template: each build uses a copy
     sources: tuple[tuple[str, str], ...]  # (stored name, its source pattern), in loading order
 
     @property
@@ -209,10 +209,11 @@ class Converted:
             and operations[0].dim == 0 and len(self.converter.source_patterns) == 1
         )
 
-    def build(self, model: nn.Module, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
+    def build(self, model: PreTrainedModel, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
         converter = copy.deepcopy(self.converter)
         for name, pattern in self.sources:
-            converter.add_tensor(self.first, name, pattern, functools.partial(read, name))
+            # a callable: transformers' synchronous loading calls it (typed as a Future only)
+            converter.add_tensor(self.first, name, pattern, functools.partial(read, name))  # type: ignore[arg-type]
         built = converter.convert(self.first, model=model, config=model.config)
         return {k: (v[0] if isinstance(v, list) else v) for k, v in built.items()}
 
@@ -238,7 +239,7 @@ def _targets(converter, first: str, state: dict) -> tuple[str, ...]:
     return tuple(t for t in found if t in state) or (first,)
 
 
-def stored_layout(model: nn.Module, names: Iterable[str], what: str) -> StoredLayout:
+def stored_layout(model: PreTrainedModel, names: Iterable[str], what: str) -> StoredLayout:
     """Where every model parameter is stored, by transformers' own renaming and conversion table
     (`get_model_conversion_mapping`), applied the way transformers loads: checkpoint keys in its
     natural order, renamings first (GPT-NeoX's `embed_out` is the model's `lm_head`), then at most
@@ -247,7 +248,7 @@ def stored_layout(model: nn.Module, names: Iterable[str], what: str) -> StoredLa
     feed-forward output projection must stay addressable by its stored index: stored as is, or
     stacked from one tensor per expert; any other conversion of it is refused (`what` names the
     checkpoint in the refusal)."""
-    from transformers.core_model_loading import WeightConverter, dot_natural_key, rename_source_key
+    from transformers.core_model_loading import dot_natural_key, rename_source_key
 
     names = sorted(names, key=dot_natural_key)
     transforms = get_model_conversion_mapping(model)
@@ -257,7 +258,7 @@ def stored_layout(model: nn.Module, names: Iterable[str], what: str) -> StoredLa
     state = model.state_dict()
     prefix = model.base_model_prefix
     renamed: dict[str, str] = {}
-    groups: dict[str, tuple[object, list[tuple[str, str]]]] = {}
+    groups: dict[str, tuple[WeightConverter, list[tuple[str, str]]]] = {}
     for stored in names:
         loaded, pattern = rename_source_key(stored, renamings, converters, prefix, state)
         if loaded not in state and stored in state:
@@ -299,7 +300,7 @@ def refuse_converted_projections(layout: StoredLayout, feed_forward, what: str) 
                 )
 
 
-def stored_names(model: nn.Module, names: Iterable[str], what: str) -> dict[str, str]:
+def stored_names(model: PreTrainedModel, names: Iterable[str], what: str) -> dict[str, str]:
     """Model parameter name -> the stored tensor name (among `names`) that holds it as stored
     (renamed at most): see `stored_layout`."""
     return stored_layout(model, names, what).renamed
@@ -563,7 +564,7 @@ class LayerStreamer:
         the embedding rows they use only."""
         masks = masks or [None] * len(sequences)
         if self.head_loaded or not sequences:
-            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks)]
+            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks, strict=True)]
         embedding = self.model.get_input_embeddings()
         param = self._parameter_of(embedding)
         full = self.model.get_parameter(param)
@@ -585,7 +586,7 @@ class LayerStreamer:
                     ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
                     attention_mask=m,
                 )
-                for ids, m in zip(sequences, masks)
+                for ids, m in zip(sequences, masks, strict=True)
             ]
         finally:
             embedding.padding_idx = padding_idx

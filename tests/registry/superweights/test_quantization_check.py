@@ -14,6 +14,7 @@ from registry.index import service as index_service
 from registry.superweights import service
 from tests.helpers import CONTENT, SHA_A, other_database, quantization_check, smollm2_like_report
 
+
 def _record(sessions, model_id="org/smol", revision=SHA_A, check=None) -> None:
     with transaction(sessions) as session:
         rev = service.record_report(

@@ -11,15 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from workers.commands.bench import (
-    MIB,
-    MemoryCap,
-    _timed,
-    compare,
-    compare_detection,
-    read_once,
-    weight_files,
-)
+from workers.commands.bench.checkpoints import read_once, weight_files
+from workers.commands.bench.child import _timed
+from workers.commands.bench.figures import compare, compare_detection
+from workers.commands.bench.memory import MIB, MemoryCap
 
 # A tensor no layer uses, far larger than any readahead window: reading the checkpoint's files
 # whole would count it, reading what the model needs would not.

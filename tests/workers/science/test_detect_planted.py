@@ -13,7 +13,7 @@ from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 
 # A planted super weight moves the next-token distribution by several nats; the controls by
-# almost nothing (the fixtures are built so: see tests/science/test_synthetic.py).
+# almost nothing (the fixtures are built so: see tests/workers/fixtures/test_planted.py).
 MIN_ABLATION_KL = 0.5
 MAX_CONTROL_KL = 0.01
 

@@ -7,7 +7,6 @@ import torch
 from workers.contract.report import LayerProfile
 from workers.contract.report import Observation as ReportedObservation
 from workers.science import detection
-from workers.science.feed_forward import Layout, ProjectionSite, SiteKind
 from workers.science.detection import (
     DetectionState,
     Rule,
@@ -18,6 +17,7 @@ from workers.science.detection import (
     summarize,
     typical_scale,
 )
+from workers.science.feed_forward import Layout, ProjectionSite, SiteKind
 from workers.science.validation import ablation
 from workers.science.validation.controls.random import (
     RANDOM_CONTROL_WEIGHTS,

@@ -70,7 +70,7 @@ def test_the_interval_covers_the_ratio_at_least_as_often_as_stated(borderline, t
     intact = nll()
     with torch.no_grad():
         down.weight[plant.row, plant.col] = 0.0
-    population = [a.double() - b.double() for a, b in zip(nll(), intact)]
+    population = [a.double() - b.double() for a, b in zip(nll(), intact, strict=True)]
     truth = float(torch.cat(population).mean())
     looks = look_windows(4)
     generator = torch.Generator().manual_seed(2411)

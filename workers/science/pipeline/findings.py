@@ -58,21 +58,25 @@ class LayerSites:
 
     def matrix_weight(self) -> torch.Tensor:
         """The dense (or shared-expert) projection viewed [out, in]."""
+        assert self.matrix is not None, f"layer {self.layer} has no dense projection"
         return self.matrix.out_in(getattr(self.matrix_module, self.matrix.parameter))
 
     def expert_weight(self, expert: int) -> torch.Tensor:
+        assert self.routed is not None and self.experts_module is not None, f"layer {self.layer}: no experts"
         return expert_matrix(self.experts_module, self.routed, expert)
 
     def for_plan(self, routed: bool) -> tuple[ProjectionSite, nn.Module]:
         """The site and module a variant changes: the routed experts', or the dense one's."""
-        return (self.routed, self.experts_module) if routed else (self.matrix, self.matrix_module)
+        site, module = (self.routed, self.experts_module) if routed else (self.matrix, self.matrix_module)
+        assert site is not None and module is not None, f"layer {self.layer} has no such projection"
+        return site, module
 
     def modules(self) -> dict[str, nn.Module]:
         """Every module whose output a variant forked here may watch, by its path in the layer."""
-        found = {}
-        if self.matrix is not None:
+        found: dict[str, nn.Module] = {}
+        if self.matrix is not None and self.matrix_module is not None:
             found[self.matrix.module] = self.matrix_module
-        if self.routed is not None:
+        if self.routed is not None and self.experts_module is not None:
             found[self.routed.module] = self.experts_module
         return found
 
@@ -88,9 +92,9 @@ def recording_layer(sites: LayerSites) -> Iterator[LayerRecorders]:
     """Record the layer's projections while the prompts pass it."""
     with ExitStack() as stack:
         recorders = LayerRecorders()
-        if sites.matrix is not None:
+        if sites.matrix_module is not None:
             recorders.dense = stack.enter_context(recording(sites.matrix_module, keep_inputs=True))
-        if sites.routed is not None:
+        if sites.routed is not None and sites.experts_module is not None:
             recorders.experts = stack.enter_context(
                 recording_experts(sites.experts_module, sites.routed, sites.block)
             )
@@ -137,6 +141,7 @@ def observe(
     shared = None
     if recorders.dense is not None:
         # [B, T, features], whatever shape the architecture gives its projection (OPT: [B*T, ...]).
+        assert recorders.dense.inputs is not None and recorders.dense.outputs is not None  # kept inputs
         inputs = recorders.dense.inputs.reshape(*shape, -1)
         outputs = recorders.dense.outputs.reshape(*shape, -1)
         shared = [summarize(inputs[i, :n], outputs[i, :n]) for i, n in enumerate(lengths)]
@@ -151,6 +156,7 @@ def observe(
     )
     found.dense = dense
     for candidate in routed:
+        assert candidate.expert is not None  # a routed candidate names its expert
         found.routed.setdefault(candidate.expert, []).append(candidate)
     found.super_experts = [c for key, c in sorted(state.super_experts.items()) if key[0] == layer]
     found.routed_experts = sorted({e for by_expert in experts for e in by_expert})

@@ -16,8 +16,9 @@ tensors in the files are therefore not counted, as they are not by the streamed 
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from time import perf_counter
+from types import SimpleNamespace
+from typing import cast
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -33,7 +34,14 @@ from workers.science.evaluation import (
     stop_word_ids,
     token_scores,
 )
-from workers.science.pipeline.findings import LayerRecorders, LayerSites, observe, plan, recording_layer
+from workers.science.experts import ExpertRecorder
+from workers.science.pipeline.findings import (
+    LayerRecorders,
+    LayerSites,
+    observe,
+    plan,
+    recording_layer,
+)
 from workers.science.pipeline.steps import AnalysisOptions, open_job
 from workers.science.streaming import compute_dtype_for, stored_dtype, stored_layout
 from workers.science.validation.ablation import OutputRecorder, applied
@@ -59,7 +67,7 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
         attn_implementation=feed_forward.attention,
         trust_remote_code=False,
         use_safetensors=True,
-    ).to(device)
+    ).to(device)  # type: ignore[arg-type]  # transformers' decorated .to() is typed as unbound
     model.eval()
     # Every layer with a feed-forward block: its projection sites and modules.
     sites = {
@@ -91,7 +99,7 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
         windows = [w.to(device) for w in job.windows]
         stop_ids = stop_word_ids(job.tokenizer)
         watched = {(layer, path): m for layer, s in sites.items() for path, m in s.modules().items()}
-        recorders = {key: OutputRecorder(m) for key, m in watched.items()}
+        output_recorders = {key: OutputRecorder(m) for key, m in watched.items()}
         rows, own, outputs = [], [], []
         for window in windows:
             baseline_rows, scores = baseline_scores(
@@ -99,13 +107,13 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
             )
             rows.append(baseline_rows)
             own.append(scores)
-            outputs.append({key: r.outputs for key, r in recorders.items()})
-        for recorder in recorders.values():
-            recorder.remove()
+            outputs.append({key: r.outputs for key, r in output_recorders.items()})
+        for output_recorder in output_recorders.values():
+            output_recorder.remove()
         baseline = Score([WindowScore.of(s) for s in own])
-        for layer, found in findings.items():
-            if found:
-                plan(judge, sites[layer], found)
+        for layer, layer_findings in findings.items():
+            if layer_findings:
+                plan(judge, sites[layer], layer_findings)
         while pending := judge.pending():
             rounds += 1
             for run in pending:
@@ -130,24 +138,28 @@ def _one_batch(per_prompt: list[LayerRecorders], longest: int) -> LayerRecorders
     """One layer's recorders of each prompt's own pass, as if the prompts had run as one
     right-padded batch (what `findings.observe` reads): each prompt's rows padded to the longest,
     each expert call's tokens renumbered into the batch."""
+    # Every prompt passed the same layer, so each has the recorders the first has. The batch's
+    # stand-ins carry what `observe` reads of them (inputs and outputs; calls).
     dense = None
     if per_prompt[0].dense is not None:
+        denses = [cast(OutputRecorder, r.dense) for r in per_prompt]
         dense = SimpleNamespace(
-            inputs=torch.cat([_padded(r.dense.inputs, longest) for r in per_prompt]),
-            outputs=torch.cat([_padded(r.dense.outputs, longest) for r in per_prompt]),
+            inputs=torch.cat([_padded(d.inputs, longest) for d in denses]),
+            outputs=torch.cat([_padded(d.outputs, longest) for d in denses]),
         )
     experts = None
     if per_prompt[0].experts is not None:
         calls = [
             replace(call, tokens=call.tokens + i * longest)
-            for i, r in enumerate(per_prompt) for call in r.experts.calls
+            for i, r in enumerate(per_prompt) for call in cast(ExpertRecorder, r.experts).calls
         ]
         experts = SimpleNamespace(calls=calls)
-    return LayerRecorders(dense=dense, experts=experts)
+    return LayerRecorders(dense=cast(OutputRecorder | None, dense), experts=cast(ExpertRecorder | None, experts))
 
 
-def _padded(values: torch.Tensor, tokens: int) -> torch.Tensor:
+def _padded(values: torch.Tensor | None, tokens: int) -> torch.Tensor:
     """[1, T, f] (or [T, f]) as [1, tokens, f], zero rows after the sequence."""
+    assert values is not None, "recorded (inputs kept) on every prompt's pass"
     flat = values.reshape(-1, values.shape[-1])
     out = flat.new_zeros((tokens, flat.shape[-1]))
     out[: flat.shape[0]] = flat

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
+from typing import Literal
 
 import torch
 from torch import nn
@@ -59,8 +60,9 @@ METHOD = (
     "weight-only round-to-nearest, symmetric integer levels -(2^(bits-1)-1) .. 2^(bits-1)-1, one "
     "scale per block of input channels (its largest |w|), dequantized before use"
 )
-ALL_WEIGHTS = "all"
-DOWN_PROJ_ONLY = "down_proj"
+Weights = Literal["all", "down_proj"]  # which matrices are quantized (the contract's choices)
+ALL_WEIGHTS: Weights = "all"
+DOWN_PROJ_ONLY: Weights = "down_proj"
 # The progress stage this sweep reports (the pipeline's callback: stage, done, total).
 STAGE = "quantize"
 
@@ -74,7 +76,7 @@ class QuantizeOptions:
     blocks: tuple[int | None, ...] = DEFAULT_BLOCKS
     variants: tuple[Variant, ...] = tuple(Variant)
     clip_rule: ClipRule = field(default_factory=ClipRule)
-    weights: str = ALL_WEIGHTS
+    weights: Weights = ALL_WEIGHTS
     # Known sha256 per weight file name (Hub blobs are named by it): skips hashing those files.
     file_sha256: dict[str, str] | None = None
 
@@ -166,8 +168,10 @@ class LayerVariants:
             target = matrix.out_in()
             with torch.no_grad():
                 if not matrix.experts:
+                    assert isinstance(threshold, float)  # one per matrix
                     target.copy_(quantized(original, setting, self.keep.get((matrix.module, None), []), threshold))
                     continue
+                assert isinstance(threshold, list)  # one per expert
                 for expert, (weights, limit) in enumerate(zip(original, threshold, strict=True)):
                     kept = self.keep.get((matrix.module, expert), [])
                     target[expert].copy_(quantized(weights, setting, kept, limit))

@@ -59,8 +59,8 @@ from workers.science.validation.judge import Judge, VariantRun
 BATCH_ACTIVATION_BYTES = 256 * 1024**2
 # Logits computed at once while scoring (rows x vocabulary): at most 8M float32 values, 32 MiB
 # per tensor (scoring keeps about four alive). A window's rows are split into chunks of equal
-# size under that bound: the head's matrix product runs much faster on 128 rows than on 64 (on
-# two cores, SmolLM2's head: 39 against 25 GFLOP/s).
+# size under that bound: the head's matrix product runs much faster on 128 rows than on 64
+# (docs/measurements.md#scoring-chunks).
 SCORE_CHUNK_ELEMENTS = 8 * 1024**2
 
 
@@ -83,7 +83,7 @@ def _activation_bytes_per_token(config, tokens: int, element_bytes: int) -> int:
         getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None)
         or getattr(text, "n_inner", None) or 4 * hidden
     )
-    heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", 1)
+    heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", None) or 1
     return element_bytes * (3 * d_ff + 4 * hidden + heads * tokens)
 
 
@@ -106,7 +106,9 @@ class Sweep:
         self.judge = judge
         self.stop_ids = stop_ids
         self.progress = progress
-        self.state = DetectionState(len(prompts.lengths))
+        assert prompts.lengths is not None, "the prompts' capture keeps each prompt's length"
+        self.lengths: list[int] = prompts.lengths
+        self.state = DetectionState(len(self.lengths))
         self.clock = Clock()
         self.rounds = 0
         self._config = streamer.model.config
@@ -144,6 +146,7 @@ class Sweep:
             sites = LayerSites.of(self.feed_forward, layer, module)
             found = LayerFindings(layer)
             if detect:
+                assert prompt_hidden is not None  # the prompts pass every layer when detecting
                 prompt_hidden, found = self._detect(sites, prompt_hidden)
                 started = self.clock.add("detect", started)
             if judge is not None:
@@ -183,8 +186,8 @@ class Sweep:
             return self.streamer.run_layer(layer, hidden, self.prompts), LayerFindings(layer)
         with recording_layer(sites) as recorders:
             hidden = self.streamer.run_layer(layer, hidden, self.prompts)
-        shape = tuple(self.prompts.input_ids.shape)
-        return hidden, observe(self.state, sites, recorders, shape, self.prompts.lengths)
+        batch, tokens = self.prompts.input_ids.shape
+        return hidden, observe(self.state, sites, recorders, (int(batch), int(tokens)), self.lengths)
 
     def _baseline(self, sites: LayerSites, hidden: dict[int, torch.Tensor], record: bool) -> None:
         """The baseline windows new in this round pass the layer; at a fork layer their input
@@ -200,6 +203,7 @@ class Sweep:
                     window.inputs[layer] = hidden[w]
                 hidden[w] = self.streamer.run_layer(layer, hidden[w], window.capture)
                 for path, recorder in recorders.items():
+                    assert recorder.outputs is not None  # the window just passed the layer
                     window.outputs[(layer, path)] = recorder.outputs
 
     def _fork(self, sites: LayerSites, run: VariantRun, w: int) -> torch.Tensor:
@@ -225,7 +229,7 @@ class Sweep:
                 batch = keys[start : start + size]
                 stacked = torch.cat([carried[k] for k in batch])
                 output = self.streamer.run_layer(layer, stacked, capture)
-                for k, hidden in zip(batch, output.split(1)):
+                for k, hidden in zip(batch, output.split(1), strict=True):
                     carried[k] = hidden
 
     # ---- scoring -------------------------------------------------------------------------
@@ -233,12 +237,15 @@ class Sweep:
     def _score(self, carried: dict[tuple[VariantRun, int], torch.Tensor]) -> None:
         """Every window a variant reached in this round: the baseline's next-token distribution
         once per row, each variant's rows scored against it, a chunk of rows at a time."""
+        judge, stop_ids = self.judge, self.stop_ids
+        assert judge is not None and stop_ids is not None  # variants come from the judge
         by_window: dict[int, list[VariantRun]] = {}
         for run, w in carried:
             by_window.setdefault(w, []).append(run)
         vocab = self.streamer.vocab_size
         for done, w in enumerate(sorted(by_window), start=1):
             window = self.windows[w]
+            assert window.final is not None  # a variant's window has passed as the baseline
             targets = next_token_targets(window.capture.input_ids)
             rows = targets.numel()
             chunks = -(-rows * vocab // SCORE_CHUNK_ELEMENTS)  # ceiling division
@@ -248,17 +255,17 @@ class Sweep:
             for start in range(0, rows, step):
                 end = min(rows, start + step)
                 base_rows, own = baseline_scores(
-                    self._head(window.final, start, end), targets[start:end], self.stop_ids
+                    self._head(window.final, start, end), targets[start:end], stop_ids
                 )
                 own_parts.append(own)
                 for run in by_window[w]:
                     logits = self._head(carried[(run, w)], start, end)
-                    parts[run].append(token_scores(logits, targets[start:end], self.stop_ids, base_rows))
+                    parts[run].append(token_scores(logits, targets[start:end], stop_ids, base_rows))
                 del base_rows
             if window.scores is None:
                 window.scores = TokenScores.cat(own_parts)
             for run, run_parts in parts.items():
-                self.judge.record(run, w, TokenScores.cat(run_parts), window.scores)
+                judge.record(run, w, TokenScores.cat(run_parts), window.scores)
                 del carried[(run, w)]
             report_progress(self.progress, "score", done, len(by_window))
 

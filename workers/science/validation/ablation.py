@@ -112,6 +112,7 @@ def applied(
                 stack.enter_context(restored(down_proj, row, tokens, before))
         recorder = stack.enter_context(recording(down_proj))
         yield
+        assert recorder.outputs is not None, "the variant's pass ran the projection"
         after = recorder.outputs.reshape(-1, recorder.outputs.shape[-1])
         for row, tokens, before in watched:
             plan.super_activation.setdefault(row, []).append(

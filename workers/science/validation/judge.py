@@ -39,6 +39,7 @@ from workers.science.validation.variants import (
 from workers.science.validation.verdict import (
     CANDIDATE,
     MIN_PERPLEXITY_RATIO,
+    State,
     expert_verdict,
     verdict,
 )
@@ -96,7 +97,7 @@ class CandidateJudgement:
     restore: VariantRun | None = None
     controls: dict[str, VariantRun] = field(default_factory=dict)
     control_intervals: dict[str, Interval] = field(default_factory=dict)
-    state: str = CANDIDATE
+    state: State = CANDIDATE
     reason: str = ""
 
 
@@ -109,7 +110,7 @@ class ExpertJudgement:
     pruned_interval: Interval | None
     controls: dict[int, VariantRun]  # expert pruned -> its run
     control_intervals: dict[int, Interval]
-    state: str = CANDIDATE
+    state: State = CANDIDATE
     reason: str = ""
 
 
@@ -198,10 +199,10 @@ class Judge:
             plans = control_plans(layer, weight_out_in, exclude, expert)
             by_name = {c.name: c for c in CONTROLS}
             leader = None
-            for plan, control in zip(plans, CONTROLS):
+            for plan, control in zip(plans, CONTROLS, strict=True):
                 if control.threshold is not None and leader is None:
                     leader = controls[control.name] = self._new(plan, control.threshold)
-            for plan, control in zip(plans, CONTROLS):
+            for plan, control in zip(plans, CONTROLS, strict=True):
                 if control.name not in controls:
                     controls[control.name] = self._new(
                         plan, by_name[control.name].threshold, leader=leader
@@ -291,7 +292,7 @@ class Judge:
 
     # ---- the verdicts --------------------------------------------------------------------
 
-    def judgements(self) -> dict[tuple[int, int, int], CandidateJudgement]:
+    def judgements(self) -> dict[tuple[int, ...], CandidateJudgement]:
         out = {}
         for (layer, _), judged in self.layers.items():
             selection = judged.selection
@@ -339,7 +340,7 @@ class Judge:
     def expert_judgements(self) -> dict[tuple[int, int], ExpertJudgement]:
         """(layer, expert) -> the verdict on each super expert candidate that was pruned."""
         out = {}
-        for layer, experts in self.experts.items():
+        for experts in self.experts.values():
             intervals = {e: self.interval(r) for e, r in experts.controls.items() if r.scores}
             for candidate in experts.candidates:
                 run = experts.pruned.get(candidate.expert)

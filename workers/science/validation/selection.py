@@ -68,7 +68,7 @@ class Selection:
 
     ablated: list[Unit]
     skipped: list[Unit]
-    shares: dict[tuple[int, int, int], float]  # candidate key -> its spike share
+    shares: dict[tuple[int, ...], float]  # candidate key (layer, row, col[, expert]) -> its spike share
 
     @property
     def ranked(self) -> int:

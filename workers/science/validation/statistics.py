@@ -88,7 +88,7 @@ def look_windows(windows: int) -> list[int]:
 
 def block_means(window_differences: list[torch.Tensor]) -> torch.Tensor:
     """Means of consecutive blocks of about BLOCK_TOKENS predictions, never across windows."""
-    means = []
+    means: list[torch.Tensor] = []
     for diffs in window_differences:
         if diffs.numel() == 0:
             continue

@@ -29,7 +29,7 @@ class VariantPlan:
     layer: int
     zeroed: list[Coordinate]
     # (layer, row, col) of the candidates it judges: one, or a shadow group (ablate only).
-    candidates: tuple[tuple[int, int, int], ...] = ()
+    candidates: tuple[tuple[int, ...], ...] = ()  # candidate keys (layer, row, col[, expert])
     restore_row: int | None = None
     # Spiking rows whose output is recorded before and after, each with the output level that
     # counts as its super activation on the evaluation text.

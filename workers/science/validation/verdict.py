@@ -1,5 +1,5 @@
 """The verdict rule: a super weight at least doubles perplexity when zeroed (the paper reports
-orders of magnitude; SmolLM2: 20.19 -> 378.6, docs/measurements.md), unless a control shows the
+orders of magnitude; SmolLM2's figures: docs/measurements.md), unless a control shows the
 tensor or the evaluation too fragile to attribute the effect to one weight.
 
 Every ratio comes with its confidence interval (`statistics`): a candidate is `verified` only when
@@ -7,17 +7,22 @@ the whole interval lies at or above the threshold, `rejected` when it lies below
 vetoes), and otherwise stays a `candidate`, with the reason, rather than being forced either way.
 """
 
+from typing import Literal
+
 from workers.science.validation.controls import CONTROLS
 from workers.science.validation.statistics import Interval
 
 MIN_PERPLEXITY_RATIO = 2.0
 # A variant is "decided" for the ablation rule once its interval excludes this ratio.
-VERIFIED, REJECTED, CANDIDATE = "verified", "rejected", "candidate"
+State = Literal["verified", "rejected", "candidate"]  # the contract's DetectedState
+VERIFIED: State = "verified"
+REJECTED: State = "rejected"
+CANDIDATE: State = "candidate"
 
 
 def verdict(
     ablated: Interval, controls: dict[str, Interval], subject: str = "zeroing it"
-) -> tuple[str, str]:
+) -> tuple[State, str]:
     """The state and its reason, from the ablation's and the controls' intervals. `subject` says
     what was zeroed (a weight alone, or with the shadow rows of its input channel)."""
     for control in CONTROLS:
@@ -48,7 +53,7 @@ def verdict(
     )
 
 
-def expert_verdict(pruned: Interval, controls: dict[int, Interval]) -> tuple[str, str]:
+def expert_verdict(pruned: Interval, controls: dict[int, Interval]) -> tuple[State, str]:
     """A super expert's state and reason: pruning it (still routed to, its output zero) must at
     least double perplexity, as for a weight, while pruning a random other expert of the layer
     the same way does not (`controls`: expert -> its interval). A random expert that also doubles

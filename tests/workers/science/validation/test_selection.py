@@ -4,7 +4,12 @@ first, at most MAX_ABLATIONS_PER_LAYER units, the rest skipped."""
 import pytest
 
 from tests.helpers import candidate
-from workers.science.validation.selection import MAX_ABLATIONS_PER_LAYER, layer_peaks, select, spike_share
+from workers.science.validation.selection import (
+    MAX_ABLATIONS_PER_LAYER,
+    layer_peaks,
+    select,
+    spike_share,
+)
 
 
 def test_rows_fed_by_one_input_channel_are_one_unit():

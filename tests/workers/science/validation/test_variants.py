@@ -16,7 +16,7 @@ from workers.science.validation.variants import (
 
 def test_an_ablation_zeroes_its_unit_and_watches_each_rows_spike():
     rows = [candidate(r, 9, 900.0 - r, 1000.0, layer=5) for r in (1, 2)]
-    for c, threshold in zip(rows, (40.0, 60.0)):
+    for c, threshold in zip(rows, (40.0, 60.0), strict=True):
         c.observations[0].threshold = threshold
     plan = ablation_plan(select(rows).ablated[0])
     assert plan == VariantPlan(

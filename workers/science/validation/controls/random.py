@@ -11,7 +11,7 @@ RANDOM_CONTROL_WEIGHTS = 100
 # Fixed so that a re-run draws the same random control weights (seeded per layer).
 CONTROL_SEED = 2411_07191
 # Zeroing 100 random weights of the tensor must not raise perplexity by more than 5%: otherwise
-# the tensor or the evaluation is too fragile to judge (SmolLM2: x1.000, docs/measurements.md).
+# the tensor or the evaluation is too fragile to judge (SmolLM2's figure: docs/measurements.md#validation).
 # One-sided: a control that lowers perplexity does not make the ablation's rise less telling.
 MAX_RANDOM_CONTROL_RATIO = 1.05
 
