@@ -24,7 +24,7 @@ from registry.jobs.schemas import JobOut
 from registry.paths import API_PREFIX
 from registry.superweights import service
 from registry.superweights.documents import revision_document
-from registry.web import views
+from registry.web import overview, snippets, views
 from registry.web.docs import DOCS_PATH, REDOC_PATH
 from workers.sources.pinning import check_model_id
 
@@ -42,6 +42,8 @@ templates.env.globals.update(
     redoc_url=REDOC_PATH,
     version=__version__,
     views=views,
+    overview=overview,
+    snippets=snippets,
     fmt=views.fmt,
 )
 
@@ -97,7 +99,9 @@ async def model_page(request: Request, database: DatabaseDep, model_id: str):
     # Detected revisions (a commit or a content hash) before the published entry.
     documents.sort(key=lambda d: (d["revision_kind"] == "unknown", d["revision"]))
     return templates.TemplateResponse(
-        request, "model.html", {"model_id": model_id, "revisions": documents}
+        request,
+        "model.html",
+        {"model_id": model_id, "revisions": documents, "base_url": str(request.base_url)},
     )
 
 

@@ -214,3 +214,21 @@ def verdict(evidence: dict[str, Any]) -> dict[str, str] | None:
 def eval_text(evidence: dict[str, Any]) -> dict[str, Any] | None:
     validation = evidence.get("validation") or {}
     return validation.get("eval")
+
+
+def coordinate_anchor(revision: str, sw: dict[str, Any]) -> str:
+    """The id of a coordinate's evidence card on its model page."""
+    return f"sw-{revision[:12]}-{sw['layer']}-" + "-".join(str(i) for i in sw["index"])
+
+
+def ratio_with_interval(sw: dict[str, Any]) -> str:
+    """Zeroing the weight multiplied perplexity by this much, with the interval the verdict
+    was decided on: `×18.75 (12.10–25.31)`; a dash when it was never ablated."""
+    ablated = ((sw.get("evidence") or {}).get("validation") or {}).get("ablated") or {}
+    if number(ablated.get("ratio")) is None:
+        return "–"
+    text = f"×{fmt(ablated['ratio'])}"
+    interval = ablated.get("interval") or {}
+    if interval.get("low") is not None and interval.get("high") is not None:
+        text += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
+    return text
