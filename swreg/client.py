@@ -91,8 +91,17 @@ class Client:
         raise error_for(response.status_code, code, message)
 
     def _get(self, path: str, **params: Any) -> Any:
+        return self.get_json(path, **params)
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """The JSON answer of `GET path` under the API root, as the server sent it (parameters
+        that are None are left out)."""
         query = {k: v for k, v in params.items() if v is not None}
         return self._request("GET", path, params=query).json()
+
+    def get_text(self, path: str) -> str:
+        """The body of `GET path` under the API root, as text (the index's canonical bytes)."""
+        return self._request("GET", path).text
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import click
 from registry.console import StageProgress, table
 from registry.errors import SwregError
 from registry.jobs.states import DEFAULT_LIST_LIMIT, TERMINAL_STATES, JobState
+from registry.readers import api_option, reader
 
 if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut
@@ -204,8 +205,11 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     "--limit", type=click.IntRange(1, 10_000), default=DEFAULT_LIST_LIMIT, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@api_option
 @click.pass_context
-def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
+def jobs(
+    ctx: click.Context, state: str | None, limit: int, as_json: bool, api_url: str | None
+) -> None:
     """List jobs, newest first (`swreg jobs show ID` for one).
 
     \b
@@ -214,21 +218,12 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
       swreg jobs --state failed --limit 10
       swreg jobs --json
       swreg jobs show 1
+      swreg jobs --api http://127.0.0.1:8000 --state running
     """
     if ctx.invoked_subcommand is not None:
+        ctx.obj = api_url  # `swreg jobs --api URL show ID` reads from that server too
         return
-    from registry.database import transaction
-    from registry.jobs import service
-    from registry.jobs.schemas import JobOut
-    from registry.migrate import open_registry
-
-    with transaction(open_registry()) as session:
-        items = [
-            JobOut.of(j)
-            for j in service.list_jobs(
-                session, state=JobState(state) if state else None, limit=limit
-            )
-        ]
+    items = reader(api_url).jobs(state=state, limit=limit)
     if as_json:
         click.echo(_dump([j.model_dump(mode="json") for j in items]))
         return
@@ -239,21 +234,18 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
 @jobs.command("show")
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show(job_id: int, as_json: bool) -> None:
+@api_option
+@click.pass_context
+def show(ctx: click.Context, job_id: int, as_json: bool, api_url: str | None) -> None:
     """One job: state, attempts, error, timings, times.
 
     \b
     Examples:
       swreg jobs show 1
       swreg jobs show 1 --json
+      swreg jobs show 1 --api http://127.0.0.1:8000
     """
-    from registry.database import transaction
-    from registry.jobs import service
-    from registry.jobs.schemas import JobOut
-    from registry.migrate import open_registry
-
-    with transaction(open_registry()) as session:
-        job = JobOut.of(service.get_job(session, job_id))
+    job = reader(api_url or ctx.obj).job(job_id)
     if as_json:
         click.echo(_dump(job.model_dump(mode="json")))
         return

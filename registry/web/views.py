@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from registry.paths import API_PREFIX
+from registry.superweights.ablation import ratio_text
 
 NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
@@ -223,12 +224,5 @@ def coordinate_anchor(revision: str, sw: dict[str, Any]) -> str:
 
 def ratio_with_interval(sw: dict[str, Any]) -> str:
     """Zeroing the weight multiplied perplexity by this much, with the interval the verdict
-    was decided on: `×18.75 (12.10–25.31)`; a dash when it was never ablated."""
-    ablated = ((sw.get("evidence") or {}).get("validation") or {}).get("ablated") or {}
-    if number(ablated.get("ratio")) is None:
-        return "–"
-    text = f"×{fmt(ablated['ratio'])}"
-    interval = ablated.get("interval") or {}
-    if interval.get("low") is not None and interval.get("high") is not None:
-        text += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
-    return text
+    was decided on; a dash when it was never ablated."""
+    return ratio_text(sw) or "–"
