@@ -143,12 +143,19 @@ class Client:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    def submit(self, model: str, revision: str | None = None) -> SubmissionOut:
+    def submit(
+        self, model: str, revision: str | None = None, *, force: bool = False
+    ) -> SubmissionOut:
         """Queue a Hub model (needs a token). The revision is pinned to its commit sha by the
-        server; a revision that already has a job returns that job (`created` False)."""
+        server; a revision that already has a job returns that job (`created` False), unless
+        `force` asks for a new analysis of a revision already done."""
         from registry.jobs.schemas import SubmissionOut
 
-        body = {"model": model, **({"revision": revision} if revision is not None else {})}
+        body: dict[str, Any] = {"model": model}
+        if revision is not None:
+            body["revision"] = revision
+        if force:
+            body["force"] = True
         return SubmissionOut.model_validate(
             self._request("POST", "/submissions", json=body).json()
         )

@@ -44,6 +44,11 @@ class Coordinates:
     source: str
     super_weights: list[SuperWeightOut]
     entry: RevisionOut  # the whole model revision, evidence and quantization check included
+    # Every model id the same weights are recorded under (a local directory's content hash may
+    # be recorded under several); `model_id` is the one whose entry answered.
+    model_ids: tuple[str, ...] = ()
+    # What the answer is, when it is not simply the revision asked for (said, never silent).
+    note: str | None = None
 
     @property
     def super_experts(self) -> list[SuperExpertOut]:
@@ -65,7 +70,8 @@ def _source(api: str | Client | None, index: str | Path | Index | None) -> Clien
     return api if isinstance(api, Client) else Client(api)
 
 
-def _local_entry(directory: Path, source: Client | Index, model_id: str | None) -> RevisionOut:
+def _local_entries(directory: Path, source: Client | Index, model_id: str | None) -> list[RevisionOut]:
+    """Every entry recorded at the directory's content hash (under `model_id` only, if given)."""
     # Imported here: hashing pulls in the checkpoint rules (safetensors, huggingface_hub).
     from workers.sources.pinning import hash_local_weights, local_revision
 
@@ -81,12 +87,16 @@ def _local_entry(directory: Path, source: Client | Index, model_id: str | None) 
         raise NotFound(
             f"{directory}: its weights (revision {revision}) are not in {source.source}{under}"
         )
-    if len(entries) > 1:
-        ids = ", ".join(sorted(e.model_id for e in entries))
-        raise InvalidInput(
-            f"{directory}: its weights are recorded under several model ids ({ids}): pass model_id"
-        )
-    return entries[0]
+    return entries
+
+
+def _latest(entries: list[RevisionOut]) -> RevisionOut:
+    """One set of weights recorded under several ids: the latest analysis answers (the one
+    updated last; the first id alphabetically among equals)."""
+    return max(
+        sorted(entries, key=lambda e: e.model_id, reverse=True),
+        key=lambda e: e.updated_at or "",
+    )
 
 
 def _pin(model_id: str, revision: str | None) -> str:
@@ -126,8 +136,9 @@ def coordinates_for(
     """The coordinates of `model` at `revision`, from one source: `api` (a server address or a
     `Client`) or `index` (an index file or an `Index`).
 
-    `model` is a local directory (pinned by the content hash of its weights; `model_id` picks
-    one when the same weights are recorded under several ids) or a Hub id (`revision`: a
+    `model` is a local directory (pinned by the content hash of its weights; recorded under
+    several ids, the latest analysis answers and `model_ids` lists them all; `model_id` picks
+    one) or a Hub id (`revision`: a
     branch, tag or sha, default main, pinned to its commit; or `unknown` for the published
     entries). Which it is, is decided as the command line decides it (a Path, or a name written
     as a path or naming something that exists, is a local folder: `local_folder`).
@@ -138,13 +149,19 @@ def coordinates_for(
     if path is None and model_id is not None and model_id != str(model):
         raise InvalidInput("model_id applies to local directories; a Hub model is its repo id")
     source = _source(api, index)
+    note = None
     try:
         if path is not None:
-            entry = _local_entry(path.resolve(), source, model_id)
+            entries = _local_entries(path.resolve(), source, model_id)
+            entry = _latest(entries)
+            ids = tuple(sorted(e.model_id for e in entries))
+            if len(ids) > 1:
+                note = f"these weights are recorded under {len(ids)} model ids ({', '.join(ids)}): answered from {entry.model_id}"
         else:
             entry = _hub_entry(str(model), revision, source)
+            ids = (entry.model_id,)
     finally:
         if isinstance(source, Client) and source is not api:  # made here from an address
             source.close()
     chosen = [sw for sw in entry.super_weights if states is None or sw.state in states]
-    return Coordinates(entry.model_id, entry.revision, source.source, chosen, entry)
+    return Coordinates(entry.model_id, entry.revision, source.source, chosen, entry, ids, note)

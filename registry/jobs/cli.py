@@ -101,7 +101,8 @@ def _show(job: JobOut) -> list[str]:
 @click.option(
     "--force",
     is_flag=True,
-    help="Queue a local folder even when its weights are already analysed under another id.",
+    help="Analyse it again: queue a new job even when the revision (or a folder's weights, "
+    "under any id) is already analysed; its result stays until the new one is recorded.",
 )
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
 @click.option(
@@ -122,13 +123,16 @@ def submit(
     MODEL is a local folder when it is written as a path (./, ../, /, ~) or when a folder of
     that name exists here; anything else is a Hub id. A folder is pinned by the sha256 content
     hash of its weights: when the registry already holds those weights, under any model id, the
-    command says so and queues nothing (--force queues it anyway).
+    command says so and queues nothing. A revision already analysed answers with its job;
+    --force queues a new analysis (after a detector upgrade), the recorded result kept until
+    the new one is recorded.
 
     \b
     Examples:
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --revision main --wait
       swreg submit ./my-checkpoint --model-id me/my-model
       swreg submit ~/models/tiny --json
+      swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --force   # analyse it again
     """
     from registry.database import transaction
     from registry.jobs import service
@@ -143,11 +147,14 @@ def submit(
         if known:
             _report_known(model, target.revision, known, as_json)
             return
-    submission = service.submit_target(factory, target, submitted_by="cli")
+    submission = service.submit_target(factory, target, submitted_by="cli", force=force)
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"
-        click.echo(f"{verb}: job {job.id}, {job.model_id}@{job.revision}")
+        hint = ""
+        if job.state == JobState.SUCCEEDED and not submission.created:
+            hint = " (--force to analyse it again)"
+        click.echo(f"{verb}: job {job.id}, {job.model_id}@{job.revision}{hint}")
     if wait and job.state not in TERMINAL_STATES:
         job = _wait(factory, job.id, timeout)
     if as_json:

@@ -38,7 +38,8 @@ async def submit(
     body: SubmissionIn, token: WriteTokenDep, database: DatabaseDep, response: Response
 ) -> SubmissionOut:
     """Queue a Hub model for the workers. The revision is pinned to its commit sha now; a
-    revision that is already queued, running or done returns its job (200) instead of a new one.
+    revision that is already queued, running or done returns its job (200) instead of a new one;
+    with `force`, a done revision is queued again (its result kept until the new one lands).
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
     # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
     target = await run_in_threadpool(
@@ -46,7 +47,7 @@ async def submit(
     )
     submission = await database.call(
         lambda: service.submit_target(
-            database.sessionmaker, target, submitted_by=f"token:{token.name}"
+            database.sessionmaker, target, submitted_by=f"token:{token.name}", force=body.force
         )
     )
     if not submission.created:

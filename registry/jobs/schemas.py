@@ -37,6 +37,12 @@ class SubmissionIn(BaseModel):
         description="A branch, tag or commit sha (git's ref-name rules); pinned to the full "
         "commit sha at submission (default: the default branch)",
     )
+    force: bool = Field(
+        default=False,
+        description="Analyse the revision again even when a job already succeeded on it (after "
+        "a detector upgrade): a new job is queued unless one is already pending, and the "
+        "recorded result is kept until the new job records its own.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -126,7 +132,8 @@ class JobOut(BaseModel):
 
 class SubmissionOut(BaseModel):
     created: bool = Field(
-        description="False when the revision already had a queued, running or succeeded job"
+        description="False when the revision already had a queued or running job (or, "
+        "without `force`, a succeeded one)"
     )
     job: JobOut
 

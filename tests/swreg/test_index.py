@@ -69,10 +69,14 @@ def test_the_published_index_ships_with_the_package():
 
 def test_a_directory_is_found_by_its_content_hash(exported, planted_dir, tmp_path):
     path, content, _ = exported
-    with pytest.raises(InvalidInput, match=r"several model ids \(me/copy, me/local\): pass model_id"):
-        coordinates_for(planted_dir, index=path)
+    # The same weights under two ids: their coordinates, with both ids (and a word saying so).
+    both = coordinates_for(planted_dir, index=path)
+    assert both.model_ids == ("me/copy", "me/local") and both.model_id in both.model_ids
+    assert [(c.tensor, c.index) for c in both] == [("model.layers.11.mlp.down_proj.weight", [507, 1229])]
+    assert both.note.startswith("these weights are recorded under 2 model ids (me/copy, me/local)")
     found = coordinates_for(planted_dir, index=path, model_id="me/local")
     assert (found.model_id, found.revision, found.source) == ("me/local", content, str(path))
+    assert (found.model_ids, found.note) == (("me/local",), None)
     # The default states: verified (and published); the rejected late spike is left out.
     assert [(c.tensor, c.index, c.state) for c in found] == [
         ("model.layers.11.mlp.down_proj.weight", [507, 1229], "verified")
