@@ -25,6 +25,7 @@ import click
 
 from registry import __version__
 from registry.errors import SwregError
+from workers.contract.errors import EXIT_FAILURE
 
 HELP_OPTIONS = ["-h", "--help"]
 
@@ -32,12 +33,17 @@ HELP_OPTIONS = ["-h", "--help"]
 class Entry(NamedTuple):
     target: str  # "module:attribute" of the click command
     summary: str  # its help's first sentence, as `swreg --help` lists it
+    # The extra of pyproject.toml the command needs beyond the light client ("server": the
+    # database and the HTTP stack; "worker": that and torch, transformers, the Hub). Read
+    # commands need none with --api; without it they read the local database.
+    extra: str = "server"
 
 
 COMMANDS = {
     "bench": Entry(
         "workers.commands.bench:bench",
         "Time swreg's job against the naive approach and print the figures.",
+        "worker",
     ),
     "bench-api": Entry(
         "registry.bench_api:bench_api",
@@ -56,6 +62,7 @@ COMMANDS = {
         "workers.commands.detect:detect",
         "Find the super weights of MODEL (a Hub id or a local directory) and prove them by "
         "ablation.",
+        "worker",
     ),
     "export": Entry(
         "registry.index.cli:export", "Write the whole registry as one JSON index document."
@@ -76,6 +83,7 @@ COMMANDS = {
         "workers.commands.quantize_check:quantize_check",
         "Perplexity of MODEL under round-to-nearest weight quantization, with and without its "
         "super weights kept in full precision.",
+        "worker",
     ),
     "retract": Entry(
         "registry.superweights.cli:retract",
@@ -91,6 +99,7 @@ COMMANDS = {
     "submit": Entry(
         "registry.jobs.cli:submit",
         "Queue MODEL (a Hub id or a local directory) for the workers.",
+        "worker",
     ),
     "token": Entry(
         "registry.auth.cli:token",
@@ -99,6 +108,7 @@ COMMANDS = {
     "worker": Entry(
         "workers.worker.command:worker",
         "Process queued jobs: fetch, detect, validate, record.",
+        "worker",
     ),
 }
 
@@ -167,6 +177,15 @@ class SwregGroup(click.Group):
             _usage_error(exc)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
+        except ModuleNotFoundError as exc:
+            # The light client running a server or worker command: say which extra to install.
+            from registry.extras import install_hint
+
+            entry = COMMANDS.get(ctx.invoked_subcommand or "")
+            hint = install_hint(exc, entry.extra if entry else None)
+            if hint is None:
+                raise
+            _fail(hint, EXIT_FAILURE)
 
 
 @click.group(cls=SwregGroup, context_settings={"help_option_names": HELP_OPTIONS})

@@ -130,8 +130,8 @@ class RemoteReader:
         if generated_at is None:
             return text
         # As the local export pins it: the same document with its time replaced.
-        from registry.index.service import dumps
-        from registry.superweights.documents import format_time
+        from registry.clock import format_time
+        from registry.index.document import dumps
 
         document = json.loads(text)
         document["meta"]["generated_at"] = format_time(generated_at)

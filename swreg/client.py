@@ -23,7 +23,7 @@ import httpx
 from registry.superweights.schemas import ModelLookup, ModelPage, ModelSummary, RevisionOut
 from swreg.errors import ApiUnavailable, error_for
 
-if TYPE_CHECKING:  # the jobs' schemas import the database models: loaded when a job is asked for
+if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut, SubmissionOut
     from swreg.index import Index
 

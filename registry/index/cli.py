@@ -33,7 +33,7 @@ def export(output: Path | None, generated_at: str | None, api_url: str | None) -
       swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
       swreg export --api http://127.0.0.1:8000 -o index.json          # a server's index
     """
-    from registry.superweights.documents import parse_time
+    from registry.clock import parse_time
 
     pinned = parse_time(generated_at) if generated_at else None
     text = reader(api_url).index_text(pinned)

@@ -1,12 +1,12 @@
 """What the jobs API reads and returns."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
-from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.states import JobSource, JobState
 from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
     MAX_MODEL_ID_CHARS,
@@ -16,6 +16,9 @@ from workers.sources.pinning import (
     check_model_id,
     check_revision,
 )
+
+if TYPE_CHECKING:  # the database row: the light client parses answers without SQLAlchemy
+    from registry.jobs.models import Job
 
 
 class SubmissionIn(BaseModel):
@@ -96,7 +99,7 @@ class JobOut(BaseModel):
     result_url: str | None = Field(description="Where the recorded coordinates can be read")
 
     @classmethod
-    def of(cls, job: Job, api_prefix: str = "/api/v1") -> "JobOut":
+    def of(cls, job: "Job", api_prefix: str = "/api/v1") -> "JobOut":
         result_url = None
         if job.state == JobState.SUCCEEDED:
             result_url = f"{api_prefix}/models/{job.model_id}?revision={job.revision}"

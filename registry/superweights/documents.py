@@ -7,30 +7,12 @@ and timestamps are UTC with whole seconds.
 """
 
 import math
-from datetime import datetime
 from typing import Any
 
-from registry.clock import as_utc
+from registry.clock import TIME_FORMAT, format_time, parse_time  # noqa: F401 (re-exported)
 from registry.errors import InvalidInput
 from registry.superweights.models import ModelRevision, SuperExpert, SuperWeight
 from workers.contract.report import Report
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def format_time(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).strftime(TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"not an ISO 8601 time: {text!r}") from None
-    if value.tzinfo is None:
-        raise InvalidInput(f"time without a time zone: {text!r} (add Z for UTC)")
-    return as_utc(value).replace(microsecond=0)
-
 
 # Where a number may be non-finite (a largest |output| that overflowed), JSON carries a string,
 # as the report's evidence does.
