@@ -117,3 +117,20 @@ def test_bad_files_are_refused_with_one_line(tmp_path):
     document["models"][0]["super_weights"][0]["state"] = "bogus"
     with pytest.raises(InvalidInput, match=r"^invalid index: at /models/0/super_weights/0/state: 'bogus'"):
         Index.from_document(document)
+
+
+def test_a_hub_id_that_cannot_be_pinned_falls_back_to_its_published_coordinates(hf_cache):
+    """Offline, with nothing in the Hugging Face cache: no commit to pin to. The published
+    coordinates answer (revision unknown), and it is said: a note and a warning."""
+    from swreg import PublishedFallback, SwregError
+
+    published = Index.published()
+    with pytest.warns(PublishedFallback, match="could not be pinned to a commit"):
+        found = coordinates_for("meta-llama/Llama-2-7b-hf", index=published)
+    assert (found.revision, [sw.index for sw in found]) == ("unknown", [[2533, 7890]])
+    assert "cannot be resolved" in found.note and "revision='unknown'" in found.note
+    # A revision asked for by name is not silently replaced; nor is a model with no entry.
+    with pytest.raises(SwregError, match="cannot be resolved"):
+        coordinates_for("meta-llama/Llama-2-7b-hf", "main", index=published)
+    with pytest.raises(SwregError, match="cannot be resolved"):
+        coordinates_for("nobody/nothing", index=published)
