@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry import __version__
+from registry.citation import LICENSE, index_citation, is_swreg_citation
 # The document without the database, re-exported: callers read, validate and write documents
 # through this module as before.
 from registry.index.document import (  # noqa: F401
@@ -58,6 +59,8 @@ def export_document(session: Session, *, generated_at: datetime | None = None) -
             "schema_version": SCHEMA_VERSION,
             "generated_at": format_time(generated_at),
             "generator": {"name": GENERATOR_NAME, "version": __version__},
+            "license": LICENSE,
+            "citation": index_citation(__version__),
         },
         "models": [revision_document(rev) for rev in revisions],
     }
@@ -140,7 +143,7 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 "dtype": coord["dtype"],
                 "state": coord["state"],
                 "evidence": coord.get("evidence", {}),
-                "citation": prov.get("citation"),
+                "citation": _stored_citation(prov),
                 "sources": canonical_sources(prov.get("sources")),
                 "disputed_with": canonical_places(prov.get("disputed_with")),
                 "detector_version": prov.get("detector_version"),
@@ -179,7 +182,7 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
         "row": found.get("row"),
         "tokens_routed": found.get("tokens_routed"),
         "evidence": found.get("evidence", {}),
-        "citation": prov.get("citation"),
+        "citation": _stored_citation(prov),
         "sources": canonical_sources(prov.get("sources")),
         "disputed_with": canonical_experts(prov.get("disputed_with")),
         "detector_version": prov.get("detector_version"),
@@ -203,6 +206,15 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
         rev, fields, created_at=created_at, updated_at=updated_at
     )
     stats.super_experts[outcome] += 1
+
+
+def _stored_citation(provenance: dict[str, Any]) -> str | None:
+    """What is stored of a citation: swreg's own is derived from the detector version on every
+    read (documents.citation_of), so it is not stored, and export → import → export keeps it."""
+    citation = provenance.get("citation")
+    if is_swreg_citation(citation, provenance.get("detector_version")):
+        return None
+    return citation
 
 
 def _both_claims(existing, state: str) -> bool:

@@ -19,10 +19,10 @@ def _source(sw: dict[str, Any]) -> str:
     if provenance["sources"]:
         count = len(provenance["sources"])
         return f"{count} source" + ("s" if count > 1 else "")
-    if provenance["citation"]:
-        return "published index"
     if provenance["detector_version"]:
         return f"swreg {provenance['detector_version']}"
+    if provenance["citation"]:
+        return "published index"
     return "-"
 
 

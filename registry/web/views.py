@@ -135,10 +135,13 @@ def sources(sw: dict[str, Any]) -> list[dict[str, Any]]:
     listed = provenance.get("sources")
     if isinstance(listed, list) and listed:
         return [s if isinstance(s, dict) else {"citation": str(s)} for s in listed]
+    if provenance.get("detector_version"):
+        found = {"citation": f"detected and validated by swreg {provenance['detector_version']}"}
+        if provenance.get("citation"):  # verified: how to cite it
+            found["note"] = f"cite as: {provenance['citation']}"
+        return [found]
     if provenance.get("citation"):
         return [{"citation": provenance["citation"]}]
-    if provenance.get("detector_version"):
-        return [{"citation": f"detected and validated by swreg {provenance['detector_version']}"}]
     return []
 
 

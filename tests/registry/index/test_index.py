@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from registry.cli import main
 from registry.database import transaction
 from registry.errors import InvalidInput
+from registry.citation import index_citation
 from registry.index import document as index_document
 from registry.index import service as index_service
 from registry.superweights import service
@@ -157,10 +158,13 @@ def test_export_validates_against_the_schema(db_sessions, report):
     )
     states = {sw["state"] for m in document["models"] for sw in m["super_weights"]}
     assert states == {"published", "reported", "verified", "rejected", "retracted"}
+    version = document["meta"]["generator"]["version"]
     assert document["meta"] == {
         "schema_version": 2,
         "generated_at": "2026-01-01T00:00:00Z",
-        "generator": {"name": "swreg", "version": document["meta"]["generator"]["version"]},
+        "generator": {"name": "swreg", "version": version},
+        "license": "MIT",
+        "citation": index_citation(version),
     }
 
 
