@@ -9,7 +9,6 @@ named, or the source does not hold this revision, detection and validation run f
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +17,14 @@ import click
 
 if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
     from registry.superweights.schemas import ModelLookup, RevisionOut
+    from workers.contract.progress import Progress
     from workers.contract.quantization import KeptWeight, QuantizationCheck
     from workers.science.checkpoint import Checkpoint
     from workers.science.pipeline.quantize import ToKeep
 
 VARIANT_NAMES = ("absmax", "clip", "clip_keep")
+# The stages of the detection that finds the weights to keep, as the progress names them.
+FINDING_PREFIX = "find "
 ROW = "row"
 KEPT_FIELDS = {"tensor", "index", "layer", "module", "row", "col", "value", "expert"}
 
@@ -116,8 +118,11 @@ def _known(source, target: Target, revision: str) -> list[KeptWeight] | None:
     return [kept[key] for key in sorted(kept)]
 
 
-def _detected(checkpoint: Checkpoint, device: str, eval_tokens: int) -> list[KeptWeight]:
-    """The super weights detection and validation verify in this checkpoint."""
+def _detected(
+    checkpoint: Checkpoint, device: str, eval_tokens: int, progress: Progress | None = None
+) -> list[KeptWeight]:
+    """The super weights detection and validation verify in this checkpoint (their stages
+    reported to `progress` as `swreg detect` reports them)."""
     from workers.contract.quantization import KeptWeight
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
@@ -130,6 +135,7 @@ def _detected(checkpoint: Checkpoint, device: str, eval_tokens: int) -> list[Kep
             eval_tokens=eval_tokens,
             file_sha256={f.name: f.sha256 for f in checkpoint.weight_files if f.sha256},
         ),
+        progress,
     )
     return [
         KeptWeight(**sw.model_dump(include=KEPT_FIELDS))
@@ -246,8 +252,7 @@ def quantize_check(
     # A missing folder or a file is refused before torch and transformers load (seconds); a Hub
     # name is checked when it is resolved below.
     local_folder(model)
-    from tqdm import tqdm
-
+    from registry.console import StageProgress
     from workers.science.device import require_device
     from workers.science.evaluation import DEFAULT_EVAL_TOKENS
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
@@ -299,15 +304,16 @@ def quantize_check(
                 return ToKeep(known, kind)
             if source is not None:
                 notes.append(f"note: {source.source} does not hold revision {pinned}")
-            return ToKeep(_detected(checkpoint, device, options.eval_tokens), "detection")
+            # The detection's own stages, named apart from the check's ("find detect 3/30").
+            def finding(stage: str, done: int, total: int) -> None:
+                display(f"{FINDING_PREFIX}{stage}", done, total)
 
-        with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
+            return ToKeep(_detected(checkpoint, device, options.eval_tokens, finding), "detection")
 
-            def progress(_stage: str, done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            check = run_check(target.path, keep, options, progress)
+        # Every stage as `swreg detect` shows it: bars on a terminal, plain lines otherwise
+        # (the detection that finds the weights to keep included).
+        with StageProgress() as display:
+            check = run_check(target.path, keep, options, display)
     finally:
         if kind == "api":
             source.close()
