@@ -185,23 +185,45 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     from registry.jobs import service
     from registry.jobs.schemas import JobOut
 
+    from registry.jobs import workers
+
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None
+    silent_noted = False
     with StageProgress(one_bar=True, prefix=f"job {job_id}: ") as display:
         while True:
             with transaction(factory) as session:
                 job = JobOut.of(service.get_job(session, job_id))
+                silent_for, last = workers.silence(session)
             if job.stage and job.progress:
                 display(job.stage, job.progress.done, job.progress.total)
             if job.state != state:
                 state = job.state
                 worker = f" on {job.lease_owner}" if job.lease_owner else ""
                 display.note(f"job {job_id}: {state.value}{worker}")
+            # A queued job waits for a worker: say so (once per silence) when none is alive.
+            silent = job.state == JobState.QUEUED and (
+                silent_for is None or silent_for > workers.SILENT_AFTER_SECONDS
+            )
+            if silent and not silent_noted:
+                display.note(f"job {job_id}: {_silence(silent_for, last)}")
+            silent_noted = silent
             if job.state in TERMINAL_STATES:
                 return job
             if deadline is not None and time.monotonic() > deadline:
-                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s")
+                why = f": {_silence(silent_for, last)}" if silent else ""
+                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s{why}")
             time.sleep(WAIT_POLL_SECONDS)
+
+
+def _silence(silent_for: float | None, last) -> str:
+    start = "start one with `swreg worker` (on any machine that reaches this database)"
+    if silent_for is None:
+        return f"no worker has been seen yet: {start}"
+    return (
+        f"no worker has been seen for {silent_for:.0f} s (last: {last.name}): the job waits; "
+        f"{start}"
+    )
 
 
 @click.group(invoke_without_command=True)

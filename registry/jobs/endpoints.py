@@ -4,12 +4,22 @@ from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from registry.api_errors import errors
+from registry.clock import as_utc
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.jobs import service
 from registry.jobs.models import JobState
-from registry.jobs.schemas import JobOut, JobPage, SubmissionIn, SubmissionOut
+from registry.jobs import workers
+from registry.jobs.queue import database_now
+from registry.jobs.schemas import (
+    JobOut,
+    JobPage,
+    SubmissionIn,
+    SubmissionOut,
+    WorkerOut,
+    WorkerPage,
+)
 
 router = APIRouter(tags=["jobs"])
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
@@ -76,3 +86,27 @@ async def list_jobs(
         ]
     )
     return JobPage(items=jobs, limit=limit, offset=offset)
+
+
+@router.get("/workers", response_model=WorkerPage)
+async def list_workers(database: DatabaseDep) -> WorkerPage:
+    """The workers seen, most recently first, each with its last heartbeat and the job it held:
+    whether any worker is alive to take a queued job."""
+
+    def read(session) -> WorkerPage:
+        now = database_now(session)
+        return WorkerPage(
+            items=[
+                WorkerOut(
+                    name=w.name,
+                    first_seen_at=as_utc(w.first_seen_at),
+                    seen_at=as_utc(w.seen_at),
+                    seconds_since_seen=round((now - as_utc(w.seen_at)).total_seconds(), 1),
+                    job_id=w.job_id,
+                )
+                for w in workers.seen(session)
+            ],
+            silent_after_seconds=workers.SILENT_AFTER_SECONDS,
+        )
+
+    return await database.read(read)

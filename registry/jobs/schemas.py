@@ -145,3 +145,21 @@ class JobPage(BaseModel):
     items: list[JobOut]
     limit: int
     offset: int
+
+
+class WorkerOut(BaseModel):
+    """A worker as last seen: when it last polled the queue or extended a lease."""
+
+    name: str
+    first_seen_at: datetime
+    seen_at: datetime = Field(description="Its last heartbeat (the database's clock, UTC)")
+    seconds_since_seen: float = Field(description="Seconds between its last heartbeat and now")
+    job_id: int | None = Field(description="The job it held then; null while the queue was empty")
+
+
+class WorkerPage(BaseModel):
+    items: list[WorkerOut] = Field(description="Most recently seen first")
+    silent_after_seconds: float = Field(
+        description="Silent this long, a worker is taken for stopped: no worker seen within it "
+        "means queued jobs wait"
+    )
