@@ -147,6 +147,17 @@ class SwregGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return load_command(name) if name in COMMANDS else None
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            from registry.suggestions import close_matches
+
+            # As click words its own "No such option ... Did you mean ...?".
+            matches = close_matches(name, COMMANDS)
+            hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Click's own layout, from the table's summaries instead of the imported commands."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
