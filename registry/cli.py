@@ -67,6 +67,12 @@ COMMANDS = {
     "export": Entry(
         "registry.index.cli:export", "Write the whole registry as one JSON index document."
     ),
+    "fetch-example": Entry(
+        "workers.commands.fetch_example:fetch_example",
+        "Make the example model, SmolLM2-135M-Instruct in Hugging Face format, and print its "
+        "folder.",
+        "worker",
+    ),
     "import": Entry(
         "registry.index.cli:import_",
         "Load a JSON index (validated first; all or nothing; importing twice = once).",
@@ -208,7 +214,7 @@ def main() -> None:
     Examples:
       swreg setup                                   # a ready registry with the published index
       swreg lookup huggyllama/llama-7b
-      swreg detect ~/models/SmolLM2-135M-Instruct --json
+      swreg detect "$(swreg fetch-example)" --json     # the example model, made once
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --wait
       swreg lookup -h                               # each command's options and examples
     """

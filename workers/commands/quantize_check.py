@@ -242,7 +242,7 @@ def quantize_check(
 
     \b
     Examples:
-      swreg quantize-check ~/.cache/swreg/models/SmolLM2-135M-Instruct
+      swreg quantize-check "$(swreg fetch-example)"
       swreg quantize-check ./my-checkpoint --bits 4 --block 64 --block row --variant clip_keep
       swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
       swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
