@@ -8,8 +8,9 @@ named stage's work. On a terminal each stage gets a progress bar of its own (tqd
 is first reported, so that stages that run side by side (the streamed sweep detects and
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
 (a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
-first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done,
-with the seconds it took since it was first reported. A stage may run again after it was done
+first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs (with the seconds left
+at the pace measured so far, as a bar shows its ETA), and when it is done, with the seconds it
+took since it was first reported. A stage may run again after it was done
 and another stage has run (validation goes in rounds: a round validates, then scores, and the
 sequential evaluation or a restore may need another round): each round is a new pass of the
 stage, labelled as such (`validate pass 2`), with a bar or lines of its own, so that neither a
@@ -127,8 +128,12 @@ class StageProgress:
             if not finished and now - last_time < LOG_INTERVAL_SECONDS:
                 return
         line = f"{label} {done}/{total}"
+        elapsed = now - self._started[stage]
         if done >= total:
-            line += f" ({now - self._started[stage]:.1f} s)"
+            line += f" ({elapsed:.1f} s)"
+        elif done > 0 and elapsed > 0:
+            # What is left of this pass at the pace measured so far in it.
+            line += f" (~{(total - done) * elapsed / done:.0f} s left)"
         print(line, file=self.stream, flush=True)
         self._logged[stage] = (now, done, total)
 

@@ -15,10 +15,10 @@ def test_plain_lines_start_at_the_first_unit_of_work_and_end_with_the_seconds(mo
                        ("detect", 0, 30), ("detect", 1, 30), ("detect", 29, 30), ("detect", 30, 30)]:
             display(*report)
     assert out.getvalue().splitlines() == [
-        "load     1/4",
+        "load     1/4 (~2 s left)",  # 1 of 4 in 0.5 s: 3 more take 1.5 s
         "load     4/4 (2.0 s)",  # 2/4 came within the interval: not repeated
-        "detect   1/30",
-        "detect   29/30",  # 6 s after the last line
+        "detect   1/30 (~29 s left)",
+        "detect   29/30 (~0 s left)",  # 6 s after the last line
         "detect   30/30 (8.0 s)",
     ]
 
@@ -42,7 +42,7 @@ def test_a_stage_run_again_after_another_is_reported_as_its_next_pass(monkeypatc
                        ("score", 1, 1)]:
             display(*report)
     assert out.getvalue().splitlines() == [
-        "validate 1/30",
+        "validate 1/30",  # its first report: no pace measured yet
         "validate 30/30 (1.0 s)",
         "score    1/1 (0.0 s)",
         "validate pass 2 12/30",  # a new pass, within the interval of the last validate line

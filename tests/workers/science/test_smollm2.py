@@ -111,7 +111,8 @@ def test_profile_has_every_prompt(report):
     }
 
 
-STAGE_LINE = re.compile(r"^(\w+)(?: pass (\d+))?\s+(\d+)/(\d+)(?: \(([\d.]+) s\))?$")
+# "validate pass 2 13/30 (~4 s left)", "score 5/5 (13.3 s)": stage, pass, count, seconds.
+STAGE_LINE = re.compile(r"^(\w+)(?: pass (\d+))?\s+(\d+)/(\d+)(?: \((?:([\d.]+) s|~\d+ s left)\))?$")
 
 
 def test_detect_names_its_stages_in_order(smollm2_detect):
