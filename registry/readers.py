@@ -95,9 +95,14 @@ class LocalReader:
 
     def job(self, job_id: int) -> JobOut:
         from registry.jobs import service
+        from registry.jobs.eta import job_estimate
         from registry.jobs.schemas import JobOut
 
-        return self._read(lambda s: JobOut.of(service.get_job(s, job_id)))
+        def read(session) -> JobOut:
+            job = service.get_job(session, job_id)
+            return JobOut.of(job, eta=job_estimate(session, job))
+
+        return self._read(read)
 
 
 class RemoteReader:

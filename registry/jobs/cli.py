@@ -186,17 +186,25 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     from registry.jobs.schemas import JobOut
 
     from registry.jobs import workers
+    from registry.jobs.eta import job_estimate
 
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None
     silent_noted = False
+    eta_stage = None
     with StageProgress(one_bar=True, prefix=f"job {job_id}: ") as display:
         while True:
             with transaction(factory) as session:
-                job = JobOut.of(service.get_job(session, job_id))
+                row = service.get_job(session, job_id)
+                job = JobOut.of(row, eta=job_estimate(session, row))
                 silent_for, last = workers.silence(session)
             if job.stage and job.progress:
                 display(job.stage, job.progress.done, job.progress.total)
+            if job.eta is not None and job.stage != eta_stage:
+                # The whole job's time left, said at each new stage (the bar or lines give the
+                # stage's own).
+                eta_stage = job.stage
+                display.note(f"job {job_id}: about {job.eta.seconds:.0f} s left ({job.eta.basis})")
             if job.state != state:
                 state = job.state
                 worker = f" on {job.lease_owner}" if job.lease_owner else ""

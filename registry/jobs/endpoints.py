@@ -11,6 +11,7 @@ from registry.dependencies import DatabaseDep
 from registry.jobs import service
 from registry.jobs.models import JobState
 from registry.jobs import workers
+from registry.jobs.eta import job_estimate
 from registry.jobs.queue import database_now
 from registry.jobs.schemas import (
     JobOut,
@@ -67,8 +68,14 @@ async def submit(
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))
 async def get_job(job_id: RowId, database: DatabaseDep) -> JobOut:
-    """A job's state, attempts, last error, step timings and times."""
-    return await database.read(lambda session: JobOut.of(service.get_job(session, job_id)))
+    """A job's state, attempts, last error, step timings and times; while it runs, the time it
+    has left from measured rates (`eta`)."""
+
+    def read(session) -> JobOut:
+        job = service.get_job(session, job_id)
+        return JobOut.of(job, eta=job_estimate(session, job))
+
+    return await database.read(read)
 
 
 @router.get("/jobs", response_model=JobPage)

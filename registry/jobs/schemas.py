@@ -18,6 +18,7 @@ from workers.sources.pinning import (
 )
 
 if TYPE_CHECKING:  # the database row: the light client parses answers without SQLAlchemy
+    from registry.jobs.eta import Estimate
     from registry.jobs.models import Job
 
 
@@ -69,6 +70,12 @@ class Progress(BaseModel):
     total: int = Field(description="Units of the stage's work in all")
 
 
+class Eta(BaseModel):
+    seconds: float = Field(description="Seconds left, from measured rates")
+    scope: str = Field(description="job: every stage left; stage: the current stage only")
+    basis: str = Field(description="What was measured, in words")
+
+
 class JobOut(BaseModel):
     id: int
     model_id: str
@@ -97,9 +104,14 @@ class JobOut(BaseModel):
     fetch: dict[str, Any] = Field(description="Bytes fetched vs the repository's total, and files")
     result_revision_id: int | None
     result_url: str | None = Field(description="Where the recorded coordinates can be read")
+    eta: Eta | None = Field(
+        default=None,
+        description="A running job's time left, from measured rates; null when it is not running "
+        "or nothing is measured yet",
+    )
 
     @classmethod
-    def of(cls, job: "Job", api_prefix: str = "/api/v1") -> "JobOut":
+    def of(cls, job: "Job", api_prefix: str = "/api/v1", eta: "Estimate | None" = None) -> "JobOut":
         result_url = None
         if job.state == JobState.SUCCEEDED:
             result_url = f"{api_prefix}/models/{job.model_id}?revision={job.revision}"
@@ -130,6 +142,7 @@ class JobOut(BaseModel):
             fetch=job.fetch or {},
             result_revision_id=job.result_revision_id,
             result_url=result_url,
+            eta=None if eta is None else Eta(seconds=eta.seconds, scope=eta.scope, basis=eta.basis),
         )
 
 

@@ -19,6 +19,7 @@ from registry.bounds import Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.errors import InvalidInput, NotFound
 from registry.jobs import service as jobs_service
+from registry.jobs.eta import job_estimate
 from registry.jobs.models import JobState
 from registry.jobs.schemas import JobOut
 from registry.paths import API_PREFIX
@@ -129,7 +130,11 @@ async def jobs_page(
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
     try:
-        job = await database.read(lambda session: JobOut.of(jobs_service.get_job(session, job_id)))
+        def read(session) -> JobOut:
+            job = jobs_service.get_job(session, job_id)
+            return JobOut.of(job, eta=job_estimate(session, job))
+
+        job = await database.read(read)
     except NotFound as exc:
         return _not_found(request, str(exc))
     return templates.TemplateResponse(
