@@ -299,6 +299,10 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     assert field("stage").inner_text() == "detect"
     assert field("progress-text").inner_text() == "12/30"
     assert page.locator("progress").evaluate("p => [p.value, p.max]") == [12, 30]
+    # Time left at the stage's pace (12 layers in 8.2 s: 18 more take 12.3 s); no job has
+    # succeeded here, so it covers the stage only and says so.
+    assert field("eta").inner_text() == "about 12 s"
+    assert field("eta-basis").inner_text() == "(the pace of detect so far)"
 
     # The worker moves on; the page shows it without a reload.
     with queue.write_transaction(registry.sessions) as session:
@@ -310,6 +314,7 @@ def test_a_job_page_follows_the_job_live(visit, registry):
         "() => document.querySelector('[data-field=stage]').textContent === 'validate'"
         " && document.querySelector('[data-field=progress-text]').textContent === '20/30'"
     )
+    assert field("eta").inner_text() == "about 7 s"  # 10 more layers at 13.5 s for 20
     assert page.locator("#timings tbody tr td:first-child").all_inner_texts() == [
         "fetch", "load", "detect", "validate"
     ]
@@ -320,6 +325,7 @@ def test_a_job_page_follows_the_job_live(visit, registry):
         queue.fail(session, registry.lease, "out of memory on layer 21", permanent=True)
     page.wait_for_function("() => document.querySelector('#job').dataset.state === 'failed'")
     assert field("error").inner_text() == "out of memory on layer 21"
+    assert field("eta").inner_text() == "–"
     assert field("live").inner_text() == ""
     visit.assert_stayed_local()
 
