@@ -85,17 +85,19 @@ def light(wheel, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
     """A fresh venv with swreg from the wheel and only its core dependencies; its bin folder."""
     root = tmp_path_factory.mktemp("light")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # Nothing of this checkout on the path (a PYTHONPATH would make pip see swreg installed).
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean)
     python = venv / "bin" / "python"
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet",
          "--disable-pip-version-check", str(wheel)],
-        check=True, capture_output=True,
+        check=True, capture_output=True, env=clean,
     )
     site = _light_site(_closure(_core_requirements(wheel)), root / "site")
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env=clean,
     ).stdout.strip()
     Path(purelib, "light-dependencies.pth").write_text(f"{site}\n")
     return venv / "bin"
