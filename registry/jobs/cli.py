@@ -71,6 +71,8 @@ def _show(job: JobOut) -> list[str]:
         )
     if job.state == JobState.QUEUED and job.attempts and job.not_before:
         lines.append(f"  retry at  {job.not_before:%Y-%m-%d %H:%M:%S}Z")
+    if job.eta is not None:
+        lines.append(f"  time left about {job.eta.seconds:.0f} s ({job.eta.basis})")
     if job.last_error:
         lines.append(f"  error     {job.last_error}")
     if job.timings:
