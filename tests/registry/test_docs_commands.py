@@ -57,3 +57,42 @@ def test_shell_completion_completes_commands_and_options():
     assert {m for m in re.findall(r"_SWREG_COMPLETE=(\w+_source) swreg", readme)} == {
         "bash_source", "zsh_source", "fish_source"
     }
+
+
+def _readme_commands() -> list[str]:
+    """Every `swreg` command line in the README's shell blocks (`$ .venv/bin/swreg ...`, or a
+    bare `.venv/bin/swreg ...` line), as `swreg ...`: each command of a `;` list on its own."""
+    found = []
+    in_block = False
+    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_block = line.strip() in ("```sh", "```bash", "```console")
+            continue
+        if not in_block:
+            continue
+        text = line[2:] if line.startswith("$ ") else line
+        if ".venv/bin/swreg " not in text or not (line.startswith("$ ") or text.startswith(".venv/bin/swreg")):
+            continue
+        text = text.replace("$(.venv/bin/swreg fetch-example)", "EXAMPLE")
+        text = re.sub(r"(^|(?<=[\s=]))\.venv/bin/swreg\b", "swreg", text)
+        found += [part.strip() for part in text.split(" ; ")]
+    return found
+
+
+def test_every_swreg_command_in_the_readme_parses():
+    """What a reader copies from the README names real commands and options (parsed as swreg
+    would, without running them)."""
+    import click
+
+    from tests.registry.test_cli_conventions import _argv, _parse
+
+    commands = _readme_commands()
+    assert len(commands) >= 20, commands
+    for command in commands:
+        argv = _argv(command)
+        try:
+            _parse(argv)
+        except click.exceptions.Exit as exc:  # a help: shown, then exit 0
+            assert exc.exit_code == 0, command
+        except click.BadParameter as exc:  # a file of the reader's that is not here
+            assert "does not exist" in exc.format_message(), (command, exc.format_message())
