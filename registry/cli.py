@@ -25,6 +25,7 @@ import click
 
 from registry import __version__
 from registry.errors import SwregError
+from workers.contract.errors import EXIT_FAILURE
 
 HELP_OPTIONS = ["-h", "--help"]
 
@@ -32,12 +33,17 @@ HELP_OPTIONS = ["-h", "--help"]
 class Entry(NamedTuple):
     target: str  # "module:attribute" of the click command
     summary: str  # its help's first sentence, as `swreg --help` lists it
+    # The extra of pyproject.toml the command needs beyond the light client ("server": the
+    # database and the HTTP stack; "worker": that and torch, transformers, the Hub). Read
+    # commands need none with --api; without it they read the local database.
+    extra: str = "server"
 
 
 COMMANDS = {
     "bench": Entry(
         "workers.commands.bench.command:bench",
         "Time swreg's job against the naive approach and print the figures.",
+        "worker",
     ),
     "bench-api": Entry(
         "registry.bench_api:bench_api",
@@ -56,9 +62,16 @@ COMMANDS = {
         "workers.commands.detect:detect",
         "Find the super weights of MODEL (a Hub id or a local directory) and prove them by "
         "ablation.",
+        "worker",
     ),
     "export": Entry(
         "registry.index.cli:export", "Write the whole registry as one JSON index document."
+    ),
+    "fetch-example": Entry(
+        "workers.commands.fetch_example:fetch_example",
+        "Make the example model, SmolLM2-135M-Instruct in Hugging Face format, and print its "
+        "folder.",
+        "worker",
     ),
     "import": Entry(
         "registry.index.cli:import_",
@@ -76,6 +89,7 @@ COMMANDS = {
         "workers.commands.quantize_check:quantize_check",
         "Perplexity of MODEL under round-to-nearest weight quantization, with and without its "
         "super weights kept in full precision.",
+        "worker",
     ),
     "retract": Entry(
         "registry.superweights.cli:retract",
@@ -91,6 +105,7 @@ COMMANDS = {
     "submit": Entry(
         "registry.jobs.cli:submit",
         "Queue MODEL (a Hub id or a local directory) for the workers.",
+        "worker",
     ),
     "token": Entry(
         "registry.auth.cli:token",
@@ -99,6 +114,7 @@ COMMANDS = {
     "worker": Entry(
         "workers.worker.command:worker",
         "Process queued jobs: fetch, detect, validate, record.",
+        "worker",
     ),
 }
 
@@ -137,6 +153,17 @@ class SwregGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return load_command(name) if name in COMMANDS else None
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            from registry.suggestions import close_matches
+
+            # As click words its own "No such option ... Did you mean ...?".
+            matches = close_matches(name, COMMANDS)
+            hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Click's own layout, from the table's summaries instead of the imported commands."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
@@ -167,6 +194,15 @@ class SwregGroup(click.Group):
             _usage_error(exc)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
+        except ModuleNotFoundError as exc:
+            # The light client running a server or worker command: say which extra to install.
+            from registry.extras import install_hint
+
+            entry = COMMANDS.get(ctx.invoked_subcommand or "")
+            hint = install_hint(exc, entry.extra if entry else None)
+            if hint is None:
+                raise
+            _fail(hint, EXIT_FAILURE)
 
 
 @click.group(cls=SwregGroup, context_settings={"help_option_names": HELP_OPTIONS})
@@ -178,7 +214,7 @@ def main() -> None:
     Examples:
       swreg setup                                   # a ready registry with the published index
       swreg lookup huggyllama/llama-7b
-      swreg detect ~/models/SmolLM2-135M-Instruct --json
+      swreg detect "$(swreg fetch-example)" --json     # the example model, made once
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --wait
       swreg lookup -h                               # each command's options and examples
     """

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 from typing import overload
 
+from registry.errors import InvalidInput
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -27,3 +29,20 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise InvalidInput(f"time without a time zone: {text!r} (add Z for UTC)")
+    return as_utc(value).replace(microsecond=0)

@@ -8,11 +8,13 @@ named stage's work. On a terminal each stage gets a progress bar of its own (tqd
 is first reported, so that stages that run side by side (the streamed sweep detects and
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
 (a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its
-first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs, and when it is done,
-with the seconds it took since it was first reported. A stage may run again after it was done
+first unit of work done, at most every LOG_INTERVAL_SECONDS while it runs (with the seconds left
+at the pace measured so far, as a bar shows its ETA), and when it is done, with the seconds it
+took since it was first reported. A stage may run again after it was done
 and another stage has run (validation goes in rounds: a round validates, then scores, and the
-sequential evaluation or a restore may need another round): each round is reported as a new run
-of the stage, so the log shows the stages in the order they really ran.
+sequential evaluation or a restore may need another round): each round is a new pass of the
+stage, labelled as such (`validate pass 2`), with a bar or lines of its own, so that neither a
+bar nor a log ever seems to go backwards and the log shows the stages in the order they ran.
 """
 
 import sys
@@ -55,50 +57,65 @@ class StageProgress:
         self._bars: dict[str, Any] = {}  # tqdm bars (tqdm is imported only to draw)
         self._started: dict[str, float] = {}
         self._logged: dict[str, tuple[float, int, int]] = {}
-        # Plain lines printed so far, and the count at each stage's last line: a stage done
-        # whose last line is not the latest one has been followed by another stage.
-        self._lines = 0
-        self._line_of: dict[str, int] = {}
+        # Each stage's last count, its pass (1, 2, ...), and the number of stage changes seen
+        # when it was last reported: a stage done whose last report is older than the latest
+        # change has been followed by another stage, and its next report starts a new pass.
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._pass: dict[str, int] = {}
+        self._changes = 0
+        self._change_of: dict[str, int] = {}
         self._current: str | None = None
+        self._current_label: str | None = None
 
     # --- the callable -------------------------------------------------------------------------
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
+        if stage != self._current:
+            self._changes += 1
+        last = self._counts.get(stage)
+        if last is not None and last[0] >= last[1] and self._change_of[stage] < self._changes:
+            # Done, and another stage has run since: this is the stage's next pass.
+            self._pass[stage] = self._pass.get(stage, 1) + 1
+            self._started[stage] = now
+            self._logged.pop(stage, None)
         self._started.setdefault(stage, now)
+        self._counts[stage] = (done, total)
+        self._change_of[stage] = self._changes
+        label = self._label(stage)
         if self.bars:
-            self._draw(stage, done, total)
+            self._draw(stage, label, done, total)
         else:
-            self._log(stage, done, total, now)
-        self._current = stage
+            self._log(stage, label, done, total, now)
+        self._current, self._current_label = stage, label
 
-    def _draw(self, stage: str, done: int, total: int) -> None:
+    def passes(self, stage: str) -> int:
+        """How many passes of the stage have started so far."""
+        return self._pass.get(stage, 1) if stage in self._counts else 0
+
+    def _draw(self, stage: str, label: str, done: int, total: int) -> None:
         from tqdm import tqdm  # only drawn on a terminal
 
-        key = "" if self.one_bar else stage
+        key = "" if self.one_bar else f"{stage}#{self._pass.get(stage, 1)}"
         bar = self._bars.get(key)
         if bar is None:
             bar = self._bars[key] = tqdm(
-                desc=self._label(stage),
+                desc=label,
                 total=total,
                 file=self.stream,
                 position=len(self._bars),
                 leave=True,
                 dynamic_ncols=True,
             )
-        if self.one_bar and stage != self._current:
-            bar.set_description_str(self._label(stage), refresh=False)
+        if self.one_bar and label != self._current_label:
+            bar.set_description_str(label, refresh=False)
             bar.reset(total=total)
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
 
-    def _log(self, stage: str, done: int, total: int, now: float) -> None:
+    def _log(self, stage: str, label: str, done: int, total: int, now: float) -> None:
         last = self._logged.get(stage)
-        if last is not None and last[1] >= last[2] and self._line_of[stage] < self._lines:
-            # Done, and another stage has run since: this is the stage's next round.
-            last = None
-            self._started[stage] = now
         if last is None and done == 0 and total > 0:
             # Nothing done yet: the first line waits for the first unit of work, so that a run
             # refused at its start (a bad checkpoint) says so in its one error line alone.
@@ -110,16 +127,20 @@ class StageProgress:
             finished = done >= total
             if not finished and now - last_time < LOG_INTERVAL_SECONDS:
                 return
-        line = f"{self._label(stage)} {done}/{total}"
+        line = f"{label} {done}/{total}"
+        elapsed = now - self._started[stage]
         if done >= total:
-            line += f" ({now - self._started[stage]:.1f} s)"
+            line += f" ({elapsed:.1f} s)"
+        elif done > 0 and elapsed > 0:
+            # What is left of this pass at the pace measured so far in it.
+            line += f" (~{(total - done) * elapsed / done:.0f} s left)"
         print(line, file=self.stream, flush=True)
         self._logged[stage] = (now, done, total)
-        self._lines += 1
-        self._line_of[stage] = self._lines
 
     def _label(self, stage: str) -> str:
-        return f"{self.prefix}{stage:<{STAGE_WIDTH}}"
+        n = self._pass.get(stage, 1)
+        name = stage if n == 1 else f"{stage} pass {n}"
+        return f"{self.prefix}{name:<{STAGE_WIDTH}}"
 
     def note(self, text: str) -> None:
         """A line of its own, above the bars on a terminal."""

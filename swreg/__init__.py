@@ -38,17 +38,21 @@ _EXPORTS = {
     "Unavailable": "swreg.errors",
     "Unauthorized": "swreg.errors",
     "ApiError": "swreg.errors",
+    "Conflict": "swreg.errors",
+    "PublishedFallback": "swreg.coordinates",
 }
 
 __all__ = [
     "ApiError",
     "Client",
+    "Conflict",
     "Coordinates",
     "Index",
     "InvalidInput",
     "Kept",
     "ModelWeight",
     "NotFound",
+    "PublishedFallback",
     "SwregError",
     "Unauthorized",
     "Unavailable",
@@ -62,9 +66,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from swreg.client import Client
-    from swreg.coordinates import Coordinates, coordinates_for
+    from swreg.coordinates import Coordinates, PublishedFallback, coordinates_for
     from swreg.errors import (
         ApiError,
+        Conflict,
         InvalidInput,
         NotFound,
         SwregError,

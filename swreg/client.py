@@ -23,7 +23,7 @@ import httpx
 from registry.superweights.schemas import ModelLookup, ModelPage, ModelSummary, RevisionOut
 from swreg.errors import ApiUnavailable, error_for
 
-if TYPE_CHECKING:  # the jobs' schemas import the database models: loaded when a job is asked for
+if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut, SubmissionOut
     from swreg.index import Index
 
@@ -91,8 +91,17 @@ class Client:
         raise error_for(response.status_code, code, message)
 
     def _get(self, path: str, **params: Any) -> Any:
+        return self.get_json(path, **params)
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """The JSON answer of `GET path` under the API root, as the server sent it (parameters
+        that are None are left out)."""
         query = {k: v for k, v in params.items() if v is not None}
         return self._request("GET", path, params=query).json()
+
+    def get_text(self, path: str) -> str:
+        """The body of `GET path` under the API root, as text (the index's canonical bytes)."""
+        return self._request("GET", path).text
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -134,12 +143,19 @@ class Client:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    def submit(self, model: str, revision: str | None = None) -> SubmissionOut:
+    def submit(
+        self, model: str, revision: str | None = None, *, force: bool = False
+    ) -> SubmissionOut:
         """Queue a Hub model (needs a token). The revision is pinned to its commit sha by the
-        server; a revision that already has a job returns that job (`created` False)."""
+        server; a revision that already has a job returns that job (`created` False), unless
+        `force` asks for a new analysis of a revision already done."""
         from registry.jobs.schemas import SubmissionOut
 
-        body = {"model": model, **({"revision": revision} if revision is not None else {})}
+        body: dict[str, Any] = {"model": model}
+        if revision is not None:
+            body["revision"] = revision
+        if force:
+            body["force"] = True
         return SubmissionOut.model_validate(
             self._request("POST", "/submissions", json=body).json()
         )

@@ -57,3 +57,8 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 def error_for(status_code: int, code: str | None, message: str) -> ApiError:
     kind = _BY_STATUS.get(status_code) or (ApiUnavailable if status_code >= 500 else ApiError)
     return kind(message, status_code=status_code, code=code)
+
+
+# Public names in tracebacks (`swreg.Unauthorized`), as for the contract's kinds; the API's
+# variants of NotFound and the others keep this public module's name.
+ApiError.__module__ = Unauthorized.__module__ = "swreg"

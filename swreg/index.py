@@ -56,7 +56,7 @@ class Index:
     def from_document(cls, document: dict[str, Any], source: str = "index") -> Index:
         """An index from a parsed document; an invalid one is refused with one line
         (`InvalidInput`) naming the first problem and its JSON pointer."""
-        from registry.index.service import validate_document
+        from registry.index.document import validate_document
 
         validate_document(document, source=source)
         return cls._parse(document, source)
@@ -65,7 +65,7 @@ class Index:
     def load(cls, path: str | Path) -> Index:
         """Read and validate an index file; a missing, unreadable or invalid file is refused
         with one line (`InvalidInput`)."""
-        from registry.index.service import load_file
+        from registry.index.document import load_file
 
         return cls._parse(load_file(path), str(path))
 

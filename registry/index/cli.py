@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from registry.readers import api_option, reader
+
 
 @click.command()
 @click.option(
@@ -21,22 +23,20 @@ import click
     metavar="ISO",
     help="Pin meta.generated_at (e.g. 2026-01-01T00:00:00Z) for reproducible bytes.",
 )
-def export(output: Path | None, generated_at: str | None) -> None:
+@api_option
+def export(output: Path | None, generated_at: str | None, api_url: str | None) -> None:
     """Write the whole registry as one JSON index document.
 
     \b
     Examples:
       swreg export -o index.json
       swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
+      swreg export --api http://127.0.0.1:8000 -o index.json          # a server's index
     """
-    from registry.database import transaction
-    from registry.index import service
-    from registry.migrate import open_registry
-    from registry.superweights.documents import parse_time
+    from registry.clock import parse_time
 
     pinned = parse_time(generated_at) if generated_at else None
-    with transaction(open_registry()) as session:
-        text = service.dumps(service.export_document(session, generated_at=pinned))
+    text = reader(api_url).index_text(pinned)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -9,20 +9,26 @@ export → import into an empty database → export gives the same bytes. Import
 document before it writes anything, and writes it in the caller's single transaction.
 """
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 from sqlalchemy.orm import Session
 
 from registry import __version__
-from registry.errors import InvalidInput
+from registry.citation import LICENSE, index_citation, is_swreg_citation
+# The document without the database, re-exported: callers read, validate and write documents
+# through this module as before.
+from registry.index.document import (  # noqa: F401
+    EMPTY_REGISTRY_TIME,
+    GENERATOR_NAME,
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    dumps,
+    load_file,
+    schema,
+    validate_document,
+)
 from registry.superweights import service as sw_service
 from registry.superweights.documents import (
     format_time,
@@ -31,42 +37,13 @@ from registry.superweights.documents import (
     revision_document,
     revision_sort_key,
 )
-from registry.superweights.models import CLAIM_STATES, index_key
+from registry.superweights.models import CLAIM_STATES
 from registry.superweights.sources import (
     canonical_experts,
     canonical_places,
     canonical_sources,
     merged_claim_state,
 )
-from workers.contract.resources import INDEX_SCHEMA_PATH
-
-# The version export writes; READABLE_VERSIONS are those import accepts (docs/coordinates.md).
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-GENERATOR_NAME = "swreg"
-# `generated_at` of an empty registry: nothing has changed since the epoch.
-EMPTY_REGISTRY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@lru_cache
-def schema() -> dict[str, Any]:
-    return json.loads(INDEX_SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-@lru_cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def _pointer(path) -> str:
-    # RFC 6901: "~" and "/" inside a key are escaped.
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path) or "/"
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 # --- export -----------------------------------------------------------------------------------
 
@@ -82,136 +59,11 @@ def export_document(session: Session, *, generated_at: datetime | None = None) -
             "schema_version": SCHEMA_VERSION,
             "generated_at": format_time(generated_at),
             "generator": {"name": GENERATOR_NAME, "version": __version__},
+            "license": LICENSE,
+            "citation": index_citation(__version__),
         },
         "models": [revision_document(rev) for rev in revisions],
     }
-
-
-def dumps(document: dict[str, Any]) -> str:
-    """The canonical text of an index document."""
-    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    return text + "\n"
-
-
-# --- validation -------------------------------------------------------------------------------
-
-
-def _times(document: dict[str, Any]) -> Iterator[tuple[tuple, str]]:
-    """Every time in a document that passed the schema, with its path."""
-    yield ("meta", "generated_at"), document["meta"]["generated_at"]
-    for i, model in enumerate(document["models"]):
-        for name in ("created_at", "updated_at"):
-            if model.get(name) is not None:
-                yield ("models", i, name), model[name]
-        for j, coord in enumerate(model["super_weights"]):
-            provenance = coord.get("provenance", {})
-            for name in ("created_at", "updated_at", "retracted_at"):
-                if provenance.get(name) is not None:
-                    path = ("models", i, "super_weights", j, "provenance", name)
-                    yield path, provenance[name]
-        for j, found in enumerate(model.get("super_experts", [])):
-            provenance = found.get("provenance", {})
-            for name in ("created_at", "updated_at", "retracted_at"):
-                if provenance.get(name) is not None:
-                    path = ("models", i, "super_experts", j, "provenance", name)
-                    yield path, provenance[name]
-
-
-def _version_1_extras(document: Any) -> Iterator[tuple]:
-    """Where a document that says schema version 1 carries a field version 1 did not have (the
-    schema refuses it too, but would quote the whole offending value)."""
-    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
-        return
-    meta = document.get("meta")
-    if not isinstance(meta, dict) or meta.get("schema_version") != 1:
-        return
-    for i, model in enumerate(document["models"]):
-        if not isinstance(model, dict):
-            continue
-        if "super_experts" in model:
-            yield ("models", i, "super_experts")
-        for j, coord in enumerate(model.get("super_weights") or []):
-            if isinstance(coord, dict) and "expert" in coord:
-                yield ("models", i, "super_weights", j, "expert")
-
-
-def validate_document(document: Any, source: str = "index") -> None:
-    """Raise InvalidInput with one line naming the first problem and its JSON pointer."""
-    for path in _version_1_extras(document):
-        raise InvalidInput(
-            f"invalid {source}: at {_pointer(path)}: schema version 1 has no {path[-1]} "
-            "(documents with experts are schema version 2)"
-        )
-    error = best_match(_validator().iter_errors(document))
-    if error is not None:
-        raise InvalidInput(
-            f"invalid {source}: at {_pointer(error.absolute_path)}: {_one_line(error.message)}"
-        )
-    # The schema's pattern admits times that do not exist (2026-02-30): found here, before the
-    # import writes anything, rather than by the import half-way through.
-    for path, value in _times(document):
-        try:
-            parse_time(value)
-        except InvalidInput as exc:
-            raise InvalidInput(f"invalid {source}: at {_pointer(path)}: {exc}") from None
-    # What a schema cannot say: no model revision and no coordinate may appear twice.
-    seen_revisions: set[tuple[str, str]] = set()
-    for i, model in enumerate(document["models"]):
-        key = (model["model_id"], model["revision"])
-        if key in seen_revisions:
-            raise InvalidInput(
-                f"invalid {source}: at /models/{i}: {key[0]} at revision {key[1]} appears twice"
-            )
-        seen_revisions.add(key)
-        seen_coords: set[tuple[str, str]] = set()
-        for j, coord in enumerate(model["super_weights"]):
-            ckey = (coord["tensor"], index_key(coord["index"]))
-            places = coord.get("provenance", {}).get("disputed_with", [])
-            if any((p["tensor"], index_key(p["index"])) == ckey for p in places):
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_weights/{j}/provenance/disputed_with: "
-                    "a coordinate cannot dispute itself"
-                )
-            if ckey in seen_coords:
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_weights/{j}: "
-                    f"{coord['tensor']} {coord['index']} appears twice"
-                )
-            seen_coords.add(ckey)
-        seen_experts: set[tuple[int, int]] = set()
-        for j, found in enumerate(model.get("super_experts", [])):
-            ekey = (found["layer"], found["expert"])
-            places = found.get("provenance", {}).get("disputed_with", [])
-            if any((p["layer"], p["expert"]) == ekey for p in places):
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_experts/{j}/provenance/disputed_with: "
-                    "a super expert cannot dispute itself"
-                )
-            if ekey in seen_experts:
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_experts/{j}: expert {ekey[1]} of "
-                    f"layer {ekey[0]} appears twice"
-                )
-            seen_experts.add(ekey)
-
-
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read and validate an index file; every failure is one line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {_one_line(str(exc))}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"invalid {path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    validate_document(document, source=str(path))
-    return document
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -291,7 +143,7 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
                 "dtype": coord["dtype"],
                 "state": coord["state"],
                 "evidence": coord.get("evidence", {}),
-                "citation": prov.get("citation"),
+                "citation": _stored_citation(prov),
                 "sources": canonical_sources(prov.get("sources")),
                 "disputed_with": canonical_places(prov.get("disputed_with")),
                 "detector_version": prov.get("detector_version"),
@@ -330,7 +182,7 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
         "row": found.get("row"),
         "tokens_routed": found.get("tokens_routed"),
         "evidence": found.get("evidence", {}),
-        "citation": prov.get("citation"),
+        "citation": _stored_citation(prov),
         "sources": canonical_sources(prov.get("sources")),
         "disputed_with": canonical_experts(prov.get("disputed_with")),
         "detector_version": prov.get("detector_version"),
@@ -354,6 +206,15 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
         rev, fields, created_at=created_at, updated_at=updated_at
     )
     stats.super_experts[outcome] += 1
+
+
+def _stored_citation(provenance: dict[str, Any]) -> str | None:
+    """What is stored of a citation: swreg's own is derived from the detector version on every
+    read (documents.citation_of), so it is not stored, and export → import → export keeps it."""
+    citation = provenance.get("citation")
+    if is_swreg_citation(citation, provenance.get("detector_version")):
+        return None
+    return citation
 
 
 def _both_claims(existing, state: str) -> bool:

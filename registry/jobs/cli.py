@@ -16,6 +16,7 @@ import click
 from registry.console import StageProgress, table
 from registry.errors import SwregError
 from registry.jobs.states import DEFAULT_LIST_LIMIT, TERMINAL_STATES, JobState
+from registry.readers import api_option, reader
 
 if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut
@@ -70,6 +71,8 @@ def _show(job: JobOut) -> list[str]:
         )
     if job.state == JobState.QUEUED and job.attempts and job.not_before:
         lines.append(f"  retry at  {job.not_before:%Y-%m-%d %H:%M:%S}Z")
+    if job.eta is not None:
+        lines.append(f"  time left about {job.eta.seconds:.0f} s ({job.eta.basis})")
     if job.last_error:
         lines.append(f"  error     {job.last_error}")
     if job.timings:
@@ -100,7 +103,8 @@ def _show(job: JobOut) -> list[str]:
 @click.option(
     "--force",
     is_flag=True,
-    help="Queue a local folder even when its weights are already analysed under another id.",
+    help="Analyse it again: queue a new job even when the revision (or a folder's weights, "
+    "under any id) is already analysed; its result stays until the new one is recorded.",
 )
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
 @click.option(
@@ -121,13 +125,16 @@ def submit(
     MODEL is a local folder when it is written as a path (./, ../, /, ~) or when a folder of
     that name exists here; anything else is a Hub id. A folder is pinned by the sha256 content
     hash of its weights: when the registry already holds those weights, under any model id, the
-    command says so and queues nothing (--force queues it anyway).
+    command says so and queues nothing. A revision already analysed answers with its job;
+    --force queues a new analysis (after a detector upgrade), the recorded result kept until
+    the new one is recorded.
 
     \b
     Examples:
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --revision main --wait
       swreg submit ./my-checkpoint --model-id me/my-model
       swreg submit ~/models/tiny --json
+      swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --force   # analyse it again
     """
     from registry.database import transaction
     from registry.jobs import service
@@ -142,11 +149,14 @@ def submit(
         if known:
             _report_known(model, target.revision, known, as_json)
             return
-    submission = service.submit_target(factory, target, submitted_by="cli")
+    submission = service.submit_target(factory, target, submitted_by="cli", force=force)
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"
-        click.echo(f"{verb}: job {job.id}, {job.model_id}@{job.revision}")
+        hint = ""
+        if job.state == JobState.SUCCEEDED and not submission.created:
+            hint = " (--force to analyse it again)"
+        click.echo(f"{verb}: job {job.id}, {job.model_id}@{job.revision}{hint}")
     if wait and job.state not in TERMINAL_STATES:
         job = _wait(factory, job.id, timeout)
     if as_json:
@@ -177,23 +187,53 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     from registry.jobs import service
     from registry.jobs.schemas import JobOut
 
+    from registry.jobs import workers
+    from registry.jobs.eta import job_estimate
+
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None
+    silent_noted = False
+    eta_stage = None
     with StageProgress(one_bar=True, prefix=f"job {job_id}: ") as display:
         while True:
             with transaction(factory) as session:
-                job = JobOut.of(service.get_job(session, job_id))
+                row = service.get_job(session, job_id)
+                job = JobOut.of(row, eta=job_estimate(session, row))
+                silent_for, last = workers.silence(session)
             if job.stage and job.progress:
                 display(job.stage, job.progress.done, job.progress.total)
+            if job.eta is not None and job.stage != eta_stage:
+                # The whole job's time left, said at each new stage (the bar or lines give the
+                # stage's own).
+                eta_stage = job.stage
+                display.note(f"job {job_id}: about {job.eta.seconds:.0f} s left ({job.eta.basis})")
             if job.state != state:
                 state = job.state
                 worker = f" on {job.lease_owner}" if job.lease_owner else ""
                 display.note(f"job {job_id}: {state.value}{worker}")
+            # A queued job waits for a worker: say so (once per silence) when none is alive.
+            silent = job.state == JobState.QUEUED and (
+                silent_for is None or silent_for > workers.SILENT_AFTER_SECONDS
+            )
+            if silent and not silent_noted:
+                display.note(f"job {job_id}: {_silence(silent_for, last)}")
+            silent_noted = silent
             if job.state in TERMINAL_STATES:
                 return job
             if deadline is not None and time.monotonic() > deadline:
-                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s")
+                why = f": {_silence(silent_for, last)}" if silent else ""
+                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s{why}")
             time.sleep(WAIT_POLL_SECONDS)
+
+
+def _silence(silent_for: float | None, last) -> str:
+    start = "start one with `swreg worker` (on any machine that reaches this database)"
+    if silent_for is None:
+        return f"no worker has been seen yet: {start}"
+    return (
+        f"no worker has been seen for {silent_for:.0f} s (last: {last.name}): the job waits; "
+        f"{start}"
+    )
 
 
 @click.group(invoke_without_command=True)
@@ -204,8 +244,11 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     "--limit", type=click.IntRange(1, 10_000), default=DEFAULT_LIST_LIMIT, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@api_option
 @click.pass_context
-def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
+def jobs(
+    ctx: click.Context, state: str | None, limit: int, as_json: bool, api_url: str | None
+) -> None:
     """List jobs, newest first (`swreg jobs show ID` for one).
 
     \b
@@ -214,21 +257,12 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
       swreg jobs --state failed --limit 10
       swreg jobs --json
       swreg jobs show 1
+      swreg jobs --api http://127.0.0.1:8000 --state running
     """
     if ctx.invoked_subcommand is not None:
+        ctx.obj = api_url  # `swreg jobs --api URL show ID` reads from that server too
         return
-    from registry.database import transaction
-    from registry.jobs import service
-    from registry.jobs.schemas import JobOut
-    from registry.migrate import open_registry
-
-    with transaction(open_registry()) as session:
-        items = [
-            JobOut.of(j)
-            for j in service.list_jobs(
-                session, state=JobState(state) if state else None, limit=limit
-            )
-        ]
+    items = reader(api_url).jobs(state=state, limit=limit)
     if as_json:
         click.echo(_dump([j.model_dump(mode="json") for j in items]))
         return
@@ -239,21 +273,18 @@ def jobs(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> No
 @jobs.command("show")
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show(job_id: int, as_json: bool) -> None:
+@api_option
+@click.pass_context
+def show(ctx: click.Context, job_id: int, as_json: bool, api_url: str | None) -> None:
     """One job: state, attempts, error, timings, times.
 
     \b
     Examples:
       swreg jobs show 1
       swreg jobs show 1 --json
+      swreg jobs show 1 --api http://127.0.0.1:8000
     """
-    from registry.database import transaction
-    from registry.jobs import service
-    from registry.jobs.schemas import JobOut
-    from registry.migrate import open_registry
-
-    with transaction(open_registry()) as session:
-        job = JobOut.of(service.get_job(session, job_id))
+    job = reader(api_url or ctx.obj).job(job_id)
     if as_json:
         click.echo(_dump(job.model_dump(mode="json")))
         return

@@ -4,12 +4,23 @@ from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from registry.api_errors import errors
+from registry.clock import as_utc
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.jobs import service
 from registry.jobs.models import JobState
-from registry.jobs.schemas import JobOut, JobPage, SubmissionIn, SubmissionOut
+from registry.jobs import workers
+from registry.jobs.eta import job_estimate
+from registry.jobs.queue import database_now
+from registry.jobs.schemas import (
+    JobOut,
+    JobPage,
+    SubmissionIn,
+    SubmissionOut,
+    WorkerOut,
+    WorkerPage,
+)
 
 router = APIRouter(tags=["jobs"])
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
@@ -38,7 +49,8 @@ async def submit(
     body: SubmissionIn, token: WriteTokenDep, database: DatabaseDep, response: Response
 ) -> SubmissionOut:
     """Queue a Hub model for the workers. The revision is pinned to its commit sha now; a
-    revision that is already queued, running or done returns its job (200) instead of a new one.
+    revision that is already queued, running or done returns its job (200) instead of a new one;
+    with `force`, a done revision is queued again (its result kept until the new one lands).
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
     # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
     target = await run_in_threadpool(
@@ -46,7 +58,7 @@ async def submit(
     )
     submission = await database.call(
         lambda: service.submit_target(
-            database.sessionmaker, target, submitted_by=f"token:{token.name}"
+            database.sessionmaker, target, submitted_by=f"token:{token.name}", force=body.force
         )
     )
     if not submission.created:
@@ -56,8 +68,14 @@ async def submit(
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))
 async def get_job(job_id: RowId, database: DatabaseDep) -> JobOut:
-    """A job's state, attempts, last error, step timings and times."""
-    return await database.read(lambda session: JobOut.of(service.get_job(session, job_id)))
+    """A job's state, attempts, last error, step timings and times; while it runs, the time it
+    has left from measured rates (`eta`)."""
+
+    def read(session) -> JobOut:
+        job = service.get_job(session, job_id)
+        return JobOut.of(job, eta=job_estimate(session, job))
+
+    return await database.read(read)
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -75,3 +93,27 @@ async def list_jobs(
         ]
     )
     return JobPage(items=jobs, limit=limit, offset=offset)
+
+
+@router.get("/workers", response_model=WorkerPage)
+async def list_workers(database: DatabaseDep) -> WorkerPage:
+    """The workers seen, most recently first, each with its last heartbeat and the job it held:
+    whether any worker is alive to take a queued job."""
+
+    def read(session) -> WorkerPage:
+        now = database_now(session)
+        return WorkerPage(
+            items=[
+                WorkerOut(
+                    name=w.name,
+                    first_seen_at=as_utc(w.first_seen_at),
+                    seen_at=as_utc(w.seen_at),
+                    seconds_since_seen=round((now - as_utc(w.seen_at)).total_seconds(), 1),
+                    job_id=w.job_id,
+                )
+                for w in workers.seen(session)
+            ],
+            silent_after_seconds=workers.SILENT_AFTER_SECONDS,
+        )
+
+    return await database.read(read)

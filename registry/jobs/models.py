@@ -19,12 +19,13 @@ from registry.clock import utcnow
 from registry.database import Base, JSONType, one_of
 from registry.jobs.states import TERMINAL_STATES, JobSource, JobState
 
-__all__ = ["ACTIVE_JOB_PREDICATE", "TERMINAL_STATES", "Job", "JobSource", "JobState"]
+__all__ = ["PENDING_JOB_PREDICATE", "TERMINAL_STATES", "Job", "JobSource", "JobState"]
 
-# A revision has at most one job that is not `failed`: a second submission returns it, and two
-# concurrent submissions cannot both insert one (the loser gets an IntegrityError and reads the
-# winner's row). A failed job does not count, so a failed revision can be submitted again.
-ACTIVE_JOB_PREDICATE = "state != 'failed'"
+# A revision has at most one pending (queued or running) job: a second submission returns it,
+# and two concurrent submissions cannot both insert one (the loser gets an IntegrityError and
+# reads the winner's row). Finished jobs do not count: a failed revision can be submitted again,
+# and a succeeded one analysed again on request (`submit --force`), its jobs kept as history.
+PENDING_JOB_PREDICATE = "state IN ('queued', 'running')"
 
 
 class Job(Base):
@@ -33,12 +34,12 @@ class Job(Base):
         CheckConstraint(f"state IN {one_of(JobState)}", name="state"),
         CheckConstraint(f"source IN {one_of(JobSource)}", name="source"),
         Index(
-            "uq_jobs_active_revision",
+            "uq_jobs_pending_revision",
             "model_id",
             "revision",
             unique=True,
-            sqlite_where=text(ACTIVE_JOB_PREDICATE),
-            postgresql_where=text(ACTIVE_JOB_PREDICATE),
+            sqlite_where=text(PENDING_JOB_PREDICATE),
+            postgresql_where=text(PENDING_JOB_PREDICATE),
         ),
         # The claim query: queued jobs whose backoff is over, oldest first.
         Index("ix_jobs_claim", "state", "not_before", "created_at"),

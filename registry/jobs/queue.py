@@ -89,12 +89,29 @@ def one_line(error: BaseException | str) -> str:
 # --- submitting -----------------------------------------------------------------------------
 
 
-def active_job(session: Session, model_id: str, revision: str) -> Job | None:
-    """The revision's job that is queued, running or succeeded (at most one exists)."""
+PENDING_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+
+def pending_job(session: Session, model_id: str, revision: str) -> Job | None:
+    """The revision's queued or running job (the unique index allows at most one)."""
     return session.scalars(
         select(Job).where(
-            Job.model_id == model_id, Job.revision == revision, Job.state != JobState.FAILED
+            Job.model_id == model_id, Job.revision == revision, Job.state.in_(PENDING_STATES)
         )
+    ).one_or_none()
+
+
+def active_job(session: Session, model_id: str, revision: str) -> Job | None:
+    """The revision's pending job, else its latest succeeded one (None: never analysed, or
+    every attempt failed)."""
+    pending = pending_job(session, model_id, revision)
+    if pending is not None:
+        return pending
+    return session.scalars(
+        select(Job)
+        .where(Job.model_id == model_id, Job.revision == revision, Job.state == JobState.SUCCEEDED)
+        .order_by(Job.id.desc())
+        .limit(1)
     ).one_or_none()
 
 
@@ -108,14 +125,17 @@ def enqueue(
     requested_revision: str | None = None,
     local_path: str | None = None,
     submitted_by: str | None = None,
+    force: bool = False,
     now: datetime | None = None,
 ) -> tuple[Job, bool]:
-    """Queue a job for the revision, or return the one already queued/running/succeeded.
+    """Queue a job for the revision, or return the one already queued, running or (unless
+    `force`: analyse it again) succeeded. A forced re-analysis leaves the recorded result as it
+    is until the new job records its own.
 
     Returns (job, created). Call inside `write_transaction`: the insert runs in a savepoint, so
     when a concurrent submission wins the race to the unique index, we read its row instead.
     """
-    existing = active_job(session, model_id, revision)
+    existing = pending_job(session, model_id, revision) if force else active_job(session, model_id, revision)
     if existing is not None:
         return existing, False
     now = now or database_now(session)
@@ -138,7 +158,7 @@ def enqueue(
         with session.begin_nested():
             session.add(job)
     except IntegrityError:
-        winner = active_job(session, model_id, revision)
+        winner = pending_job(session, model_id, revision)
         if winner is None:  # the conflict was something else
             raise
         return winner, False

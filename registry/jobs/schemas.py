@@ -1,12 +1,12 @@
 """What the jobs API reads and returns."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
-from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.states import JobSource, JobState
 from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
     MAX_MODEL_ID_CHARS,
@@ -16,6 +16,10 @@ from workers.sources.pinning import (
     check_model_id,
     check_revision,
 )
+
+if TYPE_CHECKING:  # the database row: the light client parses answers without SQLAlchemy
+    from registry.jobs.eta import Estimate
+    from registry.jobs.models import Job
 
 
 class SubmissionIn(BaseModel):
@@ -36,6 +40,12 @@ class SubmissionIn(BaseModel):
         json_schema_extra={"pattern": REVISION_NAME_PATTERN},
         description="A branch, tag or commit sha (git's ref-name rules); pinned to the full "
         "commit sha at submission (default: the default branch)",
+    )
+    force: bool = Field(
+        default=False,
+        description="Analyse the revision again even when a job already succeeded on it (after "
+        "a detector upgrade): a new job is queued unless one is already pending, and the "
+        "recorded result is kept until the new job records its own.",
     )
 
     @field_validator("model")
@@ -58,6 +68,12 @@ class SubmissionIn(BaseModel):
 class Progress(BaseModel):
     done: int = Field(description="Units of the stage's work done")
     total: int = Field(description="Units of the stage's work in all")
+
+
+class Eta(BaseModel):
+    seconds: float = Field(description="Seconds left, from measured rates")
+    scope: str = Field(description="job: every stage left; stage: the current stage only")
+    basis: str = Field(description="What was measured, in words")
 
 
 class JobOut(BaseModel):
@@ -88,9 +104,14 @@ class JobOut(BaseModel):
     fetch: dict[str, Any] = Field(description="Bytes fetched vs the repository's total, and files")
     result_revision_id: int | None
     result_url: str | None = Field(description="Where the recorded coordinates can be read")
+    eta: Eta | None = Field(
+        default=None,
+        description="A running job's time left, from measured rates; null when it is not running "
+        "or nothing is measured yet",
+    )
 
     @classmethod
-    def of(cls, job: Job, api_prefix: str = "/api/v1") -> "JobOut":
+    def of(cls, job: "Job", api_prefix: str = "/api/v1", eta: "Estimate | None" = None) -> "JobOut":
         result_url = None
         if job.state == JobState.SUCCEEDED:
             result_url = f"{api_prefix}/models/{job.model_id}?revision={job.revision}"
@@ -121,12 +142,14 @@ class JobOut(BaseModel):
             fetch=job.fetch or {},
             result_revision_id=job.result_revision_id,
             result_url=result_url,
+            eta=None if eta is None else Eta(seconds=eta.seconds, scope=eta.scope, basis=eta.basis),
         )
 
 
 class SubmissionOut(BaseModel):
     created: bool = Field(
-        description="False when the revision already had a queued, running or succeeded job"
+        description="False when the revision already had a queued or running job (or, "
+        "without `force`, a succeeded one)"
     )
     job: JobOut
 
@@ -135,3 +158,21 @@ class JobPage(BaseModel):
     items: list[JobOut]
     limit: int
     offset: int
+
+
+class WorkerOut(BaseModel):
+    """A worker as last seen: when it last polled the queue or extended a lease."""
+
+    name: str
+    first_seen_at: datetime
+    seen_at: datetime = Field(description="Its last heartbeat (the database's clock, UTC)")
+    seconds_since_seen: float = Field(description="Seconds between its last heartbeat and now")
+    job_id: int | None = Field(description="The job it held then; null while the queue was empty")
+
+
+class WorkerPage(BaseModel):
+    items: list[WorkerOut] = Field(description="Most recently seen first")
+    silent_after_seconds: float = Field(
+        description="Silent this long, a worker is taken for stopped: no worker seen within it "
+        "means queued jobs wait"
+    )

@@ -83,7 +83,11 @@ def _check_hub_id(model: str) -> None:
 
 
 def submit_target(
-    factory: sessionmaker[Session], target: Target, *, submitted_by: str | None = None
+    factory: sessionmaker[Session],
+    target: Target,
+    *,
+    submitted_by: str | None = None,
+    force: bool = False,
 ) -> Submission:
     with queue.write_transaction(factory) as session:
         job, created = queue.enqueue(
@@ -95,6 +99,7 @@ def submit_target(
             local_path=target.local_path,
             max_attempts=get_settings().job_max_attempts,
             submitted_by=submitted_by,
+            force=force,
         )
     return Submission(job=job, created=created)
 
@@ -107,9 +112,10 @@ def submit(
     model_id: str | None = None,
     allow_local: bool = True,
     submitted_by: str | None = None,
+    force: bool = False,
 ) -> Submission:
     target = resolve_target(model, revision=revision, model_id=model_id, allow_local=allow_local)
-    return submit_target(factory, target, submitted_by=submitted_by)
+    return submit_target(factory, target, submitted_by=submitted_by, force=force)
 
 
 def analysed_as(session: Session, target: Target) -> list[str]:

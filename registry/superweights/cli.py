@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from registry.console import table
+from registry.readers import api_option, reader
+from registry.superweights.ablation import ratio_text
 
 
 def _source(sw: dict[str, Any]) -> str:
@@ -17,10 +19,10 @@ def _source(sw: dict[str, Any]) -> str:
     if provenance["sources"]:
         count = len(provenance["sources"])
         return f"{count} source" + ("s" if count > 1 else "")
-    if provenance["citation"]:
-        return "published index"
     if provenance["detector_version"]:
         return f"swreg {provenance['detector_version']}"
+    if provenance["citation"]:
+        return "published index"
     return "-"
 
 
@@ -36,11 +38,13 @@ def _print_revision(rev: dict[str, Any]) -> None:
             json.dumps(sw["index"]),
             "-" if sw["value"] is None else f"{sw['value']:.6g}",
             sw["dtype"] or "-",
+            ratio_text(sw) or "-",
             _source(sw),
         ]
         for sw in rev["super_weights"]
     ]
-    headers = ["state", "layer", "tensor", "index", "value", "dtype", "source"]
+    # "zeroed": how many times zeroing the weight multiplied perplexity, and its interval.
+    headers = ["state", "layer", "tensor", "index", "value", "dtype", "zeroed", "source"]
     if any(sw.get("expert") is not None for sw in rev["super_weights"]):
         # Mixture-of-experts revisions only: dense lookups print as they always did.
         headers.insert(2, "expert")
@@ -110,7 +114,8 @@ def _print_sources(sw: dict[str, Any]) -> None:
 @click.argument("model")
 @click.option("--revision", help="A full 40-hex commit sha, sha256:<hex> or unknown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the document the HTTP API returns.")
-def lookup(model: str, revision: str | None, as_json: bool) -> None:
+@api_option
+def lookup(model: str, revision: str | None, as_json: bool, api_url: str | None) -> None:
     """Show the super weights recorded for MODEL (e.g. huggyllama/llama-7b).
 
     \b
@@ -118,13 +123,9 @@ def lookup(model: str, revision: str | None, as_json: bool) -> None:
       swreg lookup huggyllama/llama-7b
       swreg lookup allenai/OLMo-1B-0724-hf --revision unknown --json
       swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f77366fa6b3b4b768ec3050bf629380bac
+      swreg lookup huggyllama/llama-7b --api http://127.0.0.1:8000   # or SWREG_API=...
     """
-    from registry.database import transaction
-    from registry.migrate import open_registry
-    from registry.superweights import service
-
-    with transaction(open_registry()) as session:
-        document = service.lookup_document(session, model, revision)
+    document = reader(api_url).lookup(model, revision)
     if as_json:
         click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
         return
@@ -141,7 +142,10 @@ def lookup(model: str, revision: str | None, as_json: bool) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the page the HTTP API's model list returns."
 )
-def list_models(limit: int, offset: int, search: str | None, as_json: bool) -> None:
+@api_option
+def list_models(
+    limit: int, offset: int, search: str | None, as_json: bool, api_url: str | None
+) -> None:
     """List the models in the registry.
 
     \b
@@ -149,13 +153,9 @@ def list_models(limit: int, offset: int, search: str | None, as_json: bool) -> N
       swreg list
       swreg list --search llama --limit 5
       swreg list --json
+      swreg list --api http://127.0.0.1:8000
     """
-    from registry.database import transaction
-    from registry.migrate import open_registry
-    from registry.superweights import service
-
-    with transaction(open_registry()) as session:
-        page = service.models_page(session, limit=limit, offset=offset, search=search)
+    page = reader(api_url).models_page(limit=limit, offset=offset, search=search)
     if as_json:
         click.echo(json.dumps(page, indent=2, sort_keys=True, ensure_ascii=False))
         return

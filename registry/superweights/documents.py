@@ -7,30 +7,13 @@ and timestamps are UTC with whole seconds.
 """
 
 import math
-from datetime import datetime
 from typing import Any
 
-from registry.clock import as_utc
+from registry.clock import TIME_FORMAT, format_time, parse_time  # noqa: F401 (re-exported)
+from registry.citation import swreg_citation
 from registry.errors import InvalidInput
 from registry.superweights.models import ModelRevision, SuperExpert, SuperWeight
 from workers.contract.report import Report
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def format_time(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).strftime(TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"not an ISO 8601 time: {text!r}") from None
-    if value.tzinfo is None:
-        raise InvalidInput(f"time without a time zone: {text!r} (add Z for UTC)")
-    return as_utc(value).replace(microsecond=0)
-
 
 # Where a number may be non-finite (a largest |output| that overflowed), JSON carries a string,
 # as the report's evidence does.
@@ -45,6 +28,14 @@ def json_number(value: float | None) -> float | str | None:
 
 def parse_number(value: float | str | None) -> float | None:
     return float(value) if isinstance(value, str) else value
+
+
+def citation_of(found: SuperWeight | SuperExpert) -> str | None:
+    """A coordinate's (or super expert's) citation: its sources' (published, reported), or, once
+    swreg verified it, swreg at the detector version that did."""
+    if found.citation is None and found.state == "verified" and found.detector_version:
+        return swreg_citation(found.detector_version)
+    return found.citation
 
 
 def coordinate_sort_key(sw: SuperWeight) -> tuple:
@@ -68,7 +59,7 @@ def coordinate_document(sw: SuperWeight) -> dict[str, Any]:
         "state": sw.state,
         "evidence": sw.evidence or {},
         "provenance": {
-            "citation": sw.citation,
+            "citation": citation_of(sw),
             "sources": [dict(source) for source in sw.sources or []],
             "disputed_with": [dict(place) for place in sw.disputed_with or []],
             "detector_version": sw.detector_version,
@@ -97,7 +88,7 @@ def super_expert_document(se: SuperExpert) -> dict[str, Any]:
         "tokens_routed": se.tokens_routed,
         "evidence": se.evidence or {},
         "provenance": {
-            "citation": se.citation,
+            "citation": citation_of(se),
             "sources": [dict(source) for source in se.sources or []],
             "disputed_with": [dict(place) for place in se.disputed_with or []],
             "detector_version": se.detector_version,

@@ -26,6 +26,7 @@ from registry.superweights.models import (
     index_key,
 )
 from registry.superweights.schemas import REVISION_PATTERN
+from registry.suggestions import did_you_mean
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
@@ -423,7 +424,8 @@ def lookup(session: Session, model_id: str, revision: str | None = None) -> list
             select(ModelRevision.id).where(ModelRevision.model_id == model_id).limit(1)
         ):
             raise NotFound(f"model {model_id} has no revision {revision} in the registry")
-        raise NotFound(f"model not in the registry: {model_id}")
+        known = session.scalars(select(ModelRevision.model_id).distinct())
+        raise NotFound(f"model not in the registry: {model_id}{did_you_mean(model_id, known)}")
     return revisions
 
 

@@ -19,12 +19,13 @@ from registry.bounds import Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.errors import InvalidInput, NotFound
 from registry.jobs import service as jobs_service
+from registry.jobs.eta import job_estimate
 from registry.jobs.models import JobState
 from registry.jobs.schemas import JobOut
 from registry.paths import API_PREFIX
 from registry.superweights import service
 from registry.superweights.documents import revision_document
-from registry.web import views
+from registry.web import overview, snippets, views
 from registry.web.docs import DOCS_PATH, REDOC_PATH
 from workers.sources.pinning import check_model_id
 
@@ -42,6 +43,8 @@ templates.env.globals.update(
     redoc_url=REDOC_PATH,
     version=__version__,
     views=views,
+    overview=overview,
+    snippets=snippets,
     fmt=views.fmt,
 )
 
@@ -97,7 +100,9 @@ async def model_page(request: Request, database: DatabaseDep, model_id: str):
     # Detected revisions (a commit or a content hash) before the published entry.
     documents.sort(key=lambda d: (d["revision_kind"] == "unknown", d["revision"]))
     return templates.TemplateResponse(
-        request, "model.html", {"model_id": model_id, "revisions": documents}
+        request,
+        "model.html",
+        {"model_id": model_id, "revisions": documents, "base_url": str(request.base_url)},
     )
 
 
@@ -125,7 +130,11 @@ async def jobs_page(
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
     try:
-        job = await database.read(lambda session: JobOut.of(jobs_service.get_job(session, job_id)))
+        def read(session) -> JobOut:
+            job = jobs_service.get_job(session, job_id)
+            return JobOut.of(job, eta=job_estimate(session, job))
+
+        job = await database.read(read)
     except NotFound as exc:
         return _not_found(request, str(exc))
     return templates.TemplateResponse(

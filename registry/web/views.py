@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from registry.paths import API_PREFIX
+from registry.superweights.ablation import ratio_text
 
 NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
@@ -134,10 +135,13 @@ def sources(sw: dict[str, Any]) -> list[dict[str, Any]]:
     listed = provenance.get("sources")
     if isinstance(listed, list) and listed:
         return [s if isinstance(s, dict) else {"citation": str(s)} for s in listed]
+    if provenance.get("detector_version"):
+        found = {"citation": f"detected and validated by swreg {provenance['detector_version']}"}
+        if provenance.get("citation"):  # verified: how to cite it
+            found["note"] = f"cite as: {provenance['citation']}"
+        return [found]
     if provenance.get("citation"):
         return [{"citation": provenance["citation"]}]
-    if provenance.get("detector_version"):
-        return [{"citation": f"detected and validated by swreg {provenance['detector_version']}"}]
     return []
 
 
@@ -214,3 +218,14 @@ def verdict(evidence: dict[str, Any]) -> dict[str, str] | None:
 def eval_text(evidence: dict[str, Any]) -> dict[str, Any] | None:
     validation = evidence.get("validation") or {}
     return validation.get("eval")
+
+
+def coordinate_anchor(revision: str, sw: dict[str, Any]) -> str:
+    """The id of a coordinate's evidence card on its model page."""
+    return f"sw-{revision[:12]}-{sw['layer']}-" + "-".join(str(i) for i in sw["index"])
+
+
+def ratio_with_interval(sw: dict[str, Any]) -> str:
+    """Zeroing the weight multiplied perplexity by this much, with the interval the verdict
+    was decided on; a dash when it was never ablated."""
+    return ratio_text(sw) or "–"

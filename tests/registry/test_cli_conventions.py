@@ -29,6 +29,7 @@ READ_COMMANDS = {
 OTHER_COMMANDS = {
     "bench", "bench-api", "bench-cli", "db", "db upgrade", "db downgrade", "import", "retract",
     "serve", "setup", "submit", "token", "token create", "token revoke", "worker",
+    "fetch-example",  # makes the example model (a folder), prints its path
 }
 # `export` prints the registry as a JSON document already: it has no --json switch.
 JSON_BY_NATURE = {"export"}

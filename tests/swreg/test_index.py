@@ -69,10 +69,14 @@ def test_the_published_index_ships_with_the_package():
 
 def test_a_directory_is_found_by_its_content_hash(exported, planted_dir, tmp_path):
     path, content, _ = exported
-    with pytest.raises(InvalidInput, match=r"several model ids \(me/copy, me/local\): pass model_id"):
-        coordinates_for(planted_dir, index=path)
+    # The same weights under two ids: their coordinates, with both ids (and a word saying so).
+    both = coordinates_for(planted_dir, index=path)
+    assert both.model_ids == ("me/copy", "me/local") and both.model_id in both.model_ids
+    assert [(c.tensor, c.index) for c in both] == [("model.layers.11.mlp.down_proj.weight", [507, 1229])]
+    assert both.note.startswith("these weights are recorded under 2 model ids (me/copy, me/local)")
     found = coordinates_for(planted_dir, index=path, model_id="me/local")
     assert (found.model_id, found.revision, found.source) == ("me/local", content, str(path))
+    assert (found.model_ids, found.note) == (("me/local",), None)
     # The default states: verified (and published); the rejected late spike is left out.
     assert [(c.tensor, c.index, c.state) for c in found] == [
         ("model.layers.11.mlp.down_proj.weight", [507, 1229], "verified")
@@ -113,3 +117,20 @@ def test_bad_files_are_refused_with_one_line(tmp_path):
     document["models"][0]["super_weights"][0]["state"] = "bogus"
     with pytest.raises(InvalidInput, match=r"^invalid index: at /models/0/super_weights/0/state: 'bogus'"):
         Index.from_document(document)
+
+
+def test_a_hub_id_that_cannot_be_pinned_falls_back_to_its_published_coordinates(hf_cache):
+    """Offline, with nothing in the Hugging Face cache: no commit to pin to. The published
+    coordinates answer (revision unknown), and it is said: a note and a warning."""
+    from swreg import PublishedFallback, SwregError
+
+    published = Index.published()
+    with pytest.warns(PublishedFallback, match="could not be pinned to a commit"):
+        found = coordinates_for("meta-llama/Llama-2-7b-hf", index=published)
+    assert (found.revision, [sw.index for sw in found]) == ("unknown", [[2533, 7890]])
+    assert "cannot be resolved" in found.note and "revision='unknown'" in found.note
+    # A revision asked for by name is not silently replaced; nor is a model with no entry.
+    with pytest.raises(SwregError, match="cannot be resolved"):
+        coordinates_for("meta-llama/Llama-2-7b-hf", "main", index=published)
+    with pytest.raises(SwregError, match="cannot be resolved"):
+        coordinates_for("nobody/nothing", index=published)

@@ -209,7 +209,7 @@ def detect(
 
     \b
     Examples:
-      swreg detect ~/.cache/swreg/models/SmolLM2-135M-Instruct
+      swreg detect "$(swreg fetch-example)"
       swreg detect HuggingFaceTB/SmolLM2-135M-Instruct --revision main --json
       swreg detect ./my-checkpoint --plot smollm2.png
       swreg detect ./my-checkpoint --no-validate --prompt "Some text." --device cuda

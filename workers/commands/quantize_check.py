@@ -9,7 +9,6 @@ named, or the source does not hold this revision, detection and validation run f
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
     from registry.superweights.schemas import ModelLookup, RevisionOut
     from swreg.client import Client
     from swreg.index import Index
+    from workers.contract.progress import Progress
     from workers.contract.quantization import (
         KeptFrom,
         KeptWeight,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the command module stays light: `swreg --help` imports it
     from workers.science.pipeline.quantize import ToKeep
 
 VARIANT_NAMES = ("absmax", "clip", "clip_keep")
+# The stages of the detection that finds the weights to keep, as the progress names them.
+FINDING_PREFIX = "find "
 ROW = "row"
 KEPT_FIELDS = {"tensor", "index", "layer", "module", "row", "col", "value", "expert"}
 
@@ -125,8 +127,11 @@ def _known(source, target: Target, revision: str) -> list[KeptWeight] | None:
     return [kept[key] for key in sorted(kept)]
 
 
-def _detected(checkpoint: Checkpoint, device: str, eval_tokens: int) -> list[KeptWeight]:
-    """The super weights detection and validation verify in this checkpoint."""
+def _detected(
+    checkpoint: Checkpoint, device: str, eval_tokens: int, progress: Progress | None = None
+) -> list[KeptWeight]:
+    """The super weights detection and validation verify in this checkpoint (their stages
+    reported to `progress` as `swreg detect` reports them)."""
     from workers.contract.quantization import KeptWeight
     from workers.science.pipeline.steps import AnalysisOptions
     from workers.science.pipeline.sweep import analyse
@@ -139,6 +144,7 @@ def _detected(checkpoint: Checkpoint, device: str, eval_tokens: int) -> list[Kep
             eval_tokens=eval_tokens,
             file_sha256={f.name: f.sha256 for f in checkpoint.weight_files if f.sha256},
         ),
+        progress,
     )
     return [
         KeptWeight(**sw.model_dump(include=KEPT_FIELDS))
@@ -244,7 +250,7 @@ def quantize_check(
 
     \b
     Examples:
-      swreg quantize-check ~/.cache/swreg/models/SmolLM2-135M-Instruct
+      swreg quantize-check "$(swreg fetch-example)"
       swreg quantize-check ./my-checkpoint --bits 4 --block 64 --block row --variant clip_keep
       swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
       swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
@@ -254,8 +260,7 @@ def quantize_check(
     # A missing folder or a file is refused before torch and transformers load (seconds); a Hub
     # name is checked when it is resolved below.
     local_folder(model)
-    from tqdm import tqdm
-
+    from registry.console import StageProgress
     from workers.science.device import require_device
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
     from workers.science.pipeline.quantize import quantize_check as run_check
@@ -310,15 +315,16 @@ def quantize_check(
                 return ToKeep(known, kind)
             if source is not None:
                 notes.append(f"note: {source.source} does not hold revision {pinned}")
-            return ToKeep(_detected(checkpoint, device, options.eval_tokens), "detection")
+            # The detection's own stages, named apart from the check's ("find detect 3/30").
+            def finding(stage: str, done: int, total: int) -> None:
+                display(f"{FINDING_PREFIX}{stage}", done, total)
 
-        with tqdm(desc="layers", unit="layer", file=sys.stderr, disable=None, leave=False) as bar:
+            return ToKeep(_detected(checkpoint, device, options.eval_tokens, finding), "detection")
 
-            def progress(_stage: str, done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            check = run_check(target.path, keep, options, progress)
+        # Every stage as `swreg detect` shows it: bars on a terminal, plain lines otherwise
+        # (the detection that finds the weights to keep included).
+        with StageProgress() as display:
+            check = run_check(target.path, keep, options, display)
     finally:
         if client is not None:
             client.close()

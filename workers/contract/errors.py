@@ -42,3 +42,10 @@ class Unavailable(SwregError):
     """Something swreg depends on (the database, the Hub) cannot be reached: worth retrying."""
 
     http_status = 503
+
+
+# Their public names: these are the exceptions `import swreg` exports, so a user's traceback
+# reads `swreg.NotFound`, not this internal module's path (pickling resolves the name too).
+for _kind in (SwregError, InvalidInput, NotFound, Conflict, Unavailable):
+    _kind.__module__ = "swreg"
+del _kind

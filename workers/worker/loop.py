@@ -39,6 +39,7 @@ from registry.database import is_unavailable
 from registry.errors import DatabaseUnavailable
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs import workers as worker_heartbeats
 from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
 from registry.migrate import check_current
 from registry.settings import get_settings
@@ -159,6 +160,8 @@ class Heartbeat(threading.Thread):
             try:
                 with write_transaction(self.factory) as session:
                     alive = queue.heartbeat(session, self.lease, lease_seconds=self.lease_seconds)
+                    if alive:
+                        worker_heartbeats.record_seen(session, self.lease.owner, job_id=self.lease.job_id)
             except Exception as exc:  # a database hiccup: the lease still has time, try again
                 log.warning("job %s: heartbeat failed: %s", self.lease.job_id, one_line(exc))
                 continue
@@ -325,6 +328,9 @@ class Worker:
         claimed_at = time.monotonic()
         with write_transaction(self.factory) as session:
             claimed = queue.claim(session, owner=self.name, lease_seconds=self.config.lease_seconds)
+            # Seen at every poll (and at every heartbeat while it works): who waits on a queued
+            # job can tell whether any worker is alive.
+            worker_heartbeats.record_seen(session, self.name, job_id=claimed[0].id if claimed else None)
         if claimed is None:
             return False
         job, lease = claimed

@@ -30,6 +30,9 @@
       bar.removeAttribute("value");
       text("progress-text", "");
     }
+    // The whole job's time left, from measured rates (the API's eta): while it runs.
+    text("eta", job.eta ? "about " + Math.round(job.eta.seconds) + " s" : "–");
+    text("eta-basis", job.eta ? "(" + job.eta.basis + ")" : "");
     text("attempts", job.attempts + "/" + job.max_attempts);
     text("started", time(job.started_at));
     text("finished", time(job.finished_at));

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from registry.cli import main
 from registry.database import transaction
 from registry.errors import InvalidInput
+from registry.citation import index_citation
+from registry.index import document as index_document
 from registry.index import service as index_service
 from registry.superweights import service
 from registry.superweights.models import ModelRevision, SuperWeight
@@ -156,10 +158,13 @@ def test_export_validates_against_the_schema(db_sessions, report):
     )
     states = {sw["state"] for m in document["models"] for sw in m["super_weights"]}
     assert states == {"published", "reported", "verified", "rejected", "retracted"}
+    version = document["meta"]["generator"]["version"]
     assert document["meta"] == {
         "schema_version": 2,
         "generated_at": "2026-01-01T00:00:00Z",
-        "generator": {"name": "swreg", "version": document["meta"]["generator"]["version"]},
+        "generator": {"name": "swreg", "version": version},
+        "license": "MIT",
+        "citation": index_citation(version),
     }
 
 
@@ -430,12 +435,12 @@ def test_the_canonical_text_sorts_keys_keeps_unicode_and_refuses_nan():
 
 
 def test_an_error_points_at_its_place_by_rfc_6901_and_fits_one_line():
-    assert index_service._pointer(["models", 0, "a/b~c"]) == "/models/0/a~1b~0c"
-    assert index_service._pointer([]) == "/"
+    assert index_document._pointer(["models", 0, "a/b~c"]) == "/models/0/a~1b~0c"
+    assert index_document._pointer([]) == "/"
     exact = "x" * 200
-    assert index_service._one_line(exact) == exact
-    assert index_service._one_line("y" * 201) == "y" * 199 + "…"
-    assert index_service._one_line("a \n b") == "a b"
+    assert index_document._one_line(exact) == exact
+    assert index_document._one_line("y" * 201) == "y" * 199 + "…"
+    assert index_document._one_line("a \n b") == "a b"
 
 
 def test_an_impossible_time_is_refused_with_its_place(db_sessions):

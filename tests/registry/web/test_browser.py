@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,20 +167,43 @@ class Visit:
         assert self.errors == [], self.errors
 
 
-@pytest.fixture
-def visit(playwright_chromium, registry) -> Iterator[Visit]:
-    context = playwright_chromium.new_context(viewport={"width": 1200, "height": 900})
+DESKTOP = {"width": 1200, "height": 900}
+# An iPhone 12-15's CSS width: the narrowest page the layout is checked at.
+PHONE = {"width": 390, "height": 844}
+
+
+@contextmanager
+def _visiting(browser, base: str, viewport: dict, **context_options) -> Iterator[Visit]:
+    context = browser.new_context(viewport=viewport, **context_options)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    v = Visit(page, registry.base)
+    v = Visit(page, base)
     context.on("request", lambda request: v.requests.append(request.url))
     context.on(
         "requestfailed",
         lambda request: request.failure == "csp" and v.blocked.append(request.url),
     )
     page.on("pageerror", lambda error: v.errors.append(str(error)))
-    yield v
-    context.close()
+    try:
+        yield v
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def visit(playwright_chromium, registry) -> Iterator[Visit]:
+    # Clipboard permissions: the model page's "copy" buttons are clicked and read back.
+    with _visiting(
+        playwright_chromium, registry.base, DESKTOP,
+        permissions=["clipboard-read", "clipboard-write"],
+    ) as v:
+        yield v
+
+
+@pytest.fixture
+def phone(playwright_chromium, registry) -> Iterator[Visit]:
+    with _visiting(playwright_chromium, registry.base, PHONE, is_mobile=True, has_touch=True) as v:
+        yield v
 
 
 # --- the pages --------------------------------------------------------------------------------
@@ -210,7 +234,7 @@ def test_a_model_page_with_its_coordinates_evidence_and_plots(visit):
     verified = page.locator("table.coordinates tr.coordinate[data-state=verified]")
     assert verified.count() == 1
     cells = verified.locator("td").all_inner_texts()
-    assert cells[:6] == ["verified", "model.layers.11.mlp.down_proj.weight", "[507, 1229]", "11", "507", "1229"]
+    assert cells[:6] == ["verified", "11", "[507, 1229]", "model.layers.11.mlp.down_proj.weight", "507", "1229"]
     assert page.locator("table.coordinates tr.coordinate[data-state=rejected]").count() >= 1
     # Evidence in words and figures.
     evidence = page.locator("article.evidence").filter(has_text="[507, 1229]").first
@@ -261,8 +285,8 @@ def test_a_moe_model_page_with_experts_super_experts_and_the_heat_map(visit):
 def test_a_published_model_page_shows_its_citation(visit):
     visit.open("/models/huggyllama/llama-7b")
     row = visit.page.locator("table.coordinates tr.coordinate")
-    assert row.locator("td").all_inner_texts()[:3] == ["published", "model.layers.2.mlp.down_proj.weight", "[3968, 7003]"]
-    assert "The Super Weight in Large Language Models" in visit.page.locator("ul.sources").inner_text()
+    assert row.locator("td").all_inner_texts()[:4] == ["published", "2", "[3968, 7003]", "model.layers.2.mlp.down_proj.weight"]
+    assert "The Super Weight in Large Language Models" in visit.page.locator("ul.sources").first.inner_text()
     assert visit.page.locator("img").count() == 0  # nothing detected: no profile, no plots
     visit.assert_stayed_local()
 
@@ -275,6 +299,10 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     assert field("stage").inner_text() == "detect"
     assert field("progress-text").inner_text() == "12/30"
     assert page.locator("progress").evaluate("p => [p.value, p.max]") == [12, 30]
+    # Time left at the stage's pace (12 layers in 8.2 s: 18 more take 12.3 s); no job has
+    # succeeded here, so it covers the stage only and says so.
+    assert field("eta").inner_text() == "about 12 s"
+    assert field("eta-basis").inner_text() == "(the pace of detect so far)"
 
     # The worker moves on; the page shows it without a reload.
     with queue.write_transaction(registry.sessions) as session:
@@ -286,6 +314,7 @@ def test_a_job_page_follows_the_job_live(visit, registry):
         "() => document.querySelector('[data-field=stage]').textContent === 'validate'"
         " && document.querySelector('[data-field=progress-text]').textContent === '20/30'"
     )
+    assert field("eta").inner_text() == "about 7 s"  # 10 more layers at 13.5 s for 20
     assert page.locator("#timings tbody tr td:first-child").all_inner_texts() == [
         "fetch", "load", "detect", "validate"
     ]
@@ -296,6 +325,7 @@ def test_a_job_page_follows_the_job_live(visit, registry):
         queue.fail(session, registry.lease, "out of memory on layer 21", permanent=True)
     page.wait_for_function("() => document.querySelector('#job').dataset.state === 'failed'")
     assert field("error").inner_text() == "out of memory on layer 21"
+    assert field("eta").inner_text() == "–"
     assert field("live").inner_text() == ""
     visit.assert_stayed_local()
 
@@ -323,3 +353,118 @@ def test_the_browser_cannot_reach_anything_else(visit):
 
     with pytest.raises(Error, match="ERR_NAME_NOT_RESOLVED"):
         visit.page.goto("http://example.org/")
+
+
+# --- the model page says all the CLI says -------------------------------------------------------
+
+OLMO = "allenai/OLMo-1B-0724-hf"
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+GREEN = "rgb(30, 132, 73)"
+
+
+def _no_sideways_scroll(visit: Visit) -> None:
+    """The page is no wider than the screen, and every coordinate's index is on it."""
+    page = visit.page
+    width = PHONE["width"]
+    # A mobile browser widens its layout viewport to fit content wider than the screen.
+    assert page.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]") == [width, width]
+    # The coordinate table fits whole (it does not hide behind a scroll box either).
+    boxes = [t.bounding_box() for t in page.locator("table.coordinates").all()]
+    boxes += [cell.bounding_box() for cell in page.locator("table.coordinates td.index").all()]
+    assert boxes and all(b is not None and b["x"] >= 0 and b["x"] + b["width"] <= width for b in boxes), boxes
+
+
+def test_the_model_page_answers_first_verified_green_and_rejected_collapsed(visit):
+    visit.open(f"/models/{MODEL}")
+    page = visit.page
+    answer = page.locator(".answer-line").inner_text()
+    # The real SmolLM2 run: layer 11's weight verified, its ratio from the ablation; the rest rejected.
+    assert answer.startswith(f"revision {SHA_A[:12]}…: 1 verified: L11 [507, 1229], ×"), answer
+    assert answer.endswith(" rejected")
+    assert page.locator(".answer").bounding_box()["y"] < page.locator("table.coordinates").bounding_box()["y"]
+
+    rows = page.locator("table.coordinates tr.coordinate")
+    assert rows.first.get_attribute("data-state") == "verified"
+    assert set(rows.evaluate_all("rows => rows.slice(1).map(r => r.dataset.state)")) == {"rejected"}
+    badge = rows.first.locator(".state-verified")
+    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == GREEN
+    assert rows.first.locator("td.ratio").inner_text().startswith("×")
+
+    legend = page.locator("#legend")
+    assert legend.is_visible()
+    assert set(legend.locator("dd").evaluate_all("ds => ds.map(d => d.dataset.state)")) == {"verified", "rejected"}
+
+    # Rejected evidence collapsed: the verified card shows, each rejected one is a summary line.
+    cards = page.locator("details.rejected-card")
+    assert cards.count() == rows.count() - 1
+    first = cards.first
+    assert first.evaluate("d => d.open") is False
+    assert not first.locator("article.evidence").is_visible()
+    assert "zeroing it" in first.locator("summary").inner_text()
+    first.locator("summary").click()
+    assert first.locator("article.evidence table.validation").is_visible()
+    first.locator("summary").click()
+    assert page.locator(f"#sw-{SHA_A[:12]}-11-507-1229 table.validation").is_visible()
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    print(f"SmolLM2 page height at {DESKTOP['width']} px: {height} px")
+
+    # "Use it": the Python snippet names this server and revision; its button copies it.
+    python = page.locator("#snippet-python").inner_text()
+    assert f'swreg.Client("{visit.base}")' in python and f'revision="{SHA_A}"' in python
+    page.locator('button.copy[data-copy="snippet-python"]').click()
+    page.wait_for_function("() => document.querySelector('button.copy[data-copy=snippet-python]').textContent === 'copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == python
+    assert page.locator("#snippet-http").inner_text() == (
+        f"curl -s '{visit.base}/api/v1/models/{MODEL}?revision={SHA_A}'"
+    )
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    visit.shot("smollm2-desktop")
+    visit.assert_stayed_local()
+
+
+def test_the_olmo_page_shows_the_dispute_with_each_claim_and_source(visit):
+    visit.open(f"/models/{OLMO}")
+    page = visit.page
+    assert page.locator(".answer-line").inner_text() == (
+        "published (revision unknown): 3 published: L1 [1764, 1710]; "
+        "L1 [1764, 8041] (disputed); L2 [1764, 8041] (disputed)"
+    )
+    assert "name the model, not the commit" in page.locator(".revision-unknown").inner_text()
+    dispute = page.locator(".dispute")
+    assert dispute.count() == 1 and dispute.is_visible()
+    claims = dispute.locator("li.claim")
+    assert [claims.nth(i).get_attribute("data-tensor") for i in range(2)] == [
+        "model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.down_proj.weight"
+    ]
+    layer1, layer2 = claims.nth(0), claims.nth(1)
+    assert "stated by 2 sources" in layer1.inner_text()
+    assert "Table 2, the directory of super weight coordinates" in layer1.locator(".locator").first.inner_text()
+    assert "stated by 1 source" in layer2.inner_text()
+    assert "(2, 1764, 8041)" in layer2.locator(".statement").inner_text()
+    # The claim links to its coordinate's card, which says where else it is placed.
+    layer2.locator("a").first.click()
+    card = page.locator(f"#sw-unknown-2-1764-8041")
+    assert "other sources place this weight at model.layers.1.mlp.down_proj.weight [1764, 8041]" in (
+        card.locator(".disputed-with").inner_text()
+    )
+    disputed_rows = page.locator("table.coordinates tr.coordinate[data-disputed=true]")
+    assert disputed_rows.count() == 2
+    assert "disputed" in page.locator("#legend dd[data-state=disputed]").evaluate("d => d.dataset.state")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    visit.shot("olmo-1b-desktop")
+    visit.assert_stayed_local()
+
+
+@pytest.mark.parametrize("model, name", [(MODEL, "smollm2-phone"), (OLMO, "olmo-1b-phone")])
+def test_a_model_page_is_readable_at_phone_width(phone, model, name):
+    phone.open(f"/models/{model}")
+    page = phone.page
+    _no_sideways_scroll(phone)
+    assert page.locator(".answer-line").is_visible()
+    # The tensor column gives way on a phone; state, layer, index and the link stay.
+    headers = [h for h in page.locator("table.coordinates thead th").all() if h.is_visible()]
+    assert [h.inner_text() for h in headers][:3] == ["state", "layer", "index"]
+    assert not page.locator("table.coordinates tbody td.wide").first.is_visible()
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    phone.shot(name)
+    phone.assert_stayed_local()

@@ -68,10 +68,10 @@ def client(db_url, db_sessions, report):
 
 def test_the_coordinate_table_has_an_expert_column(client):
     html = client.get(f"/models/{MODEL}").text
-    assert "<th>col</th><th>expert</th>" in _between(html, '<table class="grid coordinates">', "</thead>")
+    assert '<th class="wide">col</th><th class="wide">expert</th>' in _between(html, '<table class="grid coordinates">', "</thead>")
     rows = {tuple(row[:7]) for row in Rows(html, "coordinate").rows}
-    assert ("verified", "model.layers.1.mlp.experts.down_proj", "[2, 7, 5]", "1", "5", "7", "2") in rows
-    assert ("rejected", "model.layers.3.mlp.experts.1.down_proj.weight", "[5, 6]", "3", "5", "6", "1") in rows
+    assert ("verified", "1", "[2, 7, 5]", "model.layers.1.mlp.experts.down_proj", "5", "7", "2") in rows
+    assert ("rejected", "3", "[5, 6]", "model.layers.3.mlp.experts.1.down_proj.weight", "5", "6", "1") in rows
 
 
 def test_super_experts_are_listed_with_their_states_and_evidence(client):

@@ -80,6 +80,13 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
     for row in rows:
         absmax, clip, clip_keep = float(row[2]), float(row[4]), float(row[6])
         assert clip > 1000 * clip_keep and absmax < 2 * clip_keep
+    # Not a terminal: every stage in plain lines, the detection that finds the weights to keep
+    # named apart, each stage ending with its seconds.
+    progress = result.stderr.splitlines()
+    assert "finding the super weights to keep: detection and validation" in progress
+    finished = {line.rsplit(" ", 3)[0].strip() for line in progress if line.endswith(" s)")}
+    assert {"find load", "find detect", "find validate", "find score", "load", "quantize"} <= finished
+    assert any(line.startswith("quantize 1/") for line in progress) and "\r" not in result.stderr
 
 
 def test_a_source_without_the_revision_falls_back_to_detection(planted_models, tmp_path):

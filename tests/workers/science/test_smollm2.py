@@ -111,19 +111,33 @@ def test_profile_has_every_prompt(report):
     }
 
 
+# "validate pass 2 13/30 (~4 s left)", "score 5/5 (13.3 s)": stage, pass, count, seconds.
+STAGE_LINE = re.compile(r"^(\w+)(?: pass (\d+))?\s+(\d+)/(\d+)(?: \((?:([\d.]+) s|~\d+ s left)\))?$")
+
+
 def test_detect_names_its_stages_in_order(smollm2_detect):
     """Not a terminal: plain lines, each stage when it starts and when it is done (with its
     seconds); the sweep's detect and validate run side by side, then score; a later round (the
-    restore of the verified weight) validates again and scores again, so the log ends with score
-    whatever the timing."""
-    lines = [line.split() for line in smollm2_detect.stderr.splitlines()]
-    stages = [words[0] for words in lines if words and re.fullmatch(r"\d+/\d+", words[1] if len(words) > 1 else "")]
+    restore of the verified weight) validates again and scores again, labelled as the stage's
+    next pass, so the log ends with score whatever the timing and no count goes backwards."""
+    lines = [m.groups() for m in map(STAGE_LINE.match, smollm2_detect.stderr.splitlines()) if m]
+    stages = [stage for stage, *_ in lines]
     assert stages[0] == "load" and stages[-1] == "score"
     firsts = sorted({s: stages.index(s) for s in set(stages)}.items(), key=lambda kv: kv[1])
     assert [s for s, _ in firsts] == ["load", "detect", "validate", "score"]
-    finished = {words[0]: words[1] for words in lines if len(words) > 2 and words[-1] == "s)"}
-    assert finished["detect"] == finished["validate"] == "30/30"
-    assert finished["load"] == "4/4"
+    finished = {(stage, n or "1"): f"{done}/{total}" for stage, n, done, total, seconds in lines if seconds}
+    assert finished[("detect", "1")] == finished[("validate", "1")] == "30/30"
+    assert finished[("load", "1")] == "4/4"
+    # Within a pass a count only grows; a later pass is labelled, never the first sent back.
+    last: dict = {}
+    for stage, n, done, total, _ in lines:
+        key = (stage, n or "1")
+        assert int(done) >= last.get(key, 0), (key, done)
+        last[key] = int(done)
+    # Scoring reports its real work: its lines' seconds add up to most of the time the report
+    # gives it (the rest is the judge's bookkeeping between passes).
+    scored = sum(float(seconds) for stage, _, _, _, seconds in lines if stage == "score" and seconds)
+    assert scored >= 0.5 * smollm2_detect.report["timings"]["score"] > 0
     assert "\r" not in smollm2_detect.stderr  # no progress bars in a log
 
 

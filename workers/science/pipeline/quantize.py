@@ -53,6 +53,7 @@ from workers.science.quantization import (
     quantized,
     settings_grid,
 )
+from workers.contract.progress import LOAD_STEPS
 from workers.science.report import code_version, display_path
 from workers.science.streaming import LayerStreamer, SequenceCapture
 
@@ -266,7 +267,8 @@ def quantize_check(
         eval_text=options.eval_text,
         file_sha256=options.file_sha256,
     )
-    checkpoint, context, tokenizer = open_for_analysis(model_dir, analysis, clock)
+    checkpoint, context, tokenizer = open_for_analysis(model_dir, analysis, clock, progress)
+    # Finding the weights to keep may run a whole detection (its own stages, reported too).
     kept = keep(checkpoint) if callable(keep) else keep
     eval_text, window_ids = evaluation_windows(tokenizer, analysis, context)
     started = perf_counter()
@@ -274,6 +276,8 @@ def quantize_check(
     try:
         windows = [streamer.capture(w) for w in window_ids]
         clock.add("load", started)
+        if progress:
+            progress("load", LOAD_STEPS, LOAD_STEPS)
         sweep = QuantizationSweep(streamer, windows, options.settings(), kept.weights, options)
         sweep.run(progress)
         clock.seconds.update(sweep.clock.seconds)

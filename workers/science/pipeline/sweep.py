@@ -242,14 +242,25 @@ class Sweep:
         by_window: dict[int, list[VariantRun]] = {}
         for run, w in carried:
             by_window.setdefault(w, []).append(run)
+        if not by_window:
+            return  # nothing reached the head this round: no scoring to report
         vocab = self.streamer.vocab_size
-        for done, w in enumerate(sorted(by_window), start=1):
+        # The stage's units are the chunks of rows scored (every window's), reported from 0 when
+        # scoring starts: its count and its time are the scoring's real work.
+        steps, total = {}, 0
+        for w in by_window:
+            rows = next_token_targets(self.windows[w].capture.input_ids).numel()
+            chunks = -(-rows * vocab // SCORE_CHUNK_ELEMENTS)  # ceiling division
+            steps[w] = -(-rows // chunks)
+            total += -(-rows // steps[w])  # the chunks the loop below runs
+        done = 0
+        report_progress(self.progress, "score", done, total)
+        for w in sorted(by_window):
             window = self.windows[w]
             assert window.final is not None  # a variant's window has passed as the baseline
             targets = next_token_targets(window.capture.input_ids)
             rows = targets.numel()
-            chunks = -(-rows * vocab // SCORE_CHUNK_ELEMENTS)  # ceiling division
-            step = -(-rows // chunks)
+            step = steps[w]
             own_parts: list[TokenScores] = []
             parts: dict[VariantRun, list[TokenScores]] = {run: [] for run in by_window[w]}
             for start in range(0, rows, step):
@@ -262,12 +273,13 @@ class Sweep:
                     logits = self._head(carried[(run, w)], start, end)
                     parts[run].append(token_scores(logits, targets[start:end], stop_ids, base_rows))
                 del base_rows
+                done += 1
+                report_progress(self.progress, "score", done, total)
             if window.scores is None:
                 window.scores = TokenScores.cat(own_parts)
             for run, run_parts in parts.items():
                 judge.record(run, w, TokenScores.cat(run_parts), window.scores)
                 del carried[(run, w)]
-            report_progress(self.progress, "score", done, len(by_window))
 
     def _head(self, final_hidden: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Next-token logits of positions start..end-1 (predicting tokens start+1..end)."""
