@@ -161,6 +161,14 @@ def _perplexity(value: float) -> str:
     return f"{value:.2f}" if value < SCIENTIFIC_FROM else f"{value:.3g}"
 
 
+def _ratio(score: QuantizedScore) -> str:
+    """The perplexity ratio to full precision and its interval: x1.02 (1.01-1.03)."""
+    if score.interval is None:
+        return f"x{_perplexity(score.ratio)}"
+    low, high = score.interval.low, score.interval.high
+    return f"x{_perplexity(score.ratio)} ({_perplexity(low)}-{_perplexity(high)})"
+
+
 def format_check(check: QuantizationCheck, model: str, note: str | None = None) -> str:
     weights = (
         "every linear weight of the decoder layers"
@@ -182,8 +190,11 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
         "",
     ]
     variants = [v for v in VARIANT_NAMES if any(r.variant == v for r in check.results)]
-    lines.append(f"{'bits':<5} {'block':>5}" + "".join(f"  {v:>17}" for v in variants))
-    lines.append(f"{'':<5} {'':>5}" + "".join(f"  {'ppl':>9} {'stop':>7}" for _ in variants))
+    lines.append(f"{'bits':<5} {'block':>5}" + "".join(f"  {v:>48}" for v in variants))
+    lines.append(
+        f"{'':<5} {'':>5}"
+        + "".join(f"  {'ppl':>9} {'x full (CI)':>30} {'stop':>7}" for _ in variants)
+    )
     rows: dict[tuple[int, int | None], dict[str, QuantizedScore]] = {}
     for result in check.results:
         rows.setdefault((result.bits, result.block), {})[result.variant] = result
@@ -192,9 +203,10 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
         for variant in variants:
             score = by_variant.get(variant)
             cells.append(
-                f"  {_perplexity(score.perplexity):>9} {score.stop_word_probability:>7.3f}"
+                f"  {_perplexity(score.perplexity):>9} {_ratio(score):>30} "
+                f"{score.stop_word_probability:>7.3f}"
                 if score
-                else f"  {'':>9} {'':>7}"
+                else f"  {'':>9} {'':>30} {'':>7}"
             )
         lines.append(f"{'int' + str(bits):<5} {ROW if block is None else block:>5}" + "".join(cells))
     return "\n".join(lines)
@@ -231,6 +243,10 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
 @click.option("--api", "api_url", help="Keep the verified super weights this swreg server holds for the revision.")
 @click.option("--registry", "use_registry", is_flag=True, help="Keep the verified super weights the local registry database holds for the revision.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--output-path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results (the JSON document) to this file.",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--eval-tokens", type=click.IntRange(min=2), default=None,
@@ -238,7 +254,7 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
 )
 def quantize_check(
     model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
-    index_file, api_url, use_registry, as_json, device, eval_tokens,
+    index_file, api_url, use_registry, as_json, output_path, device, eval_tokens,
 ) -> None:
     """Perplexity of MODEL under round-to-nearest weight quantization, with and without its
     super weights kept in full precision.
@@ -254,9 +270,13 @@ def quantize_check(
       swreg quantize-check ./my-checkpoint --bits 4 --block 64 --block row --variant clip_keep
       swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
       swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
+      swreg quantize-check ./my-checkpoint --output-path results.json
     """
     from workers.sources.pinning import local_folder
 
+    if output_path is not None and not output_path.parent.is_dir():
+        # Said before minutes of work, not after.
+        raise click.ClickException(f"cannot write {output_path}: no folder {output_path.parent}")
     # A missing folder or a file is refused before torch and transformers load (seconds); a Hub
     # name is checked when it is resolved below.
     local_folder(model)
@@ -328,7 +348,22 @@ def quantize_check(
     finally:
         if client is not None:
             client.close()
+    if output_path is not None:
+        _write_results(output_path, check.dumps())
     if as_json:
         click.echo(check.dumps())
         return
     click.echo(format_check(check, model, notes[0] if notes else None))
+    if output_path is not None:
+        click.echo(f"results written to {output_path}")
+
+
+def _write_results(path: Path, text: str) -> None:
+    """The results file, written whole or not at all (a temporary file renamed into place)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text + "\n")
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None

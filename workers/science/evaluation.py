@@ -212,6 +212,9 @@ class Scoring:
         self.baseline = Score()
         self.scores: dict[str, Score] = {}
         self._baselines: dict[int, BaselineRows] = {}
+        self._own: dict[int, TokenScores] = {}
+        # run -> per window, its per-token loss minus the baseline's (the ratio's interval)
+        self.differences: dict[str, list[torch.Tensor]] = {}
 
     @staticmethod
     def _rows(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,8 +224,10 @@ class Scoring:
     def add_baseline(self, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
         rows, own = baseline_scores(*self._rows(logits, input_ids), self.stop_ids)
         self._baselines[window] = rows
+        self._own[window] = own
         self.baseline.add(WindowScore.of(own))
 
     def add(self, name: str, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
         scores = token_scores(*self._rows(logits, input_ids), self.stop_ids, self._baselines[window])
         self.scores.setdefault(name, Score()).add(WindowScore.of(scores))
+        self.differences.setdefault(name, []).append(scores.nll.double() - self._own[window].nll.double())

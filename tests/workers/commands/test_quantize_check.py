@@ -78,8 +78,10 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
     rows = [line.split() for line in lines[header + 2 :]]
     assert [r[:2] for r in rows] == [["int3", "64"], ["int3", "row"]]
     for row in rows:
-        absmax, clip, clip_keep = float(row[2]), float(row[4]), float(row[6])
+        # Per variant: perplexity, ratio to full precision, its interval, stop-word probability.
+        absmax, clip, clip_keep = float(row[2]), float(row[6]), float(row[10])
         assert clip > 1000 * clip_keep and absmax < 2 * clip_keep
+        assert row[7].startswith("x") and row[8].startswith("(") and row[8].endswith(")")
     # Not a terminal: every stage in plain lines, the detection that finds the weights to keep
     # named apart, each stage ending with its seconds.
     progress = result.stderr.splitlines()
@@ -87,6 +89,37 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
     finished = {line.rsplit(" ", 3)[0].strip() for line in progress if line.endswith(" s)")}
     assert {"find load", "find detect", "find validate", "find score", "load", "quantize"} <= finished
     assert any(line.startswith("quantize 1/") for line in progress) and "\r" not in result.stderr
+
+
+def test_every_result_carries_its_interval_and_goes_to_the_results_file(planted_models, tmp_path):
+    """Each setting's perplexity ratio to full precision comes with its confidence interval,
+    which holds the ratio; `--output-path` writes the same document `--json` prints."""
+    planted = planted_models("llama")
+    out = tmp_path / "results.json"
+    args = [str(planted.path), "--weights", "down_proj", "--bits", "4", "--block", "64",
+            "--eval-tokens", "512", "--output-path", str(out)]
+    check = _run(*args)
+    assert out.read_text() == check.dumps() + "\n"
+    assert not list(tmp_path.glob("*.partial"))
+    for result in check.results:
+        assert result.interval is not None and result.interval.blocks >= 2
+        assert result.interval.low <= result.ratio <= result.interval.high
+    clip = next(r for r in check.results if r.variant == "clip")
+    assert clip.interval.low > 1.0  # clipping the super weight away shows, with its interval
+
+
+def test_a_results_file_in_no_folder_is_refused_in_one_line_before_any_work(planted_models, tmp_path):
+    planted = planted_models("llama")
+    target = tmp_path / "missing-folder" / "results.json"
+    result = CliRunner().invoke(
+        main,
+        ["quantize-check", str(planted.path), "--weights", "down_proj", "--bits", "4",
+         "--block", "64", "--variant", "absmax", "--eval-tokens", "256", "--output-path", str(target)],
+    )
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        f"error: cannot write {target}: no folder {target.parent}"
+    ]
 
 
 def test_a_source_without_the_revision_falls_back_to_detection(planted_models, tmp_path):

@@ -33,6 +33,7 @@ from workers.contract.quantization import (
     QuantizedScore,
 )
 from workers.contract.report import EvalInfo
+from workers.contract.report import RatioInterval
 from workers.contract.report import Score as ScoreOut
 from workers.science.checkpoint import Checkpoint
 from workers.science.evaluation import DEFAULT_EVAL_TOKENS, Scoring, stop_word_ids
@@ -55,6 +56,7 @@ from workers.science.quantization import (
 )
 from workers.contract.progress import LOAD_STEPS
 from workers.science.report import code_version, display_path
+from workers.science.validation.statistics import interval
 from workers.science.streaming import LayerStreamer, SequenceCapture
 
 METHOD = (
@@ -242,6 +244,15 @@ class QuantizationSweep:
         return scoring
 
 
+def _ratio_interval(differences: list[torch.Tensor]) -> RatioInterval:
+    """The perplexity ratio's confidence interval over the evaluation's blocks of tokens, as a
+    validation verdict's (one look: every setting is scored on the whole budget)."""
+    found = interval(differences, looks=1)
+    return RatioInterval(
+        low=found.ratio_low, high=found.ratio_high, confidence=found.confidence, blocks=found.blocks
+    )
+
+
 @dataclass
 class ToKeep:
     """The super weights the `clip_keep` settings keep, and where they came from."""
@@ -308,6 +319,7 @@ def quantize_check(
             QuantizedScore(
                 **scoring.scores[s.name].as_dict(),
                 ratio=scoring.scores[s.name].perplexity / baseline.perplexity,
+                interval=_ratio_interval(scoring.differences[s.name]),
                 bits=s.bits,
                 block=s.block,
                 variant=s.variant.value,
