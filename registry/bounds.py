@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from registry.paths import MAX_PAGE
+
 MAX_INT32 = 2**31 - 1
-MAX_PAGE = 500
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_INT32, description="Items to skip")]

@@ -16,12 +16,12 @@ from urllib.parse import quote
 
 import click
 
+from registry.paths import MAX_PAGE  # longer listings are read page by page
+
 if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut
 
 API_ENV = "SWREG_API"
-# The server's largest page (models and jobs): longer listings are read page by page.
-SERVER_MAX_PAGE = 500
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
@@ -121,7 +121,7 @@ class RemoteReader:
         total = None
         while total is None or (len(items) < limit and offset + len(items) < total):
             page = self.client.get_json(
-                "/models", limit=min(SERVER_MAX_PAGE, limit - len(items)),
+                "/models", limit=min(MAX_PAGE, limit - len(items)),
                 offset=offset + len(items), q=search,
             )
             total = page["total"]
@@ -148,7 +148,7 @@ class RemoteReader:
         found: list[JobOut] = []
         while len(found) < limit:
             page = self.client.get_json(
-                "/jobs", state=state, limit=min(SERVER_MAX_PAGE, limit - len(found)),
+                "/jobs", state=state, limit=min(MAX_PAGE, limit - len(found)),
                 offset=len(found),
             )
             found += [JobOut.model_validate(j) for j in page["items"]]

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from registry.paths import API_PREFIX, MAX_PAGE
 from registry.superweights.schemas import ModelLookup, ModelPage, ModelSummary, RevisionOut
 from swreg.errors import ApiUnavailable, error_for
 
@@ -27,12 +28,9 @@ if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut, SubmissionOut
     from swreg.index import Index
 
-API_PREFIX = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_POLL_SECONDS = 2.0
-# The server's largest page of models.
-MAX_PAGE = 500
 FINISHED_STATES = ("succeeded", "failed")
 
 

@@ -27,7 +27,7 @@ from swreg.client import Client
 from swreg.index import Index
 from workers.contract.errors import InvalidInput, NotFound, Unavailable
 from workers.sources.errors import HubRefused
-from workers.sources.pinning import local_folder
+from workers.sources.pinning import local_or_hub
 
 # What a caller usually wants kept: weights proven by ablation at this revision, and the
 # paper's published ones (revision `unknown`). Candidates, rejected and retracted coordinates are
@@ -183,16 +183,14 @@ def coordinates_for(
     one) or a Hub id (`revision`: a
     branch, tag or sha, default main, pinned to its commit; or `unknown` for the published
     entries). Which it is, is decided as the command line decides it (a Path, or a name written
-    as a path or naming something that exists, is a local folder: `local_folder`).
+    as a path or naming something that exists, is a local folder: `local_or_hub`).
 
     A Hub id asked for without a revision that cannot be pinned here (offline and not in the
     Hugging Face cache, the Hub unreachable, or no huggingface_hub installed) answers with its
     published coordinates (revision `unknown`) when the source has them, saying so: in `.note`
     and as a `PublishedFallback` warning.
     """
-    path = local_folder(model)
-    if path is not None and revision is not None:
-        raise InvalidInput("revision applies to Hub models; a directory is pinned by its content hash")
+    path = local_or_hub(model, revision)
     if path is None and model_id is not None and model_id != str(model):
         raise InvalidInput("model_id applies to local directories; a Hub model is its repo id")
     source = _source(api, index)

@@ -47,13 +47,8 @@ def resolve_target(
     # Imported here: huggingface_hub and safetensors are only needed when something is pinned.
     from workers.sources import pinning
 
-    folder = pinning.local_folder(model) if allow_local else None
+    folder = pinning.local_or_hub(model, revision) if allow_local else None
     if folder is not None:
-        if revision is not None:
-            raise InvalidInput(
-                f"--revision applies to Hub models; {model} is a local folder, pinned by the "
-                "content hash of its weights"
-            )
         directory = folder.resolve()
         weights = pinning.hash_local_weights(directory)
         return Target(

@@ -19,12 +19,10 @@ BAR_WIDTH = 30
 
 def _model_dir(model: str, revision: str | None) -> tuple[Path, dict[str, str] | None]:
     """A local directory as is, or a Hub repository fetched at its resolved commit."""
-    from workers.sources.pinning import local_folder
+    from workers.sources.pinning import local_or_hub
 
-    path = local_folder(model)
+    path = local_or_hub(model, revision)
     if path is not None:
-        if revision:
-            raise click.UsageError("--revision applies to Hub models, not to a local directory")
         return path, None
     from registry.settings import get_settings
     from workers.sources.hub import fetch_hub

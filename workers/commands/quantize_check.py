@@ -61,12 +61,10 @@ class Target:
 
 
 def _target(model: str, revision: str | None) -> Target:
-    from workers.sources.pinning import local_folder
+    from workers.sources.pinning import local_or_hub
 
-    path = local_folder(model)
+    path = local_or_hub(model, revision)
     if path is not None:
-        if revision:
-            raise click.UsageError("--revision applies to Hub models, not to a local directory")
         return Target(path, None, None, None)
     from registry.settings import get_settings
     from workers.sources.hub import fetch_hub

@@ -261,6 +261,19 @@ def local_folder(model: str | Path) -> Path | None:
     return path
 
 
+def local_or_hub(model: str | Path, revision: str | None = None) -> Path | None:
+    """The one decision every command makes about MODEL: the local folder it names (`revision`
+    refused: a folder is pinned by the content hash of its weights), or None for a Hub id (pinned
+    at `revision`, a branch, tag or sha). The message is the same wherever MODEL is read."""
+    folder = local_folder(model)
+    if folder is not None and revision is not None:
+        raise InvalidInput(
+            f"--revision applies to Hub models; {model} is a local folder, pinned by the content "
+            "hash of its weights"
+        )
+    return folder
+
+
 # --- pinning a local directory -------------------------------------------------------------------
 
 

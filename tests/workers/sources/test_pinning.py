@@ -294,3 +294,21 @@ def test_a_file_is_refused_as_the_folder_it_is_not(tmp_path, monkeypatch, writte
         f"{written} is a file: a local model is the folder that holds its config.json and "
         "*.safetensors files"
     )
+
+
+@pytest.mark.parametrize("command", ["detect", "quantize-check"])
+def test_a_revision_for_a_local_folder_is_refused_in_the_same_words_everywhere(command, tmp_path):
+    """`local_or_hub` is the one place the decision is made: the commands that read MODEL say
+    exactly what it says, in one line, before any work."""
+    from click.testing import CliRunner
+
+    from registry.cli import main
+
+    folder = make_checkpoint(tmp_path / "m")
+    with pytest.raises(InvalidInput) as refused:
+        pinning.local_or_hub(str(folder), "main")
+    result = CliRunner().invoke(main, [command, str(folder), "--revision", "main"])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [f"error: {refused.value}"]
+    assert pinning.local_or_hub(str(folder)) == folder
+    assert pinning.local_or_hub("org/model", "main") is None
