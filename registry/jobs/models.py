@@ -84,7 +84,3 @@ class Job(Base):
     result_revision_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_revisions.id", ondelete="RESTRICT")
     )
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
