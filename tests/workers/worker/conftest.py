@@ -1,8 +1,9 @@
 """Fixtures of the worker's tests: its log, a migrated SQLite registry (sessions and URL), one that
-cannot be opened, and a job claimed from the queue."""
+cannot be opened, a job claimed from the queue, and the planted models its jobs analyse."""
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -14,6 +15,20 @@ from registry.jobs import queue
 from registry.jobs.models import Job
 from registry.jobs.queue import Lease, write_transaction
 from tests.helpers import add_jobs
+
+
+@pytest.fixture
+def planted(planted_models) -> Path:
+    """The planted Llama's folder (four layers, built once per session)."""
+    return planted_models("llama").path
+
+
+@pytest.fixture(scope="session")
+def planted_two_layers(tmp_path_factory) -> Path:
+    """A two-layer planted Llama: the quickest real job, for the outage and Hub tests."""
+    from workers.fixtures.planted import build_planted_model
+
+    return build_planted_model("llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2).path
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import logging
 import time
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from registry.jobs import service
@@ -25,10 +24,6 @@ from workers.worker.loop import HEARTBEATS_PER_LEASE, Worker, WorkerConfig
 LEASE_SECONDS = 2.0
 BEAT_SECONDS = LEASE_SECONDS / HEARTBEATS_PER_LEASE
 
-
-@pytest.fixture
-def planted(planted_models):
-    return planted_models("llama").path
 
 
 def _job(sessions, job_id: int) -> Job:

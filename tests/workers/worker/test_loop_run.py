@@ -10,7 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -241,10 +240,6 @@ def test_a_schema_out_of_date_is_no_outage(tmp_path):
 
 # --- one job to each of its ends -------------------------------------------------------------
 
-
-@pytest.fixture
-def planted(planted_models) -> Path:
-    return planted_models("llama").path
 
 
 def _claim(worker: Worker):

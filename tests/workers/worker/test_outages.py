@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -24,18 +23,11 @@ from registry.jobs.models import Job, JobState
 from registry.settings import get_settings
 from registry.superweights.models import SuperWeight
 from tests.helpers import SHA, WORKER_CMD, add_jobs, python_env
-from workers.fixtures.planted import build_planted_model
 from workers.worker.loop import Worker, WorkerConfig
 
 # How long the database refuses writes at completion: several retries' worth.
 LOCK_SECONDS = 3.0
 
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
-    return build_planted_model(
-        "llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2
-    ).path
 
 
 @pytest.fixture
@@ -79,12 +71,12 @@ class WriteBlocker:
 
 
 def test_a_refused_completion_write_is_retried_and_recorded_once(
-    db_url, short_statements, planted, caplog
+    db_url, short_statements, planted_two_layers, caplog
 ):
     engine = make_engine(db_url)  # with the short statement timeout
     factory = make_sessionmaker(engine)
     try:
-        job_id = service.submit(factory, str(planted), model_id="local/planted").job.id
+        job_id = service.submit(factory, str(planted_two_layers), model_id="local/planted").job.id
         worker = Worker(factory, WorkerConfig(once=True, lease_seconds=60))
         analyse = worker._analyse
         blocker = WriteBlocker(db_url, LOCK_SECONDS)
@@ -135,7 +127,7 @@ def test_a_worker_refuses_an_out_of_date_schema_at_once(empty_db_url):
         engine.dispose()
 
 
-def test_a_worker_started_without_its_database_waits_for_it(tmp_path, planted):
+def test_a_worker_started_without_its_database_waits_for_it(tmp_path, planted_two_layers):
     blocker = tmp_path / "data"
     blocker.write_text("not yet a folder")
     url = f"sqlite:///{blocker}/swreg.db"
@@ -163,7 +155,7 @@ def test_a_worker_started_without_its_database_waits_for_it(tmp_path, planted):
         engine = make_engine(staging_url)
         try:
             staging_sessions = make_sessionmaker(engine)
-            job_id = service.submit(staging_sessions, str(planted), model_id="local/late").job.id
+            job_id = service.submit(staging_sessions, str(planted_two_layers), model_id="local/late").job.id
         finally:
             engine.dispose()
         blocker.unlink()

@@ -32,10 +32,6 @@ EXIT_TIMEOUT_S = 120
 JOBS = 3
 
 
-@pytest.fixture
-def planted(planted_models) -> Path:
-    return planted_models("llama").path
-
 
 class RunningWorker:
     """One `python -m workers.worker` process with its log in a file."""

@@ -24,12 +24,6 @@ SIZE_CAP_BYTES = 1_600_000
 WORKER_TIMEOUT_S = 300
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
-    return build_planted_model(
-        "llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2
-    ).path
-
 
 @pytest.fixture(scope="module")
 def planted_large(tmp_path_factory) -> Path:
@@ -61,21 +55,21 @@ def _variant(
 
 
 def test_refused_checkpoints_fail_with_their_reason_and_the_worker_goes_on(
-    db_sessions, hf_cache, tmp_path, planted, planted_large
+    db_sessions, hf_cache, tmp_path, planted_two_layers, planted_large
 ):
     repos = {
-        "acme/pickle-only": _variant(planted, tmp_path / "pickle", pickle_only=True),
+        "acme/pickle-only": _variant(planted_two_layers, tmp_path / "pickle", pickle_only=True),
         "acme/remote-code": _variant(
-            planted,
+            planted_two_layers,
             tmp_path / "remote",
             config={"auto_map": {"AutoModelForCausalLM": "modeling_x.X"}},
         ),
         "acme/unknown-arch": _variant(
-            planted, tmp_path / "arch", config={"model_type": "frobnicator"}
+            planted_two_layers, tmp_path / "arch", config={"model_type": "frobnicator"}
         ),
-        "acme/corrupt": _variant(planted, tmp_path / "corrupt", truncate=True),
+        "acme/corrupt": _variant(planted_two_layers, tmp_path / "corrupt", truncate=True),
         "acme/too-big": planted_large,
-        "acme/good": planted,
+        "acme/good": planted_two_layers,
     }
     jobs = {}
     for repo, directory in repos.items():
@@ -115,8 +109,8 @@ def test_refused_checkpoints_fail_with_their_reason_and_the_worker_goes_on(
     assert ("model.layers.1.mlp.down_proj.weight", (49, 20)) in verified
 
 
-def test_a_local_directory_is_worked_from_its_path(db_sessions, planted):
-    submission = service.submit(db_sessions, str(planted), model_id="local/planted")
+def test_a_local_directory_is_worked_from_its_path(db_sessions, planted_two_layers):
+    submission = service.submit(db_sessions, str(planted_two_layers), model_id="local/planted")
     assert submission.job.revision.startswith("sha256:")
     Worker(db_sessions, WorkerConfig(once=True, lease_seconds=60)).run()
     with db_sessions() as session:
@@ -126,13 +120,13 @@ def test_a_local_directory_is_worked_from_its_path(db_sessions, planted):
 
 
 def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
-    fake_hub, tmp_path, planted, planted_large, sessions, sqlite_url
+    fake_hub, tmp_path, planted_two_layers, planted_large, sessions, sqlite_url
 ):
     """A real `python -m workers.worker` with HF_ENDPOINT pointing at a Hub served over HTTP."""
     duplicates = {"pytorch_model.bin": b"p" * 300_000, "model.Q4_0.gguf": b"g" * 200_000}
-    fake_hub.add_repo("acme/good", planted, extra_files=duplicates)
+    fake_hub.add_repo("acme/good", planted_two_layers, extra_files=duplicates)
     fake_hub.add_repo("acme/too-big", planted_large)
-    fake_hub.add_repo("acme/pickle-only", _variant(planted, tmp_path / "pickle", pickle_only=True))
+    fake_hub.add_repo("acme/pickle-only", _variant(planted_two_layers, tmp_path / "pickle", pickle_only=True))
     # Submission pins each revision by asking the same Hub.
     jobs = {repo: service.submit(sessions, repo).job.id for repo in sorted(fake_hub.repos)}
 
