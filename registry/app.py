@@ -187,8 +187,8 @@ def _add_web(app: FastAPI) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from registry.web.docs import add_docs
-    from registry.web.pages import STATIC_DIR
-    from registry.web.pages import router as pages_router
+    from registry.web.endpoints import STATIC_DIR
+    from registry.web.endpoints import router as pages_router
 
     add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -3,7 +3,7 @@ revision), a revision's per-layer profile, and the plots of a revision and of a 
 
 The JSON answers go through registry.caching: the body is built once per data version and served
 with a strong ETag (304 on If-None-Match), Cache-Control and gzip. A plot's inputs are read
-within the database timeout and the figure is drawn outside it (registry.web.figures keeps the
+within the database timeout and the figure is drawn outside it (registry.web.png_cache keeps the
 drawn bytes per input), then served with the same validators.
 
 The routes under /models/{model_id}/revisions/... come before the lookup's /models/{model_id}:
@@ -38,7 +38,7 @@ from registry.superweights.schemas import (
     ProfileOut,
     RevisionMatches,
 )
-from registry.web import figures
+from registry.web import png_cache
 from workers.sources.pinning import MAX_MODEL_ID_CHARS, MODEL_ID_PATTERN, check_model_id
 
 router = APIRouter(tags=["super weights"])
@@ -124,7 +124,7 @@ async def get_profile_plot(
     """Per layer, the largest |down_proj input| and |output| on a log scale, one line per
     prompt, with the super activations and the coordinates found there marked."""
     return await _revision_plot(
-        request, database, model_id, revision, figures.profile_key, figures.draw_profile
+        request, database, model_id, revision, png_cache.profile_key, png_cache.draw_profile
     )
 
 
@@ -169,9 +169,9 @@ async def get_ablation_plot(
 
     def read(session: Session) -> str:
         sw = service.get_coordinate(session, model_id, revision, tensor, position)
-        return figures.ablation_key(sw, model_id, revision)
+        return png_cache.ablation_key(sw, model_id, revision)
 
-    png = await run_in_threadpool(figures.draw_ablation, await database.read(read))
+    png = await run_in_threadpool(png_cache.draw_ablation, await database.read(read))
     return cached_response(request, Entity.of(png, PNG), cache_control=PINNED)
 
 
@@ -186,7 +186,7 @@ async def get_quantization_plot(
     """The revision's quantization check: the perplexity of each round-to-nearest setting (bits,
     block size; absmax, clipped, clipped with the super weights kept) against full precision."""
     return await _revision_plot(
-        request, database, model_id, revision, figures.quantization_key, figures.draw_quantization
+        request, database, model_id, revision, png_cache.quantization_key, png_cache.draw_quantization
     )
 
 
@@ -202,7 +202,7 @@ async def get_experts_plot(
     output| on a log colour scale (experts no token reached in grey), its super experts
     outlined."""
     return await _revision_plot(
-        request, database, model_id, revision, figures.experts_key, figures.draw_experts
+        request, database, model_id, revision, png_cache.experts_key, png_cache.draw_experts
     )
 
 

@@ -7,7 +7,7 @@ Everything here reads the same revision documents the API serves
 
 from typing import Any
 
-from registry.web.views import fmt, number
+from registry.web.evidence import fmt, number
 
 # The order a reader wants: proven weights first, then claims not yet checked, then the
 # detections that failed validation and the withdrawn entries.

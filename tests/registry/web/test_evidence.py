@@ -2,7 +2,7 @@
 
 import copy
 
-from registry.web.views import validation_rows
+from registry.web.evidence import validation_rows
 from tests.helpers import coordinate
 
 

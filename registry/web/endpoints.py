@@ -25,7 +25,7 @@ from registry.jobs.schemas import JobOut
 from registry.paths import API_PREFIX
 from registry.superweights import service
 from registry.superweights.documents import revision_document
-from registry.web import overview, snippets, views
+from registry.web import evidence, overview, snippets
 from registry.web.docs import DOCS_PATH, REDOC_PATH
 from workers.sources.pinning import check_model_id
 
@@ -42,10 +42,10 @@ templates.env.globals.update(
     docs_url=DOCS_PATH,
     redoc_url=REDOC_PATH,
     version=__version__,
-    views=views,
+    evidence=evidence,
     overview=overview,
     snippets=snippets,
-    fmt=views.fmt,
+    fmt=evidence.fmt,
 )
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
