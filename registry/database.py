@@ -111,3 +111,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed as a whole, or rolled back as a whole on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that takes the database's write lock at its first statement.
+
+    On SQLite a plain (deferred) transaction reads first and upgrades to a write lock later; two
+    claimers could then both read the same queued job. `BEGIN IMMEDIATE` takes the write lock up
+    front, so claimers run one after the other (each waits up to the busy timeout). The sqlite3
+    driver issues no BEGIN of its own for it (it only does so before DML outside a transaction),
+    and its commit()/rollback() end the transaction we began. PostgreSQL needs nothing: the claim
+    locks its row with FOR UPDATE SKIP LOCKED.
+    """
+    with factory() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

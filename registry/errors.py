@@ -30,3 +30,20 @@ class DatabaseUnavailable(Unavailable):
     host or credential reaches a client."""
 
     public_message = "the database is unavailable; retry later"
+
+
+# Reasons are shown on one line in the CLI and the API (a job's last error); a traceback belongs
+# in the worker's log.
+MAX_ERROR_CHARS = 500
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error as one short line: SwregErrors by their message, others prefixed by their type."""
+    if isinstance(error, BaseException):
+        message = str(error) or type(error).__name__
+        if not isinstance(error, SwregError):
+            message = f"{type(error).__name__}: {message}"
+    else:
+        message = error
+    line = " ".join(message.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"

@@ -12,23 +12,23 @@ from this process on SQLite (one machine, one clock). Every function takes an ex
 that tests can move time.
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from registry.errors import SwregError
+# write_transaction and one_line live where they belong (the database, the errors); they are
+# named here too because the queue's callers have always found them here.
+from registry.database import write_transaction  # noqa: F401
+from registry.errors import SwregError, one_line  # noqa: F401
 from registry.jobs.models import Job, JobSource, JobState
 
 # Retry backoff: a failed attempt n waits BASE * 2**(n-1) seconds before it is claimable again.
 RETRY_BACKOFF_BASE_SECONDS = 30.0
-# Reasons are shown on one line in the CLI and the API; a traceback belongs in the worker's log.
-MAX_ERROR_CHARS = 500
 ABANDONED_REASON = "the worker stopped heartbeating (crashed or cut off) on the last attempt"
 
 
@@ -50,40 +50,6 @@ def database_now(session: Session) -> datetime:
         # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
         return session.scalar(select(func.clock_timestamp())).astimezone(UTC)
     return datetime.now(UTC)
-
-
-@contextmanager
-def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction that takes the database's write lock at its first statement.
-
-    On SQLite a plain (deferred) transaction reads first and upgrades to a write lock later; two
-    claimers could then both read the same queued job. `BEGIN IMMEDIATE` takes the write lock up
-    front, so claimers run one after the other (each waits up to the busy timeout). The sqlite3
-    driver issues no BEGIN of its own for it (it only does so before DML outside a transaction),
-    and its commit()/rollback() end the transaction we began. PostgreSQL needs nothing: the claim
-    locks its row with FOR UPDATE SKIP LOCKED.
-    """
-    with factory() as session:
-        if session.get_bind().dialect.name == "sqlite":
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
-def one_line(error: BaseException | str) -> str:
-    """An error as one short line: SwregErrors by their message, others prefixed by their type."""
-    if isinstance(error, BaseException):
-        message = str(error) or type(error).__name__
-        if not isinstance(error, SwregError):
-            message = f"{type(error).__name__}: {message}"
-    else:
-        message = error
-    line = " ".join(message.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 # --- submitting -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.database import write_transaction
 from registry.errors import InvalidInput, NotFound
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
@@ -84,7 +85,7 @@ def submit_target(
     submitted_by: str | None = None,
     force: bool = False,
 ) -> Submission:
-    with queue.write_transaction(factory) as session:
+    with write_transaction(factory) as session:
         job, created = queue.enqueue(
             session,
             model_id=target.model_id,

@@ -35,12 +35,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.database import is_unavailable
-from registry.errors import DatabaseUnavailable
+from registry.database import is_unavailable, write_transaction
+from registry.errors import DatabaseUnavailable, one_line
 from registry.jobs import queue
-from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs import workers as worker_heartbeats
-from registry.jobs.queue import Lease, LeaseLost, one_line, write_transaction
+from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.queue import Lease, LeaseLost
 from registry.migrate import check_current
 from registry.settings import get_settings
 from registry.superweights.service import (

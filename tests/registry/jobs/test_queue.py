@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from registry import errors
 from registry.clock import as_utc
 from registry.jobs import queue
 from registry.jobs.models import Job, JobSource, JobState
@@ -533,9 +534,9 @@ def test_release_clears_the_lease(db_sessions):
 
 
 def test_one_line_flattens_and_caps_a_reason():
-    assert queue.one_line("a\n  b\tc") == "a b c"
-    assert queue.one_line(TimeoutError()) == "TimeoutError: TimeoutError"
-    exact = "x" * queue.MAX_ERROR_CHARS
-    assert queue.one_line(exact) == exact
-    capped = queue.one_line("y" * (queue.MAX_ERROR_CHARS + 1))
-    assert capped == "y" * (queue.MAX_ERROR_CHARS - 1) + "…"
+    assert errors.one_line("a\n  b\tc") == "a b c"
+    assert errors.one_line(TimeoutError()) == "TimeoutError: TimeoutError"
+    exact = "x" * errors.MAX_ERROR_CHARS
+    assert errors.one_line(exact) == exact
+    capped = errors.one_line("y" * (errors.MAX_ERROR_CHARS + 1))
+    assert capped == "y" * (errors.MAX_ERROR_CHARS - 1) + "…"
