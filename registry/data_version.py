@@ -7,7 +7,7 @@ rows bumps the counter. Writes that bypass the ORM's unit of work (bulk UPDATE s
 call `bump(session)` themselves.
 """
 
-from sqlalchemy import BigInteger, Connection, Integer, event, select, update
+from sqlalchemy import BigInteger, Connection, Integer, String, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from registry.database import Base
@@ -21,6 +21,9 @@ class DataVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Random, set once when the database is made (migration 0008): versions of two databases
+    # (or of one made again from scratch) never name the same data in an ETag.
+    epoch: Mapped[str] = mapped_column(String(32))
 
 
 _tracked: set[type] = set()
@@ -44,6 +47,10 @@ def current_version(connection: Connection | Session) -> int:
     return connection.execute(
         select(DataVersion.version).where(DataVersion.id == ROW_ID)
     ).scalar_one()
+
+
+def current_epoch(connection: Connection | Session) -> str:
+    return connection.execute(select(DataVersion.epoch).where(DataVersion.id == ROW_ID)).scalar_one()
 
 
 def _writes_tracked_rows(session: Session) -> bool:

@@ -4,6 +4,7 @@ The database and the index service are imported inside the commands, so that `sw
 loads neither.
 """
 
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -29,21 +30,30 @@ def export(output: Path | None, generated_at: str | None) -> None:
       swreg export -o index.json
       swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
     """
-    from registry.database import transaction
-    from registry.index import service
+    from registry.index.stream import Snapshot
     from registry.migrate import open_registry
     from registry.superweights.documents import parse_time
 
     pinned = parse_time(generated_at) if generated_at else None
-    with transaction(open_registry()) as session:
-        text = service.dumps(service.export_document(session, generated_at=pinned))
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    # Write beside the target and rename, so a failure never leaves half a file.
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    # Streamed from one snapshot: memory stays one batch of revisions whatever the registry's
+    # size, and writers meanwhile change nothing in it.
+    snapshot = Snapshot.open(open_registry().kw["bind"])
+    with closing(snapshot):
+        chunks = snapshot.chunks(generated_at=pinned)
+        if output is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        # Write beside the target and rename, so a failure never leaves half a file.
+        tmp = output.with_name(output.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            tmp.replace(output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     click.echo(f"wrote {output}", err=True)
 
 

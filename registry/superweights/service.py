@@ -453,7 +453,7 @@ def lookup_document(session: Session, model_id: str, revision: str | None = None
     return {"model_id": model_id, "revisions": [revision_document(r) for r in revisions]}
 
 
-def _binary_order(session: Session, column):
+def binary_order(session: Session, column):
     # Sort by code point on every backend so that pages come out the same on SQLite and
     # PostgreSQL (whose default collation would sort by locale).
     if session.get_bind().dialect.name == "postgresql":
@@ -482,7 +482,7 @@ def list_models(
             select(ModelRevision.model_id)
             .where(*where)
             .group_by(ModelRevision.model_id)
-            .order_by(_binary_order(session, ModelRevision.model_id))
+            .order_by(binary_order(session, ModelRevision.model_id))
             .limit(limit)
             .offset(offset)
         )
