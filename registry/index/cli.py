@@ -60,7 +60,7 @@ def export(output: Path | None, generated_at: str | None) -> None:
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_(file: Path) -> None:
-    """Load a JSON index (validated first; all or nothing; importing twice = once).
+    """Load a JSON index (validated as it is read; all or nothing; importing twice = once).
 
     The published index needs no file: `swreg setup` loads it, from any folder.
 
@@ -70,10 +70,10 @@ def import_(file: Path) -> None:
       SWREG_DATABASE_URL=sqlite:////tmp/copy.db swreg import index.json   # into another database
     """
     from registry.database import transaction
-    from registry.index import service
+    from registry.index.bulk import import_file
     from registry.migrate import open_registry
 
-    document = service.load_file(file)
+    # Read a model at a time and written in batches, in one transaction.
     with transaction(open_registry()) as session:
-        stats = service.import_document(session, document)
+        stats = import_file(session, file)
     click.echo(f"imported {file}: {stats.summary()}")
