@@ -27,6 +27,9 @@ class DataVersion(Base):
 
 
 _tracked: set[type] = set()
+# Called with (session, new version) by every flush that bumps the version, before its rows are
+# written (registry.changes stamps the revisions it writes).
+_on_bump: list = []
 
 
 def track(*classes: type) -> None:
@@ -34,13 +37,21 @@ def track(*classes: type) -> None:
     _tracked.update(classes)
 
 
-def bump(session: Session) -> None:
-    session.execute(
+def on_bump(callback) -> None:
+    """Call `callback(session, version)` in every flush that bumps the version."""
+    _on_bump.append(callback)
+
+
+def bump(session: Session) -> int:
+    """Add one to the data version; the new version. The row stays locked by this transaction
+    until it ends, so versions are handed out in the order their writes commit."""
+    return session.execute(
         update(DataVersion)
         .where(DataVersion.id == ROW_ID)
         .values(version=DataVersion.version + 1)
+        .returning(DataVersion.version)
         .execution_options(synchronize_session=False)
-    )
+    ).scalar_one()
 
 
 def current_version(connection: Connection | Session) -> int:
@@ -65,4 +76,6 @@ def _writes_tracked_rows(session: Session) -> bool:
 @event.listens_for(Session, "before_flush")
 def _bump_on_flush(session: Session, _context, _instances) -> None:
     if _tracked and _writes_tracked_rows(session):
-        bump(session)
+        version = bump(session)
+        for callback in _on_bump:
+            callback(session, version)

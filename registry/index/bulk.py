@@ -101,7 +101,9 @@ class _Importer:
         self.batch: list[dict[str, Any]] = []
         self.first = 0  # the batch's first model's place in the document
         self.seen: set[tuple[str, str]] = set()
-        self.inserted = False
+        # The data version the multi-row INSERTs are stamped with (they bypass the flush that
+        # bumps it): taken at the first of them.
+        self.version: int | None = None
 
     def add(self, model: Any) -> None:
         self.batch.append(model)
@@ -110,8 +112,6 @@ class _Importer:
 
     def finish(self) -> None:
         self._flush_batch()
-        if self.inserted:
-            bump(self.session)  # the multi-row INSERTs bypass the flush that bumps it
         self.session.flush()
 
     def _flush_batch(self) -> None:
@@ -192,8 +192,13 @@ class _Importer:
         if not models:
             return
         now = utcnow_seconds()
+        if self.version is None:
+            self.version = bump(self.session)
+        changes = {"created_version": self.version, "changed_version": self.version, "last_change": "added"}
         ids = self._rows(
-            ModelRevision.__table__, [_revision_row(model, now) for model in models], ids=True
+            ModelRevision.__table__,
+            [{**_revision_row(model, now), **changes} for model in models],
+            ids=True,
         )
         coordinates, experts = [], []
         for revision_id, model in zip(ids, models, strict=True):
@@ -204,7 +209,6 @@ class _Importer:
         for table, rows in ((SuperWeight.__table__, coordinates), (SuperExpert.__table__, experts)):
             if rows:
                 self._rows(table, rows)
-        self.inserted = True
         self.stats.revisions += len(models)
         self.stats.coordinates["created"] += len(coordinates)
         self.stats.super_experts["created"] += len(experts)

@@ -22,39 +22,55 @@ import click
     metavar="ISO",
     help="Pin meta.generated_at (e.g. 2026-01-01T00:00:00Z) for reproducible bytes.",
 )
-def export(output: Path | None, generated_at: str | None) -> None:
+@click.option(
+    "--since",
+    metavar="CURSOR",
+    help="Only the revisions added, updated or retracted after this data version (or the "
+    "`next` of a changes page); the version to use next time is printed on stderr.",
+)
+def export(output: Path | None, generated_at: str | None, since: str | None) -> None:
     """Write the whole registry as one JSON index document.
 
     \b
     Examples:
       swreg export -o index.json
       swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
+      swreg export --since 1234 -o changes.json   # what changed after data version 1234
     """
+    from registry.changes.service import Cursor, changed_since
     from registry.index.stream import Snapshot
     from registry.migrate import open_registry
     from registry.superweights.documents import parse_time
 
     pinned = parse_time(generated_at) if generated_at else None
+    where = None if since is None else changed_since(Cursor.parse(since))
     # Streamed from one snapshot: memory stays one batch of revisions whatever the registry's
     # size, and writers meanwhile change nothing in it.
     snapshot = Snapshot.open(open_registry().kw["bind"])
     with closing(snapshot):
-        chunks = snapshot.chunks(generated_at=pinned)
+        chunks = snapshot.chunks(generated_at=pinned, where=where)
         if output is None:
             for chunk in chunks:
                 click.echo(chunk, nl=False)
-            return
-        # Write beside the target and rename, so a failure never leaves half a file.
-        tmp = output.with_name(output.name + ".tmp")
-        try:
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            tmp.replace(output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    click.echo(f"wrote {output}", err=True)
+        else:
+            _write_beside(output, chunks)
+            click.echo(f"wrote {output}", err=True)
+    if since is not None:
+        # The snapshot's data version: every change up to it is in the document.
+        click.echo(f"next: swreg export --since {snapshot.version}", err=True)
+
+
+def _write_beside(output: Path, chunks) -> None:
+    # Written beside the target and renamed, so a failure never leaves half a file.
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        tmp.replace(output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @click.command("import")

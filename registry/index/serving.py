@@ -146,7 +146,7 @@ async def stream_index(request: Request) -> Response:
             return _file_response(opened, _headers(tag, use_gzip, last_modified))
 
     # Otherwise one snapshot: its version names the body read from it.
-    snapshot = await state.database.call(Snapshot.open, state.database.engine)
+    snapshot = await state.database.call(_open_dated, state.database.engine)
     tag = index_tag(snapshot.epoch, snapshot.version)
     _remember(state, tag, snapshot.generated_at)
     headers = _headers(tag, use_gzip, snapshot.generated_at)
@@ -169,6 +169,16 @@ async def stream_index(request: Request) -> Response:
         snapshot.close()
 
     return StreamingResponse(_in_threads(body, close), media_type=MEDIA_TYPE, headers=headers)
+
+
+def _open_dated(engine) -> Snapshot:
+    snapshot = Snapshot.open(engine)
+    try:
+        snapshot.generated_at  # noqa: B018 (read now, in this worker thread)
+    except BaseException:
+        snapshot.close()
+        raise
+    return snapshot
 
 
 def _file_response(opened: tuple[int, Iterator[bytes]], headers: dict[str, str]) -> Response:

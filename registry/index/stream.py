@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, or_, select
@@ -67,14 +68,18 @@ def iter_text(meta: dict[str, Any], models: Iterator[dict[str, Any]]) -> Iterato
         yield "\n  ]\n}\n"
 
 
-def iter_revisions(session: Session, batch: int = BATCH_REVISIONS) -> Iterator[ModelRevision]:
-    """Every model revision in `(model_id, revision)` order, read by key one batch at a time;
-    each batch is dropped from the session before the next is read."""
+def iter_revisions(
+    session: Session, batch: int = BATCH_REVISIONS, where=None
+) -> Iterator[ModelRevision]:
+    """Every model revision (meeting `where`, when given) in `(model_id, revision)` order, read
+    by key one batch at a time; each batch is dropped from the session before the next is read."""
     model_id = sw_service.binary_order(session, ModelRevision.model_id)
     revision = sw_service.binary_order(session, ModelRevision.revision)
     after: tuple[str, str] | None = None
     while True:
         query = select(ModelRevision).order_by(model_id, revision).limit(batch)
+        if where is not None:
+            query = query.where(where)
         if after is not None:
             query = query.where(
                 or_(model_id > after[0], and_(model_id == after[0], revision > after[1]))
@@ -88,14 +93,19 @@ def iter_revisions(session: Session, batch: int = BATCH_REVISIONS) -> Iterator[M
 
 
 def iter_index(
-    session: Session, *, generated_at: datetime | None = None, batch: int = BATCH_REVISIONS
+    session: Session,
+    *,
+    generated_at: datetime | None = None,
+    batch: int = BATCH_REVISIONS,
+    where=None,
 ) -> Iterator[str]:
-    """The index text of everything `session` sees (see the module's docstring)."""
+    """The index text of everything `session` sees (see the module's docstring), or of the
+    revisions meeting `where`."""
     from registry.index.service import EMPTY_REGISTRY_TIME
 
     if generated_at is None:
         generated_at = sw_service.last_change(session) or EMPTY_REGISTRY_TIME
-    models = (revision_document(rev) for rev in iter_revisions(session, batch))
+    models = (revision_document(rev) for rev in iter_revisions(session, batch, where))
     return iter_text(meta_document(generated_at), models)
 
 
@@ -109,7 +119,12 @@ class Snapshot:
     session: Session
     epoch: str
     version: int
-    generated_at: datetime
+
+    @cached_property
+    def generated_at(self) -> datetime:
+        from registry.index.service import EMPTY_REGISTRY_TIME
+
+        return sw_service.last_change(self.session) or EMPTY_REGISTRY_TIME
 
     @classmethod
     def open(cls, engine: Engine) -> "Snapshot":
@@ -123,19 +138,19 @@ class Snapshot:
             connection.exec_driver_sql("BEGIN")
         try:
             session = Session(bind=connection)
-            from registry.index.service import EMPTY_REGISTRY_TIME
-
             epoch, version = current_epoch(connection), current_version(connection)
-            generated_at = sw_service.last_change(session) or EMPTY_REGISTRY_TIME
         except BaseException:
             connection.close()
             raise
-        return cls(connection, session, epoch, version, generated_at)
+        return cls(connection, session, epoch, version)
 
-    def chunks(self, generated_at: datetime | None = None) -> Iterator[str]:
-        """The index text; `generated_at` pins meta.generated_at (reproducible bytes)."""
+    def chunks(self, generated_at: datetime | None = None, where=None) -> Iterator[str]:
+        """The index text (of the revisions meeting `where`, when given); `generated_at` pins
+        meta.generated_at (reproducible bytes)."""
         try:
-            yield from iter_index(self.session, generated_at=generated_at or self.generated_at)
+            yield from iter_index(
+                self.session, generated_at=generated_at or self.generated_at, where=where
+            )
         finally:
             self.close()
 

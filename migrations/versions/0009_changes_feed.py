@@ -1,0 +1,45 @@
+"""changes feed: each model revision's created and last-changed data version and what changed
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("model_revisions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("created_version", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("changed_version", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("last_change", sa.String(length=16), nullable=True))
+    # What exists was all added by the writes counted so far: the current version names it.
+    op.execute(
+        "UPDATE model_revisions SET created_version = (SELECT version FROM data_version), "
+        "changed_version = (SELECT version FROM data_version), last_change = 'added'"
+    )
+    with op.batch_alter_table("model_revisions", schema=None) as batch_op:
+        batch_op.alter_column("created_version", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.alter_column("changed_version", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.alter_column("last_change", existing_type=sa.String(length=16), nullable=False)
+        batch_op.create_check_constraint(
+            "last_change", "last_change IN ('added', 'updated', 'retracted')"
+        )
+        batch_op.create_index("ix_model_revisions_changed", ["changed_version", "id"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("model_revisions", schema=None) as batch_op:
+        batch_op.drop_index("ix_model_revisions_changed")
+        batch_op.drop_constraint("last_change", type_="check")
+        batch_op.drop_column("last_change")
+        batch_op.drop_column("changed_version")
+        batch_op.drop_column("created_version")
