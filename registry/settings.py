@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Where the server keeps the index bodies it has streamed (one file per data state and
     # encoding; older states are removed): the next request for the same data reads the file.
     index_cache_dir: Path = Field(default_factory=default_index_cache_dir)
+    # Submission quotas per API token (admin tokens and the command line are exempt): jobs
+    # queued or running at once, jobs created per minute, and Retry-After when the first is hit.
+    quota_queued_jobs: int = Field(default=1000, ge=1)
+    quota_submissions_per_minute: int = Field(default=120, ge=1)
+    quota_retry_after_seconds: int = Field(default=60, ge=1)
     # Retry-After of a 503 (the database or the Hub is unavailable), in seconds.
     retry_after_seconds: int = Field(default=5, ge=1)
 

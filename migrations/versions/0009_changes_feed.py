@@ -17,29 +17,29 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMNs with server defaults: on SQLite a batch rebuild of model_revisions
+    # would drop a table that super_weights' foreign key points at.
     with op.batch_alter_table("model_revisions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("created_version", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("changed_version", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("last_change", sa.String(length=16), nullable=True))
+        batch_op.add_column(
+            sa.Column("created_version", sa.BigInteger(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(
+            sa.Column("changed_version", sa.BigInteger(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(
+            sa.Column("last_change", sa.String(length=16), nullable=False, server_default="added")
+        )
     # What exists was all added by the writes counted so far: the current version names it.
     op.execute(
         "UPDATE model_revisions SET created_version = (SELECT version FROM data_version), "
-        "changed_version = (SELECT version FROM data_version), last_change = 'added'"
+        "changed_version = (SELECT version FROM data_version)"
     )
-    with op.batch_alter_table("model_revisions", schema=None) as batch_op:
-        batch_op.alter_column("created_version", existing_type=sa.BigInteger(), nullable=False)
-        batch_op.alter_column("changed_version", existing_type=sa.BigInteger(), nullable=False)
-        batch_op.alter_column("last_change", existing_type=sa.String(length=16), nullable=False)
-        batch_op.create_check_constraint(
-            "last_change", "last_change IN ('added', 'updated', 'retracted')"
-        )
-        batch_op.create_index("ix_model_revisions_changed", ["changed_version", "id"])
+    op.create_index("ix_model_revisions_changed", "model_revisions", ["changed_version", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_model_revisions_changed", table_name="model_revisions")
     with op.batch_alter_table("model_revisions", schema=None) as batch_op:
-        batch_op.drop_index("ix_model_revisions_changed")
-        batch_op.drop_constraint("last_change", type_="check")
         batch_op.drop_column("last_change")
         batch_op.drop_column("changed_version")
         batch_op.drop_column("created_version")

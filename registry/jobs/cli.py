@@ -15,7 +15,7 @@ import click
 
 from registry.console import StageProgress, table
 from registry.errors import SwregError
-from registry.jobs.states import DEFAULT_LIST_LIMIT, TERMINAL_STATES, JobState
+from registry.jobs.states import DEFAULT_LIST_LIMIT, MAX_PRIORITY, TERMINAL_STATES, JobState
 
 if TYPE_CHECKING:
     from registry.jobs.schemas import JobOut
@@ -102,6 +102,13 @@ def _show(job: JobOut) -> list[str]:
     is_flag=True,
     help="Queue a local folder even when its weights are already analysed under another id.",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY),
+    default=0,
+    show_default=True,
+    help="Higher is claimed first (the operator's word; submitters otherwise take turns).",
+)
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
 @click.option(
     "--timeout", type=float, metavar="SECONDS", help="With --wait: give up after this long."
@@ -112,6 +119,7 @@ def submit(
     revision: str | None,
     model_id: str | None,
     force: bool,
+    priority: int,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -142,7 +150,7 @@ def submit(
         if known:
             _report_known(model, target.revision, known, as_json)
             return
-    submission = service.submit_target(factory, target, submitted_by="cli")
+    submission = service.submit_target(factory, target, submitted_by="cli", priority=priority)
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"

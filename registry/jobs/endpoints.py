@@ -7,6 +7,7 @@ from registry.api_errors import errors
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
+from registry.errors import Forbidden
 from registry.jobs import service
 from registry.jobs.models import JobState
 from registry.jobs.schemas import JobOut, JobPage, SubmissionIn, SubmissionOut
@@ -24,10 +25,13 @@ submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
         **errors(
             400,
             401,
+            403,
             404,
             413,
             422,
+            429,
             503,
+            e403="A priority needs an admin token",
             e404="Unknown repository or revision",
             e422="Invalid input, or a repository or revision the Hub or its cache refuses",
             e503="The database or the Hub is unavailable: retry after Retry-After seconds",
@@ -40,13 +44,20 @@ async def submit(
     """Queue a Hub model for the workers. The revision is pinned to its commit sha now; a
     revision that is already queued, running or done returns its job (200) instead of a new one.
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
+    if body.priority and not token.admin:
+        raise Forbidden("a priority needs an admin token (swreg token create --admin)")
     # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
     target = await run_in_threadpool(
         service.resolve_target, body.model, revision=body.revision, allow_local=False
     )
     submission = await database.call(
         lambda: service.submit_target(
-            database.sessionmaker, target, submitted_by=f"token:{token.name}"
+            database.sessionmaker,
+            target,
+            submitted_by=f"token:{token.name}",
+            # Admin tokens are exempt from the per-token quotas.
+            quota=not token.admin,
+            priority=body.priority,
         )
     )
     if not submission.created:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
 from registry.jobs.models import Job, JobSource, JobState
+from registry.jobs.states import MAX_PRIORITY
 from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
     MAX_MODEL_ID_CHARS,
@@ -36,6 +37,12 @@ class SubmissionIn(BaseModel):
         json_schema_extra={"pattern": REVISION_NAME_PATTERN},
         description="A branch, tag or commit sha (git's ref-name rules); pinned to the full "
         "commit sha at submission (default: the default branch)",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-MAX_PRIORITY,
+        le=MAX_PRIORITY,
+        description="Admin tokens only: higher is claimed first (default 0)",
     )
 
     @field_validator("model")
@@ -67,6 +74,7 @@ class JobOut(BaseModel):
     requested_revision: str | None
     source: JobSource
     state: JobState
+    priority: int = Field(default=0, description="Higher is claimed first (set by an operator)")
     attempts: int
     max_attempts: int
     last_error: str | None
@@ -101,6 +109,7 @@ class JobOut(BaseModel):
             requested_revision=job.requested_revision,
             source=JobSource(job.source),
             state=JobState(job.state),
+            priority=job.priority or 0,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.errors import InvalidInput, NotFound
-from registry.jobs import queue
+from registry.jobs import queue, quotas
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.states import DEFAULT_LIST_LIMIT
 from registry.settings import get_settings
@@ -83,9 +83,18 @@ def _check_hub_id(model: str) -> None:
 
 
 def submit_target(
-    factory: sessionmaker[Session], target: Target, *, submitted_by: str | None = None
+    factory: sessionmaker[Session],
+    target: Target,
+    *,
+    submitted_by: str | None = None,
+    quota: bool = False,
+    priority: int = 0,
 ) -> Submission:
+    """Queue `target` (or return its job). With `quota`, `submitted_by`'s limits apply to a job
+    that would be created (registry.jobs.quotas); an existing job is returned regardless."""
     with queue.write_transaction(factory) as session:
+        if quota and queue.active_job(session, target.model_id, target.revision) is None:
+            quotas.check(session, submitted_by, queue.database_now(session))
         job, created = queue.enqueue(
             session,
             model_id=target.model_id,
@@ -95,6 +104,7 @@ def submit_target(
             local_path=target.local_path,
             max_attempts=get_settings().job_max_attempts,
             submitted_by=submitted_by,
+            priority=priority,
         )
     return Submission(job=job, created=created)
 
@@ -107,9 +117,10 @@ def submit(
     model_id: str | None = None,
     allow_local: bool = True,
     submitted_by: str | None = None,
+    priority: int = 0,
 ) -> Submission:
     target = resolve_target(model, revision=revision, model_id=model_id, allow_local=allow_local)
-    return submit_target(factory, target, submitted_by=submitted_by)
+    return submit_target(factory, target, submitted_by=submitted_by, priority=priority)
 
 
 def analysed_as(session: Session, target: Target) -> list[str]:

@@ -43,7 +43,6 @@ class ModelRevision(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "revision"),
         CheckConstraint(f"revision_kind IN {one_of(REVISION_KINDS)}", name="revision_kind"),
-        CheckConstraint(f"last_change IN {one_of(CHANGE_KINDS)}", name="last_change"),
         # The changes feed's key: (changed_version, id).
         Index("ix_model_revisions_changed", "changed_version", "id"),
     )
@@ -68,9 +67,9 @@ class ModelRevision(Base):
     # The changes feed (registry.changes): the data version of the write that created this
     # revision, of the last write to it or to its coordinates or super experts, and what that
     # write did (CHANGE_KINDS). Stamped by registry.changes.stamp in the writing transaction.
-    created_version: Mapped[int] = mapped_column(BigInteger, default=0)
-    changed_version: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_change: Mapped[str] = mapped_column(String(16), default="added")
+    created_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    changed_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_change: Mapped[str] = mapped_column(String(16), default="added", server_default="added")
 
     super_weights: Mapped[list["SuperWeight"]] = relationship(
         back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
