@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     web_workers: int = Field(default=1, ge=1, le=64)
     # Largest checkpoint (sum of the files a worker fetches) a worker accepts, in bytes.
     max_checkpoint_bytes: int = 64 * 1024**3
+    # Bytes a worker's Hub cache may hold (unset: no bound). Least recently used models are
+    # evicted after each job; a model whose download alone is larger is refused up front.
+    worker_cache_budget_bytes: int | None = Field(default=None, ge=1)
     # How long a claimed job stays leased to its worker without a heartbeat.
     job_lease_seconds: int = 600
     job_max_attempts: int = 3
