@@ -10,7 +10,17 @@ from registry.dependencies import DatabaseDep
 from registry.errors import Forbidden
 from registry.jobs import service
 from registry.jobs.models import JobState
-from registry.jobs.schemas import JobOut, JobPage, SubmissionIn, SubmissionOut
+from registry.jobs import hub_search
+from registry.jobs.hub_search import HubQuery
+from registry.jobs.schemas import (
+    HubSearchIn,
+    HubSearchOut,
+    HubSearchOutcome,
+    JobOut,
+    JobPage,
+    SubmissionIn,
+    SubmissionOut,
+)
 
 router = APIRouter(tags=["jobs"])
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
@@ -63,6 +73,40 @@ async def submit(
     if not submission.created:
         response.status_code = status.HTTP_200_OK
     return SubmissionOut(created=submission.created, job=JobOut.of(submission.job))
+
+
+@submissions.post(
+    "/submissions/search",
+    response_model=HubSearchOut,
+    responses=errors(
+        400, 401, 403, 413, 422, 503,
+        e403="Whole-Hub submission needs an admin token",
+        e503="The database or the Hub is unavailable: retry after Retry-After seconds",
+    ),
+)
+async def submit_search(body: HubSearchIn, token: WriteTokenDep, database: DatabaseDep) -> HubSearchOut:
+    """Queue every model a Hub search lists (admin tokens only), each pinned to the commit the
+    listing names; what is already analysed or queued is reported, not queued again."""
+    if not token.admin:
+        raise Forbidden("whole-Hub submission needs an admin token (swreg token create --admin)")
+    query = HubQuery(
+        author=body.author, task=body.task, library=body.library, base_model=body.base_model,
+        sort=body.sort, limit=body.limit,
+    )
+    # Pages of the Hub's listing and one pin per model: in a worker thread, outside the
+    # database's time budget (each submission's own transaction is short).
+    outcomes = await run_in_threadpool(
+        lambda: list(
+            hub_search.submit_search(
+                database.sessionmaker, query, submitted_by=f"token:{token.name}",
+                priority=body.priority,
+            )
+        )
+    )
+    items = [HubSearchOutcome(**vars(o)) for o in outcomes]
+    return HubSearchOut(
+        found=len(items), queued=sum(i.outcome == "queued" for i in items), items=items
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))

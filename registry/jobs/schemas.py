@@ -1,7 +1,7 @@
 """What the jobs API reads and returns."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -144,3 +144,41 @@ class JobPage(BaseModel):
     items: list[JobOut]
     limit: int
     offset: int
+
+
+class HubSearchIn(BaseModel):
+    """A Hub search whose models are all queued (admin tokens only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: str | None = Field(default=None, max_length=96, description="Organisation or user")
+    task: str | None = Field(
+        default="text-generation", max_length=64, description="The Hub's pipeline tag"
+    )
+    library: str | None = Field(default=None, max_length=64, description="e.g. transformers")
+    base_model: str | None = Field(
+        default=None, max_length=MAX_MODEL_ID_CHARS, description="Its fine-tunes"
+    )
+    sort: Literal["downloads", "likes", "created_at", "last_modified"] | None = Field(
+        default="downloads", description="Most first"
+    )
+    limit: int = Field(default=100, ge=1, le=10_000, description="At most this many models")
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+
+
+class HubSearchOutcome(BaseModel):
+    model_id: str
+    revision: str | None
+    outcome: str = Field(
+        description="queued (a new job); queued already, running, succeeded (its job); "
+        "analysed (in the registry); refused (reason)"
+    )
+    job_id: int | None
+    reason: str | None
+    base_model: str | None = Field(description="The base model its card names")
+
+
+class HubSearchOut(BaseModel):
+    found: int
+    queued: int
+    items: list[HubSearchOutcome]
