@@ -59,10 +59,14 @@ def _run(args: list[str], env: dict[str, str], directory: Path) -> dict[str, flo
     if timer:
         command = [timer, "-f", "%M", "-o", str(rss_file), *command]
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result = subprocess.run(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise click.ClickException(f"swreg {' '.join(args)} failed: {result.stderr.decode()[-500:]}")
+        raise click.ClickException(
+            f"swreg {' '.join(args)} failed: {result.stderr.decode()[-500:]}"
+        )
     peak = int(rss_file.read_text().split()[-1]) / 1024 if timer else float("nan")
     return {"seconds": elapsed, "peak_rss_mb": peak}
 
@@ -86,7 +90,9 @@ def _rss_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
 
 
-def _get(connection: HTTPConnection, path: str, headers: dict | None = None) -> tuple[int, float, float, int]:
+def _get(
+    connection: HTTPConnection, path: str, headers: dict | None = None
+) -> tuple[int, float, float, int]:
     """Status, seconds to the first byte of the body, seconds to the last, bytes."""
     start = time.perf_counter()
     connection.request("GET", path, headers=headers or {})
@@ -134,7 +140,12 @@ def _changes(port: int) -> dict[str, float] | None:
             break
         cursor = page["next"]
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "pages": pages, "changes": items, "ms_per_page": 1000 * elapsed / pages}
+    return {
+        "seconds": elapsed,
+        "pages": pages,
+        "changes": items,
+        "ms_per_page": 1000 * elapsed / pages,
+    }
 
 
 def _serve_and_measure(env: dict[str, str], n: int, seed: int) -> dict:
@@ -148,10 +159,17 @@ def _serve_and_measure(env: dict[str, str], n: int, seed: int) -> dict:
         if status != 200:
             raise click.ClickException(f"the first index request answered {status}")
         figures["index_first"] = {
-            "first_byte_s": first_byte, "seconds": total, "mb": size / 1e6, **_rss_mb(server.pid)
+            "first_byte_s": first_byte,
+            "seconds": total,
+            "mb": size / 1e6,
+            **_rss_mb(server.pid),
         }
         status, first_byte, total, size = _get(connection, "/api/v1/index", identity)
-        figures["index_second"] = {"first_byte_s": first_byte, "seconds": total, **_rss_mb(server.pid)}
+        figures["index_second"] = {
+            "first_byte_s": first_byte,
+            "seconds": total,
+            **_rss_mb(server.pid),
+        }
         connection.close()
         from registry.index.generate import model_id
 
@@ -161,7 +179,10 @@ def _serve_and_measure(env: dict[str, str], n: int, seed: int) -> dict:
         )
         figures["list"] = _latencies(
             port,
-            [f"/api/v1/models?limit={PAGE_LIMIT}&offset={rng.randrange(n)}" for _ in range(REQUESTS)],
+            [
+                f"/api/v1/models?limit={PAGE_LIMIT}&offset={rng.randrange(n)}"
+                for _ in range(REQUESTS)
+            ],
         )
         figures["search"] = _latencies(
             port, [f"/api/v1/models?search=model-{rng.randrange(n):07d}" for _ in range(REQUESTS)]
@@ -229,12 +250,16 @@ def _row(r: dict) -> str:
         f"| {r['models']:,} | {r['database']} | {r['import']['seconds']:.1f} s "
         f"({r['import']['revisions_per_s']:,.0f} rev/s, {r['import']['peak_rss_mb']:.0f} MB) "
         f"| {r['export']['seconds']:.1f} s ({r['export']['peak_rss_mb']:.0f} MB) "
-        f"| {r['index_first']['first_byte_s']*1000:.0f} ms / {r['index_first']['seconds']:.1f} s "
+        f"| {r['index_first']['first_byte_s'] * 1000:.0f} ms / {r['index_first']['seconds']:.1f} s "
         f"| {r['index_first']['peak_rss_mb']:.0f} MB | {r['index_second']['seconds']:.1f} s "
         f"| {r['lookup']['p50_ms']:.1f} / {r['lookup']['p99_ms']:.1f} "
         f"| {r['list']['p50_ms']:.1f} / {r['list']['p99_ms']:.1f} "
         f"| {r['search']['p50_ms']:.1f} / {r['search']['p99_ms']:.1f} "
-        + (f"| {changes['seconds']:.1f} s ({changes['ms_per_page']:.0f} ms/page) |" if changes else "| – |")
+        + (
+            f"| {changes['seconds']:.1f} s ({changes['ms_per_page']:.0f} ms/page) |"
+            if changes
+            else "| – |"
+        )
     )
 
 
@@ -248,23 +273,37 @@ HEADER = (
 
 @click.command("bench-registry")
 @click.option(
-    "-n", "--models", "sizes", type=click.IntRange(1, 10_000_000), multiple=True,
+    "-n",
+    "--models",
+    "sizes",
+    type=click.IntRange(1, 10_000_000),
+    multiple=True,
     help=f"Models to generate (repeatable; default {DEFAULT_SIZES[0]:,}).",
 )
 @click.option(
-    "--database", "databases", type=click.Choice(["sqlite", "postgresql"]), multiple=True,
+    "--database",
+    "databases",
+    type=click.Choice(["sqlite", "postgresql"]),
+    multiple=True,
     help="Repeatable; default sqlite, and postgresql too when --postgres-url is given.",
 )
 @click.option(
-    "--postgres-url", envvar="SWREG_BENCH_POSTGRES_URL", metavar="URL",
+    "--postgres-url",
+    envvar="SWREG_BENCH_POSTGRES_URL",
+    metavar="URL",
     help="A PostgreSQL database to make a scratch schema in (or SWREG_BENCH_POSTGRES_URL).",
 )
 @click.option(
-    "--pythonpath", metavar="DIR",
+    "--pythonpath",
+    metavar="DIR",
     help="Run swreg's commands and server from another checkout (before/after comparisons).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write every figure here.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every figure here.",
+)
 def bench_registry(sizes, databases, postgres_url, pythonpath, json_path) -> None:
     """Import, export, the served index, lookups, lists, search and the changes feed of a
     generated registry of N models, on SQLite and PostgreSQL (minutes per 10,000 models).
@@ -284,4 +323,6 @@ def bench_registry(sizes, databases, postgres_url, pythonpath, json_path) -> Non
             results.append(result)
             click.echo(_row(result))
     if json_path:
-        json_path.write_text(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2) + "\n")
+        json_path.write_text(
+            json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2) + "\n"
+        )

@@ -18,9 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("priority", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(
             sa.Column("fair_seq", sa.BigInteger(), nullable=False, server_default="0")
         )

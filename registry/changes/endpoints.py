@@ -22,9 +22,7 @@ Since = Annotated[
         examples=["0", "1234", "1234.56"],
     ),
 ]
-Limit = Annotated[
-    int, Query(ge=1, le=service.MAX_LIMIT, description="Revisions per page")
-]
+Limit = Annotated[int, Query(ge=1, le=service.MAX_LIMIT, description="Revisions per page")]
 
 
 @router.get(

@@ -174,7 +174,9 @@ class _Importer:
         postgres = self.session.get_bind().dialect.name == "postgresql"
         return insert(table).values(
             {
-                name: cast(bindparam(name, type_=Text), JSONB) if postgres else bindparam(name, type_=Text)
+                name: cast(bindparam(name, type_=Text), JSONB)
+                if postgres
+                else bindparam(name, type_=Text)
                 for name in _json_columns(table)
             }
         )
@@ -194,7 +196,11 @@ class _Importer:
         now = utcnow_seconds()
         if self.version is None:
             self.version = bump(self.session)
-        changes = {"created_version": self.version, "changed_version": self.version, "last_change": "added"}
+        changes = {
+            "created_version": self.version,
+            "changed_version": self.version,
+            "last_change": "added",
+        }
         ids = self._rows(
             ModelRevision.__table__,
             [{**_revision_row(model, now), **changes} for model in models],

@@ -102,12 +102,19 @@ class IndexFiles:
         except OSError:
             return
         for entry in entries:
-            name = entry.name
             try:
-                if name.startswith(PREFIX) and not name.startswith(f"{PREFIX}{keep}."):
+                if self._stale(entry, keep, now):
                     entry.unlink(missing_ok=True)
-                elif name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX):
-                    if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
-                        entry.unlink(missing_ok=True)
             except OSError:
                 pass
+
+    @staticmethod
+    def _stale(entry: Path, keep: str, now: float) -> bool:
+        name = entry.name
+        if name.startswith(PREFIX):  # another data state's body
+            return not name.startswith(f"{PREFIX}{keep}.")
+        return (
+            name.startswith(TMP_PREFIX)
+            and name.endswith(TMP_SUFFIX)
+            and now - entry.stat().st_mtime > STALE_TMP_SECONDS
+        )

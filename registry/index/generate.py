@@ -56,7 +56,10 @@ def _coordinate(layer: int, row: int, col: int, when: str) -> dict[str, Any]:
                 "baseline": _score(20.1875),
                 "ablated": _score(378.5),
                 "controls": {"random": _score(20.1875), "top_k": _score(21.5)},
-                "verdict": {"state": "verified", "reason": "zeroing it multiplies perplexity by 18.75"},
+                "verdict": {
+                    "state": "verified",
+                    "reason": "zeroing it multiplies perplexity by 18.75",
+                },
             },
         },
         "provenance": {

@@ -186,4 +186,6 @@ def _file_response(opened: tuple[int, Iterator[bytes]], headers: dict[str, str])
     headers = {**headers, "Content-Length": str(size)}
     if headers["ETag"].endswith('-gzip"'):
         headers["Content-Encoding"] = "gzip"
-    return StreamingResponse(_in_threads(chunks, chunks.close), media_type=MEDIA_TYPE, headers=headers)
+    return StreamingResponse(
+        _in_threads(chunks, chunks.close), media_type=MEDIA_TYPE, headers=headers
+    )

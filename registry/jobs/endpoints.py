@@ -8,10 +8,9 @@ from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.errors import Forbidden
-from registry.jobs import service
-from registry.jobs.models import JobState
-from registry.jobs import hub_search
+from registry.jobs import hub_search, service
 from registry.jobs.hub_search import HubQuery
+from registry.jobs.models import JobState
 from registry.jobs.schemas import (
     HubSearchIn,
     HubSearchOut,

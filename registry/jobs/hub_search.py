@@ -79,7 +79,9 @@ def search(query: HubQuery) -> Iterator[Found]:
 
     from workers.sources.errors import HubRefused, HubUnavailable
 
-    filters = [f for f in (query.library, query.base_model and f"base_model:{query.base_model}") if f]
+    filters = [
+        f for f in (query.library, query.base_model and f"base_model:{query.base_model}") if f
+    ]
     try:
         for info in HfApi().list_models(
             author=query.author,
@@ -120,8 +122,13 @@ def submit_search(
                 known = _known(session, found.model_id, found.sha)
             if known is not None:
                 outcome, job = known
-                yield Outcome(found.model_id, found.sha, outcome, job.id if job else None,
-                              base_model=found.base_model)
+                yield Outcome(
+                    found.model_id,
+                    found.sha,
+                    outcome,
+                    job.id if job else None,
+                    base_model=found.base_model,
+                )
                 continue
         try:
             target = service.resolve_target(found.model_id, revision=found.sha, allow_local=False)
@@ -131,8 +138,9 @@ def submit_search(
         except SwregError as exc:
             if getattr(exc, "http_status", None) == 429:
                 raise  # the token's quota: the rest would be refused too
-            yield Outcome(found.model_id, found.sha, "refused", reason=str(exc),
-                          base_model=found.base_model)
+            yield Outcome(
+                found.model_id, found.sha, "refused", reason=str(exc), base_model=found.base_model
+            )
             continue
         job = submission.job
         outcome = "queued" if submission.created else job.state

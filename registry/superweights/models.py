@@ -18,8 +18,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    inspect,
 )
-from sqlalchemy import inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from registry.clock import utcnow_seconds

@@ -74,7 +74,9 @@ class CacheBudget:
         """The cached repositories, least recently used first."""
         if not self.cache_dir.is_dir():
             return []
-        repos = [p for p in self.cache_dir.iterdir() if p.is_dir() and p.name.startswith(REPO_PREFIX)]
+        repos = [
+            p for p in self.cache_dir.iterdir() if p.is_dir() and p.name.startswith(REPO_PREFIX)
+        ]
         return sorted(repos, key=lambda p: (self._last_used(p), p.name))
 
     def make_room(self, repo_dir: Path, needed: int, what: str) -> None:
@@ -106,8 +108,12 @@ class CacheBudget:
             freed = _tree_bytes(repo_dir)
             self.evict(repo_dir)
             size -= freed
-            log.info("Hub cache: evicted %s (%d bytes) to stay within %d bytes",
-                     repo_dir.name, freed, self.limit)
+            log.info(
+                "Hub cache: evicted %s (%d bytes) to stay within %d bytes",
+                repo_dir.name,
+                freed,
+                self.limit,
+            )
 
     def evict(self, repo_dir: Path) -> None:
         trash = self.cache_dir / f"{TRASH_PREFIX}{repo_dir.name}-{uuid.uuid4().hex[:8]}"

@@ -53,8 +53,8 @@ from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.science.device import require_device
 from workers.science.errors import CheckpointRefused
-from workers.sources.cache_budget import CacheBudget
 from workers.sources import hub, local
+from workers.sources.cache_budget import CacheBudget
 from workers.sources.listing import FetchResult
 
 log = logging.getLogger("swreg.worker")

@@ -42,7 +42,8 @@ def _apply(mirror, pages) -> list[tuple[str, str, str]]:
         models = [change.model for change in page.changes]
         with transaction(mirror) as session:
             index_service.import_document(
-                session, {"meta": meta_document(index_service.EMPTY_REGISTRY_TIME), "models": models}
+                session,
+                {"meta": meta_document(index_service.EMPTY_REGISTRY_TIME), "models": models},
             )
         seen += [(c.change, c.model_id, c.revision) for c in page.changes]
     return seen
@@ -95,12 +96,16 @@ def test_the_feed_reproduces_the_registry_in_an_empty_mirror(
 
         # Changed again after the mirror read it: updated, not added.
         with transaction(db_sessions) as session:
-            service.retract(session, service.get_coordinate(
-                session, "org/smol2", SHA_A, *COORDINATE), "also wrong")
+            service.retract(
+                session,
+                service.get_coordinate(session, "org/smol2", SHA_A, *COORDINATE),
+                "also wrong",
+            )
         _record(db_sessions, "org/new", SHA, report)
         (page,) = api.iter_changes(pages[-1].next)
         assert sorted((c.change, c.model_id) for c in page.changes) == [
-            ("retracted", "org/smol2"), ("updated", "org/new")
+            ("retracted", "org/smol2"),
+            ("updated", "org/new"),
         ]
         _apply(mirror, [page])
         assert _export(mirror) == _export(db_sessions)
@@ -119,7 +124,9 @@ def test_a_bad_cursor_is_one_line(db_url, published):
         Cursor.parse("")
 
 
-def test_swreg_export_since_writes_only_what_changed(cli_env, db_sessions, mirror, report, tmp_path):
+def test_swreg_export_since_writes_only_what_changed(
+    cli_env, db_sessions, mirror, report, tmp_path
+):
     _record(db_sessions, "org/a", SHA_A, report)
     full = tmp_path / "full.json"
     result = CliRunner().invoke(main, ["export", "--since", "0", "-o", str(full)])

@@ -29,6 +29,13 @@ def second(db_sessions, request, tmp_path):
         yield sessions
 
 
+# A valid meta member, for documents broken elsewhere.
+META = (
+    '{"meta": {"schema_version": 2, "generated_at": "2026-01-01T00:00:00Z", '
+    '"generator": {"name": "x", "version": "1"}}'
+)
+
+
 @pytest.fixture
 def small_batches(monkeypatch):
     """Batches and reads small enough that every boundary is crossed many times."""
@@ -58,7 +65,9 @@ def _counts(sessions) -> tuple[int, int]:
         )
 
 
-def test_a_generated_index_imports_and_exports_to_the_same_bytes(db_sessions, tmp_path, small_batches):
+def test_a_generated_index_imports_and_exports_to_the_same_bytes(
+    db_sessions, tmp_path, small_batches
+):
     path = write_generated(tmp_path / "index.json", 40, layers=3)
     stats = _import(db_sessions, path)
     assert (stats.revisions, stats.coordinates["created"]) == (80, 240)
@@ -107,7 +116,9 @@ def test_a_revision_twice_far_apart_is_refused(db_sessions, tmp_path, small_batc
     document["models"].append(document["models"][3])
     path = tmp_path / "twice.json"
     path.write_text(json.dumps(document))
-    with pytest.raises(InvalidInput, match=r"at /models/40: gen/model-0000001 at revision \w+ appears twice$"):
+    with pytest.raises(
+        InvalidInput, match=r"at /models/40: gen/model-0000001 at revision \w+ appears twice$"
+    ):
         _import(db_sessions, path)
     assert _counts(db_sessions) == (0, 0)
 
@@ -116,16 +127,14 @@ def test_a_revision_twice_far_apart_is_refused(db_sessions, tmp_path, small_batc
     ("text", "message"),
     [
         ('{"meta": ', r"not JSON: Expecting value at line 1 column 10$"),
-        ('{"meta": {"schema_version": 2, "generated_at": "2026-01-01T00:00:00Z", '
-         '"generator": {"name": "x", "version": "1"}}, "models": [\n  {"a": NaN}]}',
-         r"not JSON: NaN is not JSON at line 2 column 3$"),
-        ('{"meta": {"schema_version": 2, "generated_at": "2026-01-01T00:00:00Z", '
-         '"generator": {"name": "x", "version": "1"}}, "models": [], "extra": 1}',
-         r"at /: Additional properties are not allowed \('extra' was unexpected\)$"),
-        ('{"meta": {"schema_version": 2, "generated_at": "2026-01-01T00:00:00Z", '
-         '"generator": {"name": "x", "version": "1"}}}', r"at /: 'models' is a required property$"),
+        (META + ', "models": [\n  {"a": NaN}]}', r"not JSON: NaN is not JSON at line 2 column 3$"),
+        (
+            META + ', "models": [], "extra": 1}',
+            r"at /: Additional properties are not allowed \('extra' was unexpected\)$",
+        ),
+        (META + "}", r"at /: 'models' is a required property$"),
         ('{"models": []}', r"at /: 'meta' is a required property$"),
-        ('[1]', r"at /: \[1\] is not of type 'object'$"),
+        ("[1]", r"at /: \[1\] is not of type 'object'$"),
         ('{"meta": {"schema_version": 7}, "models": []}', r"at /meta"),
     ],
 )

@@ -145,8 +145,13 @@ def test_the_index_over_http_streams_then_reads_its_file(
         assert zipped[0] == zipped[1] and gzip.decompress(zipped[0]) == whole
         # A write: a new tag and a new body, and the older state's files go.
         with transaction(db_sessions) as session:
-            service.retract(session, service.get_coordinate(session, "org/smol", SHA_A,
-                            "model.layers.11.mlp.down_proj.weight", [507, 1229]), "test")
+            service.retract(
+                session,
+                service.get_coordinate(
+                    session, "org/smol", SHA_A, "model.layers.11.mlp.down_proj.weight", [507, 1229]
+                ),
+                "test",
+            )
         third = client.get(f"{API}/index", headers={"If-None-Match": etag, **IDENTITY})
         assert third.status_code == 200 and third.headers["etag"] != etag
         assert third.content == _whole(db_sessions).encode()

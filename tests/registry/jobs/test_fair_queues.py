@@ -21,8 +21,13 @@ from workers.fixtures.hf_cache import install_into_hf_cache
 def _enqueue(db_sessions, model_id, submitted_by, priority=0) -> int:
     with write_transaction(db_sessions) as session:
         job, created = queue.enqueue(
-            session, model_id=model_id, revision=SHA, source=JobSource.HUB, max_attempts=3,
-            submitted_by=submitted_by, priority=priority,
+            session,
+            model_id=model_id,
+            revision=SHA,
+            source=JobSource.HUB,
+            max_attempts=3,
+            submitted_by=submitted_by,
+            priority=priority,
         )
         assert created
         return job.id
@@ -46,8 +51,15 @@ def test_claims_interleave_submitters_instead_of_first_in_first_out(db_sessions)
     _enqueue(db_sessions, "polite/b", "token:polite")
     _enqueue(db_sessions, "cli/x", "cli")
     assert _claim_all(db_sessions) == [
-        "flood/m0", "polite/a", "cli/x", "flood/m1", "polite/b",
-        "flood/m2", "flood/m3", "flood/m4", "flood/m5",
+        "flood/m0",
+        "polite/a",
+        "cli/x",
+        "flood/m1",
+        "polite/b",
+        "flood/m2",
+        "flood/m3",
+        "flood/m4",
+        "flood/m5",
     ]
 
 
@@ -95,8 +107,10 @@ def _tokens(db_sessions, *names, admin=False) -> dict[str, str]:
 
 def _submit(url, secret, model, **extra) -> httpx.Response:
     return httpx.post(
-        f"{url}/api/v1/submissions", json={"model": model, **extra},
-        headers={"Authorization": f"Bearer {secret}"}, timeout=30,
+        f"{url}/api/v1/submissions",
+        json={"model": model, **extra},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
     )
 
 

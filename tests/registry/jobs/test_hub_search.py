@@ -32,7 +32,9 @@ REPOS = {
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return build_planted_model("llama", tmp_path_factory.mktemp("tiny") / "llama", num_layers=2).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("tiny") / "llama", num_layers=2
+    ).path
 
 
 @pytest.fixture
@@ -55,7 +57,9 @@ def _search(*args: str) -> list[dict]:
 def test_swreg_submit_hub_search_queues_the_most_downloaded_once(cli_env, hub, db_sessions):
     first = _search("--author", "acme", "--library", "transformers", "--limit", "3")
     assert [(o["model_id"], o["outcome"]) for o in first] == [
-        ("acme/base", "queued"), ("acme/ft-2", "queued"), ("acme/ft-1", "queued")
+        ("acme/base", "queued"),
+        ("acme/ft-2", "queued"),
+        ("acme/ft-1", "queued"),
     ]
     assert all(o["revision"] == hub.shas[o["model_id"]] for o in first)
     assert [o["base_model"] for o in first] == [None, "acme/base", "acme/base"]
@@ -65,12 +69,17 @@ def test_swreg_submit_hub_search_queues_the_most_downloaded_once(cli_env, hub, d
     # The fine-tunes of a base model: those already queued are said so, the new one queued.
     with transaction(db_sessions) as session:
         sw_service.record_report(
-            session, model_id="acme/ft-1", revision=hub.shas["acme/ft-1"],
-            revision_kind="commit", report=tiny_report(),
+            session,
+            model_id="acme/ft-1",
+            revision=hub.shas["acme/ft-1"],
+            revision_kind="commit",
+            report=tiny_report(),
         )
     lineage = _search("--base-model", "acme/base")
     assert [(o["model_id"], o["outcome"]) for o in lineage] == [
-        ("acme/ft-2", "queued already"), ("acme/ft-1", "analysed"), ("other/ft-3", "queued")
+        ("acme/ft-2", "queued already"),
+        ("acme/ft-1", "analysed"),
+        ("other/ft-3", "queued"),
     ]
     with db_sessions() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 4
@@ -87,16 +96,23 @@ def test_the_api_is_for_admin_tokens(db_url, db_sessions, hub):
         url = f"{live.url}/api/v1/submissions/search"
         denied = httpx.post(url, json=body, headers={"Authorization": f"Bearer {plain}"})
         assert denied.status_code == 403
-        answer = httpx.post(url, json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
+        answer = httpx.post(
+            url, json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+        )
         assert answer.status_code == 200, answer.text
         page = answer.json()
         # Text generation only (the task's default): not the vision model.
         assert [i["model_id"] for i in page["items"]] == [
-            "acme/base", "acme/gguf-only", "acme/ft-2", "acme/ft-1"
+            "acme/base",
+            "acme/gguf-only",
+            "acme/ft-2",
+            "acme/ft-1",
         ]
         assert (page["found"], page["queued"]) == (4, 4)
         again = httpx.post(url, json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
         assert {i["outcome"] for i in again.json()["items"]} == {"queued already"}
         assert again.json()["queued"] == 0
-        bad = httpx.post(url, json={**body, "limit": 0}, headers={"Authorization": f"Bearer {admin}"})
+        bad = httpx.post(
+            url, json={**body, "limit": 0}, headers={"Authorization": f"Bearer {admin}"}
+        )
         assert bad.status_code == 422

@@ -17,12 +17,16 @@ from workers.worker.loop import Worker, WorkerConfig
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    return build_planted_model("llama", tmp_path_factory.mktemp("small") / "llama", num_layers=2).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("small") / "llama", num_layers=2
+    ).path
 
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory) -> Path:
-    return build_planted_model("llama", tmp_path_factory.mktemp("large") / "llama", num_layers=8).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("large") / "llama", num_layers=8
+    ).path
 
 
 def _bytes(folder: Path) -> int:
