@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swreg-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-cli venv setup clean browser mutate
+.PHONY: run test lint bench bench-cli bench-registry venv setup clean browser mutate
 
 # torch first and pinned: the unpinned name may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -49,6 +49,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The registry at scale (docs/measurements.md): N generated models imported, exported, served and
+# measured on SQLite, and on PostgreSQL when SWREG_BENCH_POSTGRES_URL is set. N=100000 takes hours.
+BENCH_REGISTRY_MODELS ?= 1000
+bench-registry: $(STAMP)
+	$(BIN)/swreg bench-registry $(foreach n,$(BENCH_REGISTRY_MODELS),-n $(n)) --json bench-registry.json
 
 # Times swreg's one-sweep job against the naive approach (minutes on two cores).
 bench: $(STAMP)

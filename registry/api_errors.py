@@ -24,8 +24,10 @@ _DESCRIPTIONS = {
     400: "The body cannot be read as JSON text (not UTF-8)",
     401: "No or invalid API token",
     404: "Not found",
+    403: "The token may not do this",
     413: "Request body too large (nothing past the limit is read)",
     422: "Invalid input (path, query or body)",
+    429: "A limit of the token is reached: retry after Retry-After seconds",
     503: "The database (or the Hub) is unavailable: retry after Retry-After seconds",
 }
 
@@ -39,7 +41,7 @@ def errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any
             "model": ErrorBody,
             "description": descriptions.get(f"e{status}", _DESCRIPTIONS[status]),
         }
-        if status == 503:
+        if status in (429, 503):
             entry["headers"] = {
                 "Retry-After": {
                     "description": "Seconds to wait before asking again",

@@ -66,13 +66,21 @@ log = logging.getLogger("swreg.api")
 
 
 def _routers() -> list[APIRouter]:
+    from registry.changes.endpoints import router as changes_router
     from registry.index.endpoints import router as index_router
     from registry.jobs.endpoints import router as jobs_router
     from registry.jobs.endpoints import submissions as submissions_router
     from registry.superweights.endpoints import router as superweights_router
 
     # Matched in this order: the lookups, the hot path, first.
-    return [superweights_router, index_router, health_router, jobs_router, submissions_router]
+    return [
+        superweights_router,
+        index_router,
+        changes_router,
+        health_router,
+        jobs_router,
+        submissions_router,
+    ]
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ class ResponseCache:
         return self.get(key, version) or self.put(key, version, build())
 
 
-def _accepts_gzip(request: Request) -> bool:
+def accepts_gzip(request: Request) -> bool:
     for part in request.headers.get("accept-encoding", "").split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip().lower() in ("gzip", "*"):
@@ -143,7 +143,7 @@ def _zero(text: str) -> bool:
         return False
 
 
-def _matches(if_none_match: str, tags: tuple[str, ...]) -> bool:
+def etag_matches(if_none_match: str, tags: tuple[str, ...]) -> bool:
     """If-None-Match uses the weak comparison: W/"x" matches "x" (RFC 9110, 13.1.2)."""
     for candidate in if_none_match.split(","):
         candidate = candidate.strip()
@@ -157,7 +157,7 @@ def _matches(if_none_match: str, tags: tuple[str, ...]) -> bool:
 
 def cached_response(request: Request, entity: Entity, *, cache_control: str) -> Response:
     """The response for `entity`: 304, gzip or identity (see the module's docstring)."""
-    use_gzip = entity.compressible and _accepts_gzip(request)
+    use_gzip = entity.compressible and accepts_gzip(request)
     etag = entity.gzip_etag if use_gzip else entity.etag
     headers = {"ETag": etag, "Cache-Control": cache_control}
     if entity.compressible:
@@ -165,7 +165,7 @@ def cached_response(request: Request, entity: Entity, *, cache_control: str) -> 
     if entity.last_modified is not None:
         headers["Last-Modified"] = format_datetime(entity.last_modified, usegmt=True)
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match and _matches(if_none_match, (entity.etag, entity.gzip_etag)):
+    if if_none_match and etag_matches(if_none_match, (entity.etag, entity.gzip_etag)):
         return Response(status_code=304, headers=headers)
     if use_gzip:
         headers["Content-Encoding"] = "gzip"

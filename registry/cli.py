@@ -50,6 +50,11 @@ COMMANDS = {
         "Requests/s and p99 of the lookup, model list and index against a FastAPI hello-world "
         "served the same way, in one run (needs `wrk`: apt-get install wrk).",
     ),
+    "bench-registry": Entry(
+        "registry.bench_registry:bench_registry",
+        "Import, export, the served index, lookups, lists, search and the changes feed of a "
+        "generated registry of N models, on SQLite and PostgreSQL (minutes per 10,000 models).",
+    ),
     "bench-cli": Entry(
         "registry.bench_cli:bench_cli",
         "Median wall time of `swreg --help` and of every command's help, each in a fresh "
@@ -75,7 +80,7 @@ COMMANDS = {
     ),
     "import": Entry(
         "registry.index.cli:import_",
-        "Load a JSON index (validated first; all or nothing; importing twice = once).",
+        "Load a JSON index (validated as it is read; all or nothing; importing twice = once).",
     ),
     "jobs": Entry(
         "registry.jobs.cli:jobs", "List jobs, newest first (`swreg jobs show ID` for one)."

@@ -7,7 +7,7 @@ rows bumps the counter. Writes that bypass the ORM's unit of work (bulk UPDATE s
 call `bump(session)` themselves.
 """
 
-from sqlalchemy import BigInteger, Connection, Integer, event, select, update
+from sqlalchemy import BigInteger, Connection, Integer, String, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from registry.database import Base
@@ -21,9 +21,15 @@ class DataVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Random, set once when the database is made (migration 0010): versions of two databases
+    # (or of one made again from scratch) never name the same data in an ETag.
+    epoch: Mapped[str] = mapped_column(String(32))
 
 
 _tracked: set[type] = set()
+# Called with (session, new version) by every flush that bumps the version, before its rows are
+# written (registry.changes stamps the revisions it writes).
+_on_bump: list = []
 
 
 def track(*classes: type) -> None:
@@ -31,19 +37,31 @@ def track(*classes: type) -> None:
     _tracked.update(classes)
 
 
-def bump(session: Session) -> None:
-    session.execute(
+def on_bump(callback) -> None:
+    """Call `callback(session, version)` in every flush that bumps the version."""
+    _on_bump.append(callback)
+
+
+def bump(session: Session) -> int:
+    """Add one to the data version; the new version. The row stays locked by this transaction
+    until it ends, so versions are handed out in the order their writes commit."""
+    return session.execute(
         update(DataVersion)
         .where(DataVersion.id == ROW_ID)
         .values(version=DataVersion.version + 1)
+        .returning(DataVersion.version)
         .execution_options(synchronize_session=False)
-    )
+    ).scalar_one()
 
 
 def current_version(connection: Connection | Session) -> int:
     return connection.execute(
         select(DataVersion.version).where(DataVersion.id == ROW_ID)
     ).scalar_one()
+
+
+def current_epoch(connection: Connection | Session) -> str:
+    return connection.execute(select(DataVersion.epoch).where(DataVersion.id == ROW_ID)).scalar_one()
 
 
 def _writes_tracked_rows(session: Session) -> bool:
@@ -58,4 +76,6 @@ def _writes_tracked_rows(session: Session) -> bool:
 @event.listens_for(Session, "before_flush")
 def _bump_on_flush(session: Session, _context, _instances) -> None:
     if _tracked and _writes_tracked_rows(session):
-        bump(session)
+        version = bump(session)
+        for callback in _on_bump:
+            callback(session, version)

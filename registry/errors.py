@@ -13,11 +13,18 @@ __all__ = [
     "Conflict",
     "DatabaseOutOfDate",
     "DatabaseUnavailable",
+    "Forbidden",
     "InvalidInput",
     "NotFound",
     "SwregError",
     "Unavailable",
 ]
+
+
+class Forbidden(SwregError):
+    """The token is valid but may not do this."""
+
+    http_status = 403
 
 
 class DatabaseOutOfDate(SwregError):

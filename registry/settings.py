@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 def default_database_url() -> str:
     data_dir = Path(user_data_dir("swreg", appauthor=False))
     return f"sqlite:///{data_dir / 'swreg.db'}"
+
+
+def default_index_cache_dir() -> Path:
+    return Path(user_cache_dir("swreg", appauthor=False)) / "index"
 
 
 class Settings(BaseSettings):
@@ -24,6 +28,9 @@ class Settings(BaseSettings):
     web_workers: int = Field(default=1, ge=1, le=64)
     # Largest checkpoint (sum of the files a worker fetches) a worker accepts, in bytes.
     max_checkpoint_bytes: int = 64 * 1024**3
+    # Bytes a worker's Hub cache may hold (unset: no bound). Least recently used models are
+    # evicted after each job; a model whose download alone is larger is refused up front.
+    worker_cache_budget_bytes: int | None = Field(default=None, ge=1)
     # How long a claimed job stays leased to its worker without a heartbeat.
     job_lease_seconds: int = 600
     job_max_attempts: int = 3
@@ -47,6 +54,14 @@ class Settings(BaseSettings):
     # How old the data version a cached answer is checked against may be: a write shows in the
     # API's answers within this time (0: every request reads the version itself).
     api_data_version_max_age_seconds: float = Field(default=0.25, ge=0)
+    # Where the server keeps the index bodies it has streamed (one file per data state and
+    # encoding; older states are removed): the next request for the same data reads the file.
+    index_cache_dir: Path = Field(default_factory=default_index_cache_dir)
+    # Submission quotas per API token (admin tokens and the command line are exempt): jobs
+    # queued or running at once, jobs created per minute, and Retry-After when the first is hit.
+    quota_queued_jobs: int = Field(default=1000, ge=1)
+    quota_submissions_per_minute: int = Field(default=120, ge=1)
+    quota_retry_after_seconds: int = Field(default=60, ge=1)
     # Retry-After of a 503 (the database or the Hub is unavailable), in seconds.
     retry_after_seconds: int = Field(default=5, ge=1)
 

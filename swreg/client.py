@@ -24,7 +24,8 @@ from registry.paths import API_PREFIX, MAX_PAGE
 from registry.superweights.schemas import ModelLookup, ModelPage, ModelSummary, RevisionOut
 from swreg.errors import ApiUnavailable, error_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the jobs' schemas import the database models: loaded when a job is asked for
+    from registry.changes.schemas import ChangesPage
     from registry.jobs.schemas import JobOut, SubmissionOut
     from swreg.index import Index
 
@@ -138,6 +139,23 @@ class Client:
         from swreg.index import Index
 
         return Index.from_document(self._get("/index"), source=f"{self.url}/index")
+
+    def changes(self, since: str | int = 0, *, limit: int | None = None) -> ChangesPage:
+        """One page of the changes feed: the revisions added, updated or retracted after
+        `since` (a data version, 0 for everything, or the `next` of the previous page)."""
+        from registry.changes.schemas import ChangesPage
+
+        return ChangesPage.model_validate(self._get("/changes", since=str(since), limit=limit))
+
+    def iter_changes(self, since: str | int = 0, *, limit: int | None = None) -> Iterator[ChangesPage]:
+        """Every page of the feed after `since`, the last one included: a mirror applies each
+        page's changes and keeps the last page's `next` to poll with later."""
+        while True:
+            page = self.changes(since, limit=limit)
+            yield page
+            if not page.has_more:
+                return
+            since = page.next
 
     # --- jobs -----------------------------------------------------------------------------
 

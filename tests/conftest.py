@@ -262,3 +262,14 @@ def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
     )
     assert result.returncode == 0, result.stderr
     return DetectRun(report=json.loads(result.stdout), stderr=result.stderr, plot=plot)
+
+
+@pytest.fixture(autouse=True)
+def index_cache_dir(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The served index's files in a folder of this test (never the user's cache), for this
+    process and for servers it starts."""
+    folder = tmp_path_factory.mktemp("index-cache")
+    monkeypatch.setenv("SWREG_INDEX_CACHE_DIR", str(folder))
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()

@@ -9,7 +9,14 @@ Routes (those huggingface_hub's `model_info`, `list_repo_tree`, `hf_hub_download
   files (`siblings`), and, as on the Hub only when asked (`?blobs=true`), their sizes and LFS
   sha256;
 - `GET /api/models/{repo}/tree/{rev}[/{path}]`: the file listing;
-- `HEAD` and `GET /{repo}/resolve/{rev}/{file}`: a file's metadata headers, and its bytes.
+- `HEAD` and `GET /{repo}/resolve/{rev}/{file}`: a file's metadata headers, and its bytes;
+- `GET /api/models`: the listing `HfApi.list_models` reads: `author`, `pipeline_tag`, `search`,
+  `filter` (tags: the library, `base_model:{id}`), `sort=downloads` (most first), `limit`,
+  `cardData` (the card's `base_model`), pages of LIST_PAGE_SIZE items linked by a `Link:
+  <…>; rel="next"` header as on the Hub.
+
+A repository's listing metadata (downloads, task, library, base model) is given to `add_repo`;
+a base model is also written into the repository's model card (README.md front matter).
 
 Files named like weights (`*.safetensors`, `*.bin`, `*.gguf`, ...) are served as LFS files: their
 etag is their sha256, as on the Hub, so huggingface_hub names their cache blobs by it. Unknown
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
 # The size of a git-lfs pointer file, which the Hub reports for LFS files.
@@ -35,6 +42,9 @@ REPO = r"(?P<repo>[^/]+/[^/]+)"
 INFO_ROUTE = re.compile(rf"^/api/models/{REPO}(?:/revision/(?P<rev>[^/]+))?$")
 TREE_ROUTE = re.compile(rf"^/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
 RESOLVE_ROUTE = re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+LIST_ROUTE = re.compile(r"^/api/models/?$")
+# Small pages, so that tests cross page boundaries (the Hub's pages hold up to 1,000).
+LIST_PAGE_SIZE = 2
 
 
 @dataclass
@@ -65,6 +75,17 @@ class HubFile:
 class HubRepo:
     commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    downloads: int = 0
+    pipeline_tag: str | None = "text-generation"
+    library: str | None = "transformers"
+    base_model: str | None = None
+
+    @property
+    def tags(self) -> list[str]:
+        tags = [t for t in (self.library, self.pipeline_tag) if t]
+        if self.base_model:
+            tags += [f"base_model:{self.base_model}", f"base_model:finetune:{self.base_model}"]
+        return tags
 
     def resolve(self, revision: str | None) -> str | None:
         revision = revision or "main"
@@ -103,10 +124,21 @@ class FakeHub:
         self._server.server_close()
 
     def add_repo(
-        self, repo_id: str, directory: Path, *, extra_files: dict[str, bytes] | None = None
+        self,
+        repo_id: str,
+        directory: Path,
+        *,
+        extra_files: dict[str, bytes] | None = None,
+        downloads: int = 0,
+        pipeline_tag: str | None = "text-generation",
+        library: str | None = "transformers",
+        base_model: str | None = None,
     ) -> str:
-        """Publish a directory's files (plus `extra_files`) as a new commit on `main`; returns
-        its 40-hex sha."""
+        """Publish a directory's files (plus `extra_files`, plus a model card naming
+        `base_model`) as a new commit on `main`; returns its 40-hex sha."""
+        if base_model:
+            card = f"---\nbase_model: {base_model}\nlibrary_name: {library}\n---\n# {repo_id}\n"
+            extra_files = {"README.md": card.encode(), **(extra_files or {})}
         files = {
             p.relative_to(directory).as_posix(): HubFile(
                 p.relative_to(directory).as_posix(), p.read_bytes()
@@ -121,6 +153,8 @@ class FakeHub:
         repo = self.repos.setdefault(repo_id, HubRepo())
         repo.commits[sha] = files
         repo.refs["main"] = sha
+        repo.downloads, repo.pipeline_tag = downloads, pipeline_tag
+        repo.library, repo.base_model = library, base_model
         return sha
 
     def total_served(self, repo_id: str | None = None) -> int:
@@ -152,6 +186,43 @@ class FakeHub:
             "tags": [],
             "siblings": [_sibling(f, blobs) for f in self.repos[repo_id].commits[sha].values()],
         }
+
+    def listing(self, query: dict[str, list[str]]) -> tuple[list[dict], int | None]:
+        """One page of `GET /api/models` and the offset of the next page (None: the last)."""
+        one = {k: v[0] for k, v in query.items()}
+        found = [
+            (repo_id, repo)
+            for repo_id, repo in sorted(self.repos.items())
+            if ("author" not in one or repo_id.split("/")[0] == one["author"])
+            and ("pipeline_tag" not in one or repo.pipeline_tag == one["pipeline_tag"])
+            and ("search" not in one or one["search"].lower() in repo_id.lower())
+            and all(tag in repo.tags for tag in query.get("filter", []))
+        ]
+        if one.get("sort") == "downloads":
+            found.sort(key=lambda item: -item[1].downloads)
+        if "limit" in one:
+            found = found[: int(one["limit"])]
+        start = int(one.get("cursor", 0))
+        page = found[start : start + LIST_PAGE_SIZE]
+        items = []
+        for repo_id, repo in page:
+            item = {
+                "_id": repo_id,
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": repo.refs["main"],
+                "downloads": repo.downloads,
+                "likes": 0,
+                "pipeline_tag": repo.pipeline_tag,
+                "library_name": repo.library,
+                "tags": repo.tags,
+                "private": False,
+            }
+            if one.get("cardData") in ("True", "true", "1"):
+                item["cardData"] = {"base_model": repo.base_model} if repo.base_model else {}
+            items.append(item)
+        following = start + LIST_PAGE_SIZE
+        return items, (following if following < len(found) else None)
 
     def tree(self, repo_id: str, sha: str, path: str) -> list[dict]:
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
@@ -209,6 +280,14 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if found:
                     blobs = parse_qs(urlsplit(self.path).query).get("blobs") == ["true"]
                     self._json(hub.info(match["repo"], found, blobs=blobs), send_body)
+            elif LIST_ROUTE.match(path):
+                query = parse_qs(urlsplit(self.path).query)
+                items, following = hub.listing(query)
+                headers = {}
+                if following is not None:
+                    query["cursor"] = [str(following)]
+                    headers["Link"] = f'<{hub.url}/api/models?{urlencode(query, doseq=True)}>; rel="next"'
+                self._json(items, send_body, headers)
             elif match := RESOLVE_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])
                 if found:
@@ -245,9 +324,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 with hub._lock:
                     hub.served_bytes[(repo_id, path)] += len(f.content)
 
-        def _json(self, document, send_body: bool) -> None:
+        def _json(self, document, send_body: bool, extra: dict[str, str] | None = None) -> None:
             body = json.dumps(document).encode()
             headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+            headers.update(extra or {})
             self._send(200, headers, body if send_body else b"")
 
         def _error(self, status: int, code: str, message: str) -> None:

@@ -1,6 +1,6 @@
 """re-analysis: at most one pending job per revision (succeeded jobs no longer block a new one)
 
-Revision ID: 0008_reanalysis
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_reanalysis"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

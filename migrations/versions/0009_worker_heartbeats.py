@@ -1,7 +1,7 @@
 """workers' heartbeats: when each worker was last seen, and the job it held
 
-Revision ID: 0009_worker_heartbeats
-Revises: 0008_reanalysis
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_worker_heartbeats"
-down_revision: str | None = "0008_reanalysis"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -31,20 +31,26 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name")
-def create(name: str) -> None:
+@click.option(
+    "--admin",
+    is_flag=True,
+    help="An operator's token: exempt from the submission quotas, may set priorities.",
+)
+def create(name: str, admin: bool) -> None:
     """Create a token called NAME and print it; it is shown this once and stored hashed.
 
     \b
     Examples:
       swreg token create ci
       swreg token create release-bot > release-bot.token   # the secret alone on stdout
+      swreg token create ops --admin
     """
     from registry.auth import service
     from registry.database import transaction
     from registry.migrate import open_registry
 
     with transaction(open_registry()) as session:
-        _, secret = service.create_token(session, name)
+        _, secret = service.create_token(session, name, admin=admin)
     click.echo(secret)
     click.echo(f"token {name!r} created; it is not shown again", err=True)
 

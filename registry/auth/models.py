@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, text
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.clock import utcnow
@@ -33,3 +33,5 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An operator's token: exempt from the submission quotas (registry.jobs.quotas).
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -32,8 +32,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
-    """Create a token; returns the row and the secret, which is shown once and never stored."""
+def create_token(session: Session, name: str, *, admin: bool = False) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the secret, which is shown once and never stored.
+    An admin token is exempt from the submission quotas and may set priorities."""
     if not NAME_PATTERN.match(name):
         raise InvalidInput(
             f"invalid token name {name!r}: letters, digits and . _ @ - (at most 100 characters)"
@@ -41,7 +42,9 @@ def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
     if _live_token(session, name) is not None:
         raise Conflict(f"a token named {name!r} exists; revoke it first or choose another name")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
-    token = ApiToken(name=name, token_hash=hash_token(secret), prefix=secret[:SHOWN_PREFIX_CHARS])
+    token = ApiToken(
+        name=name, token_hash=hash_token(secret), prefix=secret[:SHOWN_PREFIX_CHARS], admin=admin
+    )
     session.add(token)
     session.flush()
     return token, secret

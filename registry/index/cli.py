@@ -4,6 +4,7 @@ The database and the index service are imported inside the commands, so that `sw
 loads neither.
 """
 
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -23,34 +24,79 @@ from registry.readers import api_option, reader
     metavar="ISO",
     help="Pin meta.generated_at (e.g. 2026-01-01T00:00:00Z) for reproducible bytes.",
 )
+@click.option(
+    "--since",
+    metavar="CURSOR",
+    help="Only the revisions added, updated or retracted after this data version (or the "
+    "`next` of a changes page); the version to use next time is printed on stderr.",
+)
 @api_option
-def export(output: Path | None, generated_at: str | None, api_url: str | None) -> None:
+def export(
+    output: Path | None, generated_at: str | None, since: str | None, api_url: str | None
+) -> None:
     """Write the whole registry as one JSON index document.
 
     \b
     Examples:
       swreg export -o index.json
       swreg export --generated-at 2026-01-01T00:00:00Z > index.json   # reproducible bytes
+      swreg export --since 1234 -o changes.json   # what changed after data version 1234
       swreg export --api http://127.0.0.1:8000 -o index.json          # a server's index
     """
     from registry.clock import parse_time
 
     pinned = parse_time(generated_at) if generated_at else None
-    text = reader(api_url).index_text(pinned)
-    if output is None:
-        click.echo(text, nl=False)
+    if api_url is not None:
+        if since is not None:
+            raise click.UsageError(
+                "--since reads the local registry's changes; a server's are at "
+                "GET /api/v1/changes?since=V (swreg.Client.iter_changes)"
+            )
+        text = reader(api_url).index_text(pinned)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            _write_beside(output, [text])
+            click.echo(f"wrote {output}", err=True)
         return
-    # Write beside the target and rename, so a failure never leaves half a file.
+    from registry.changes.service import Cursor, changed_since
+    from registry.index.stream import Snapshot
+    from registry.migrate import open_registry
+
+    where = None if since is None else changed_since(Cursor.parse(since))
+    # Streamed from one snapshot: memory stays one batch of revisions whatever the registry's
+    # size, and writers meanwhile change nothing in it.
+    snapshot = Snapshot.open(open_registry().kw["bind"])
+    with closing(snapshot):
+        chunks = snapshot.chunks(generated_at=pinned, where=where)
+        if output is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+        else:
+            _write_beside(output, chunks)
+            click.echo(f"wrote {output}", err=True)
+    if since is not None:
+        # The snapshot's data version: every change up to it is in the document.
+        click.echo(f"next: swreg export --since {snapshot.version}", err=True)
+
+
+def _write_beside(output: Path, chunks) -> None:
+    # Written beside the target and renamed, so a failure never leaves half a file.
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
-    click.echo(f"wrote {output}", err=True)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        tmp.replace(output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_(file: Path) -> None:
-    """Load a JSON index (validated first; all or nothing; importing twice = once).
+    """Load a JSON index (validated as it is read; all or nothing; importing twice = once).
 
     The published index needs no file: `swreg setup` loads it, from any folder.
 
@@ -60,10 +106,10 @@ def import_(file: Path) -> None:
       SWREG_DATABASE_URL=sqlite:////tmp/copy.db swreg import index.json   # into another database
     """
     from registry.database import transaction
-    from registry.index import service
+    from registry.index.bulk import import_file
     from registry.migrate import open_registry
 
-    document = service.load_file(file)
+    # Read a model at a time and written in batches, in one transaction.
     with transaction(open_registry()) as session:
-        stats = service.import_document(session, document)
+        stats = import_file(session, file)
     click.echo(f"imported {file}: {stats.summary()}")

@@ -15,6 +15,7 @@ from jsonschema.exceptions import best_match
 
 from registry.clock import parse_time
 from registry.errors import InvalidInput
+from registry.superweights.models import index_key
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
 # The version export writes; READABLE_VERSIONS are those import accepts (docs/coordinates.md).
@@ -107,50 +108,68 @@ def validate_document(document: Any, source: str = "index") -> None:
         )
     # The schema's pattern admits times that do not exist (2026-02-30): found here, before the
     # import writes anything, rather than by the import half-way through.
+    _check_times(document, source)
+    # What a schema cannot say: no model revision and no coordinate may appear twice.
+    seen_revisions: set[tuple[str, str]] = set()
+    for i, model in enumerate(document["models"]):
+        check_new_revision(model, i, seen_revisions, source)
+        check_model_places(model, i, source)
+
+
+def _check_times(document: dict[str, Any], source: str, first: int = 0) -> None:
     for path, value in _times(document):
         try:
             parse_time(value)
         except InvalidInput as exc:
+            if path[0] == "models":
+                path = ("models", path[1] + first, *path[2:])
             raise InvalidInput(f"invalid {source}: at {_pointer(path)}: {exc}") from None
-    # What a schema cannot say: no model revision and no coordinate may appear twice.
-    seen_revisions: set[tuple[str, str]] = set()
-    for i, model in enumerate(document["models"]):
-        key = (model["model_id"], model["revision"])
-        if key in seen_revisions:
+
+
+def check_new_revision(
+    model: dict[str, Any], i: int, seen: set[tuple[str, str]], source: str
+) -> None:
+    """A model revision may appear once in a document (`seen`: those before it)."""
+    key = (model["model_id"], model["revision"])
+    if key in seen:
+        raise InvalidInput(
+            f"invalid {source}: at /models/{i}: {key[0]} at revision {key[1]} appears twice"
+        )
+    seen.add(key)
+
+
+def check_model_places(model: dict[str, Any], i: int, source: str) -> None:
+    """No coordinate or super expert twice in a revision, and none disputing itself."""
+    seen_coords: set[tuple[str, str]] = set()
+    for j, coord in enumerate(model["super_weights"]):
+        ckey = (coord["tensor"], index_key(coord["index"]))
+        places = coord.get("provenance", {}).get("disputed_with", [])
+        if any((p["tensor"], index_key(p["index"])) == ckey for p in places):
             raise InvalidInput(
-                f"invalid {source}: at /models/{i}: {key[0]} at revision {key[1]} appears twice"
+                f"invalid {source}: at /models/{i}/super_weights/{j}/provenance/disputed_with: "
+                "a coordinate cannot dispute itself"
             )
-        seen_revisions.add(key)
-        seen_coords: set[tuple[str, str]] = set()
-        for j, coord in enumerate(model["super_weights"]):
-            ckey = (coord["tensor"], tuple(coord["index"]))
-            places = coord.get("provenance", {}).get("disputed_with", [])
-            if any((p["tensor"], tuple(p["index"])) == ckey for p in places):
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_weights/{j}/provenance/disputed_with: "
-                    "a coordinate cannot dispute itself"
-                )
-            if ckey in seen_coords:
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_weights/{j}: "
-                    f"{coord['tensor']} {coord['index']} appears twice"
-                )
-            seen_coords.add(ckey)
-        seen_experts: set[tuple[int, int]] = set()
-        for j, found in enumerate(model.get("super_experts", [])):
-            ekey = (found["layer"], found["expert"])
-            places = found.get("provenance", {}).get("disputed_with", [])
-            if any((p["layer"], p["expert"]) == ekey for p in places):
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_experts/{j}/provenance/disputed_with: "
-                    "a super expert cannot dispute itself"
-                )
-            if ekey in seen_experts:
-                raise InvalidInput(
-                    f"invalid {source}: at /models/{i}/super_experts/{j}: expert {ekey[1]} of "
-                    f"layer {ekey[0]} appears twice"
-                )
-            seen_experts.add(ekey)
+        if ckey in seen_coords:
+            raise InvalidInput(
+                f"invalid {source}: at /models/{i}/super_weights/{j}: "
+                f"{coord['tensor']} {coord['index']} appears twice"
+            )
+        seen_coords.add(ckey)
+    seen_experts: set[tuple[int, int]] = set()
+    for j, found in enumerate(model.get("super_experts", [])):
+        ekey = (found["layer"], found["expert"])
+        places = found.get("provenance", {}).get("disputed_with", [])
+        if any((p["layer"], p["expert"]) == ekey for p in places):
+            raise InvalidInput(
+                f"invalid {source}: at /models/{i}/super_experts/{j}/provenance/disputed_with: "
+                "a super expert cannot dispute itself"
+            )
+        if ekey in seen_experts:
+            raise InvalidInput(
+                f"invalid {source}: at /models/{i}/super_experts/{j}: expert {ekey[1]} of "
+                f"layer {ekey[0]} appears twice"
+            )
+        seen_experts.add(ekey)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

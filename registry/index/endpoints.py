@@ -4,17 +4,9 @@ its JSON Schema. Both answer through registry.caching (strong ETag, 304, gzip)."
 from functools import cache
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.orm import Session
 
-from registry.caching import (
-    REVALIDATE,
-    Entity,
-    cached_entity,
-    cached_response,
-    cached_responses,
-)
-from registry.index import service
-from registry.superweights.documents import parse_time
+from registry.caching import Entity, cached_response, cached_responses
+from registry.index.serving import stream_index
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
 router = APIRouter(tags=["index"])
@@ -29,8 +21,9 @@ SCHEMA_CACHE_CONTROL = "public, max-age=3600"
     response_class=Response,
     responses={
         200: {
-            "description": "The JSON index; its JSON Schema is served at /api/v1/index/schema. "
-            "meta.generated_at is the time of the last change to what it contains.",
+            "description": "The JSON index, streamed; its JSON Schema is served at "
+            "/api/v1/index/schema. meta.generated_at (and Last-Modified) is the time of the "
+            "last change to what it contains; the strong ETag names the data version.",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
         **cached_responses(),
@@ -38,17 +31,7 @@ SCHEMA_CACHE_CONTROL = "public, max-age=3600"
 )
 async def get_index(request: Request) -> Response:
     """Every model revision and coordinate, in the JSON index format."""
-    entity = await cached_entity(request, ("index",), _index)
-    return cached_response(request, entity, cache_control=REVALIDATE)
-
-
-def _index(session: Session) -> Entity:
-    document = service.export_document(session)
-    return Entity.of(
-        service.dumps(document).encode(),
-        "application/json",
-        last_modified=parse_time(document["meta"]["generated_at"]),
-    )
+    return await stream_index(request)
 
 
 @cache

@@ -11,12 +11,17 @@ document before it writes anything, and writes it in the caller's single transac
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import jsonschema_rs
+from jsonschema.exceptions import best_match
 from sqlalchemy.orm import Session
 
 from registry import __version__
 from registry.citation import LICENSE, index_citation, is_swreg_citation
+from registry.errors import InvalidInput
+
 # The document without the database, re-exported: callers read, validate and write documents
 # through this module as before.
 from registry.index.document import (  # noqa: F401
@@ -24,6 +29,13 @@ from registry.index.document import (  # noqa: F401
     GENERATOR_NAME,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
+    _check_times,
+    _one_line,
+    _pointer,
+    _validator,
+    _version_1_extras,
+    check_model_places,
+    check_new_revision,
     dumps,
     load_file,
     schema,
@@ -66,6 +78,58 @@ def export_document(session: Session, *, generated_at: datetime | None = None) -
     }
 
 
+# --- validation of parts (the streaming import) ----------------------------------------
+
+
+@lru_cache
+def _fast_validator():
+    # The same schema compiled by jsonschema-rs: ~100 times faster on a valid model; an invalid
+    # one is then described by `jsonschema` (best_match), so messages stay the same.
+    return jsonschema_rs.validator_for(schema(), validate_formats=True)
+
+
+def validate_part(meta: Any, models: list[Any], first: int, source: str) -> None:
+    """Validate `meta` with `models` (items `first`... of a document's models) as a document of
+    their own would be; errors name the items' places in the whole document."""
+    part = {"meta": meta, "models": models}
+    if not _fast_validator().is_valid(part):
+        _raise_shifted(part, first, source)
+    for path in _version_1_extras(part):
+        path = ("models", path[1] + first, *path[2:])
+        raise InvalidInput(
+            f"invalid {source}: at {_pointer(path)}: schema version 1 has no {path[-1]} "
+            "(documents with experts are schema version 2)"
+        )
+    _check_times(part, source, first)
+    for k, model in enumerate(models):
+        check_model_places(model, first + k, source)
+
+
+def validate_part_shape(document: Any, source: str) -> None:
+    """The schema on a document whose `models` were left out (or are not a list)."""
+    error = best_match(_validator().iter_errors(document))
+    if error is not None:
+        raise InvalidInput(
+            f"invalid {source}: at {_pointer(error.absolute_path)}: {_one_line(error.message)}"
+        )
+
+
+def _raise_shifted(part: dict[str, Any], first: int, source: str) -> None:
+    for path in _version_1_extras(part):
+        path = ("models", path[1] + first, *path[2:])
+        raise InvalidInput(
+            f"invalid {source}: at {_pointer(path)}: schema version 1 has no {path[-1]} "
+            "(documents with experts are schema version 2)"
+        )
+    error = best_match(_validator().iter_errors(part))
+    if error is None:  # the two validators disagree: trust the slower one, which passed
+        return
+    path = list(error.absolute_path)
+    if len(path) >= 2 and path[0] == "models":
+        path[1] += first
+    raise InvalidInput(f"invalid {source}: at {_pointer(path)}: {_one_line(error.message)}")
+
+
 # --- import -----------------------------------------------------------------------------------
 
 
@@ -94,8 +158,11 @@ class ImportStats:
         return text
 
 
-def _time(value: str | None) -> datetime | None:
+def parse_optional_time(value: str | None) -> datetime | None:
     return None if value is None else parse_time(value)
+
+
+_time = parse_optional_time
 
 
 def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
@@ -108,71 +175,59 @@ def import_document(session: Session, document: dict[str, Any]) -> ImportStats:
     validate_document(document)
     stats = ImportStats()
     for model in document["models"]:
-        rev, _ = sw_service.upsert_revision(
-            session,
-            model_id=model["model_id"],
-            revision=model["revision"],
-            fields={
-                "architecture": model.get("architecture"),
-                "dtype": model.get("dtype"),
-                "num_layers": model.get("num_layers"),
-                "weight_files": model.get("weight_files", []),
-                "profile": model.get("profile"),
-                # Only when the document says: an index written before the check existed
-                # leaves a recorded check alone.
-                **(
-                    {"quantization_check": model["quantization_check"]}
-                    if "quantization_check" in model
-                    else {}
-                ),
-            },
-            created_at=_time(model.get("created_at")),
-            updated_at=_time(model.get("updated_at")),
-        )
-        stats.revisions += 1
-        for coord in model["super_weights"]:
-            prov = coord.get("provenance", {})
-            fields = {
-                "tensor": coord["tensor"],
-                "index": coord["index"],
-                "layer": coord["layer"],
-                "module": coord["module"],
-                "row": coord["row"],
-                "col": coord["col"],
-                "value": coord["value"],
-                "dtype": coord["dtype"],
-                "state": coord["state"],
-                "evidence": coord.get("evidence", {}),
-                "citation": _stored_citation(prov),
-                "sources": canonical_sources(prov.get("sources")),
-                "disputed_with": canonical_places(prov.get("disputed_with")),
-                "detector_version": prov.get("detector_version"),
-                "reproduced_in": sorted(prov.get("reproduced_in", [])),
-                "retraction_reason": prov.get("retraction_reason"),
-                "retracted_at": _time(prov.get("retracted_at")),
-                # Only when the document says (version 2): a version-1 document knows no experts.
-                **({"expert": coord["expert"]} if "expert" in coord else {}),
-            }
-            created_at, updated_at = _time(prov.get("created_at")), _time(prov.get("updated_at"))
-            existing = sw_service.find_coordinate(rev, coord["tensor"], coord["index"])
-            if _both_claims(existing, coord["state"]):
-                fields = _merged_claim(existing, fields)
-                created_at = updated_at = None  # a merge is a change made now
-            _, outcome = sw_service.upsert_coordinate(
-                rev, fields, created_at=created_at, updated_at=updated_at
-            )
-            stats.coordinates[outcome] += 1
-        for found in model.get("super_experts", []):
-            _import_super_expert(rev, found, stats)
+        import_model(session, model, stats)
     session.flush()
     return stats
 
 
-def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None:
-    """Upsert one super expert of a document; two claims about the same (layer, expert) are
-    merged as coordinates' are."""
+def revision_fields(model: dict[str, Any]) -> dict[str, Any]:
+    """What a document's model sets on its revision row."""
+    return {
+        "architecture": model.get("architecture"),
+        "dtype": model.get("dtype"),
+        "num_layers": model.get("num_layers"),
+        "weight_files": model.get("weight_files", []),
+        "profile": model.get("profile"),
+        # Only when the document says: an index written before the check existed leaves a
+        # recorded check alone.
+        **(
+            {"quantization_check": model["quantization_check"]}
+            if "quantization_check" in model
+            else {}
+        ),
+    }
+
+
+def coordinate_fields(coord: dict[str, Any]) -> dict[str, Any]:
+    """What a document's coordinate sets on its row."""
+    prov = coord.get("provenance", {})
+    return {
+        "tensor": coord["tensor"],
+        "index": coord["index"],
+        "layer": coord["layer"],
+        "module": coord["module"],
+        "row": coord["row"],
+        "col": coord["col"],
+        "value": coord["value"],
+        "dtype": coord["dtype"],
+        "state": coord["state"],
+        "evidence": coord.get("evidence", {}),
+        "citation": _stored_citation(prov),
+        "sources": canonical_sources(prov.get("sources")),
+        "disputed_with": canonical_places(prov.get("disputed_with")),
+        "detector_version": prov.get("detector_version"),
+        "reproduced_in": sorted(prov.get("reproduced_in", [])),
+        "retraction_reason": prov.get("retraction_reason"),
+        "retracted_at": _time(prov.get("retracted_at")),
+        # Only when the document says (version 2): a version-1 document knows no experts.
+        **({"expert": coord["expert"]} if "expert" in coord else {}),
+    }
+
+
+def super_expert_fields(found: dict[str, Any]) -> dict[str, Any]:
+    """What a document's super expert sets on its row."""
     prov = found.get("provenance", {})
-    fields = {
+    return {
         "layer": found["layer"],
         "expert": found["expert"],
         "module": found["module"],
@@ -190,7 +245,44 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
         "retraction_reason": prov.get("retraction_reason"),
         "retracted_at": _time(prov.get("retracted_at")),
     }
-    created_at, updated_at = _time(prov.get("created_at")), _time(prov.get("updated_at"))
+
+
+def provenance_times(item: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    prov = item.get("provenance", {})
+    return _time(prov.get("created_at")), _time(prov.get("updated_at"))
+
+
+def import_model(session: Session, model: dict[str, Any], stats: ImportStats) -> None:
+    """Upsert one validated model revision of a document with its coordinates and experts."""
+    rev, _ = sw_service.upsert_revision(
+        session,
+        model_id=model["model_id"],
+        revision=model["revision"],
+        fields=revision_fields(model),
+        created_at=_time(model.get("created_at")),
+        updated_at=_time(model.get("updated_at")),
+    )
+    stats.revisions += 1
+    for coord in model["super_weights"]:
+        fields = coordinate_fields(coord)
+        created_at, updated_at = provenance_times(coord)
+        existing = sw_service.find_coordinate(rev, coord["tensor"], coord["index"])
+        if _both_claims(existing, coord["state"]):
+            fields = _merged_claim(existing, fields)
+            created_at = updated_at = None  # a merge is a change made now
+        _, outcome = sw_service.upsert_coordinate(
+            rev, fields, created_at=created_at, updated_at=updated_at
+        )
+        stats.coordinates[outcome] += 1
+    for found in model.get("super_experts", []):
+        _import_super_expert(rev, found, stats)
+
+
+def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None:
+    """Upsert one super expert of a document; two claims about the same (layer, expert) are
+    merged as coordinates' are."""
+    fields = super_expert_fields(found)
+    created_at, updated_at = provenance_times(found)
     existing = sw_service.find_super_expert(rev, found["layer"], found["expert"])
     if _both_claims(existing, found["state"]):
         fields = {

@@ -15,7 +15,7 @@ import click
 
 from registry.console import StageProgress, table
 from registry.errors import SwregError
-from registry.jobs.states import DEFAULT_LIST_LIMIT, TERMINAL_STATES, JobState
+from registry.jobs.states import DEFAULT_LIST_LIMIT, MAX_PRIORITY, TERMINAL_STATES, JobState
 from registry.readers import api_option, reader
 
 if TYPE_CHECKING:
@@ -94,10 +94,61 @@ def _show(job: JobOut) -> list[str]:
     return lines
 
 
+def _submit_search(author, task, library, base_model, sort, limit, priority, as_json) -> None:
+    from registry.jobs.hub_search import HubQuery, submit_search
+    from registry.migrate import open_registry
+
+    query = HubQuery(
+        author=author, task=task or None, library=library, base_model=base_model, sort=sort,
+        limit=limit,
+    )
+    outcomes = []
+    for outcome in submit_search(open_registry(), query, submitted_by="cli", priority=priority):
+        outcomes.append(outcome)
+        if not as_json:
+            job = f"job {outcome.job_id}" if outcome.job_id else ""
+            why = f": {outcome.reason}" if outcome.reason else ""
+            click.echo(f"{outcome.outcome:<15} {outcome.model_id}@{outcome.revision or '?'} {job}{why}".rstrip())
+    if as_json:
+        click.echo(_dump([vars(o) for o in outcomes]))
+        return
+    queued = sum(o.outcome == "queued" for o in outcomes)
+    click.echo(f"{len(outcomes)} models found, {queued} queued", err=True)
+
+
 @click.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option(
     "--revision", help="Branch, tag or commit sha of a Hub model (pinned to its sha now)."
+)
+@click.option(
+    "--hub-search",
+    is_flag=True,
+    help="Instead of MODEL, queue every model a Hub search lists (--author, --task, --library, "
+    "--base-model, --sort, --limit), skipping what is analysed or queued.",
+)
+@click.option("--author", help="With --hub-search: the organisation or user.")
+@click.option(
+    "--task",
+    default="text-generation",
+    show_default=True,
+    help="With --hub-search: the Hub's pipeline tag.",
+)
+@click.option("--library", help="With --hub-search: e.g. transformers.")
+@click.option("--base-model", help="With --hub-search: the fine-tunes of this model.")
+@click.option(
+    "--sort",
+    type=click.Choice(["downloads", "likes", "created_at", "last_modified"]),
+    default="downloads",
+    show_default=True,
+    help="With --hub-search: most first.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="With --hub-search: at most this many models.",
 )
 @click.option("--model-id", help="Registry id for a local folder (default: local/<dirname>).")
 @click.option(
@@ -106,16 +157,31 @@ def _show(job: JobOut) -> list[str]:
     help="Analyse it again: queue a new job even when the revision (or a folder's weights, "
     "under any id) is already analysed; its result stays until the new one is recorded.",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY),
+    default=0,
+    show_default=True,
+    help="Higher is claimed first (the operator's word; submitters otherwise take turns).",
+)
 @click.option("--wait", is_flag=True, help="Wait until a worker has finished the job.")
 @click.option(
     "--timeout", type=float, metavar="SECONDS", help="With --wait: give up after this long."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def submit(
-    model: str,
+    model: str | None,
     revision: str | None,
+    hub_search: bool,
+    author: str | None,
+    task: str,
+    library: str | None,
+    base_model: str | None,
+    sort: str,
+    limit: int,
     model_id: str | None,
     force: bool,
+    priority: int,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -135,12 +201,21 @@ def submit(
       swreg submit ./my-checkpoint --model-id me/my-model
       swreg submit ~/models/tiny --json
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --force   # analyse it again
+      swreg submit --hub-search --author HuggingFaceTB --limit 20
+      swreg submit --hub-search --base-model meta-llama/Llama-3.2-1B --sort downloads
     """
     from registry.database import transaction
     from registry.jobs import service
     from registry.jobs.schemas import JobOut
     from registry.migrate import open_registry
 
+    if hub_search:
+        if model or revision or model_id:
+            raise click.UsageError("--hub-search takes no MODEL, --revision or --model-id")
+        _submit_search(author, task, library, base_model, sort, limit, priority, as_json)
+        return
+    if model is None:
+        raise click.UsageError("missing MODEL (or --hub-search)")
     factory = open_registry()
     target = service.resolve_target(model, revision=revision, model_id=model_id)
     if not force:
@@ -149,7 +224,9 @@ def submit(
         if known:
             _report_known(model, target.revision, known, as_json)
             return
-    submission = service.submit_target(factory, target, submitted_by="cli", force=force)
+    submission = service.submit_target(
+        factory, target, submitted_by="cli", force=force, priority=priority
+    )
     job = JobOut.of(submission.job)
     if not as_json:
         verb = "queued" if submission.created else f"already {job.state.value}"
@@ -184,11 +261,9 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     """Follow the job until it ends, showing its state and its stage's progress on stderr (a
     bar on a terminal, plain lines otherwise)."""
     from registry.database import transaction
-    from registry.jobs import service
-    from registry.jobs.schemas import JobOut
-
-    from registry.jobs import workers
+    from registry.jobs import service, workers
     from registry.jobs.eta import job_estimate
+    from registry.jobs.schemas import JobOut
 
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None

@@ -4,16 +4,20 @@ from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from registry.api_errors import errors
-from registry.clock import as_utc
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
+from registry.clock import as_utc
 from registry.dependencies import DatabaseDep
-from registry.jobs import service
-from registry.jobs.models import JobState
-from registry.jobs import workers
+from registry.errors import Forbidden
+from registry.jobs import hub_search, service, workers
 from registry.jobs.eta import job_estimate
+from registry.jobs.hub_search import HubQuery
+from registry.jobs.models import JobState
 from registry.jobs.queue import database_now
 from registry.jobs.schemas import (
+    HubSearchIn,
+    HubSearchOut,
+    HubSearchOutcome,
     JobOut,
     JobPage,
     SubmissionIn,
@@ -35,10 +39,13 @@ submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
         **errors(
             400,
             401,
+            403,
             404,
             413,
             422,
+            429,
             503,
+            e403="A priority needs an admin token",
             e404="Unknown repository or revision",
             e422="Invalid input, or a repository or revision the Hub or its cache refuses",
             e503="The database or the Hub is unavailable: retry after Retry-After seconds",
@@ -52,18 +59,60 @@ async def submit(
     revision that is already queued, running or done returns its job (200) instead of a new one;
     with `force`, a done revision is queued again (its result kept until the new one lands).
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
+    if body.priority and not token.admin:
+        raise Forbidden("a priority needs an admin token (swreg token create --admin)")
     # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
     target = await run_in_threadpool(
         service.resolve_target, body.model, revision=body.revision, allow_local=False
     )
     submission = await database.call(
         lambda: service.submit_target(
-            database.sessionmaker, target, submitted_by=f"token:{token.name}", force=body.force
+            database.sessionmaker,
+            target,
+            submitted_by=f"token:{token.name}",
+            force=body.force,
+            # Admin tokens are exempt from the per-token quotas.
+            quota=not token.admin,
+            priority=body.priority,
         )
     )
     if not submission.created:
         response.status_code = status.HTTP_200_OK
     return SubmissionOut(created=submission.created, job=JobOut.of(submission.job))
+
+
+@submissions.post(
+    "/submissions/search",
+    response_model=HubSearchOut,
+    responses=errors(
+        400, 401, 403, 413, 422, 503,
+        e403="Whole-Hub submission needs an admin token",
+        e503="The database or the Hub is unavailable: retry after Retry-After seconds",
+    ),
+)
+async def submit_search(body: HubSearchIn, token: WriteTokenDep, database: DatabaseDep) -> HubSearchOut:
+    """Queue every model a Hub search lists (admin tokens only), each pinned to the commit the
+    listing names; what is already analysed or queued is reported, not queued again."""
+    if not token.admin:
+        raise Forbidden("whole-Hub submission needs an admin token (swreg token create --admin)")
+    query = HubQuery(
+        author=body.author, task=body.task, library=body.library, base_model=body.base_model,
+        sort=body.sort, limit=body.limit,
+    )
+    # Pages of the Hub's listing and one pin per model: in a worker thread, outside the
+    # database's time budget (each submission's own transaction is short).
+    outcomes = await run_in_threadpool(
+        lambda: list(
+            hub_search.submit_search(
+                database.sessionmaker, query, submitted_by=f"token:{token.name}",
+                priority=body.priority,
+            )
+        )
+    )
+    items = [HubSearchOutcome(**vars(o)) for o in outcomes]
+    return HubSearchOut(
+        found=len(items), queued=sum(i.outcome == "queued" for i in items), items=items
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -43,6 +44,8 @@ class Job(Base):
         ),
         # The claim query: queued jobs whose backoff is over, oldest first.
         Index("ix_jobs_claim", "state", "not_before", "created_at"),
+        # Fair share: the claim order (registry.jobs.queue.claim).
+        Index("ix_jobs_fair", "state", "priority", "fair_seq"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -54,6 +57,10 @@ class Job(Base):
     source: Mapped[str] = mapped_column(String(8))
     local_path: Mapped[str | None] = mapped_column(Text)
     submitted_by: Mapped[str | None] = mapped_column(String(255))
+    # Claimed first: higher priority (an operator's), then the lower fair-share sequence number,
+    # which interleaves submitters (registry.jobs.queue.fair_seq_for).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fair_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

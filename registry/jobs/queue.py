@@ -92,6 +92,7 @@ def enqueue(
     local_path: str | None = None,
     submitted_by: str | None = None,
     force: bool = False,
+    priority: int = 0,
     now: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job for the revision, or return the one already queued, running or (unless
@@ -105,6 +106,7 @@ def enqueue(
     if existing is not None:
         return existing, False
     now = now or database_now(session)
+    seq = fair_seq_for(session, submitted_by)
     job = Job(
         model_id=model_id,
         revision=revision,
@@ -112,6 +114,8 @@ def enqueue(
         source=source,
         local_path=local_path,
         submitted_by=submitted_by,
+        priority=priority,
+        fair_seq=seq,
         state=JobState.QUEUED,
         attempts=0,
         max_attempts=max_attempts,
@@ -129,6 +133,20 @@ def enqueue(
             raise
         return winner, False
     return job, True
+
+
+def fair_seq_for(session: Session, submitted_by: str | None) -> int:
+    """The fair-share sequence number of a new job of `submitted_by` (start-time fair queuing):
+    one past that submitter's last waiting job, but never before the head of the queue. A
+    submitter with a thousand jobs queued thus holds numbers head..head+999, and a newcomer's
+    job gets the head's number: it waits for at most one job of each other submitter."""
+    waiting = or_(Job.state == JobState.QUEUED, Job.state == JobState.RUNNING)
+    head = session.scalar(select(func.min(Job.fair_seq)).where(Job.state == JobState.QUEUED))
+    if head is None:  # nothing queued: after everything so far
+        head = (session.scalar(select(func.max(Job.fair_seq))) or 0) + 1
+    same = Job.submitted_by.is_(None) if submitted_by is None else Job.submitted_by == submitted_by
+    own = session.scalar(select(func.max(Job.fair_seq)).where(waiting, same))
+    return head if own is None else max(own + 1, head)
 
 
 # --- claiming -------------------------------------------------------------------------------
@@ -171,7 +189,10 @@ def fail_abandoned(session: Session, *, now: datetime | None = None) -> int:
 def claim(
     session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None
 ) -> tuple[Job, Lease] | None:
-    """Claim the oldest claimable job for `owner`, or None. Call inside `write_transaction`.
+    """Claim the next claimable job for `owner`, or None. Call inside `write_transaction`.
+
+    The next job: the highest priority first (an operator's), then the lowest fair-share
+    number (`fair_seq_for`: submitters take turns), then the oldest.
 
     One statement picks and updates the row. On PostgreSQL the sub-select locks the row it picks
     and skips rows other claimers hold (FOR UPDATE SKIP LOCKED), so concurrent claimers never
@@ -183,7 +204,7 @@ def claim(
     next_id = (
         select(Job.id)
         .where(_claimable(now))
-        .order_by(Job.created_at, Job.id)
+        .order_by(Job.priority.desc(), Job.fair_seq, Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()

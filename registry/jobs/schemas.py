@@ -1,12 +1,12 @@
 """What the jobs API reads and returns."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
-from registry.jobs.states import JobSource, JobState
+from registry.jobs.states import MAX_PRIORITY, JobSource, JobState
 from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
     MAX_MODEL_ID_CHARS,
@@ -47,6 +47,12 @@ class SubmissionIn(BaseModel):
         "a detector upgrade): a new job is queued unless one is already pending, and the "
         "recorded result is kept until the new job records its own.",
     )
+    priority: int = Field(
+        default=0,
+        ge=-MAX_PRIORITY,
+        le=MAX_PRIORITY,
+        description="Admin tokens only: higher is claimed first (default 0)",
+    )
 
     @field_validator("model")
     @classmethod
@@ -83,6 +89,7 @@ class JobOut(BaseModel):
     requested_revision: str | None
     source: JobSource
     state: JobState
+    priority: int = Field(default=0, description="Higher is claimed first (set by an operator)")
     attempts: int
     max_attempts: int
     last_error: str | None
@@ -122,6 +129,7 @@ class JobOut(BaseModel):
             requested_revision=job.requested_revision,
             source=JobSource(job.source),
             state=JobState(job.state),
+            priority=job.priority or 0,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,
@@ -176,3 +184,41 @@ class WorkerPage(BaseModel):
         description="Silent this long, a worker is taken for stopped: no worker seen within it "
         "means queued jobs wait"
     )
+
+
+class HubSearchIn(BaseModel):
+    """A Hub search whose models are all queued (admin tokens only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: str | None = Field(default=None, max_length=96, description="Organisation or user")
+    task: str | None = Field(
+        default="text-generation", max_length=64, description="The Hub's pipeline tag"
+    )
+    library: str | None = Field(default=None, max_length=64, description="e.g. transformers")
+    base_model: str | None = Field(
+        default=None, max_length=MAX_MODEL_ID_CHARS, description="Its fine-tunes"
+    )
+    sort: Literal["downloads", "likes", "created_at", "last_modified"] | None = Field(
+        default="downloads", description="Most first"
+    )
+    limit: int = Field(default=100, ge=1, le=10_000, description="At most this many models")
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+
+
+class HubSearchOutcome(BaseModel):
+    model_id: str
+    revision: str | None
+    outcome: str = Field(
+        description="queued (a new job); queued already, running, succeeded (its job); "
+        "analysed (in the registry); refused (reason)"
+    )
+    job_id: int | None
+    reason: str | None
+    base_model: str | None = Field(description="The base model its card names")
+
+
+class HubSearchOut(BaseModel):
+    found: int
+    queued: int
+    items: list[HubSearchOutcome]

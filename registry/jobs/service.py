@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry.database import write_transaction
 from registry.errors import InvalidInput, NotFound
-from registry.jobs import queue
+from registry.jobs import queue, quotas
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.states import DEFAULT_LIST_LIMIT
 from registry.settings import get_settings
@@ -84,8 +84,16 @@ def submit_target(
     *,
     submitted_by: str | None = None,
     force: bool = False,
+    quota: bool = False,
+    priority: int = 0,
 ) -> Submission:
+    """Queue `target` (or return its job; with `force`, a new analysis of a revision already
+    done). With `quota`, `submitted_by`'s limits apply to a job that would be created
+    (registry.jobs.quotas); an existing job is returned regardless."""
     with write_transaction(factory) as session:
+        existing = queue.pending_job if force else queue.active_job
+        if quota and existing(session, target.model_id, target.revision) is None:
+            quotas.check(session, submitted_by, queue.database_now(session))
         job, created = queue.enqueue(
             session,
             model_id=target.model_id,
@@ -96,6 +104,7 @@ def submit_target(
             max_attempts=get_settings().job_max_attempts,
             submitted_by=submitted_by,
             force=force,
+            priority=priority,
         )
     return Submission(job=job, created=created)
 
@@ -109,9 +118,10 @@ def submit(
     allow_local: bool = True,
     submitted_by: str | None = None,
     force: bool = False,
+    priority: int = 0,
 ) -> Submission:
     target = resolve_target(model, revision=revision, model_id=model_id, allow_local=allow_local)
-    return submit_target(factory, target, submitted_by=submitted_by, force=force)
+    return submit_target(factory, target, submitted_by=submitted_by, force=force, priority=priority)
 
 
 def analysed_as(session: Session, target: Target) -> list[str]:

@@ -20,3 +20,7 @@ class JobSource(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+
+# Operator priorities (`swreg submit --priority`, an admin token's submission): higher is
+# claimed first; a small range is plenty to order a few classes of work.
+MAX_PRIORITY = 1000

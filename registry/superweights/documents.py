@@ -9,9 +9,8 @@ and timestamps are UTC with whole seconds.
 import math
 from typing import Any
 
-from registry.clock import TIME_FORMAT, format_time, parse_time  # noqa: F401 (re-exported)
 from registry.citation import swreg_citation
-from registry.errors import InvalidInput
+from registry.clock import TIME_FORMAT, format_time, parse_time  # noqa: F401 (re-exported)
 from registry.superweights.models import ModelRevision, SuperExpert, SuperWeight
 from workers.contract.report import Report
 

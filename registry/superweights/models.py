@@ -8,19 +8,22 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    inspect,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from registry.clock import utcnow_seconds
-from registry.data_version import track
+from registry.data_version import on_bump, track
 from registry.database import Base, JSONType, one_of
 
 REVISION_KINDS = ("commit", "content", "unknown")
@@ -28,6 +31,9 @@ STATES = ("published", "reported", "candidate", "verified", "rejected", "retract
 # Coordinates that sources state and swreg has not checked at that revision: `published` by the
 # paper's authors (the paper or their code), `reported` by other public work.
 CLAIM_STATES = ("published", "reported")
+# What the last write to a revision did (the changes feed): it created the revision, changed it
+# or what it holds, or retracted one of its coordinates or super experts.
+CHANGE_KINDS = ("added", "updated", "retracted")
 
 
 class ModelRevision(Base):
@@ -37,6 +43,8 @@ class ModelRevision(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "revision"),
         CheckConstraint(f"revision_kind IN {one_of(REVISION_KINDS)}", name="revision_kind"),
+        # The changes feed's key: (changed_version, id).
+        Index("ix_model_revisions_changed", "changed_version", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -56,6 +64,12 @@ class ModelRevision(Base):
     quantization_check: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
+    # The changes feed (registry.changes): the data version of the write that created this
+    # revision, of the last write to it or to its coordinates or super experts, and what that
+    # write did (CHANGE_KINDS). Stamped by registry.changes.stamp in the writing transaction.
+    created_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    changed_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_change: Mapped[str] = mapped_column(String(16), default="added", server_default="added")
 
     super_weights: Mapped[list["SuperWeight"]] = relationship(
         back_populates="model_revision", cascade="save-update, merge", lazy="selectin"
@@ -154,6 +168,47 @@ class SuperExpert(Base):
 
 # What the read API serves: any write to these bumps the data version (HTTP caching).
 track(ModelRevision, SuperWeight, SuperExpert)
+
+
+def _stamp_changes(session: Session, version: int) -> None:
+    """Mark every revision this flush writes (itself, or a coordinate or super expert of it)
+    with the new data version and what the write did: the changes feed's key."""
+    changes: dict[int, tuple[ModelRevision, str]] = {}
+
+    def note(rev: ModelRevision | None, kind: str) -> None:
+        if rev is None:
+            return
+        previous = changes.get(id(rev), (rev, "updated"))[1]
+        # One kind per revision and flush: added wins, then retracted.
+        if previous == "added" or (previous == "retracted" and kind == "updated"):
+            kind = previous
+        changes[id(rev)] = (rev, kind)
+
+    written = [*session.new, *session.dirty, *session.deleted]
+    for obj in written:
+        if isinstance(obj, ModelRevision):
+            note(obj, "added" if obj in session.new else "updated")
+        elif isinstance(obj, (SuperWeight, SuperExpert)):
+            rev = obj.model_revision
+            if rev is None and obj.revision_id is not None:
+                rev = session.get(ModelRevision, obj.revision_id)
+            retracted = obj.state == "retracted" and (
+                obj in session.new or _changed(obj, "state")
+            )
+            note(rev, "retracted" if retracted else "updated")
+    for rev, kind in changes.values():
+        if rev in session.new:
+            rev.created_version = version
+            kind = "added"
+        rev.changed_version = version
+        rev.last_change = kind
+
+
+def _changed(obj: Base, attribute: str) -> bool:
+    return inspect(obj).attrs[attribute].history.has_changes()
+
+
+on_bump(_stamp_changes)
 
 
 def index_key(index: list[int]) -> str:

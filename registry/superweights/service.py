@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
+from registry.suggestions import did_you_mean
 from registry.superweights.documents import profile_document, revision_document
 from registry.superweights.models import (
     CLAIM_STATES,
@@ -26,7 +27,6 @@ from registry.superweights.models import (
     index_key,
 )
 from registry.superweights.schemas import REVISION_PATTERN
-from registry.suggestions import did_you_mean
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
@@ -455,7 +455,7 @@ def lookup_document(session: Session, model_id: str, revision: str | None = None
     return {"model_id": model_id, "revisions": [revision_document(r) for r in revisions]}
 
 
-def _binary_order(session: Session, column):
+def binary_order(session: Session, column):
     # Sort by code point on every backend so that pages come out the same on SQLite and
     # PostgreSQL (whose default collation would sort by locale).
     if session.get_bind().dialect.name == "postgresql":
@@ -484,7 +484,7 @@ def list_models(
             select(ModelRevision.model_id)
             .where(*where)
             .group_by(ModelRevision.model_id)
-            .order_by(_binary_order(session, ModelRevision.model_id))
+            .order_by(binary_order(session, ModelRevision.model_id))
             .limit(limit)
             .offset(offset)
         )

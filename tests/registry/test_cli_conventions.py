@@ -27,7 +27,7 @@ READ_COMMANDS = {
     "quantize-check", "export",
 }
 OTHER_COMMANDS = {
-    "bench", "bench-api", "bench-cli", "db", "db upgrade", "db downgrade", "import", "retract",
+    "bench", "bench-api", "bench-cli", "bench-registry", "db", "db upgrade", "db downgrade", "import", "retract",
     "serve", "setup", "submit", "token", "token create", "token revoke", "worker",
     "fetch-example",  # makes the example model (a folder), prints its path
 }

@@ -36,6 +36,7 @@ from workers.science.checkpoint import (
     weight_file_names,
 )
 from workers.science.errors import CheckpointRefused
+from workers.sources.cache_budget import CacheBudget
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
 from workers.sources.pinning import COMMIT_SHA, repo_cache_dir
@@ -97,8 +98,10 @@ def fetch_hub(
     max_bytes: int,
     cache_dir: Path | None = None,
     token: str | None = None,
+    budget: CacheBudget | None = None,
 ) -> FetchResult:
-    """Download (or find in the cache) what detection reads of repo_id at commit sha."""
+    """Download (or find in the cache) what detection reads of repo_id at commit sha. With a
+    `budget`, room is made for the download first (or it is refused: workers.sources.cache_budget)."""
     if not COMMIT_SHA.match(sha):
         raise CheckpointRefused(f"{repo_id}: revision {sha!r} is not a full commit sha")
     what = f"{repo_id}@{sha[:12]}"
@@ -143,6 +146,10 @@ def fetch_hub(
     check_listing(listing, selected, max_bytes=max_bytes, what=what)
 
     downloaded = sum(f.size for f in selected if f.name not in was_cached)
+    if budget is not None:
+        repo_dir = repo_cache_dir(repo_id, cache_dir)
+        budget.make_room(repo_dir, 0 if offline else downloaded, what)
+        budget.touch(repo_dir)
     try:
         path = Path(
             snapshot_download(

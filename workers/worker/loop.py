@@ -55,6 +55,7 @@ from workers.contract.report import Report
 from workers.science.device import require_device
 from workers.science.errors import CheckpointRefused
 from workers.sources import hub, local
+from workers.sources.cache_budget import CacheBudget
 from workers.sources.listing import FetchResult
 
 log = logging.getLogger("swreg.worker")
@@ -96,6 +97,8 @@ class WorkerConfig:
     progress_seconds: float = PROGRESS_INTERVAL_SECONDS
     # Run the quantization check after the analysis and store it with the revision.
     quantize_check: bool = False
+    # Bytes the Hub cache may hold (None: no bound); see workers.sources.cache_budget.
+    cache_budget_bytes: int | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "WorkerConfig":
@@ -105,6 +108,7 @@ class WorkerConfig:
             "lease_seconds": float(settings.job_lease_seconds),
             "max_checkpoint_bytes": settings.max_checkpoint_bytes,
             "quantize_check": settings.quantize_check,
+            "cache_budget_bytes": settings.worker_cache_budget_bytes,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -258,6 +262,12 @@ class Worker:
         self.name = name or worker_name()
         self.stop_requested = threading.Event()
         self._signals = 0
+        self.budget = None
+        if config.cache_budget_bytes is not None:
+            from huggingface_hub import constants
+
+            # The cache huggingface_hub uses now (HF_HUB_CACHE), as the fetch does.
+            self.budget = CacheBudget(Path(constants.HF_HUB_CACHE).expanduser(), config.cache_budget_bytes)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -270,6 +280,8 @@ class Worker:
         # torch and transformers take seconds to import: before the first lease, not during it.
         import workers.science.pipeline.sweep  # noqa: F401
 
+        if self.budget is not None:
+            self.budget.recover()  # what a crash may have left in the cache
         try:
             self.wait_for_database()
             failures = 0
@@ -334,7 +346,12 @@ class Worker:
         if claimed is None:
             return False
         job, lease = claimed
-        self.process(job, lease, claimed_at=claimed_at)
+        try:
+            self.process(job, lease, claimed_at=claimed_at)
+        finally:
+            if self.budget is not None and job.source == JobSource.HUB:
+                # After the job, least recently used first: this job's model goes last.
+                self.budget.enforce()
         return True
 
     # --- one job --------------------------------------------------------------------------
@@ -420,7 +437,12 @@ class Worker:
             )
             return result
         # No token argument: huggingface_hub reads HF_TOKEN (or the saved login) itself.
-        return hub.fetch_hub(job.model_id, job.revision, max_bytes=self.config.max_checkpoint_bytes)
+        return hub.fetch_hub(
+            job.model_id,
+            job.revision,
+            max_bytes=self.config.max_checkpoint_bytes,
+            budget=self.budget,
+        )
 
     def _analyse(self, job: Job, fetched: FetchResult, progress: ProgressWriter) -> Report:
         # Imported here: torch and transformers load in seconds, and only a worker needs them.

@@ -358,15 +358,16 @@ def test_a_conflict_that_is_not_a_duplicate_is_raised(db_sessions):
 
 
 def test_claim_takes_the_oldest_submission_not_the_lowest_id(db_sessions):
+    # Two submitters whose turns come at once (the same fair-share number): the older first.
     t0 = _now(db_sessions)
     with write_transaction(db_sessions) as session:
         newer, _ = queue.enqueue(
             session, model_id="org/newer", revision=SHA, source=JobSource.HUB, max_attempts=3,
-            now=t0,
+            now=t0, submitted_by="token:a",
         )
         older, _ = queue.enqueue(
             session, model_id="org/older", revision=SHA, source=JobSource.HUB, max_attempts=3,
-            now=t0 - timedelta(minutes=1),
+            now=t0 - timedelta(minutes=1), submitted_by="token:b",
         )
         newer_id, older_id = newer.id, older.id
     assert newer_id < older_id

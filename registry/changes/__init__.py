@@ -1,0 +1,1 @@
+"""The changes feed: the model revisions added, updated or retracted since a data version."""
