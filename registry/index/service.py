@@ -18,8 +18,7 @@ import jsonschema_rs
 from jsonschema.exceptions import best_match
 from sqlalchemy.orm import Session
 
-from registry import __version__
-from registry.citation import LICENSE, index_citation, is_swreg_citation
+from registry.citation import is_swreg_citation
 from registry.errors import InvalidInput
 
 # The document without the database, re-exported: callers read, validate and write documents
@@ -41,9 +40,9 @@ from registry.index.document import (  # noqa: F401
     schema,
     validate_document,
 )
+from registry.index.stream import meta_document
 from registry.superweights import service as sw_service
 from registry.superweights.documents import (
-    format_time,
     parse_number,
     parse_time,
     revision_document,
@@ -67,13 +66,7 @@ def export_document(session: Session, *, generated_at: datetime | None = None) -
     if generated_at is None:
         generated_at = sw_service.last_change(session) or EMPTY_REGISTRY_TIME
     return {
-        "meta": {
-            "schema_version": SCHEMA_VERSION,
-            "generated_at": format_time(generated_at),
-            "generator": {"name": GENERATOR_NAME, "version": __version__},
-            "license": LICENSE,
-            "citation": index_citation(__version__),
-        },
+        "meta": meta_document(generated_at),
         "models": [revision_document(rev) for rev in revisions],
     }
 

@@ -42,12 +42,17 @@ JSON_OPTIONS: dict[str, Any] = {
 
 
 def meta_document(generated_at: datetime) -> dict[str, Any]:
-    from registry.index.service import GENERATOR_NAME, SCHEMA_VERSION
+    """The index's `meta`: its schema version, time, generator, licence and how to cite it (the
+    one definition, for the whole document and the stream alike)."""
+    from registry.citation import LICENSE, index_citation
+    from registry.index.document import GENERATOR_NAME, SCHEMA_VERSION
 
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": format_time(generated_at),
         "generator": {"name": GENERATOR_NAME, "version": __version__},
+        "license": LICENSE,
+        "citation": index_citation(__version__),
     }
 
 
