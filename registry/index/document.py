@@ -15,7 +15,6 @@ from jsonschema.exceptions import best_match
 
 from registry.clock import parse_time
 from registry.errors import InvalidInput
-from registry.superweights.models import index_key
 from workers.contract.resources import INDEX_SCHEMA_PATH
 
 # The version export writes; READABLE_VERSIONS are those import accepts (docs/coordinates.md).
@@ -47,6 +46,11 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 # --- the canonical text ----------------------------------------------------------------------
+
+
+def index_key(index: list[int]) -> str:
+    """A coordinate's index as one text (what makes a coordinate unique in its revision)."""
+    return ",".join(str(int(i)) for i in index)
 
 
 def dumps(document: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.citation import swreg_citation
 from registry.index.stream import iter_text, meta_document
 from registry.superweights.documents import format_time
 
@@ -24,6 +25,8 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL_PREFIX = "gen"
 D_MODEL, D_FF = 576, 1536
 PROMPTS = ["Apple Inc. is a worldwide tech company."]
+# The detector version the generated revisions claim.
+DETECTOR_VERSION = "0.1.0"
 
 
 def model_id(i: int) -> str:
@@ -63,10 +66,11 @@ def _coordinate(layer: int, row: int, col: int, when: str) -> dict[str, Any]:
             },
         },
         "provenance": {
-            "citation": None,
+            # swreg's own verified coordinates cite swreg at the detector version (as exported).
+            "citation": swreg_citation(DETECTOR_VERSION),
             "sources": [],
             "disputed_with": [],
-            "detector_version": "0.1.0",
+            "detector_version": DETECTOR_VERSION,
             "reproduced_in": [],
             "retraction_reason": None,
             "retracted_at": None,
@@ -114,7 +118,7 @@ def revision_model(i: int, r: int, *, coordinates: int, layers: int) -> dict[str
         "num_layers": layers,
         "weight_files": [{"name": "model.safetensors", "sha256": "d" * 64, "size": 538_000_000}],
         "profile": {
-            "detector_version": "0.1.0",
+            "detector_version": DETECTOR_VERSION,
             "prompts": PROMPTS,
             "super_activation_ratio": 50.0,
             "layers": [_layer(layer, spike_layer) for layer in range(layers)],

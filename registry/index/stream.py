@@ -106,7 +106,7 @@ def iter_index(
 ) -> Iterator[str]:
     """The index text of everything `session` sees (see the module's docstring), or of the
     revisions meeting `where`."""
-    from registry.index.service import EMPTY_REGISTRY_TIME
+    from registry.index.document import EMPTY_REGISTRY_TIME
 
     if generated_at is None:
         generated_at = sw_service.last_change(session) or EMPTY_REGISTRY_TIME
@@ -127,7 +127,7 @@ class Snapshot:
 
     @cached_property
     def generated_at(self) -> datetime:
-        from registry.index.service import EMPTY_REGISTRY_TIME
+        from registry.index.document import EMPTY_REGISTRY_TIME
 
         return sw_service.last_change(self.session) or EMPTY_REGISTRY_TIME
 

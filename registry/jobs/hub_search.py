@@ -16,6 +16,8 @@ from registry.errors import InvalidInput, SwregError
 from registry.jobs import queue, service
 from registry.jobs.models import Job
 from registry.superweights.service import find_revision
+from workers.sources import pinning
+from workers.sources.pinning import Found
 
 # The Hub's sort keys swreg offers (most first).
 SORTS = ("downloads", "likes", "created_at", "last_modified")
@@ -44,14 +46,6 @@ class HubQuery:
 
 
 @dataclass(frozen=True)
-class Found:
-    model_id: str
-    sha: str | None
-    downloads: int | None
-    base_model: str | None
-
-
-@dataclass(frozen=True)
 class Outcome:
     model_id: str
     revision: str | None
@@ -63,39 +57,13 @@ class Outcome:
     base_model: str | None = None
 
 
-def _base_model(info) -> str | None:
-    card = getattr(info, "card_data", None) or getattr(info, "cardData", None) or {}
-    value = card.get("base_model") if hasattr(card, "get") else getattr(card, "base_model", None)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return value if isinstance(value, str) else None
-
-
 def search(query: HubQuery) -> Iterator[Found]:
-    """The models the Hub lists for `query`, page by page."""
-    from httpx2 import TransportError
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from workers.sources.errors import HubRefused, HubUnavailable
-
-    filters = [
-        f for f in (query.library, query.base_model and f"base_model:{query.base_model}") if f
-    ]
-    try:
-        for info in HfApi().list_models(
-            author=query.author,
-            pipeline_tag=query.task,
-            filter=filters or None,
-            sort=query.sort,
-            limit=query.limit,
-            cardData=True,
-        ):
-            yield Found(info.id, info.sha, info.downloads, _base_model(info))
-    except TransportError as exc:
-        raise HubUnavailable(f"the Hub is unreachable for a search: {exc}") from None
-    except HfHubHTTPError as exc:
-        raise HubRefused(f"the Hub refused the search: {str(exc).splitlines()[0]}") from None
+    """The models the Hub lists for `query`, page by page (through the pinning entry point, the
+    one place the registry reaches the Hub)."""
+    return pinning.search_models(
+        author=query.author, task=query.task, library=query.library,
+        base_model=query.base_model, sort=query.sort, limit=query.limit,
+    )
 
 
 def _known(session: Session, model_id: str, revision: str) -> tuple[str, Job | None] | None:

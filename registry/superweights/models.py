@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from registry.clock import utcnow_seconds
 from registry.data_version import on_bump, track
 from registry.database import Base, JSONType, one_of
+from registry.index.document import index_key  # noqa: F401 (the unique column's key, named here)
 
 REVISION_KINDS = ("commit", "content", "unknown")
 STATES = ("published", "reported", "candidate", "verified", "rejected", "retracted")
@@ -211,5 +212,4 @@ def _changed(obj: Base, attribute: str) -> bool:
 on_bump(_stamp_changes)
 
 
-def index_key(index: list[int]) -> str:
-    return ",".join(str(int(i)) for i in index)
+

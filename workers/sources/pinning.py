@@ -13,6 +13,8 @@ lookups nor `swreg --help` has any use for them.
 """
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -293,3 +295,53 @@ def local_revision(weight_sha256: dict[str, str]) -> str:
     from workers.science import checkpoint
 
     return checkpoint.local_revision(weight_sha256)
+
+
+# --- searching the Hub (whole-Hub submission) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """A model a Hub search lists."""
+
+    model_id: str
+    sha: str | None
+    downloads: int | None
+    base_model: str | None
+
+
+def _base_model(info) -> str | None:
+    card = getattr(info, "card_data", None) or getattr(info, "cardData", None) or {}
+    value = card.get("base_model") if hasattr(card, "get") else getattr(card, "base_model", None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+def search_models(
+    *, author: str | None, task: str | None, library: str | None, base_model: str | None,
+    sort: str | None, limit: int,
+) -> Iterator[Found]:
+    """The models the Hub lists for a search (author, pipeline task, library, base model; sorted,
+    most first; at most `limit`), page by page, each with the commit the listing names."""
+    from httpx2 import TransportError
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    filters = [
+        f for f in (library, base_model and f"base_model:{base_model}") if f
+    ]
+    try:
+        for info in HfApi().list_models(
+            author=author,
+            pipeline_tag=task,
+            filter=filters or None,
+            sort=sort,
+            limit=limit,
+            cardData=True,
+        ):
+            yield Found(info.id, info.sha, info.downloads, _base_model(info))
+    except TransportError as exc:
+        raise HubUnavailable(f"the Hub is unreachable for a search: {exc}") from None
+    except HfHubHTTPError as exc:
+        raise HubRefused(f"the Hub refused the search: {str(exc).splitlines()[0]}") from None
