@@ -156,6 +156,8 @@ def create_app(url: str | None = None) -> FastAPI:
             yield
         finally:
             app.state.database.dispose()
+            if (gate := getattr(app.state, "hub_gate", None)) is not None:
+                gate.close()
 
     app = FastAPI(
         title="swreg",

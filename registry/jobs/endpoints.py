@@ -1,17 +1,31 @@
 """Submit a model (token required, checked before the body is read) and read jobs (open)."""
 
-from fastapi import APIRouter, Response, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response, status
 
 from registry.api_errors import errors
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.jobs import service
+from registry.jobs.hub_gate import HubGate
 from registry.jobs.models import JobState
 from registry.jobs.schemas import JobOut, JobPage, SubmissionIn, SubmissionOut
+from registry.settings import get_settings
 
 router = APIRouter(tags=["jobs"])
+
+
+def hub_gate(request: Request) -> HubGate:
+    """The app's gate for Hub calls at submission, made on first use."""
+    state = request.app.state
+    if getattr(state, "hub_gate", None) is None:
+        settings = get_settings()
+        state.hub_gate = HubGate(
+            concurrency=settings.hub_submission_concurrency,
+            budget=settings.hub_submission_budget_seconds,
+        )
+    return state.hub_gate
+
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
 
 
@@ -35,13 +49,18 @@ submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
     },
 )
 async def submit(
-    body: SubmissionIn, token: WriteTokenDep, database: DatabaseDep, response: Response
+    body: SubmissionIn,
+    token: WriteTokenDep,
+    database: DatabaseDep,
+    request: Request,
+    response: Response,
 ) -> SubmissionOut:
     """Queue a Hub model for the workers. The revision is pinned to its commit sha now; a
     revision that is already queued, running or done returns its job (200) instead of a new one.
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
-    # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
-    target = await run_in_threadpool(
+    # Pinning may ask the Hub: in the Hub's own threads, within its budget (registry.jobs.hub_gate),
+    # holding no database connection and none of the threads lookups use.
+    target = await hub_gate(request).run(
         service.resolve_target, body.model, revision=body.revision, allow_local=False
     )
     submission = await database.call(

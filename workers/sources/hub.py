@@ -36,6 +36,7 @@ from workers.science.checkpoint import (
     weight_file_names,
 )
 from workers.science.errors import CheckpointRefused
+from workers.sources import hub_client
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
 from workers.sources.pinning import COMMIT_SHA, repo_cache_dir
@@ -44,7 +45,9 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _remote_listing(repo_id: str, sha: str, token: str | None) -> list[RepoFile]:
-    info = HfApi(token=token).model_info(repo_id, revision=sha, files_metadata=True)
+    info = HfApi(token=token).model_info(
+        repo_id, revision=sha, files_metadata=True, timeout=hub_client.current().read
+    )
     return [
         RepoFile(
             name=s.rfilename,
@@ -102,6 +105,7 @@ def fetch_hub(
     if not COMMIT_SHA.match(sha):
         raise CheckpointRefused(f"{repo_id}: revision {sha!r} is not a full commit sha")
     what = f"{repo_id}@{sha[:12]}"
+    hub_client.ensure_configured()
     offline = False
     try:
         listing = _remote_listing(repo_id, sha, token)
@@ -158,6 +162,9 @@ def fetch_hub(
         )
     except LocalEntryNotFoundError as exc:
         raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
+    except TransportError as exc:
+        # A stalled download (hub_client.HubStalled) or a Hub gone mid-fetch: worth retrying.
+        raise HubUnavailable(f"{what}: fetch interrupted: {str(exc).splitlines()[0]}") from None
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise HubRefused(f"{what}: {str(exc).splitlines()[0]}") from None
 
@@ -203,3 +210,5 @@ def _download_one(
         )
     except LocalEntryNotFoundError as exc:
         raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
+    except TransportError as exc:
+        raise HubUnavailable(f"{what}: fetch interrupted: {str(exc).splitlines()[0]}") from None
