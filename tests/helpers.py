@@ -198,7 +198,7 @@ def tiny_report() -> dict:
 # --- a tiny checkpoint directory ----------------------------------------------------------------
 
 REPO = "acme/tiny-model"
-CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4}
+CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4, "num_attention_heads": 1}
 
 
 def make_checkpoint(

@@ -32,6 +32,7 @@ from huggingface_hub.errors import (
 from workers.science.checkpoint import (
     SAFETENSORS_INDEX,
     read_shard_index,
+    refuse_oversized_metadata,
     sha256_of,
     weight_file_names,
 )
@@ -139,6 +140,10 @@ def fetch_hub(
     }
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):
+        # Its size cap from the listing, before a byte of it is downloaded.
+        refuse_oversized_metadata(
+            ((f.name, f.size) for f in listing if f.name == SAFETENSORS_INDEX), what
+        )
         # The index first (a few KB): it says which of the repository's weight files to fetch.
         index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what, offline)
         shards = read_shard_index(index)
