@@ -38,8 +38,11 @@ PRELOAD = ["workers.science.pipeline.sweep", "workers.science.pipeline.quantize"
 # The default limit: the machine's memory less a quarter for the database, the API and the OS.
 HOST_MEMORY_SHARE = 0.75
 POLL_SECONDS = 0.2
-# torch's words for an allocation that failed (its allocator raises RuntimeError).
-ALLOCATION_FAILED = ("can't allocate memory", "DefaultCPUAllocator", "std::bad_alloc")
+# torch's words for an allocation that failed (its allocator raises RuntimeError), and Python's
+# when the limit leaves no room for a thread's stack.
+ALLOCATION_FAILED = (
+    "can't allocate memory", "DefaultCPUAllocator", "std::bad_alloc", "can't start new thread"
+)
 GB = 1e9
 
 
@@ -148,7 +151,7 @@ def run_isolated(
     """`target(*args, progress=..., **kwargs)` in a child under an address-space limit of
     `limit` bytes; its progress reports are handed to `progress` here (which may raise, e.g.
     LeaseLost: the child is then killed). Raises the child's refusal, AnalysisOutOfMemory,
-    AnalysisFailed or AnalysisDied."""
+    AnalysisFailed or AnalysisDied, each with the child's `peak_bytes`."""
     context = _context()
     receive, send = context.Pipe(duplex=False)
     caps = science_limits.current()
@@ -178,20 +181,25 @@ def run_isolated(
             if kind == "done":
                 return Outcome(value, peak)
             if kind == "refused":
-                raise value
-            if kind == "out_of_memory":
-                raise AnalysisOutOfMemory(
+                error = value
+            elif kind == "out_of_memory":
+                error = AnalysisOutOfMemory(
                     f"the analysis needs more memory than the worker's limit of {limit_text} "
                     f"(peak {peak / GB:.3g} GB; {value})"
                 )
-            raise AnalysisFailed(f"the analysis failed: {value}")
+            else:
+                error = AnalysisFailed(f"the analysis failed: {value}")
+            error.peak_bytes = peak
+            raise error
         process.join()
         code = process.exitcode
         how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-        raise AnalysisDied(
+        died = AnalysisDied(
             f"the analysis process died ({how}) at a peak of {peak / GB:.3g} GB "
             f"(memory limit {limit_text})"
         )
+        died.peak_bytes = peak
+        raise died
     finally:
         if process.is_alive():
             process.kill()

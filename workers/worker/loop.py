@@ -466,16 +466,20 @@ class Worker:
     def _isolated(self, job: Job, what: str, target, *args, progress: ProgressWriter):
         """`target(*args)` in a child process under the worker's memory limit (isolation)."""
         limit = isolation.memory_limit(self.config.memory_limit_bytes)
+        peak = 0
         try:
             outcome = isolation.run_isolated(target, *args, limit=limit, progress=progress)
-        except isolation.AnalysisOutOfMemory as exc:
-            log.warning("job %s: %s", job.id, exc)
+            peak = outcome.peak_bytes
+            return outcome.value
+        except Exception as exc:
+            peak = getattr(exc, "peak_bytes", 0)
             raise
-        log.info(
-            "job %s: %s peak memory %.0f MB (limit %.0f MB)",
-            job.id, what, outcome.peak_bytes / 1e6, limit / 1e6,
-        )
-        return outcome.value
+        finally:
+            if peak:
+                log.info(
+                    "job %s: %s peak memory %.0f MB (limit %.0f MB)",
+                    job.id, what, peak / 1e6, limit / 1e6,
+                )
 
     def _quantize_check(
         self, job: Job, fetched: FetchResult, report: Report, progress: ProgressWriter
