@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response, status
 
 from registry.api_errors import errors
-from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
+from registry.auth.dependency import TokenFirstRoute, WriteTokenDep, has_token
 from registry.bounds import Limit, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.jobs import service
@@ -74,22 +74,29 @@ async def submit(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))
-async def get_job(job_id: RowId, database: DatabaseDep) -> JobOut:
-    """A job's state, attempts, last error, step timings and times."""
-    return await database.read(lambda session: JobOut.of(service.get_job(session, job_id)))
+async def get_job(job_id: RowId, database: DatabaseDep, request: Request) -> JobOut:
+    """A job's state, attempts, last error, step timings and times. Without a token, local
+    paths and worker host names are left out."""
+    public = not await has_token(request)
+    return await database.read(
+        lambda session: JobOut.of(service.get_job(session, job_id), public=public)
+    )
 
 
 @router.get("/jobs", response_model=JobPage)
 async def list_jobs(
     database: DatabaseDep,
+    request: Request,
     state: JobState | None = None,
     limit: Limit = service.DEFAULT_LIST_LIMIT,
     offset: Offset = 0,
 ) -> JobPage:
-    """Jobs, newest first, optionally in one state."""
+    """Jobs, newest first, optionally in one state (without a token: no local paths or worker
+    host names)."""
+    public = not await has_token(request)
     jobs = await database.read(
         lambda session: [
-            JobOut.of(j)
+            JobOut.of(j, public=public)
             for j in service.list_jobs(session, state=state, limit=limit, offset=offset)
         ]
     )
