@@ -56,6 +56,7 @@ from registry.database import is_unavailable
 from registry.dependencies import Database, DatabaseDep
 from registry.errors import DatabaseUnavailable, SwregError
 from registry.middleware import HeadAsGet, MaxBodySize
+from registry.security_headers import SecurityHeaders
 from registry.migrate import current_revisions, database_url
 from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
 
@@ -177,6 +178,8 @@ def create_app(url: str | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(MaxBodySize, limit=MAX_BODY_BYTES)
     app.add_middleware(HeadAsGet)
+    # Outermost: every answer carries the headers, errors and 413s included.
+    app.add_middleware(SecurityHeaders)
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
     _add_web(app)
