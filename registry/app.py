@@ -56,9 +56,9 @@ from registry.database import is_unavailable
 from registry.dependencies import Database, DatabaseDep
 from registry.errors import DatabaseUnavailable, SwregError
 from registry.middleware import HeadAsGet, MaxBodySize
-from registry.security_headers import SecurityHeaders
 from registry.migrate import current_revisions, database_url
 from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
+from registry.security_headers import SecurityHeaders
 
 # Request bodies: a submission is two short strings; nothing the API takes comes near this.
 MAX_BODY_BYTES = 8 * 1024

@@ -67,7 +67,10 @@ async def index(
         total, models = service.list_models(
             session, limit=PAGE_SIZE, offset=offset, search=search
         )
-        jobs = [JobOut.of(j, public=True) for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)]
+        jobs = [
+            JobOut.of(j, public=True)
+            for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)
+        ]
         return total, models, jobs
 
     total, models, jobs = await database.read(read)
@@ -125,7 +128,9 @@ async def jobs_page(
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
     try:
-        job = await database.read(lambda session: JobOut.of(jobs_service.get_job(session, job_id), public=True))
+        job = await database.read(
+            lambda session: JobOut.of(jobs_service.get_job(session, job_id), public=True)
+        )
     except NotFound as exc:
         return _not_found(request, str(exc))
     return templates.TemplateResponse(

@@ -401,7 +401,7 @@ def bounded_hub(monkeypatch):
 
 
 def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
-    db_url, published, token, fake_hub, bounded_hub
+    db_url, published, token, fake_hub, bounded_hub  # noqa: F811 - the fixture
 ):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -437,11 +437,58 @@ def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
     assert ready.status_code == 200, ready.text
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(f"hung Hub: {len(latencies)} lookups, p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms; "
-          f"slowest submission {max(s for _, s in results):.1f} s")
+    print(
+        f"hung Hub: {len(latencies)} lookups, p99 {p99 * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms; slowest submission {max(s for _, s in results):.1f} s"
+    )
     assert p99 < LOOKUP_P99_BOUND_SECONDS
     for response, seconds in results:
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "hub_unavailable"
         assert int(response.headers["retry-after"]) > 0
         assert seconds < HUB_BUDGET_SECONDS + 5
+
+
+# --- job documents: no local path or host name for readers without a token ----------------------
+
+
+OWNER = "gpu-node-7.internal:4242:abc123"  # host:pid:token, as a worker names itself
+
+
+def test_a_job_read_without_a_token_shows_no_local_path_or_host(server, token, db_sessions):
+    from registry.jobs import queue as jobs_queue
+    from registry.jobs.models import JobSource
+
+    error = "/srv/models/secret-project: config.json gives num_hidden_layers = 1000000000"
+    with jobs_queue.write_transaction(db_sessions) as session:
+        job, _ = jobs_queue.enqueue(
+            session, model_id="local/secret-project", revision="sha256:" + "c" * 64,
+            source=JobSource.LOCAL, local_path="/srv/models/secret-project", max_attempts=3,
+        )
+    with jobs_queue.write_transaction(db_sessions) as session:
+        _, lease = jobs_queue.claim(session, owner=OWNER, lease_seconds=600)
+    with jobs_queue.write_transaction(db_sessions) as session:
+        jobs_queue.report_progress(session, lease, stage="load", done=0, total=4, timings={})
+    with jobs_queue.write_transaction(db_sessions) as session:
+        jobs_queue.fail(session, lease, error, permanent=False)  # queued again, error kept
+    with jobs_queue.write_transaction(db_sessions) as session:
+        jobs_queue.claim(session, owner=OWNER, lease_seconds=600)
+    anonymous = [
+        httpx.get(f"{server.url}{API}/jobs/{job.id}", timeout=10).json(),
+        httpx.get(f"{server.url}{API}/jobs", timeout=10).json()["items"][0],
+    ]
+    page = httpx.get(f"{server.url}/jobs/{job.id}", timeout=10).text
+    for document in anonymous:
+        assert document["last_error"] == (
+            "<path>: config.json gives num_hidden_layers = 1000000000"
+        )
+        assert document["lease_owner"] == "worker-abc123"
+    assert "/srv/models" not in page and "gpu-node-7" not in page
+    whole = httpx.get(
+        f"{server.url}{API}/jobs/{job.id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()
+    assert whole["last_error"] == error and whole["lease_owner"].startswith("gpu-node-7.internal")
+    wrong = httpx.get(
+        f"{server.url}{API}/jobs/{job.id}", headers={"Authorization": "Bearer nope"}, timeout=10
+    )
+    assert wrong.status_code == 200 and wrong.json()["lease_owner"] == "worker-abc123"

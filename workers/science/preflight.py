@@ -66,13 +66,13 @@ LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
 
 def _depth(value, limit: int) -> int:
     """How deep `value` nests (iteratively: a hostile config cannot exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
+    deepest, stack = 0, [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         item, depth = stack.pop()
         deepest = max(deepest, depth)
         if deepest > limit:
             return deepest
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
@@ -195,7 +195,8 @@ def check_sites(
                         "can ablate)"
                     )
                 shape = shapes[name]
-                if site.dense and (len(shape) != 2 or {feed_forward.d_model, site.inner} - set(shape)):
+                implied = {feed_forward.d_model, site.inner}
+                if site.dense and (len(shape) != 2 or implied - set(shape)):
                     raise CheckpointRefused(
                         f"{what}: {name} has shape {shape}, not the "
                         f"{feed_forward.d_model} x {site.inner} config.json implies"

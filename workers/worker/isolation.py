@@ -21,6 +21,7 @@ and its arguments travel by pickle (a module-level function, by reference).
 The child's peak memory (VmHWM) is sampled while it runs and reported with its answer.
 """
 
+import ctypes
 import multiprocessing
 import os
 import resource
@@ -44,6 +45,7 @@ ALLOCATION_FAILED = (
     "can't allocate memory", "DefaultCPUAllocator", "std::bad_alloc", "can't start new thread"
 )
 GB = 1e9
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class AnalysisOutOfMemory(CheckpointRefused):
@@ -112,9 +114,20 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent (the forkserver, which exits when the worker does)
+    dies: a killed worker leaves no analysis running on."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the child ends at its next progress report
+        pass
+
+
 def _child(
     send, limit: int, caps: science_limits.Limits, target: Callable, args: tuple, kwargs: dict
 ) -> None:
+    _die_with_parent()
     # Signals are the worker's to handle: it ends this process when it has to.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -60,7 +60,8 @@ def _hostile(planted: Path, root: Path) -> dict[str, tuple[Path, str]]:
     cases = {
         "layer bomb": (
             _copy(planted, root / "layers", num_hidden_layers=10**9),
-            "config.json gives num_hidden_layers = 1000000000; it must be an integer from 1 to 1,024",
+            "config.json gives num_hidden_layers = 1000000000; it must be an integer from 1 to "
+            "1,024",
         ),
         "inner width bomb": (
             _copy(planted, root / "inner", intermediate_size=10**9),
