@@ -470,7 +470,8 @@ def test_a_job_read_without_a_token_shows_no_local_path_or_host(server, token, d
     with jobs_queue.write_transaction(db_sessions) as session:
         jobs_queue.report_progress(session, lease, stage="load", done=0, total=4, timings={})
     with jobs_queue.write_transaction(db_sessions) as session:
-        jobs_queue.fail(session, lease, error, permanent=False)  # queued again, error kept
+        # Queued again at once, its error kept; then claimed again: running, with an owner.
+        jobs_queue.fail(session, lease, error, backoff_base_seconds=0)
     with jobs_queue.write_transaction(db_sessions) as session:
         jobs_queue.claim(session, owner=OWNER, lease_seconds=600)
     anonymous = [

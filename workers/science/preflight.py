@@ -118,10 +118,10 @@ def text_part(config: dict) -> dict:
 def _first(config: dict, keys: tuple[str, ...]) -> tuple[str, int] | None:
     for key in keys:
         value = config.get(key)
-        if _is_int(value):
+        if isinstance(value, int) and not isinstance(value, bool):
             return key, value
         if isinstance(value, list) and value and all(_is_int(v) for v in value):
-            return key, max(value)
+            return key, max(int(v) for v in value)
     return None
 
 

@@ -17,6 +17,7 @@ one (pinning, fetching) treats a stalled one the same way.
 `ensure_configured()` installs the defaults on first use when nobody configured anything.
 """
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -118,9 +119,9 @@ def configure(timeouts: HubTimeouts) -> None:
 
         _http.set_client_factory(factory)
         # The timeouts huggingface_hub passes for downloads and metadata requests (read at
-        # call time); the transport clamps them anyway.
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = timeouts.read
-        constants.HF_HUB_ETAG_TIMEOUT = timeouts.read
+        # call time; whole seconds): the transport clamps them to the exact bounds anyway.
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = math.ceil(timeouts.read)
+        constants.HF_HUB_ETAG_TIMEOUT = math.ceil(timeouts.read)
         _installed = timeouts
 
 

@@ -202,7 +202,7 @@ def run_isolated(
                 )
             else:
                 error = AnalysisFailed(f"the analysis failed: {value}")
-            error.peak_bytes = peak
+            setattr(error, "peak_bytes", peak)  # noqa: B010 - any SwregError carries it
             raise error
         process.join()
         code = process.exitcode
@@ -211,7 +211,7 @@ def run_isolated(
             f"the analysis process died ({how}) at a peak of {peak / GB:.3g} GB "
             f"(memory limit {limit_text})"
         )
-        died.peak_bytes = peak
+        setattr(died, "peak_bytes", peak)  # noqa: B010
         raise died
     finally:
         if process.is_alive():

@@ -3,9 +3,11 @@
     claim (lease) → fetch (Hub cache or local directory) → analyse (detect + validate)
       → one transaction: fenced completion + record_report → next job
 
-A background thread heartbeats while a job runs, extending the lease. A failing job is retried
-with backoff or failed with a one-line reason (at once when the failure is permanent: a refused
-checkpoint), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
+A background thread heartbeats while a job runs, extending the lease. The analysis itself runs in
+a child process under a memory limit (workers/worker/isolation.py): whatever a model does to it,
+the worker lives on. A failing job is retried with backoff or failed with a one-line reason (at
+once when the failure is permanent: a refused checkpoint, or anything the model's analysis
+raised), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
 exit; a second signal abandons it, handing it back to the queue.
 
 Outages: the worker rides them out. While the database is unreachable (at start-up too) it waits
