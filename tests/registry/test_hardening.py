@@ -428,6 +428,7 @@ def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
             latencies = []
             with httpx.Client(base_url=live.url, timeout=10) as client:
                 ready = client.get(f"{API}/ready")
+                jobs = client.get(f"{API}/jobs")
                 while not all(p.done() for p in pending) or len(latencies) < 100:
                     started = time.monotonic()
                     response = client.get(LOOKUP)
@@ -435,6 +436,7 @@ def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
                     assert response.status_code == 200, response.text
             results = [p.result() for p in pending]
     assert ready.status_code == 200, ready.text
+    assert jobs.status_code == 200, jobs.text
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(

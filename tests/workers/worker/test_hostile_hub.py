@@ -83,6 +83,17 @@ def test_a_fetch_that_stalls_mid_file_hands_the_job_back_within_the_stall_timeou
     print(f"stalled fetch handed back after {elapsed:.1f} s: {job.last_error}")
 
 
+def test_a_slow_hub_that_pauses_less_than_the_stall_timeout_is_not_cut_off(
+    fake_hub, planted, sessions
+):
+    fake_hub.add_repo("acme/slow", planted)
+    job_id = service.submit(sessions, "acme/slow").job.id
+    fake_hub.stall_after, fake_hub.stall_seconds = 100, STALL_SECONDS / 2
+    assert _worker(sessions).run() == 1
+    job = _job(sessions, job_id)
+    assert job.state == JobState.SUCCEEDED, job.last_error
+
+
 def test_a_hub_that_never_answers_hands_the_job_back(fake_hub, planted, sessions):
     fake_hub.add_repo("acme/hung", planted)
     job_id = service.submit(sessions, "acme/hung").job.id
