@@ -40,7 +40,9 @@ TOKENIZER_PATTERNS = (
     "special_tokens_map.json",
     "added_tokens.json",
     "vocab.json",
+    "vocab.txt",
     "merges.txt",
+    "chat_template.*",  # transformers reads a chat template with the tokenizer
     "*.model",  # sentencepiece
 )
 
