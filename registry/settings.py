@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # Largest model by parameter count that a worker builds (checked from config.json and the
     # tensor headers before anything is built).
     max_parameters: int = Field(default=80 * 10**9, gt=0)
-    # The address space of the child process each analysis runs in (RLIMIT_AS), in bytes; 0:
+    # What the child process each analysis runs in may allocate (RLIMIT_DATA), in bytes; 0:
     # three quarters of this machine's memory.
     worker_memory_limit_bytes: int = Field(default=0, ge=0)
 

@@ -1,9 +1,14 @@
 """Each analysis in a child process of its own, under a memory limit: no model takes the host.
 
 The worker (the parent) keeps the lease, the heartbeat and every database write; the child
-runs the analysis with its address space capped (RLIMIT_AS, `SWREG_WORKER_MEMORY_LIMIT_BYTES`;
-default three quarters of the machine's memory), reports progress over a pipe, and hands back
-the result. What the model does to the child stays in the child:
+runs the analysis with its memory capped (`SWREG_WORKER_MEMORY_LIMIT_BYTES`; default three
+quarters of the machine's memory), reports progress over a pipe, and hands back the result.
+
+The cap is RLIMIT_DATA, which counts what the process allocates (its heap and private writable
+mappings: tensors, activations), not the libraries it maps or address space it only reserves:
+RLIMIT_AS would count torch's and CUDA's reservations (CUDA reserves more address space than a
+machine has memory) and refuse a GPU worker at start. What the model does to the child stays
+in the child:
 
 - an allocation past the limit fails inside the child (MemoryError, or torch's allocator error)
   instead of waking the kernel's OOM killer, which may pick PostgreSQL or the API as victim: the
@@ -71,7 +76,7 @@ def host_memory_bytes() -> int:
 
 
 def memory_limit(setting: int) -> int:
-    """The child's RLIMIT_AS: the setting, or HOST_MEMORY_SHARE of this machine's memory."""
+    """The child's RLIMIT_DATA: the setting, or HOST_MEMORY_SHARE of this machine's memory."""
     return setting or int(host_memory_bytes() * HOST_MEMORY_SHARE)
 
 
@@ -131,7 +136,7 @@ def _child(
     # Signals are the worker's to handle: it ends this process when it has to.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     science_limits.configure(**vars(caps))  # the worker's caps, not the defaults
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -161,8 +166,8 @@ def run_isolated(
     progress: Callable[[str, int, int], None],
     **kwargs: Any,
 ) -> Outcome:
-    """`target(*args, progress=..., **kwargs)` in a child under an address-space limit of
-    `limit` bytes; its progress reports are handed to `progress` here (which may raise, e.g.
+    """`target(*args, progress=..., **kwargs)` in a child whose allocations may reach `limit`
+    bytes (RLIMIT_DATA); its progress reports are handed to `progress` here (which may raise, e.g.
     LeaseLost: the child is then killed). Raises the child's refusal, AnalysisOutOfMemory,
     AnalysisFailed or AnalysisDied, each with the child's `peak_bytes`."""
     context = _context()
@@ -198,7 +203,7 @@ def run_isolated(
             elif kind == "out_of_memory":
                 error = AnalysisOutOfMemory(
                     f"the analysis needs more memory than the worker's limit of {limit_text} "
-                    f"(peak {peak / GB:.3g} GB; {value})"
+                    f"(resident peak {peak / GB:.3g} GB; {value})"
                 )
             else:
                 error = AnalysisFailed(f"the analysis failed: {value}")

@@ -99,8 +99,8 @@ class WorkerConfig:
     progress_seconds: float = PROGRESS_INTERVAL_SECONDS
     # Run the quantization check after the analysis and store it with the revision.
     quantize_check: bool = False
-    # The address space each analysis's child process may use (0: isolation.memory_limit's
-    # default, a share of this machine's memory).
+    # What each analysis's child process may allocate (0: isolation.memory_limit's default, a
+    # share of this machine's memory).
     memory_limit_bytes: int = 0
     # Every Hub call bounded (workers/sources/hub_client.py); `hub_read_seconds` is the stall
     # timeout of a fetch: no bytes for that long hands the job back to the queue.

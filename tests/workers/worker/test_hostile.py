@@ -153,14 +153,14 @@ def test_hostile_checkpoints_are_refused_at_once_in_one_line_and_the_worker_goes
 
 
 def _baseline_address_space(*, progress) -> int:
-    """A forkserver child's address space before any analysis (VmSize), in bytes."""
+    """A forkserver child's data segment before any analysis (VmData), in bytes."""
     with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmSize:"))
+        line = next(line for line in status if line.startswith("VmData:"))
     return int(line.split()[1]) * 1024
 
 
 # What the limit test leaves the analysis above the child's own start: far less than a model's
-# analysis needs (its layers, activations, thread stacks).
+# analysis and validation need (its layers, activations, the logits of its evaluation windows).
 HEADROOM_BYTES = 16 * 1024**2
 
 
@@ -173,10 +173,7 @@ def test_an_analysis_over_the_memory_limit_fails_for_good_and_the_worker_lives_o
     job_id = service.submit(sessions, str(planted), model_id="local/too-big").job.id
     small = Worker(
         sessions,
-        WorkerConfig(
-            once=True, validate=False, lease_seconds=120,
-            memory_limit_bytes=baseline + HEADROOM_BYTES,
-        ),
+        WorkerConfig(once=True, lease_seconds=120, memory_limit_bytes=baseline + HEADROOM_BYTES),
         name=NAME,
     )
     with caplog.at_level(logging.INFO, logger="swreg.worker"):
