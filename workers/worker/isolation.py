@@ -39,8 +39,9 @@ from workers.contract.errors import SwregError
 from workers.science import limits as science_limits
 from workers.science.errors import CheckpointRefused
 
-# What analyses import: loaded once, in the forkserver.
-PRELOAD = ["workers.science.pipeline.sweep", "workers.science.pipeline.quantize"]
+# What analyses import, loaded once in the forkserver (workers/worker/preload.py); `__main__`:
+# the worker's own main module (a child would otherwise import it again, for each job).
+PRELOAD = ["__main__", "workers.worker.preload"]
 # The default limit: the machine's memory less a quarter for the database, the API and the OS.
 HOST_MEMORY_SHARE = 0.75
 POLL_SECONDS = 0.2
@@ -86,12 +87,14 @@ def _context():
     return context
 
 
-def warm_up() -> None:
-    """Start the forkserver now (it imports torch and transformers), not during a lease."""
-    from multiprocessing import forkserver
+def _nothing(*, progress: Callable[[str, int, int], None]) -> None:
+    return None
 
-    _context()
-    forkserver.ensure_running()
+
+def warm_up() -> None:
+    """Start the forkserver now and wait until it has imported what analyses use (seconds),
+    so that no job pays it during its lease."""
+    run_isolated(_nothing, limit=memory_limit(0), progress=lambda *report: None)
 
 
 def _peak_of(pid: int) -> int:
