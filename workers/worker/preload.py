@@ -10,12 +10,11 @@ table). Importing and building them here pays it once per worker. The model-spec
 import torch._dynamo  # noqa: F401 - transformers' model classes import it on first use
 import transformers.modeling_utils  # noqa: F401
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
 import workers.science.pipeline.quantize  # noqa: F401
 import workers.science.pipeline.sweep  # noqa: F401
 
 # The table of checkpoint renamings transformers builds on first use (a thousand regular
 # expressions, half a second): built once here, kept by every child.
-from transformers.conversion_mapping import get_checkpoint_conversion_mapping  # noqa: E402
-
 get_checkpoint_conversion_mapping("llama")
