@@ -33,6 +33,10 @@ SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F
 # that the answer tells nothing about the worker's file system, and nothing outside is opened.
 OUTSIDE_THE_CHECKPOINT = "the shard index names a file outside the checkpoint folder"
 
+# A safetensors header (the JSON before the tensors): tens of KB for a real shard; safetensors
+# itself accepts 100 MB, which would cost a worker a gigabyte to parse.
+MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024**2
+
 # The small files a worker reads besides the weights, by kind (each kind has its size cap).
 CONFIG_NAMES = ("config.json", "generation_config.json")
 TOKENIZER_PATTERNS = (
@@ -262,10 +266,18 @@ def _read_header(file: Path) -> dict[str, tuple[str, list[int], tuple[int, int]]
     little-endian length, then JSON with `data_offsets` relative to the end of the header).
     """
     try:
-        with safe_open(file, framework="pt"):
+        # framework="numpy": the same validation without torch's private mapping of the whole
+        # file, which would count toward an analysis's memory limit (RLIMIT_DATA).
+        with safe_open(file, framework="numpy"):
             pass
         with file.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
+            if length > MAX_SAFETENSORS_HEADER_BYTES:
+                raise CheckpointRefused(
+                    limits.size_refusal(
+                        str(file), "its safetensors header", length, MAX_SAFETENSORS_HEADER_BYTES
+                    )
+                )
             header = json.loads(handle.read(length))
     except (SafetensorError, OSError, ValueError, struct.error) as exc:
         raise CheckpointRefused(f"{file}: corrupt safetensors file ({exc})") from None

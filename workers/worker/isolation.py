@@ -48,7 +48,11 @@ POLL_SECONDS = 0.2
 # torch's words for an allocation that failed (its allocator raises RuntimeError), and Python's
 # when the limit leaves no room for a thread's stack.
 ALLOCATION_FAILED = (
-    "can't allocate memory", "DefaultCPUAllocator", "std::bad_alloc", "can't start new thread"
+    "can't allocate memory",
+    "DefaultCPUAllocator",
+    "std::bad_alloc",
+    "can't start new thread",
+    "Cannot allocate memory",  # strerror(ENOMEM), e.g. torch mapping a file privately
 )
 GB = 1e9
 PR_SET_PDEATHSIG = 1  # prctl(2)

@@ -159,21 +159,41 @@ def _baseline_address_space(*, progress) -> int:
     return int(line.split()[1]) * 1024
 
 
-# What the limit test leaves the analysis above the child's own start: far less than a model's
-# analysis and validation need (its layers, activations, the logits of its evaluation windows).
-HEADROOM_BYTES = 16 * 1024**2
+# A model whose every layer holds 3 x 16 MB of feed-forward weights (inner width 65,536: within
+# every bound, agreeing with its tensors), and a limit that leaves the analysis half of one layer
+# above the child's own start: the analysis must fail, whatever the child inherited.
+WIDE_INNER = 65_536
+HEADROOM_BYTES = 24 * 1024**2
+
+
+def _wide(planted: Path, where: Path) -> Path:
+    """The planted model's config and tokenizer, with wide feed-forward layers (random weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shutil.copytree(planted, where)
+    (where / "model.safetensors").unlink()
+    config = AutoConfig.from_pretrained(where)
+    config.intermediate_size = WIDE_INNER
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(where)
+    return where
 
 
 def test_an_analysis_over_the_memory_limit_fails_for_good_and_the_worker_lives_on(
-    sessions, planted, caplog
+    sessions, planted, tmp_path, caplog
 ):
     baseline = isolation.run_isolated(
         _baseline_address_space, limit=isolation.memory_limit(0), progress=lambda *a: None
     ).value
-    job_id = service.submit(sessions, str(planted), model_id="local/too-big").job.id
+    wide = _wide(planted, tmp_path / "wide")
+    job_id = service.submit(sessions, str(wide), model_id="local/too-big").job.id
     small = Worker(
         sessions,
-        WorkerConfig(once=True, lease_seconds=120, memory_limit_bytes=baseline + HEADROOM_BYTES),
+        WorkerConfig(
+            once=True, validate=False, lease_seconds=120,
+            memory_limit_bytes=baseline + HEADROOM_BYTES,
+        ),
         name=NAME,
     )
     with caplog.at_level(logging.INFO, logger="swreg.worker"):
