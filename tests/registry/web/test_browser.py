@@ -204,7 +204,8 @@ def visit(playwright_chromium, registry) -> Iterator[Visit]:
 def test_the_model_list_with_search(visit):
     visit.open("/")
     rows = visit.page.locator("#models tbody tr")
-    assert rows.count() == 15  # the 13 models of the published index, SmolLM2 and the MoE model
+    # the 13 models of the published index, SmolLM2, the MoE model and the one whose source is script
+    assert rows.count() == 16
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1
