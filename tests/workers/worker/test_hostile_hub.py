@@ -17,6 +17,7 @@ from registry.jobs.schemas import JobOut
 from workers.science.checkpoint import OUTSIDE_THE_CHECKPOINT
 from workers.science.limits import Limits
 from workers.sources import hub_client
+from workers.worker import isolation
 from workers.worker.loop import Worker, WorkerConfig
 
 NAME = "hub-worker"
@@ -71,6 +72,7 @@ def test_a_fetch_that_stalls_mid_file_hands_the_job_back_within_the_stall_timeou
     job_id = service.submit(sessions, "acme/stalling").job.id
     fake_hub.stall_after, fake_hub.stall_seconds = 100, 30  # 100 bytes, then nothing for 30 s
     worker = _worker(sessions)
+    isolation.warm_up()  # the forkserver's start is the worker's, not the fetch's
     started = time.monotonic()
     assert worker.run() == 1
     elapsed = time.monotonic() - started
@@ -98,6 +100,7 @@ def test_a_hub_that_never_answers_hands_the_job_back(fake_hub, planted, sessions
     fake_hub.add_repo("acme/hung", planted)
     job_id = service.submit(sessions, "acme/hung").job.id
     fake_hub.hang()
+    isolation.warm_up()
     started = time.monotonic()
     assert _worker(sessions).run() == 1
     job = _job(sessions, job_id)
