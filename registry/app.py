@@ -58,6 +58,7 @@ from registry.errors import DatabaseUnavailable, SwregError
 from registry.middleware import HeadAsGet, MaxBodySize
 from registry.migrate import current_revisions, database_url
 from registry.paths import API_PREFIX  # re-exported: registry.app.API_PREFIX
+from registry.security_headers import SecurityHeaders
 
 # Request bodies: a submission is two short strings; nothing the API takes comes near this.
 MAX_BODY_BYTES = 8 * 1024
@@ -164,6 +165,8 @@ def create_app(url: str | None = None) -> FastAPI:
             yield
         finally:
             app.state.database.dispose()
+            if (gate := getattr(app.state, "hub_gate", None)) is not None:
+                gate.close()
 
     app = FastAPI(
         title="swreg",
@@ -184,6 +187,8 @@ def create_app(url: str | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(MaxBodySize, limit=MAX_BODY_BYTES)
     app.add_middleware(HeadAsGet)
+    # Outermost: every answer carries the headers, errors and 413s included.
+    app.add_middleware(SecurityHeaders)
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
     _add_web(app)

@@ -65,6 +65,31 @@ class Settings(BaseSettings):
     # Retry-After of a 503 (the database or the Hub is unavailable), in seconds.
     retry_after_seconds: int = Field(default=5, ge=1)
 
+    # --- the Hub: every call bounded (workers/sources/hub_client.py) ---
+    # Opening a connection to the Hub.
+    hub_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # No bytes from the Hub for this long (while waiting for an answer or in the middle of a
+    # file): the call fails as "Hub unavailable" (a worker hands the job back to the queue).
+    hub_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Pinning a revision at submission (HTTP): at most this many Hub calls at once, each
+    # submission answered within this many seconds (503 hub_unavailable past it), in threads of
+    # their own, so that a slow Hub never holds a thread or a connection that lookups need.
+    hub_submission_concurrency: int = Field(default=4, ge=1, le=64)
+    hub_submission_budget_seconds: float = Field(default=15.0, gt=0)
+
+    # --- what a worker reads before it builds anything (workers/science/preflight.py) ---
+    # Largest config.json, tokenizer file and shard index, checked from the Hub listing or the
+    # file size before anything is read.
+    max_config_bytes: int = Field(default=1024**2, gt=0)
+    max_tokenizer_bytes: int = Field(default=64 * 1024**2, gt=0)
+    max_shard_index_bytes: int = Field(default=16 * 1024**2, gt=0)
+    # Largest model by parameter count that a worker builds (checked from config.json and the
+    # tensor headers before anything is built).
+    max_parameters: int = Field(default=80 * 10**9, gt=0)
+    # What the child process each analysis runs in may allocate (RLIMIT_DATA), in bytes; 0:
+    # three quarters of this machine's memory.
+    worker_memory_limit_bytes: int = Field(default=0, ge=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

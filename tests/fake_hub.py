@@ -21,12 +21,19 @@ a base model is also written into the repository's model card (README.md front m
 Files named like weights (`*.safetensors`, `*.bin`, `*.gguf`, ...) are served as LFS files: their
 etag is their sha256, as on the Hub, so huggingface_hub names their cache blobs by it. Unknown
 repositories and revisions answer 404 with the Hub's error codes.
+
+A hostile or broken Hub, for the tests of swreg's bounds: `hang()` makes every request wait
+(connection accepted, nothing sent) until `release()`; `stall_after` makes file bodies stop after
+that many bytes for `stall_seconds` (a trickle that stalls mid-file); `failing_status` answers
+every request with an HTTP error.
 """
 
 import hashlib
 import json
 import re
+import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +44,9 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
 # The size of a git-lfs pointer file, which the Hub reports for LFS files.
 LFS_POINTER_SIZE = 134
+
+# A hung request is let go after this long whatever happens (a test that forgot to release()).
+HANG_LIMIT_SECONDS = 120.0
 
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 INFO_ROUTE = re.compile(rf"^/api/models/{REPO}(?:/revision/(?P<rev>[^/]+))?$")
@@ -109,9 +119,16 @@ class FakeHub:
         self.failing_status: int | None = None
         self.failing_code = ""
         self.failing_message = ""
+        self.stall_after: int | None = None
+        self.stall_seconds = 0.0
+        # Set while requests are answered; cleared by hang().
+        self._answering = threading.Event()
+        self._answering.set()
+        self.waiting = 0  # requests held by hang() right now
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
+        self._server.handle_error = self._handle_error
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -120,6 +137,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *_exc) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -156,6 +174,18 @@ class FakeHub:
         repo.downloads, repo.pipeline_tag = downloads, pipeline_tag
         repo.library, repo.base_model = library, base_model
         return sha
+
+    def _handle_error(self, request, client_address) -> None:
+        # A client that gave up on a hung or stalled answer is what these tests cause.
+        if not isinstance(sys.exc_info()[1], OSError):
+            ThreadingHTTPServer.handle_error(self._server, request, client_address)
+
+    def hang(self) -> None:
+        """Accept every request and answer none (until release())."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
 
     def total_served(self, repo_id: str | None = None) -> int:
         with self._lock:
@@ -268,6 +298,11 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             with hub._lock:
                 hub.requests.append((self.command, path))
                 hub.authorizations.append(self.headers.get("Authorization"))
+                hub.waiting += 0 if hub._answering.is_set() else 1
+            if not hub._answering.is_set():
+                hub._answering.wait(HANG_LIMIT_SECONDS)
+                with hub._lock:
+                    hub.waiting -= 1
             if hub.failing_status is not None:
                 message = hub.failing_message or f"failing with HTTP {hub.failing_status}"
                 self._error(hub.failing_status, hub.failing_code, message)
@@ -319,7 +354,15 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if f.is_lfs:
                 headers["X-Linked-Etag"] = f'"{f.sha256}"'
                 headers["X-Linked-Size"] = str(len(f.content))
-            self._send(200, headers, f.content if send_body else b"")
+            if send_body and hub.stall_after is not None:
+                self._send(200, headers, f.content[: hub.stall_after])
+                time.sleep(hub.stall_seconds)
+                try:
+                    self.wfile.write(f.content[hub.stall_after :])
+                except OSError:  # the client gave up on the stalled file, as it should
+                    return
+            else:
+                self._send(200, headers, f.content if send_body else b"")
             if send_body:
                 with hub._lock:
                     hub.served_bytes[(repo_id, path)] += len(f.content)

@@ -35,6 +35,18 @@ async def _check(request: Request) -> ApiToken:
     return await database.write(lambda session: authenticate(session, credentials.credentials))
 
 
+async def has_token(request: Request) -> bool:
+    """Whether a read carries a valid token (it then sees what only token holders see); a
+    missing or invalid one is no error on an open endpoint."""
+    if not request.headers.get("authorization"):
+        return False
+    try:
+        await _check(request)
+    except Unauthorized:
+        return False
+    return True
+
+
 async def require_token(
     request: Request,
     # Declared for the OpenAPI document (the bearer security scheme); read by _check.

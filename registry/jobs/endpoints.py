@@ -1,16 +1,16 @@
 """Submit a model (token required, checked before the body is read) and read jobs (open)."""
 
-from fastapi import APIRouter, Response, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response, status
 
 from registry.api_errors import errors
-from registry.auth.dependency import TokenFirstRoute, WriteTokenDep
+from registry.auth.dependency import TokenFirstRoute, WriteTokenDep, has_token
 from registry.bounds import Limit, Offset, RowId
 from registry.clock import as_utc
 from registry.dependencies import DatabaseDep
 from registry.errors import Forbidden
 from registry.jobs import hub_search, service, workers
 from registry.jobs.eta import job_estimate
+from registry.jobs.hub_gate import HubGate
 from registry.jobs.hub_search import HubQuery
 from registry.jobs.models import JobState
 from registry.jobs.queue import database_now
@@ -25,8 +25,22 @@ from registry.jobs.schemas import (
     WorkerOut,
     WorkerPage,
 )
+from registry.settings import get_settings
 
 router = APIRouter(tags=["jobs"])
+
+
+def hub_gate(request: Request) -> HubGate:
+    """The app's gate for Hub calls at submission, made on first use."""
+    state = request.app.state
+    if getattr(state, "hub_gate", None) is None:
+        settings = get_settings()
+        state.hub_gate = HubGate(
+            concurrency=settings.hub_submission_concurrency,
+            budget=settings.hub_submission_budget_seconds,
+        )
+    return state.hub_gate
+
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
 
 
@@ -53,7 +67,11 @@ submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
     },
 )
 async def submit(
-    body: SubmissionIn, token: WriteTokenDep, database: DatabaseDep, response: Response
+    body: SubmissionIn,
+    token: WriteTokenDep,
+    database: DatabaseDep,
+    request: Request,
+    response: Response,
 ) -> SubmissionOut:
     """Queue a Hub model for the workers. The revision is pinned to its commit sha now; a
     revision that is already queued, running or done returns its job (200) instead of a new one;
@@ -61,8 +79,9 @@ async def submit(
     Local directories are submitted with the CLI only: a path means nothing to a remote server."""
     if body.priority and not token.admin:
         raise Forbidden("a priority needs an admin token (swreg token create --admin)")
-    # Pinning may ask the Hub (bounded by the Hub client's own timeouts): outside the database's.
-    target = await run_in_threadpool(
+    # Pinning may ask the Hub: in the Hub's own threads, within its budget (registry.jobs.hub_gate),
+    # holding no database connection and none of the threads lookups use.
+    target = await hub_gate(request).run(
         service.resolve_target, body.model, revision=body.revision, allow_local=False
     )
     submission = await database.call(
@@ -116,13 +135,15 @@ async def submit_search(body: HubSearchIn, token: WriteTokenDep, database: Datab
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404, e404="No such job"))
-async def get_job(job_id: RowId, database: DatabaseDep) -> JobOut:
+async def get_job(job_id: RowId, database: DatabaseDep, request: Request) -> JobOut:
     """A job's state, attempts, last error, step timings and times; while it runs, the time it
-    has left from measured rates (`eta`)."""
+    has left from measured rates (`eta`). Without a token, local paths and worker host names are
+    left out."""
+    public = not await has_token(request)
 
     def read(session) -> JobOut:
         job = service.get_job(session, job_id)
-        return JobOut.of(job, eta=job_estimate(session, job))
+        return JobOut.of(job, eta=job_estimate(session, job), public=public)
 
     return await database.read(read)
 
@@ -130,14 +151,17 @@ async def get_job(job_id: RowId, database: DatabaseDep) -> JobOut:
 @router.get("/jobs", response_model=JobPage)
 async def list_jobs(
     database: DatabaseDep,
+    request: Request,
     state: JobState | None = None,
     limit: Limit = service.DEFAULT_LIST_LIMIT,
     offset: Offset = 0,
 ) -> JobPage:
-    """Jobs, newest first, optionally in one state."""
+    """Jobs, newest first, optionally in one state (without a token: no local paths or worker
+    host names)."""
+    public = not await has_token(request)
     jobs = await database.read(
         lambda session: [
-            JobOut.of(j)
+            JobOut.of(j, public=public)
             for j in service.list_jobs(session, state=state, limit=limit, offset=offset)
         ]
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.clock import as_utc
+from registry.jobs.redaction import public_owner, redact_paths
 from registry.jobs.states import MAX_PRIORITY, JobSource, JobState
 from workers.contract.errors import InvalidInput
 from workers.sources.pinning import (
@@ -118,7 +119,12 @@ class JobOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, job: "Job", api_prefix: str = "/api/v1", eta: "Estimate | None" = None) -> "JobOut":
+    def of(
+        cls, job: "Job", api_prefix: str = "/api/v1", eta: "Estimate | None" = None, *,
+        public: bool = False,
+    ) -> "JobOut":
+        """The job's document, with the time it has left while it runs (`eta`); `public`: as a
+        reader without a token sees it (no local path, no host name: registry.jobs.redaction)."""
         result_url = None
         if job.state == JobState.SUCCEEDED:
             result_url = f"{api_prefix}/models/{job.model_id}?revision={job.revision}"
@@ -132,14 +138,14 @@ class JobOut(BaseModel):
             priority=job.priority or 0,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
-            last_error=job.last_error,
+            last_error=redact_paths(job.last_error) if public else job.last_error,
             created_at=as_utc(job.created_at),
             started_at=as_utc(job.started_at),
             finished_at=as_utc(job.finished_at),
             not_before=as_utc(job.not_before),
             heartbeat_at=as_utc(job.heartbeat_at),
             lease_expires_at=as_utc(job.lease_expires_at),
-            lease_owner=job.lease_owner,
+            lease_owner=public_owner(job.lease_owner) if public else job.lease_owner,
             stage=job.stage,
             progress=(
                 Progress(done=job.progress_done, total=job.progress_total)

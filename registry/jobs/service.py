@@ -66,6 +66,11 @@ def resolve_target(
             "of that name here), whose id is its repository's"
         )
     check_model_id(model)
+    settings = get_settings()
+    pinning.configure_hub(
+        connect_seconds=settings.hub_connect_timeout_seconds,
+        read_seconds=settings.hub_read_timeout_seconds,
+    )
     sha = pinning.resolve_revision(model, revision)
     return Target(model_id=model, revision=sha, source=JobSource.HUB, requested_revision=revision)
 

@@ -70,7 +70,10 @@ async def index(
         total, models = service.list_models(
             session, limit=PAGE_SIZE, offset=offset, search=search
         )
-        jobs = [JobOut.of(j) for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)]
+        jobs = [
+            JobOut.of(j, public=True)
+            for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)
+        ]
         return total, models, jobs
 
     total, models, jobs = await database.read(read)
@@ -115,7 +118,7 @@ async def jobs_page(
 ):
     jobs = await database.read(
         lambda session: [
-            JobOut.of(j)
+            JobOut.of(j, public=True)
             for j in jobs_service.list_jobs(session, state=state, limit=PAGE_SIZE, offset=offset)
         ]
     )
@@ -132,7 +135,7 @@ async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
     try:
         def read(session) -> JobOut:
             job = jobs_service.get_job(session, job_id)
-            return JobOut.of(job, eta=job_estimate(session, job))
+            return JobOut.of(job, eta=job_estimate(session, job), public=True)
 
         job = await database.read(read)
     except NotFound as exc:

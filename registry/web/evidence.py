@@ -3,7 +3,7 @@ same documents the API serves (`registry.superweights.documents`)."""
 
 import math
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from registry.paths import API_PREFIX
 from registry.superweights.ablation import ratio_text
@@ -126,6 +126,19 @@ def quantization_rows(check: dict[str, Any]) -> list[dict[str, str]]:
         }
         for bits, block in order
     ]
+
+
+# What a page may link to: a source URL with any other scheme (javascript:, data:, file:, ...)
+# is shown as text, never as a link.
+LINK_SCHEMES = ("http", "https")
+
+
+def link(url: Any) -> str | None:
+    """`url` when it may be a link (http or https, with a host), else None."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url.strip())
+    return url if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else None
 
 
 def sources(sw: dict[str, Any]) -> list[dict[str, Any]]:

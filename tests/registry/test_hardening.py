@@ -373,3 +373,126 @@ def test_concurrent_duplicate_submissions_over_http_queue_one_job(
     assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
     assert len({r.json()["job"]["id"] for r in responses}) == 1
     assert _jobs(db_sessions) == 1
+
+
+# --- a hung Hub: submissions answer 503 within their budget, lookups keep their latency ----------
+
+from tests.workers.conftest import fake_hub  # noqa: E402,F401 - the fixture, over real HTTP
+
+HUNG_HUB_SUBMISSIONS = 50
+HUB_READ_SECONDS = 2.0
+HUB_BUDGET_SECONDS = 3.0
+# What a lookup may take while the submissions wait (p99), on a loaded two-core machine.
+LOOKUP_P99_BOUND_SECONDS = 1.0
+
+
+@pytest.fixture
+def bounded_hub(monkeypatch):
+    """Short Hub bounds for this test, and the defaults back afterwards."""
+    from registry.settings import get_settings
+    from workers.sources import hub_client
+
+    monkeypatch.setenv("SWREG_HUB_READ_TIMEOUT_SECONDS", str(HUB_READ_SECONDS))
+    monkeypatch.setenv("SWREG_HUB_SUBMISSION_BUDGET_SECONDS", str(HUB_BUDGET_SECONDS))
+    monkeypatch.setenv("SWREG_HUB_SUBMISSION_CONCURRENCY", "4")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+    hub_client.configure(hub_client.HubTimeouts())
+
+
+def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
+    db_url, published, token, fake_hub, bounded_hub  # noqa: F811 - the fixture
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_hub.hang()
+    with LiveServer(create_app(db_url)) as live:
+        httpx.get(f"{live.url}{LOOKUP}", timeout=10).raise_for_status()  # warm the cache
+
+        def submit(i: int) -> tuple[httpx.Response, float]:
+            started = time.monotonic()
+            response = httpx.post(
+                f"{live.url}{API}/submissions",
+                json={"model": f"acme/hung-{i}"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            return response, time.monotonic() - started
+
+        with ThreadPoolExecutor(HUNG_HUB_SUBMISSIONS) as pool:
+            pending = [pool.submit(submit, i) for i in range(HUNG_HUB_SUBMISSIONS)]
+            deadline = time.monotonic() + 30
+            while fake_hub.waiting < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert fake_hub.waiting >= 1, "no submission reached the hung Hub"
+            latencies = []
+            with httpx.Client(base_url=live.url, timeout=10) as client:
+                ready = client.get(f"{API}/ready")
+                jobs = client.get(f"{API}/jobs")
+                while not all(p.done() for p in pending) or len(latencies) < 100:
+                    started = time.monotonic()
+                    response = client.get(LOOKUP)
+                    latencies.append(time.monotonic() - started)
+                    assert response.status_code == 200, response.text
+            results = [p.result() for p in pending]
+    assert ready.status_code == 200, ready.text
+    assert jobs.status_code == 200, jobs.text
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(
+        f"hung Hub: {len(latencies)} lookups, p99 {p99 * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms; slowest submission {max(s for _, s in results):.1f} s"
+    )
+    assert p99 < LOOKUP_P99_BOUND_SECONDS
+    for response, seconds in results:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "hub_unavailable"
+        assert int(response.headers["retry-after"]) > 0
+        assert seconds < HUB_BUDGET_SECONDS + 5
+
+
+# --- job documents: no local path or host name for readers without a token ----------------------
+
+
+OWNER = "gpu-node-7.internal:4242:abc123"  # host:pid:token, as a worker names itself
+
+
+def test_a_job_read_without_a_token_shows_no_local_path_or_host(server, token, db_sessions):
+    from registry.jobs import queue as jobs_queue
+    from registry.jobs.models import JobSource
+
+    error = "/srv/models/secret-project: config.json gives num_hidden_layers = 1000000000"
+    with jobs_queue.write_transaction(db_sessions) as session:
+        job, _ = jobs_queue.enqueue(
+            session, model_id="local/secret-project", revision="sha256:" + "c" * 64,
+            source=JobSource.LOCAL, local_path="/srv/models/secret-project", max_attempts=3,
+        )
+    with jobs_queue.write_transaction(db_sessions) as session:
+        _, lease = jobs_queue.claim(session, owner=OWNER, lease_seconds=600)
+    with jobs_queue.write_transaction(db_sessions) as session:
+        jobs_queue.report_progress(session, lease, stage="load", done=0, total=4, timings={})
+    with jobs_queue.write_transaction(db_sessions) as session:
+        # Queued again at once, its error kept; then claimed again: running, with an owner.
+        jobs_queue.fail(session, lease, error, backoff_base_seconds=0)
+    with jobs_queue.write_transaction(db_sessions) as session:
+        jobs_queue.claim(session, owner=OWNER, lease_seconds=600)
+    anonymous = [
+        httpx.get(f"{server.url}{API}/jobs/{job.id}", timeout=10).json(),
+        httpx.get(f"{server.url}{API}/jobs", timeout=10).json()["items"][0],
+    ]
+    page = httpx.get(f"{server.url}/jobs/{job.id}", timeout=10).text
+    for document in anonymous:
+        assert document["last_error"] == (
+            "<path>: config.json gives num_hidden_layers = 1000000000"
+        )
+        assert document["lease_owner"] == "worker-abc123"
+    assert "/srv/models" not in page and "gpu-node-7" not in page
+    whole = httpx.get(
+        f"{server.url}{API}/jobs/{job.id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()
+    assert whole["last_error"] == error and whole["lease_owner"].startswith("gpu-node-7.internal")
+    wrong = httpx.get(
+        f"{server.url}{API}/jobs/{job.id}", headers={"Authorization": "Bearer nope"}, timeout=10
+    )
+    assert wrong.status_code == 200 and wrong.json()["lease_owner"] == "worker-abc123"

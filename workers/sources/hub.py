@@ -32,10 +32,12 @@ from huggingface_hub.errors import (
 from workers.science.checkpoint import (
     SAFETENSORS_INDEX,
     read_shard_index,
+    refuse_oversized_metadata,
     sha256_of,
     weight_file_names,
 )
 from workers.science.errors import CheckpointRefused
+from workers.sources import hub_client
 from workers.sources.cache_budget import CacheBudget
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
@@ -45,7 +47,9 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _remote_listing(repo_id: str, sha: str, token: str | None) -> list[RepoFile]:
-    info = HfApi(token=token).model_info(repo_id, revision=sha, files_metadata=True)
+    info = HfApi(token=token).model_info(
+        repo_id, revision=sha, files_metadata=True, timeout=hub_client.current().read
+    )
     return [
         RepoFile(
             name=s.rfilename,
@@ -105,6 +109,7 @@ def fetch_hub(
     if not COMMIT_SHA.match(sha):
         raise CheckpointRefused(f"{repo_id}: revision {sha!r} is not a full commit sha")
     what = f"{repo_id}@{sha[:12]}"
+    hub_client.ensure_configured()
     offline = False
     try:
         listing = _remote_listing(repo_id, sha, token)
@@ -138,6 +143,10 @@ def fetch_hub(
     }
     shards = None
     if any(f.name == SAFETENSORS_INDEX for f in listing):
+        # Its size cap from the listing, before a byte of it is downloaded.
+        refuse_oversized_metadata(
+            ((f.name, f.size) for f in listing if f.name == SAFETENSORS_INDEX), what
+        )
         # The index first (a few KB): it says which of the repository's weight files to fetch.
         index = _download_one(repo_id, sha, SAFETENSORS_INDEX, cache_dir, token, what, offline)
         shards = read_shard_index(index)
@@ -165,6 +174,9 @@ def fetch_hub(
         )
     except LocalEntryNotFoundError as exc:
         raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
+    except TransportError as exc:
+        # A stalled download (hub_client.HubStalled) or a Hub gone mid-fetch: worth retrying.
+        raise HubUnavailable(f"{what}: fetch interrupted: {str(exc).splitlines()[0]}") from None
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise HubRefused(f"{what}: {str(exc).splitlines()[0]}") from None
 
@@ -210,3 +222,5 @@ def _download_one(
         )
     except LocalEntryNotFoundError as exc:
         raise HubUnavailable(f"{what}: {str(exc).splitlines()[0]}") from None
+    except TransportError as exc:
+        raise HubUnavailable(f"{what}: fetch interrupted: {str(exc).splitlines()[0]}") from None

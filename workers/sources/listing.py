@@ -6,7 +6,11 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from workers.science.checkpoint import refuse_unusable_listing, weight_file_names
+from workers.science.checkpoint import (
+    refuse_oversized_metadata,
+    refuse_unusable_listing,
+    weight_file_names,
+)
 from workers.science.errors import CheckpointRefused
 
 # What detection reads besides the weights. Everything else in a repository is never
@@ -74,6 +78,8 @@ def check_listing(
 ) -> None:
     """Refuse, before any download, what the worker must not load or may not fetch."""
     refuse_unusable_listing([f.name for f in files], what)
+    # Config, tokenizer and shard index over their caps: refused from their listed sizes.
+    refuse_oversized_metadata(((f.name, f.size) for f in selected), what)
     selected_bytes = sum(f.size for f in selected)
     if selected_bytes > max_bytes:
         raise CheckpointRefused(

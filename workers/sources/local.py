@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from workers.science.checkpoint import SAFETENSORS_INDEX, read_shard_index, sha256_of
+from workers.science.checkpoint import (
+    SAFETENSORS_INDEX,
+    SAFETENSORS_SUFFIX,
+    metadata_kind,
+    read_shard_index,
+    refuse_outside,
+    sha256_of,
+)
 from workers.science.errors import CheckpointRefused
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
 from workers.sources.pinning import hash_local_weights, local_revision
@@ -31,6 +38,16 @@ def fetch_local(
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise CheckpointRefused(f"{directory}: not a directory")
+    # Weights and parsed files linking out of the folder: refused by name, before the listing
+    # (which sees only links whose target exists) could tell the two apart.
+    refuse_outside(
+        directory,
+        [
+            p.name
+            for p in directory.iterdir()
+            if p.name.endswith(SAFETENSORS_SUFFIX) or metadata_kind(p.name)
+        ],
+    )
     listing = local_listing(directory)
     index = directory / SAFETENSORS_INDEX
     selected = select_files(listing, read_shard_index(index) if index.is_file() else None)

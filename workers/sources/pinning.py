@@ -28,6 +28,7 @@ __all__ = [
     "hash_local_weights",
     "local_folder",
     "local_revision",
+    "configure_hub",
     "resolve_revision",
 ]
 
@@ -118,6 +119,13 @@ def check_revision(revision: object) -> str:
 # --- pinning a Hub revision ----------------------------------------------------------------------
 
 
+def configure_hub(*, connect_seconds: float, read_seconds: float) -> None:
+    """Bound every Hub call of this process (the registry's settings; see hub_client)."""
+    from workers.sources import hub_client
+
+    hub_client.configure(hub_client.HubTimeouts(connect=connect_seconds, read=read_seconds))
+
+
 def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | None = None) -> str:
     """The full commit sha of `revision` (branch, tag, sha or short sha; default: main).
 
@@ -143,8 +151,11 @@ def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | 
         RevisionNotFoundError,
     )
 
+    from workers.sources import hub_client
+
+    bounds = hub_client.current()
     try:
-        info = HfApi(token=token).model_info(repo_id, revision=revision)
+        info = HfApi(token=token).model_info(repo_id, revision=revision, timeout=bounds.read)
     except HFValidationError as exc:
         raise HubRefused(f"invalid Hub repository id {_shown(repo_id)}: {exc}") from None
     except GatedRepoError:  # before RepositoryNotFoundError, its base class
@@ -161,6 +172,11 @@ def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | 
         raise HubRefused(f"repository {repo_id} is disabled on the Hub") from None
     except OfflineModeIsEnabled:
         return _resolve_from_cache(repo_id, revision, reason="offline mode", retryable=False)
+    except hub_client.HubStalled:
+        return _resolve_from_cache(
+            repo_id, revision, reason=f"the Hub did not answer within {bounds.read:g} s",
+            retryable=True,
+        )
     except TransportError:
         return _resolve_from_cache(
             repo_id, revision, reason="the Hub is unreachable", retryable=True

@@ -3,9 +3,11 @@
     claim (lease) → fetch (Hub cache or local directory) → analyse (detect + validate)
       → one transaction: fenced completion + record_report → next job
 
-A background thread heartbeats while a job runs, extending the lease. A failing job is retried
-with backoff or failed with a one-line reason (at once when the failure is permanent: a refused
-checkpoint), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
+A background thread heartbeats while a job runs, extending the lease. The analysis itself runs in
+a child process under a memory limit (workers/worker/isolation.py): whatever a model does to it,
+the worker lives on. A failing job is retried with backoff or failed with a one-line reason (at
+once when the failure is permanent: a refused checkpoint, or anything the model's analysis
+raised), and the worker goes on with the next job. SIGTERM/SIGINT: finish the current job and
 exit; a second signal abandons it, handing it back to the queue.
 
 Outages: the worker rides them out. While the database is unreachable (at start-up too) it waits
@@ -28,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,13 @@ from workers.contract.errors import Unavailable
 from workers.contract.progress import JOB_STAGES
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
+from workers.science import limits
 from workers.science.device import require_device
 from workers.science.errors import CheckpointRefused
-from workers.sources import hub, local
+from workers.sources import hub, hub_client, local
 from workers.sources.cache_budget import CacheBudget
 from workers.sources.listing import FetchResult
+from workers.worker import isolation
 
 log = logging.getLogger("swreg.worker")
 
@@ -99,6 +103,15 @@ class WorkerConfig:
     quantize_check: bool = False
     # Bytes the Hub cache may hold (None: no bound); see workers.sources.cache_budget.
     cache_budget_bytes: int | None = None
+    # What each analysis's child process may allocate (0: isolation.memory_limit's default, a
+    # share of this machine's memory).
+    memory_limit_bytes: int = 0
+    # Every Hub call bounded (workers/sources/hub_client.py); `hub_read_seconds` is the stall
+    # timeout of a fetch: no bytes for that long hands the job back to the queue.
+    hub_connect_seconds: float = hub_client.DEFAULT_CONNECT_TIMEOUT_SECONDS
+    hub_read_seconds: float = hub_client.DEFAULT_READ_TIMEOUT_SECONDS
+    # What a worker parses and builds (workers/science/limits.py).
+    caps: limits.Limits = field(default_factory=limits.Limits)
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "WorkerConfig":
@@ -109,6 +122,15 @@ class WorkerConfig:
             "max_checkpoint_bytes": settings.max_checkpoint_bytes,
             "quantize_check": settings.quantize_check,
             "cache_budget_bytes": settings.worker_cache_budget_bytes,
+            "memory_limit_bytes": settings.worker_memory_limit_bytes,
+            "hub_connect_seconds": settings.hub_connect_timeout_seconds,
+            "hub_read_seconds": settings.hub_read_timeout_seconds,
+            "caps": limits.Limits(
+                config_bytes=settings.max_config_bytes,
+                tokenizer_bytes=settings.max_tokenizer_bytes,
+                shard_index_bytes=settings.max_shard_index_bytes,
+                parameters=settings.max_parameters,
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -277,11 +299,15 @@ class Worker:
         log.info("worker %s started (device %s)", self.name, self.config.device)
         # A device this machine lacks is refused before seconds of imports, and before any claim.
         require_device(self.config.device)
-        # torch and transformers take seconds to import: before the first lease, not during it.
+        # torch and transformers take seconds to import: before the first lease, not during it
+        # (here, and in the forkserver the analyses are forked from).
         import workers.science.pipeline.sweep  # noqa: F401
 
         if self.budget is not None:
             self.budget.recover()  # what a crash may have left in the cache
+        self.apply_bounds()
+        isolation.warm_up()
+
         try:
             self.wait_for_database()
             failures = 0
@@ -314,6 +340,15 @@ class Worker:
             pass
         log.info("worker %s stopped after %d job(s)", self.name, processed)
         return processed
+
+    def apply_bounds(self) -> None:
+        """The worker's Hub timeouts and parsing caps, for this process and its analyses."""
+        hub_client.configure(
+            hub_client.HubTimeouts(
+                connect=self.config.hub_connect_seconds, read=self.config.hub_read_seconds
+            )
+        )
+        limits.configure(**vars(self.config.caps))
 
     def wait_for_database(self) -> None:
         """Return once the database answers and its schema is current; until then wait with
@@ -426,6 +461,7 @@ class Worker:
             heartbeat.stop()
 
     def _fetch(self, job: Job) -> FetchResult:
+        self.apply_bounds()
         if job.source == JobSource.LOCAL:
             if not job.local_path:
                 # Never a default folder: Path("") is the worker's own working directory.
@@ -455,7 +491,25 @@ class Worker:
             file_sha256=fetched.weight_sha256 or None,
         )
         log.info("job %s: analysing on %s", job.id, self.config.device)
-        return analyse(fetched.path, options, progress=progress)
+        return self._isolated(job, "analysis", analyse, fetched.path, options, progress=progress)
+
+    def _isolated(self, job: Job, what: str, target, *args, progress: ProgressWriter):
+        """`target(*args)` in a child process under the worker's memory limit (isolation)."""
+        limit = isolation.memory_limit(self.config.memory_limit_bytes)
+        peak = 0
+        try:
+            outcome = isolation.run_isolated(target, *args, limit=limit, progress=progress)
+            peak = outcome.peak_bytes
+            return outcome.value
+        except Exception as exc:
+            peak = getattr(exc, "peak_bytes", 0)
+            raise
+        finally:
+            if peak:
+                log.info(
+                    "job %s: %s peak memory %.0f MB (limit %.0f MB)",
+                    job.id, what, peak / 1e6, limit / 1e6,
+                )
 
     def _quantize_check(
         self, job: Job, fetched: FetchResult, report: Report, progress: ProgressWriter
@@ -477,7 +531,10 @@ class Worker:
         )
         try:
             kept = ToKeep(keep, "detection")
-            return quantize_check(fetched.path, kept, options, progress=progress)
+            return self._isolated(
+                job, "quantization check", quantize_check, fetched.path, kept, options,
+                progress=progress,
+            )
         except LeaseLost:
             raise
         except Exception as exc:  # anything the check meets must not cost the analysis

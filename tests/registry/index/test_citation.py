@@ -20,7 +20,6 @@ from tests.helpers import REPO_ROOT, SHA_A, other_database, smollm2_like_report
 from workers.contract.resources import INDEX_SCHEMA_PATH, PUBLISHED_INDEX_PATH
 
 
-
 def _export(sessions) -> str:
     from registry.clock import parse_time
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
+from registry.citation import index_citation
 from registry.cli import main
 from registry.database import transaction
 from registry.errors import InvalidInput
-from registry.citation import index_citation
 from registry.index import document as index_document
 from registry.index import service as index_service
 from registry.superweights import service

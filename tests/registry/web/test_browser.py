@@ -11,6 +11,7 @@ Chromium missing: skipped with the reason, except under SWREG_REQUIRE_BROWSER=1 
 fails (`make test` installs it when it can).
 """
 
+import copy
 import os
 import socket
 import subprocess
@@ -92,6 +93,7 @@ def _fill(url: str, report: dict):
     sessions = make_sessionmaker(engine)
     with transaction(sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
+        index_service.import_document(session, _hostile_source_index())
         service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
         service.record_report(session, model_id=MOE_MODEL, revision=SHA_A, revision_kind="commit", report=moe_report())
     with queue.write_transaction(sessions) as session:
@@ -104,6 +106,20 @@ def _fill(url: str, report: dict):
             timings={"fetch": 0.4, "load": 4.1, "detect": 8.2},
         )
     return engine, sessions, job.id, lease
+
+
+HOSTILE_MODEL = "acme/hostile-source"
+HOSTILE_URL = "javascript:alert(document.domain)"
+
+
+def _hostile_source_index() -> dict:
+    """A published entry whose first source URL is script (as an imported index may carry)."""
+    document = index_service.load_file(PUBLISHED_INDEX_PATH)
+    entry = copy.deepcopy(document["models"][0])
+    entry["model_id"] = HOSTILE_MODEL
+    entry["super_weights"] = entry["super_weights"][:1]
+    entry["super_weights"][0]["provenance"]["sources"][0]["url"] = HOSTILE_URL
+    return {**document, "models": [entry]}
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +228,8 @@ def phone(playwright_chromium, registry) -> Iterator[Visit]:
 def test_the_model_list_with_search(visit):
     visit.open("/")
     rows = visit.page.locator("#models tbody tr")
-    assert rows.count() == 15  # the 13 models of the published index, SmolLM2 and the MoE model
+    # the 13 models of the published index, SmolLM2, the MoE model and the one whose source is script
+    assert rows.count() == 16
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1
@@ -348,6 +365,42 @@ def test_the_api_docs_render_offline(visit):
     assert all(url.startswith("https://cdn.redoc.ly/") for url in visit.blocked), visit.blocked
 
 
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+def test_a_script_source_is_text_not_a_link_and_every_page_sends_the_security_headers(visit):
+    page = visit.page
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    response = page.goto(f"{visit.base}/models/{HOSTILE_MODEL}")
+    assert response.status == 200
+    headers = response.headers
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value, name
+    policy = headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    sources = page.locator("ul.sources").first
+    assert HOSTILE_URL in sources.inner_text()  # shown, as text
+    hrefs = sources.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert not any(h and h.strip().lower().startswith("javascript:") for h in hrefs), hrefs
+    assert page.locator('a[href^="javascript:" i]').count() == 0
+    # Clicking the text of the source runs nothing.
+    page.get_by_text(HOSTILE_URL).first.click()
+    assert dialogs == []
+    # Every other kind of answer carries the headers too: pages, the docs, JSON, errors, PNGs.
+    for path in ("/", "/jobs", "/api/v1/docs", "/api/v1/redoc", "/api/v1/models", "/nowhere",
+                 "/static/style.css"):
+        answer = httpx.get(visit.base + path, timeout=10)
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers[name] == value, (path, name)
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
+    visit.assert_stayed_local()
+
+
 def test_the_browser_cannot_reach_anything_else(visit):
     from playwright.sync_api import Error
 
@@ -443,7 +496,7 @@ def test_the_olmo_page_shows_the_dispute_with_each_claim_and_source(visit):
     assert "(2, 1764, 8041)" in layer2.locator(".statement").inner_text()
     # The claim links to its coordinate's card, which says where else it is placed.
     layer2.locator("a").first.click()
-    card = page.locator(f"#sw-unknown-2-1764-8041")
+    card = page.locator("#sw-unknown-2-1764-8041")
     assert "other sources place this weight at model.layers.1.mlp.down_proj.weight [1764, 8041]" in (
         card.locator(".disputed-with").inner_text()
     )

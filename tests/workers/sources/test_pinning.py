@@ -11,8 +11,8 @@ import pytest
 
 from tests.helpers import REPO, in_thread, make_checkpoint
 from workers.contract.errors import InvalidInput
-from workers.science.errors import CheckpointRefused
 from workers.fixtures.hf_cache import install_into_hf_cache
+from workers.science.errors import CheckpointRefused
 from workers.sources import hub, pinning
 from workers.sources.errors import HubRefused, HubUnavailable
 

@@ -31,7 +31,7 @@ from tests.helpers import (
     worker_messages,
 )
 from workers.science.device import DeviceUnavailable
-from workers.worker import loop
+from workers.worker import isolation, loop
 from workers.worker.loop import StopNow, Worker, WorkerConfig
 
 NAME = "this-worker"
@@ -585,15 +585,18 @@ def test_the_quantization_check_is_recorded_with_the_analysis(sessions, planted,
     assert any(m.startswith(f"job {job.id}: quantize (") for m in messages), messages
 
 
+def broken_quantization_check(*args, **kwargs):
+    """A quantization check that fails (module level: it runs in the analysis's child process,
+    which receives it by reference)."""
+    raise RuntimeError("a broken check")
+
+
 def test_a_failing_quantization_check_costs_the_analysis_nothing(
     sessions, planted, log, monkeypatch
 ):
     from workers.science.pipeline import quantize
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("out of memory")
-
-    monkeypatch.setattr(quantize, "quantize_check", broken)
+    monkeypatch.setattr(quantize, "quantize_check", broken_quantization_check)
     submitted = service.submit(sessions, str(planted), model_id="local/unquantized").job
     worker = Worker(
         sessions, WorkerConfig(quantize_check=True, validate=False, lease_seconds=60), name=NAME
@@ -608,9 +611,9 @@ def test_a_failing_quantization_check_costs_the_analysis_nothing(
     (error,) = [r for r in log.records if r.levelno == logging.ERROR]
     assert error.getMessage() == (
         f"job {job.id}: quantization check failed, the analysis is recorded without it: "
-        "RuntimeError: out of memory"
+        "the analysis failed: RuntimeError: a broken check"
     )
-    assert error.exc_info[0] is RuntimeError
+    assert error.exc_info[0] is isolation.AnalysisFailed
 
 
 def test_a_mixture_of_experts_job_records_its_super_weight_and_super_expert(sessions, tmp_path):

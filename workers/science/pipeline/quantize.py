@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from workers.contract.progress import LOAD_STEPS
 from workers.contract.quantization import (
     ClipRuleInfo,
     KeptFrom,
@@ -32,8 +33,7 @@ from workers.contract.quantization import (
     QuantizationCheck,
     QuantizedScore,
 )
-from workers.contract.report import EvalInfo
-from workers.contract.report import RatioInterval
+from workers.contract.report import EvalInfo, RatioInterval
 from workers.contract.report import Score as ScoreOut
 from workers.science.checkpoint import Checkpoint
 from workers.science.evaluation import DEFAULT_EVAL_TOKENS, Scoring, stop_word_ids
@@ -54,10 +54,9 @@ from workers.science.quantization import (
     quantized,
     settings_grid,
 )
-from workers.contract.progress import LOAD_STEPS
 from workers.science.report import code_version, display_path
-from workers.science.validation.statistics import interval
 from workers.science.streaming import LayerStreamer, SequenceCapture
+from workers.science.validation.statistics import interval
 
 METHOD = (
     "weight-only round-to-nearest, symmetric integer levels -(2^(bits-1)-1) .. 2^(bits-1)-1, one "
