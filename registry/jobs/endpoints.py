@@ -1,6 +1,7 @@
 """Submit a model (token required, checked before the body is read) and read jobs (open)."""
 
 from fastapi import APIRouter, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from registry.api_errors import errors
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep, has_token
