@@ -43,15 +43,22 @@ def _time(argv: list[str]) -> float | None:
 
 @click.command("bench-cli")
 @click.option(
-    "--runs", type=click.IntRange(1, 1000), default=DEFAULT_RUNS, show_default=True,
+    "--runs",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_RUNS,
+    show_default=True,
     help="Measured runs of each help (after one warm-up run).",
 )
 @click.option(
-    "--swreg", "script", type=click.Path(dir_okay=False, path_type=Path),
+    "--swreg",
+    "script",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="The swreg script to time (default: the one installed beside this Python).",
 )
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the figures here.",
 )
 def bench_cli(runs: int, script: Path | None, json_path: Path | None) -> None:
@@ -77,9 +84,7 @@ def bench_cli(runs: int, script: Path | None, json_path: Path | None) -> None:
             continue
         samples = [s for s in (_time(full) for _ in range(runs)) if s is not None]
         figures[label] = statistics.median(samples)
-        click.echo(
-            f"{label:<30} {figures[label]:>9.3f} {min(samples):>7.3f} {max(samples):>7.3f}"
-        )
+        click.echo(f"{label:<30} {figures[label]:>9.3f} {min(samples):>7.3f} {max(samples):>7.3f}")
     timed = [s for s in figures.values() if s is not None]
     click.echo(f"{runs} run(s) each; slowest median {max(timed):.3f} s; script {script}")
     if json_path:

@@ -8,7 +8,8 @@ Start-up: `swreg --help` lists every command with its one-line summary from the 
 without importing any command module (click's own group help would import them all), and a
 command module imports its heavy dependencies (fastapi, sqlalchemy, pydantic, torch,
 transformers, huggingface_hub) inside the command body, so `swreg CMD --help` loads none of
-them. tests/registry/test_cli_conventions.py checks that each summary is the command's own first sentence
+them. tests/registry/test_cli_conventions.py checks that each summary is the command's own first
+sentence
 and what each help imports; `swreg bench-cli` measures the time.
 
 Exit codes (README, "Exit codes"): 0 done; 1 the request was well formed and could not be
@@ -57,12 +58,9 @@ COMMANDS = {
     ),
     "bench-cli": Entry(
         "registry.bench_cli:bench_cli",
-        "Median wall time of `swreg --help` and of every command's help, each in a fresh "
-        "process.",
+        "Median wall time of `swreg --help` and of every command's help, each in a fresh process.",
     ),
-    "db": Entry(
-        "registry.db_cli:db", "Manage the registry database schema (SWREG_DATABASE_URL)."
-    ),
+    "db": Entry("registry.db_cli:db", "Manage the registry database schema (SWREG_DATABASE_URL)."),
     "detect": Entry(
         "workers.commands.detect:detect",
         "Find the super weights of MODEL (a Hub id or a local directory) and prove them by "

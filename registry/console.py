@@ -4,7 +4,8 @@
 Every table starts with a header row naming its columns (`table`).
 
 Progress: both commands hear `progress(stage, done, total)`: `done` out of `total` units of a
-named stage's work. On a terminal each stage gets a progress bar of its own (tqdm, on stderr), created when the stage
+named stage's work. On a terminal each stage gets a progress bar of its own (tqdm, on stderr),
+created when the stage
 is first reported, so that stages that run side by side (the streamed sweep detects and
 validates each layer as it goes by) each show their own count. When stderr is not a terminal
 (a log file, CI, a pipe) bars would be noise: a stage is reported in plain lines instead, at its

@@ -61,7 +61,9 @@ def current_version(connection: Connection | Session) -> int:
 
 
 def current_epoch(connection: Connection | Session) -> str:
-    return connection.execute(select(DataVersion.epoch).where(DataVersion.id == ROW_ID)).scalar_one()
+    return connection.execute(
+        select(DataVersion.epoch).where(DataVersion.id == ROW_ID)
+    ).scalar_one()
 
 
 def _writes_tracked_rows(session: Session) -> bool:

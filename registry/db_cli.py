@@ -116,7 +116,8 @@ def setup() -> None:
     """Make a ready registry: migrate the database and load the published index and the
     reported super experts (idempotent).
 
-    The reported super experts are those of Su et al., arXiv:2507.23279 (data/reported_super_experts.json).
+    The reported super experts are those of Su et al., arXiv:2507.23279
+    (data/reported_super_experts.json).
 
     The published index ships inside the installed package, so this works from any folder.
 

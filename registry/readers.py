@@ -32,7 +32,9 @@ def _check_url(ctx: click.Context, param: click.Parameter, url: str | None) -> s
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{url!r}: expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8000")
+        raise click.BadParameter(
+            f"{url!r}: expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8000"
+        )
     return url
 
 
@@ -88,10 +90,12 @@ class LocalReader:
         from registry.jobs.schemas import JobOut
         from registry.jobs.states import JobState
 
-        return self._read(lambda s: [
-            JobOut.of(j)
-            for j in service.list_jobs(s, state=JobState(state) if state else None, limit=limit)
-        ])
+        return self._read(
+            lambda s: [
+                JobOut.of(j)
+                for j in service.list_jobs(s, state=JobState(state) if state else None, limit=limit)
+            ]
+        )
 
     def job(self, job_id: int) -> JobOut:
         from registry.jobs import service
@@ -121,8 +125,10 @@ class RemoteReader:
         total = None
         while total is None or (len(items) < limit and offset + len(items) < total):
             page = self.client.get_json(
-                "/models", limit=min(MAX_PAGE, limit - len(items)),
-                offset=offset + len(items), q=search,
+                "/models",
+                limit=min(MAX_PAGE, limit - len(items)),
+                offset=offset + len(items),
+                q=search,
             )
             total = page["total"]
             items += page["items"]
@@ -148,7 +154,9 @@ class RemoteReader:
         found: list[JobOut] = []
         while len(found) < limit:
             page = self.client.get_json(
-                "/jobs", state=state, limit=min(MAX_PAGE, limit - len(found)),
+                "/jobs",
+                state=state,
+                limit=min(MAX_PAGE, limit - len(found)),
                 offset=len(found),
             )
             found += [JobOut.model_validate(j) for j in page["items"]]
@@ -164,4 +172,3 @@ def reader(api_url: str | None) -> LocalReader | RemoteReader:
     if api_url is None:
         return LocalReader()
     return RemoteReader(api_url)
-

@@ -27,7 +27,9 @@ def close_matches(word: str, known: Iterable[str]) -> list[str]:
     if not best:
         return []
     top = max(best.values())
-    ranked = sorted((n for n, r in best.items() if r >= top - CLOSE_TO_BEST), key=lambda n: (-best[n], n))
+    ranked = sorted(
+        (n for n, r in best.items() if r >= top - CLOSE_TO_BEST), key=lambda n: (-best[n], n)
+    )
     return ranked[:MAX_SUGGESTIONS]
 
 

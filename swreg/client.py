@@ -147,7 +147,9 @@ class Client:
 
         return ChangesPage.model_validate(self._get("/changes", since=str(since), limit=limit))
 
-    def iter_changes(self, since: str | int = 0, *, limit: int | None = None) -> Iterator[ChangesPage]:
+    def iter_changes(
+        self, since: str | int = 0, *, limit: int | None = None
+    ) -> Iterator[ChangesPage]:
         """Every page of the feed after `since`, the last one included: a mirror applies each
         page's changes and keeps the last page's `next` to poll with later."""
         while True:
@@ -172,9 +174,7 @@ class Client:
             body["revision"] = revision
         if force:
             body["force"] = True
-        return SubmissionOut.model_validate(
-            self._request("POST", "/submissions", json=body).json()
-        )
+        return SubmissionOut.model_validate(self._request("POST", "/submissions", json=body).json())
 
     def job(self, job_id: int) -> JobOut:
         from registry.jobs.schemas import JobOut
@@ -197,4 +197,8 @@ class Client:
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} is still {job.state} after {timeout:g} s")
-            time.sleep(poll_seconds if deadline is None else min(poll_seconds, max(deadline - time.monotonic(), 0)))
+            time.sleep(
+                poll_seconds
+                if deadline is None
+                else min(poll_seconds, max(deadline - time.monotonic(), 0))
+            )

@@ -71,13 +71,20 @@ class Coordinates:
 
 def _source(api: str | Client | None, index: str | Path | Index | None) -> Client | Index:
     if (api is None) == (index is None):
-        raise InvalidInput("coordinates_for needs one source: api=URL or Client, or index=PATH or Index")
+        raise InvalidInput(
+            "coordinates_for needs one source: api=URL or Client, or index=PATH or Index"
+        )
     if index is not None:
         return index if isinstance(index, Index) else Index.load(index)
-    return api if isinstance(api, Client) else Client(api)
+    if isinstance(api, Client):
+        return api
+    assert api is not None  # one source is given (checked above)
+    return Client(api)
 
 
-def _local_entries(directory: Path, source: Client | Index, model_id: str | None) -> list[RevisionOut]:
+def _local_entries(
+    directory: Path, source: Client | Index, model_id: str | None
+) -> list[RevisionOut]:
     """Every entry recorded at the directory's content hash (under `model_id` only, if given)."""
     # Imported here: hashing pulls in the checkpoint rules (safetensors, huggingface_hub).
     from workers.sources.pinning import hash_local_weights, local_revision
@@ -112,9 +119,7 @@ def _pin(model_id: str, revision: str | None) -> str:
     return resolve_revision(model_id, revision)
 
 
-def _published_fallback(
-    model_id: str, source: Client | Index, why: str
-) -> tuple[RevisionOut, str]:
+def _published_fallback(model_id: str, source: Client | Index, why: str) -> tuple[RevisionOut, str]:
     """A Hub id that cannot be pinned here (offline and not cached, the Hub unreachable, no Hub
     client installed): its published coordinates, when the source has them, with a note saying
     so (they are keyed `revision="unknown"`: not checked at the weights the caller has)."""
@@ -201,7 +206,10 @@ def coordinates_for(
             entry = _latest(entries)
             ids = tuple(sorted(e.model_id for e in entries))
             if len(ids) > 1:
-                note = f"these weights are recorded under {len(ids)} model ids ({', '.join(ids)}): answered from {entry.model_id}"
+                note = (
+                    f"these weights are recorded under {len(ids)} model ids ({', '.join(ids)}): "
+                    f"answered from {entry.model_id}"
+                )
         else:
             entry, note = _hub_entry(str(model), revision, source)
             ids = (entry.model_id,)

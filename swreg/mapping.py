@@ -109,20 +109,29 @@ def locate(
         layer_ok = 0 <= coordinate.layer < feed_forward.num_layers
         site = feed_forward.matrix_site(coordinate.layer) if layer_ok else None
         expected = feed_forward.parameter(coordinate.layer, site) if site is not None else None
-        if parameter is None or site is None or parameter != expected or site.module != coordinate.module:
+        if (
+            parameter is None
+            or site is None
+            or parameter != expected
+            or site.module != coordinate.module
+        ):
             raise InvalidInput(
                 f"{coordinate.tensor} {coordinate.index} is not a parameter of this "
-                f"{feed_forward.model_type} model (expected {expected or 'a feed-forward projection'}): "
+                f"{feed_forward.model_type} model (expected "
+                f"{expected or 'a feed-forward projection'}): "
                 "are the coordinates for this model?"
             )
         owner = model.get_submodule(parameter.rpartition(".")[0])
         tensor = model.get_parameter(parameter)
         transposed = isinstance(owner, Conv1D)
         index = tuple(int(i) for i in coordinate.index)
-        if index != ((coordinate.col, coordinate.row) if transposed else (coordinate.row, coordinate.col)):
+        if index != (
+            (coordinate.col, coordinate.row) if transposed else (coordinate.row, coordinate.col)
+        ):
             raise InvalidInput(
                 f"{coordinate.tensor}: index {list(index)} does not match row {coordinate.row}, "
-                f"col {coordinate.col} for a {'Conv1D [in, out]' if transposed else '[out, in]'} weight"
+                f"col {coordinate.col} for a {'Conv1D [in, out]' if transposed else '[out, in]'} "
+                "weight"
             )
         found.append(_checked(coordinate, parameter, tensor, index, transposed, check_values))
     return found
@@ -138,7 +147,9 @@ def _checked(
 ) -> ModelWeight:
     """The located weight, once its index is inside the parameter and (with `check_values`) the
     parameter holds the value the registry recorded."""
-    if len(index) != tensor.dim() or any(not 0 <= i < n for i, n in zip(index, tensor.shape, strict=True)):
+    if len(index) != tensor.dim() or any(
+        not 0 <= i < n for i, n in zip(index, tensor.shape, strict=True)
+    ):
         raise InvalidInput(
             f"{coordinate.tensor}: index {list(coordinate.index)} is outside {parameter} of shape "
             f"{list(tensor.shape)}"
@@ -176,11 +187,15 @@ def _in_experts(coordinate: SuperWeightOut) -> bool:
 
 
 def _hidden_size(model: PreTrainedModel) -> int | None:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
     return getattr(config, "hidden_size", None)
 
 
-def _expert_place(model: PreTrainedModel, coordinate: SuperWeightOut) -> tuple[str, tuple[int, ...], bool]:
+def _expert_place(
+    model: PreTrainedModel, coordinate: SuperWeightOut
+) -> tuple[str, tuple[int, ...], bool]:
     """(parameter, index in it, stored [.., in, out]) of a weight inside a routed expert."""
     place = loaded_place(model, coordinate.tensor)
     index = place.expert_prefix + tuple(int(i) for i in coordinate.index)
@@ -209,7 +224,9 @@ def _expert_place(model: PreTrainedModel, coordinate: SuperWeightOut) -> tuple[s
     elif hidden is not None and shape[1] != shape[2] and hidden in shape[1:]:
         transposed = shape[2] == hidden
     else:  # square experts: the index itself says which order it is in
-        transposed = index[1:] == (coordinate.col, coordinate.row) and coordinate.row != coordinate.col
+        transposed = (
+            index[1:] == (coordinate.col, coordinate.row) and coordinate.row != coordinate.col
+        )
     expected = (coordinate.col, coordinate.row) if transposed else (coordinate.row, coordinate.col)
     if index[1:] != expected:
         order = "[expert, in, out]" if transposed else "[expert, out, in]"

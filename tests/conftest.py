@@ -47,7 +47,9 @@ REQUIRE_POSTGRES_ENV = "SWREG_REQUIRE_POSTGRES"
 
 def _unavailable(reason: str) -> None:
     if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-        pytest.fail(f"PostgreSQL is required ({REQUIRE_POSTGRES_ENV}=1) but {reason}", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is required ({REQUIRE_POSTGRES_ENV}=1) but {reason}", pytrace=False
+        )
     pytest.skip(f"PostgreSQL tests skipped: {reason}")
 
 
@@ -190,10 +192,13 @@ def fresh_reads(monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
 # --- the real SmolLM2 ------------------------------------------------------------------------
 
 
 # --- models ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def planted_models(tmp_path_factory):
@@ -224,9 +229,10 @@ def planted_reports(planted_models):
     def get(model_type: str):
         if model_type not in cache:
             planted = planted_models(model_type)
-            cache[model_type] = planted, analyse(
-                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)
-            ).as_json_dict()
+            cache[model_type] = (
+                planted,
+                analyse(planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)).as_json_dict(),
+            )
         return cache[model_type]
 
     return get
@@ -257,8 +263,20 @@ def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
     whose stderr is not a terminal, so progress comes as plain lines)."""
     plot = tmp_path_factory.mktemp("smollm2-detect") / "smollm2.png"
     result = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", "--plot", str(plot)],
-        capture_output=True, text=True, timeout=SMOLLM2_DETECT_TIMEOUT_S, check=False,
+        [
+            sys.executable,
+            "-m",
+            "registry.cli",
+            "detect",
+            str(smollm2),
+            "--json",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SMOLLM2_DETECT_TIMEOUT_S,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return DetectRun(report=json.loads(result.stdout), stderr=result.stderr, plot=plot)

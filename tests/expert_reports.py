@@ -17,15 +17,26 @@ REJECTED_EXPERT = (3, 0)
 
 
 def expert_coordinate(
-    layer: int, expert: int, index: list[int], row: int, col: int, value: float, state: str, *,
-    tensor: str, module: str, ablated: float,
+    layer: int,
+    expert: int,
+    index: list[int],
+    row: int,
+    col: int,
+    value: float,
+    state: str,
+    *,
+    tensor: str,
+    module: str,
+    ablated: float,
 ) -> dict:
     """A coordinate inside routed expert `expert`, at `index` as `tensor` stores it."""
     found = coordinate(layer, row, col, value, state, ablated=ablated, tensor=tensor)
     return {**found, "index": index, "module": module, "expert": expert}
 
 
-def super_expert(layer: int, expert: int, state: str, *, max_abs_output: float, pruned: float) -> dict:
+def super_expert(
+    layer: int, expert: int, state: str, *, max_abs_output: float, pruned: float
+) -> dict:
     """A super expert with its detection observations and its validation by pruning (routed to,
     output zero) against random experts of the same layer."""
     base = _score(20.19, 20.19)
@@ -40,7 +51,9 @@ def super_expert(layer: int, expert: int, state: str, *, max_abs_output: float, 
         "row": 5,
         "tokens_routed": 9,
         "evidence": {
-            "detection": {"observations": [{"prompt": 0, "token": 0, "max_abs_output": max_abs_output}]},
+            "detection": {
+                "observations": [{"prompt": 0, "token": 0, "max_abs_output": max_abs_output}]
+            },
             "validation": {
                 "eval": EVAL,
                 "baseline": base,
@@ -50,7 +63,10 @@ def super_expert(layer: int, expert: int, state: str, *, max_abs_output: float, 
                     "random expert 1": _score(20.3, 20.19, experts=[0]),
                     "random expert 2": _score(20.25, 20.19, experts=[3]),
                 },
-                "verdict": {"state": state, "reason": f"pruning it multiplies perplexity by {pruned / 20.19:.2f}"},
+                "verdict": {
+                    "state": state,
+                    "reason": f"pruning it multiplies perplexity by {pruned / 20.19:.2f}",
+                },
             },
         },
     }
@@ -65,14 +81,16 @@ def expert_profile(num_layers: int) -> list[dict]:
         for expert in range(NUM_EXPERTS):
             peak = 400.0 if (layer, expert) == SUPER_EXPERT else 1.0 + layer + expert / 10
             dead = (layer, expert) == (2, 3)
-            experts.append({
-                "expert": expert,
-                "tokens": 0 if dead else 5 + expert,
-                "max_abs_output": 0.0 if dead else peak,
-                "output_row": None if dead else 5,
-                "output_token": None if dead else 0,
-                "prompt": None if dead else 0,
-            })
+            experts.append(
+                {
+                    "expert": expert,
+                    "tokens": 0 if dead else 5 + expert,
+                    "max_abs_output": 0.0 if dead else peak,
+                    "output_row": None if dead else 5,
+                    "output_token": None if dead else 0,
+                    "prompt": None if dead else 0,
+                }
+            )
         layers.append({"layer": layer, "experts": experts})
     return layers
 
@@ -92,11 +110,30 @@ def moe_report(num_layers: int = 4) -> dict:
     result["model"]["model_type"] = "gpt_oss"
     result["model"]["architecture"] = "GptOssForCausalLM"
     result["super_weights"] = [
-        expert_coordinate(1, 2, [2, 7, 5], row=5, col=7, value=3.5, state="verified",
-                          tensor=FUSED_TENSOR, module="mlp.experts.down_proj", ablated=300.0),
-        expert_coordinate(3, 1, [5, 6], row=5, col=6, value=-0.25, state="rejected",
-                          tensor=PER_EXPERT_TENSOR.format(layer=3, expert=1),
-                          module="mlp.experts.down_proj", ablated=20.19),
+        expert_coordinate(
+            1,
+            2,
+            [2, 7, 5],
+            row=5,
+            col=7,
+            value=3.5,
+            state="verified",
+            tensor=FUSED_TENSOR,
+            module="mlp.experts.down_proj",
+            ablated=300.0,
+        ),
+        expert_coordinate(
+            3,
+            1,
+            [5, 6],
+            row=5,
+            col=6,
+            value=-0.25,
+            state="rejected",
+            tensor=PER_EXPERT_TENSOR.format(layer=3, expert=1),
+            module="mlp.experts.down_proj",
+            ablated=20.19,
+        ),
     ]
     result["super_experts"] = [
         super_expert(*SUPER_EXPERT, "verified", max_abs_output=400.0, pruned=250.0),

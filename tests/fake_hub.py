@@ -321,7 +321,9 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 headers = {}
                 if following is not None:
                     query["cursor"] = [str(following)]
-                    headers["Link"] = f'<{hub.url}/api/models?{urlencode(query, doseq=True)}>; rel="next"'
+                    headers["Link"] = (
+                        f'<{hub.url}/api/models?{urlencode(query, doseq=True)}>; rel="next"'
+                    )
                 self._json(items, send_body, headers)
             elif match := RESOLVE_ROUTE.match(path):
                 found = self._find(match["repo"], match["rev"])

@@ -157,7 +157,9 @@ def report(*coordinates: dict, num_layers: int = 30, weight_size: int = 538_000_
             "num_layers": num_layers,
             "d_model": 576,
             "d_ff": 1536,
-            "weight_files": [{"name": "model.safetensors", "sha256": "d" * 64, "size": weight_size}],
+            "weight_files": [
+                {"name": "model.safetensors", "sha256": "d" * 64, "size": weight_size}
+            ],
             "weight_bytes": weight_size,
         },
         "detector": {
@@ -199,8 +201,13 @@ def tiny_report() -> dict:
 
 REPO = "acme/tiny-model"
 # A config transformers accepts (four heads of one dimension each): checkpoint rules read it.
-CONFIG = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 4, "num_attention_heads": 4,
-          "num_key_value_heads": 4}
+CONFIG = {
+    "model_type": "llama",
+    "num_hidden_layers": 1,
+    "hidden_size": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
 
 
 def make_checkpoint(
@@ -379,7 +386,14 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
     port = free_port()
     address = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-c", "from registry.cli import main; main()", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-c",
+            "from registry.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+        ],
         env=python_env(SWREG_DATABASE_URL=database_url, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -402,26 +416,48 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
 # --- candidates as detection names them -------------------------------------------------------
 
 
-def candidate(row: int, col: int, contribution: float, output: float, prompt: int = 0, layer: int = 3):
+def candidate(
+    row: int, col: int, contribution: float, output: float, prompt: int = 0, layer: int = 3
+):
     """A detected candidate seen on one prompt: its contribution to a spiking output."""
     from workers.science.detection import Candidate, Observation
 
     observation = Observation(
-        prompt=prompt, token=0, output=output, input=100.0, contribution=contribution,
-        share=contribution / output, ratio=500.0, threshold=50.0,
+        prompt=prompt,
+        token=0,
+        output=output,
+        input=100.0,
+        contribution=contribution,
+        share=contribution / output,
+        ratio=500.0,
+        threshold=50.0,
     )
-    return Candidate(layer=layer, row=row, col=col, value=contribution / 100.0, observations=[observation])
+    return Candidate(
+        layer=layer, row=row, col=col, value=contribution / 100.0, observations=[observation]
+    )
 
 
-QUANTIZATION_EVAL = {"path": "data/eval/eval_text.txt", "sha256": "e" * 64, "tokens": 1024, "windows": 1}
+QUANTIZATION_EVAL = {
+    "path": "data/eval/eval_text.txt",
+    "sha256": "e" * 64,
+    "tokens": 1024,
+    "windows": 1,
+}
 
 
 def _quantized_score(perplexity: float, **extra) -> dict:
-    return {"perplexity": perplexity, "mean_kl_from_baseline": 0.5, "stop_word_probability": 0.4,
-            "tokens": 1023, **extra}
+    return {
+        "perplexity": perplexity,
+        "mean_kl_from_baseline": 0.5,
+        "stop_word_probability": 0.4,
+        "tokens": 1023,
+        **extra,
+    }
 
 
 def quantization_check() -> dict:
@@ -432,8 +468,17 @@ def quantization_check() -> dict:
         "weights": "all",
         "matrices": 210,
         "clip_rule": {"rms_multiple": 10.0, "quantile": None, "description": "10 x RMS"},
-        "kept": [{"tensor": "model.layers.11.mlp.down_proj.weight", "index": [507, 1229],
-                  "layer": 11, "module": "mlp.down_proj", "row": 507, "col": 1229, "value": 5.88}],
+        "kept": [
+            {
+                "tensor": "model.layers.11.mlp.down_proj.weight",
+                "index": [507, 1229],
+                "layer": 11,
+                "module": "mlp.down_proj",
+                "row": 507,
+                "col": 1229,
+                "value": 5.88,
+            }
+        ],
         "kept_from": "detection",
         "eval": QUANTIZATION_EVAL,
         "baseline": _quantized_score(25.61),

@@ -84,7 +84,9 @@ def _named_imports(path: Path) -> set[str]:
     named = {
         call.args[0].value
         for call in calls
-        if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
+        if call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
     }
     if len(named) < len(calls):  # some name is computed: every module a string names may be it
         named |= {
@@ -197,14 +199,17 @@ def test_only_the_public_package_the_command_line_and_the_worker_import_both_sid
         if any(_in(t, "registry") for t in targets)
         and any(_in(t, "workers") and not _in(t, *seams) for t in targets)
     }
-    assert all(_in(m, "swreg", "workers.worker", "workers.commands", *COMMAND_LINE) for m in both), both
+    assert all(
+        _in(m, "swreg", "workers.worker", "workers.commands", *COMMAND_LINE) for m in both
+    ), both
 
 
 def test_nothing_but_the_command_line_imports_the_public_package():
     importers = ("registry", "workers")
     allowed_importers = ("workers.commands", *COMMAND_LINE)
     assert [
-        v for v in _violations(importers, lambda t: not _in(t, "swreg"))
+        v
+        for v in _violations(importers, lambda t: not _in(t, "swreg"))
         if not _in(v.split(" imports ")[0], *allowed_importers)
     ] == []
 

@@ -31,8 +31,19 @@ from workers.contract.resources import PUBLISHED_INDEX_PATH
 pytestmark = pytest.mark.slow
 
 LIGHT = {"pydantic", "click", "httpx", "jsonschema"}
-HEAVY = ["torch", "transformers", "sqlalchemy", "fastapi", "uvicorn", "alembic", "psycopg",
-         "matplotlib", "huggingface_hub", "safetensors", "numpy"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "sqlalchemy",
+    "fastapi",
+    "uvicorn",
+    "alembic",
+    "psycopg",
+    "matplotlib",
+    "huggingface_hub",
+    "safetensors",
+    "numpy",
+]
 
 
 def _metadata(wheel_path: Path):
@@ -87,17 +98,34 @@ def light(wheel, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
     venv = root / "venv"
     # Nothing of this checkout on the path (a PYTHONPATH would make pip see swreg installed).
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean
+    )
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet",
-         "--disable-pip-version-check", str(wheel)],
-        check=True, capture_output=True, env=clean,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        env=clean,
     )
     site = _light_site(_closure(_core_requirements(wheel)), root / "site")
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, env=clean,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean,
     ).stdout.strip()
     Path(purelib, "light-dependencies.pth").write_text(f"{site}\n")
     return venv / "bin"
@@ -107,8 +135,12 @@ def _run(bin_dir: Path, cwd: Path, *args: str, **env: str) -> subprocess.Complet
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWREG_API")}
     environment.update(HF_HUB_OFFLINE="1", **env)
     return subprocess.run(
-        [str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=environment, capture_output=True,
-        text=True, timeout=300,
+        [str(bin_dir / args[0]), *args[1:]],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -161,7 +193,10 @@ def test_reads_work_with_only_the_light_dependencies(light, tmp_path, db_url, db
     assert lines[4] == f"{address}/api/v1 [[3968, 7003]]"
     # The one error left for the end: its traceback names the public class.
     assert result.returncode == 1
-    assert result.stderr.rstrip().splitlines()[-1] == "swreg.errors.ApiNotFound: model not in the registry: nobody/nothing"
+    assert (
+        result.stderr.rstrip().splitlines()[-1]
+        == "swreg.errors.ApiNotFound: model not in the registry: nobody/nothing"
+    )
     assert lookup.returncode == 0, lookup.stderr
     assert "model.layers.2.mlp.down_proj.weight  [3968, 7003]" in lookup.stdout
     assert via_env.returncode == 0, via_env.stderr
@@ -183,8 +218,11 @@ def test_an_index_file_validates_without_the_server_stack(light, tmp_path):
 
 
 def test_a_server_command_says_which_extra_to_install(light, tmp_path):
-    for args, extra in [(["serve"], "server"), (["lookup", "huggyllama/llama-7b"], "server"),
-                        (["detect", "acme/tiny-model"], "worker")]:
+    for args, extra in [
+        (["serve"], "server"),
+        (["lookup", "huggyllama/llama-7b"], "server"),
+        (["detect", "acme/tiny-model"], "worker"),
+    ]:
         result = _run(light, tmp_path, "swreg", *args)
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.startswith("error: this command needs "), result.stderr

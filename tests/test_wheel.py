@@ -31,9 +31,20 @@ from workers.fixtures.planted import build_planted_model
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-         "-w", str(out), str(REPO_ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(out),
+            str(REPO_ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     (built,) = out.glob("swreg-*.whl")
     return built
@@ -46,13 +57,26 @@ def installed(wheel, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--quiet", "--disable-pip-version-check", str(wheel)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
     )
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # Appended after the venv's own site-packages: swreg itself still comes from the wheel.
     Path(purelib, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -63,7 +87,11 @@ def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["SWREG_DATABASE_URL"] = f"sqlite:///{cwd / 'registry.db'}"
     return subprocess.run(
-        [str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+        [str(bin_dir / args[0]), *args[1:]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 
@@ -99,8 +127,9 @@ def test_the_installed_wheel_runs_outside_the_checkout(installed, tmp_path):
     assert [sw["index"] for sw in coordinates] == [[3968, 7003]]
 
     model = build_planted_model("llama", tmp_path / "planted", num_layers=2)
-    detect = _run(installed, tmp_path, "swreg", "detect", str(model.path), "--json",
-                  "--eval-tokens", "128")
+    detect = _run(
+        installed, tmp_path, "swreg", "detect", str(model.path), "--json", "--eval-tokens", "128"
+    )
     assert detect.returncode == 0, detect.stderr
     report = json.loads(detect.stdout)
     assert report["eval"]["path"] == "data/eval/eval_text.txt"

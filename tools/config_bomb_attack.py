@@ -63,14 +63,19 @@ def main() -> None:
         started = time.monotonic()
         run = subprocess.run(
             [sys.executable, "-m", "workers.worker", "--once"],
-            env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_SECONDS,
         )
         elapsed = time.monotonic() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with sessions() as session:
         job = session.get(Job, job_id)
-        print(f"worker exit {run.returncode} after {elapsed:.1f} s; job {job.state}, "
-              f"attempt {job.attempts} of {job.max_attempts}")
+        print(
+            f"worker exit {run.returncode} after {elapsed:.1f} s; job {job.state}, "
+            f"attempt {job.attempts} of {job.max_attempts}"
+        )
         print(f"last_error: {job.last_error}")
     print(f"largest peak RSS among the worker and its children: {peak_kib / 1024:.0f} MB")
     for line in run.stderr.splitlines():

@@ -26,18 +26,27 @@ def _interval(score: dict) -> str:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print("| family | layout | super weight (stored) | verdict, ratio [CI] | super expert | verdict, ratio [CI] | random experts pruned | decoy / unreached reported |")
+    print(
+        "| family | layout | super weight (stored) | verdict, ratio [CI] | super expert | "
+        "verdict, ratio [CI] | random experts pruned | decoy / unreached reported |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for family in MOE_FAMILIES:
             p = build_planted_moe(family, Path(tmp) / family)
             report = analyse(p.path, AnalysisOptions()).as_json_dict()
             weight = next(
-                c for c in report["super_weights"]
-                if (c["layer"], c["expert"], c["row"], c["col"]) == (p.layer, p.super_expert, p.row, p.col)
+                c
+                for c in report["super_weights"]
+                if (c["layer"], c["expert"], c["row"], c["col"])
+                == (p.layer, p.super_expert, p.row, p.col)
             )
             ablated = weight["evidence"]["validation"]["ablated"]
-            expert = next(e for e in report["super_experts"] if (e["layer"], e["expert"]) == (p.layer, p.super_expert))
+            expert = next(
+                e
+                for e in report["super_experts"]
+                if (e["layer"], e["expert"]) == (p.layer, p.super_expert)
+            )
             pruned = expert["evidence"]["validation"]
             controls = ", ".join(
                 f"{c['experts'][0]}: x{c['ratio']:.3f}" for c in pruned["controls"].values()
@@ -54,9 +63,12 @@ def main() -> None:
                 extra.append(f"dense layers {list(p.family.dense_layers)}")
             layout = p.family.layout + (f" ({', '.join(extra)})" if extra else "")
             print(
-                f"| {family} | {layout} | `{weight['tensor']}` {weight['index']} = {weight['value']} "
-                f"| {weight['state']}, {_interval(ablated)} | layer {p.layer} expert {p.super_expert} "
-                f"| {expert['state']}, {_interval(pruned['pruned'])} | {controls} | {'yes' if wrong else 'no'} |"
+                f"| {family} | {layout} | `{weight['tensor']}` {weight['index']} = "
+                f"{weight['value']} "
+                f"| {weight['state']}, {_interval(ablated)} | layer {p.layer} expert "
+                f"{p.super_expert} "
+                f"| {expert['state']}, {_interval(pruned['pruned'])} | {controls} | "
+                f"{'yes' if wrong else 'no'} |"
             )
 
 

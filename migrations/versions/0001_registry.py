@@ -42,9 +42,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("model_revisions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_model_revisions_model_id"), ["model_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_model_revisions_model_id"), ["model_id"], unique=False)
 
     op.create_table(
         "super_weights",

@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 OLD_STATES = "state IN ('published', 'candidate', 'verified', 'rejected', 'retracted')"
-NEW_STATES = (
-    "state IN ('published', 'reported', 'candidate', 'verified', 'rejected', 'retracted')"
-)
+NEW_STATES = "state IN ('published', 'reported', 'candidate', 'verified', 'rejected', 'retracted')"
 
 
 def upgrade() -> None:

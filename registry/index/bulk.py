@@ -35,6 +35,12 @@ BATCH_MODELS = 200
 META_KEY = "meta"
 
 
+def cast_table(table: Any) -> Table:
+    """A declarative model's `__table__` (typed as a FromClause by SQLAlchemy): its Table."""
+    assert isinstance(table, Table)
+    return table
+
+
 def import_file(session: Session, path: Path) -> service.ImportStats:
     """Import the index document in `path` (see the module's docstring)."""
     source = str(path)
@@ -161,7 +167,9 @@ class _Importer:
             for row, new_id in zip(rows, new_ids, strict=True):
                 row["id"] = new_id
         columns = list(rows[0])
-        cursor = self.session.connection().connection.driver_connection.cursor()
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None  # a live psycopg connection
+        cursor = driver.cursor()
         names = ", ".join(f'"{name}"' for name in columns)
         with cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
@@ -202,7 +210,7 @@ class _Importer:
             "last_change": "added",
         }
         ids = self._rows(
-            ModelRevision.__table__,
+            cast_table(ModelRevision.__table__),
             [{**_revision_row(model, now), **changes} for model in models],
             ids=True,
         )
@@ -212,7 +220,11 @@ class _Importer:
                 coordinates.append(_coordinate_row(revision_id, coord, now))
             for found in model.get("super_experts", []):
                 experts.append(_super_expert_row(revision_id, found, now))
-        for table, rows in ((SuperWeight.__table__, coordinates), (SuperExpert.__table__, experts)):
+        tables = (
+            (cast_table(SuperWeight.__table__), coordinates),
+            (cast_table(SuperExpert.__table__), experts),
+        )
+        for table, rows in tables:
             if rows:
                 self._rows(table, rows)
         self.stats.revisions += len(models)

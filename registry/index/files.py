@@ -10,7 +10,7 @@ place, the files of older data states are removed.
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,7 +49,7 @@ class IndexFiles:
         path = self.path(tag, encoding)
         return path if path.is_file() else None
 
-    def tee(self, chunks: Iterator[bytes], tag: str, encoding: str) -> Iterator[bytes]:
+    def tee(self, chunks: Iterator[bytes], tag: str, encoding: str) -> Generator[bytes, None, None]:
         """`chunks` passed through, and written to the file for (tag, encoding) when they all
         were. A directory that cannot be written only means no file: the stream goes on."""
         target = self.path(tag, encoding)
@@ -61,7 +61,8 @@ class IndexFiles:
                     try:
                         out.write(chunk)
                     except OSError:
-                        out = _discard(out)
+                        _discard(out)
+                        out = None
                 yield chunk
             complete = True
         finally:

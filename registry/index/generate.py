@@ -41,7 +41,7 @@ def _score(perplexity: float) -> dict[str, Any]:
     return {"perplexity": perplexity, "tokens": 1023, "mean_kl_from_baseline": 0.0}
 
 
-def _coordinate(layer: int, row: int, col: int, when: str) -> dict[str, Any]:
+def _coordinate(layer: int, row: int, col: int, when: str | None) -> dict[str, Any]:
     return {
         "tensor": f"model.layers.{layer}.mlp.down_proj.weight",
         "index": [row, col],

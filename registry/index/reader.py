@@ -94,7 +94,9 @@ class _Buffer:
     def skip_whitespace(self) -> str:
         """The next significant character ('' at the end of the file), not consumed."""
         while True:
-            self.pos = _WHITESPACE.match(self.text, self.pos).end()
+            found = _WHITESPACE.match(self.text, self.pos)
+            assert found is not None  # the pattern matches the empty string too
+            self.pos = found.end()
             if self.pos < len(self.text):
                 return self.text[self.pos]
             if not self.fill():

@@ -108,19 +108,19 @@ def validate_part_shape(document: Any, source: str) -> None:
 
 
 def _raise_shifted(part: dict[str, Any], first: int, source: str) -> None:
-    for path in _version_1_extras(part):
-        path = ("models", path[1] + first, *path[2:])
+    for extra in _version_1_extras(part):
+        shifted = ("models", extra[1] + first, *extra[2:])
         raise InvalidInput(
-            f"invalid {source}: at {_pointer(path)}: schema version 1 has no {path[-1]} "
+            f"invalid {source}: at {_pointer(shifted)}: schema version 1 has no {shifted[-1]} "
             "(documents with experts are schema version 2)"
         )
     error = best_match(_validator().iter_errors(part))
     if error is None:  # the two validators disagree: trust the slower one, which passed
         return
-    path = list(error.absolute_path)
-    if len(path) >= 2 and path[0] == "models":
-        path[1] += first
-    raise InvalidInput(f"invalid {source}: at {_pointer(path)}: {_one_line(error.message)}")
+    where: list[Any] = list(error.absolute_path)
+    if len(where) >= 2 and where[0] == "models":
+        where[1] += first
+    raise InvalidInput(f"invalid {source}: at {_pointer(where)}: {_one_line(error.message)}")
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
     fields = super_expert_fields(found)
     created_at, updated_at = provenance_times(found)
     existing = sw_service.find_super_expert(rev, found["layer"], found["expert"])
-    if _both_claims(existing, found["state"]):
+    if existing is not None and _both_claims(existing, found["state"]):
         fields = {
             **fields,
             "state": merged_claim_state(existing.state, fields["state"]),

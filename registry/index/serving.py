@@ -15,7 +15,7 @@ strong ETag and Last-Modified known before the first byte, its bodies kept on di
 
 import hashlib
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ def _etags(tag: str) -> tuple[str, str]:
     return f'"{tag}"', f'"{tag}-gzip"'
 
 
-def gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def gzip_chunks(chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
     """One gzip member of all `chunks`, compressed as they come (same input, same bytes)."""
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
     for chunk in chunks:
@@ -59,12 +59,12 @@ def gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield compressor.flush()
 
 
-def _encoded(text: Iterator[str]) -> Iterator[bytes]:
+def _encoded(text: Iterator[str]) -> Generator[bytes, None, None]:
     for piece in text:
         yield piece.encode("utf-8")
 
 
-def _file_chunks(path: Path) -> tuple[int, Iterator[bytes]] | None:
+def _file_chunks(path: Path) -> tuple[int, Generator[bytes, None, None]] | None:
     """The file's size and its bytes; opened now, so that a later removal (a newer state
     tidying up) does not cut the answer short. None when it is gone already."""
     try:
@@ -73,7 +73,7 @@ def _file_chunks(path: Path) -> tuple[int, Iterator[bytes]] | None:
         return None
     size = path.stat().st_size
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Generator[bytes, None, None]:
         with handle:
             while chunk := handle.read(FILE_CHUNK_BYTES):
                 yield chunk
@@ -181,7 +181,9 @@ def _open_dated(engine) -> Snapshot:
     return snapshot
 
 
-def _file_response(opened: tuple[int, Iterator[bytes]], headers: dict[str, str]) -> Response:
+def _file_response(
+    opened: tuple[int, Generator[bytes, None, None]], headers: dict[str, str]
+) -> Response:
     size, chunks = opened
     headers = {**headers, "Content-Length": str(size)}
     if headers["ETag"].endswith('-gzip"'):

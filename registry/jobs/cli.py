@@ -99,7 +99,11 @@ def _submit_search(author, task, library, base_model, sort, limit, priority, as_
     from registry.migrate import open_registry
 
     query = HubQuery(
-        author=author, task=task or None, library=library, base_model=base_model, sort=sort,
+        author=author,
+        task=task or None,
+        library=library,
+        base_model=base_model,
+        sort=sort,
         limit=limit,
     )
     outcomes = []
@@ -108,7 +112,8 @@ def _submit_search(author, task, library, base_model, sort, limit, priority, as_
         if not as_json:
             job = f"job {outcome.job_id}" if outcome.job_id else ""
             why = f": {outcome.reason}" if outcome.reason else ""
-            click.echo(f"{outcome.outcome:<15} {outcome.model_id}@{outcome.revision or '?'} {job}{why}".rstrip())
+            where = f"{outcome.model_id}@{outcome.revision or '?'}"
+            click.echo(f"{outcome.outcome:<15} {where} {job}{why}".rstrip())
     if as_json:
         click.echo(_dump([vars(o) for o in outcomes]))
         return
@@ -297,7 +302,9 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 why = f": {_silence(silent_for, last)}" if silent else ""
-                raise SwregError(f"job {job_id} is still {job.state.value} after {timeout:g} s{why}")
+                raise SwregError(
+                    f"job {job_id} is still {job.state.value} after {timeout:g} s{why}"
+                )
             time.sleep(WAIT_POLL_SECONDS)
 
 

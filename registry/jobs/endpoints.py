@@ -42,6 +42,7 @@ def hub_gate(request: Request) -> HubGate:
         )
     return state.hub_gate
 
+
 submissions = APIRouter(tags=["jobs"], route_class=TokenFirstRoute)
 
 
@@ -105,26 +106,39 @@ async def submit(
     "/submissions/search",
     response_model=HubSearchOut,
     responses=errors(
-        400, 401, 403, 413, 422, 503,
+        400,
+        401,
+        403,
+        413,
+        422,
+        503,
         e403="Whole-Hub submission needs an admin token",
         e503="The database or the Hub is unavailable: retry after Retry-After seconds",
     ),
 )
-async def submit_search(body: HubSearchIn, token: WriteTokenDep, database: DatabaseDep) -> HubSearchOut:
+async def submit_search(
+    body: HubSearchIn, token: WriteTokenDep, database: DatabaseDep
+) -> HubSearchOut:
     """Queue every model a Hub search lists (admin tokens only), each pinned to the commit the
     listing names; what is already analysed or queued is reported, not queued again."""
     if not token.admin:
         raise Forbidden("whole-Hub submission needs an admin token (swreg token create --admin)")
     query = HubQuery(
-        author=body.author, task=body.task, library=body.library, base_model=body.base_model,
-        sort=body.sort, limit=body.limit,
+        author=body.author,
+        task=body.task,
+        library=body.library,
+        base_model=body.base_model,
+        sort=body.sort,
+        limit=body.limit,
     )
     # Pages of the Hub's listing and one pin per model: in a worker thread, outside the
     # database's time budget (each submission's own transaction is short).
     outcomes = await run_in_threadpool(
         lambda: list(
             hub_search.submit_search(
-                database.sessionmaker, query, submitted_by=f"token:{token.name}",
+                database.sessionmaker,
+                query,
+                submitted_by=f"token:{token.name}",
                 priority=body.priority,
             )
         )

@@ -55,7 +55,9 @@ def recent_seconds(session: Session) -> tuple[dict[str, float], int]:
     return {stage: median(values) for stage, values in found.items()}, len(rows)
 
 
-def estimate(job: Job, recent: dict[str, float], now: datetime, jobs_measured: int) -> Estimate | None:
+def estimate(
+    job: Job, recent: dict[str, float], now: datetime, jobs_measured: int
+) -> Estimate | None:
     """The seconds a running job has left; None when nothing is measured yet (queued, or no
     unit of its stage done and no recent job to go by)."""
     if job.state != JobState.RUNNING or not job.stage or job.progress_total is None:

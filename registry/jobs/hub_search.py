@@ -17,7 +17,7 @@ from registry.jobs import queue, service
 from registry.jobs.models import Job
 from registry.superweights.service import find_revision
 from workers.sources import pinning
-from workers.sources.pinning import Found
+from workers.sources.pinning import Found, HubSort
 
 # The Hub's sort keys swreg offers (most first).
 SORTS = ("downloads", "likes", "created_at", "last_modified")
@@ -33,7 +33,7 @@ class HubQuery:
     task: str | None = DEFAULT_TASK
     library: str | None = None
     base_model: str | None = None
-    sort: str | None = "downloads"
+    sort: HubSort | None = "downloads"
     limit: int = DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
@@ -61,8 +61,12 @@ def search(query: HubQuery) -> Iterator[Found]:
     """The models the Hub lists for `query`, page by page (through the pinning entry point, the
     one place the registry reaches the Hub)."""
     return pinning.search_models(
-        author=query.author, task=query.task, library=query.library,
-        base_model=query.base_model, sort=query.sort, limit=query.limit,
+        author=query.author,
+        task=query.task,
+        library=query.library,
+        base_model=query.base_model,
+        sort=query.sort,
+        limit=query.limit,
     )
 
 

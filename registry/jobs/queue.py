@@ -15,9 +15,9 @@ that tests can move time.
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,9 @@ def database_now(session: Session) -> datetime:
     """The current time by the database's clock, timezone-aware UTC."""
     if session.get_bind().dialect.name == "postgresql":
         # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
-        return session.scalar(select(func.clock_timestamp())).astimezone(UTC)
+        clock = session.scalar(select(func.clock_timestamp()))
+        assert clock is not None  # clock_timestamp() always answers
+        return clock.astimezone(UTC)
     return datetime.now(UTC)
 
 
@@ -102,7 +104,11 @@ def enqueue(
     Returns (job, created). Call inside `write_transaction`: the insert runs in a savepoint, so
     when a concurrent submission wins the race to the unique index, we read its row instead.
     """
-    existing = pending_job(session, model_id, revision) if force else active_job(session, model_id, revision)
+    existing = (
+        pending_job(session, model_id, revision)
+        if force
+        else active_job(session, model_id, revision)
+    )
     if existing is not None:
         return existing, False
     now = now or database_now(session)
@@ -183,7 +189,7 @@ def fail_abandoned(session: Session, *, now: datetime | None = None) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return cast(CursorResult, result).rowcount  # an UPDATE: a cursor result
 
 
 def claim(
@@ -249,7 +255,7 @@ def _fenced_update(session: Session, lease: Lease, now: datetime, **values: Any)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast(CursorResult, result).rowcount == 1  # an UPDATE: a cursor result
 
 
 # --- while running --------------------------------------------------------------------------

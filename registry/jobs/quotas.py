@@ -44,6 +44,7 @@ def check(session: Session, submitted_by: str, now: datetime) -> None:
             Job.submitted_by == submitted_by, Job.state.in_((JobState.QUEUED, JobState.RUNNING))
         )
     )
+    waiting = waiting or 0  # COUNT always answers; None only in the type
     if waiting >= settings.quota_queued_jobs:
         raise QuotaExceeded(
             f"{submitted_by} has {waiting} jobs queued or running (limit "

@@ -120,7 +120,11 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(
-        cls, job: "Job", api_prefix: str = "/api/v1", eta: "Estimate | None" = None, *,
+        cls,
+        job: "Job",
+        api_prefix: str = "/api/v1",
+        eta: "Estimate | None" = None,
+        *,
         public: bool = False,
     ) -> "JobOut":
         """The job's document, with the time it has left while it runs (`eta`); `public`: as a

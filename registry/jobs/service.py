@@ -98,7 +98,9 @@ def submit_target(
     with write_transaction(factory) as session:
         existing = queue.pending_job if force else queue.active_job
         if quota and existing(session, target.model_id, target.revision) is None:
-            quotas.check(session, submitted_by, queue.database_now(session))
+            # quotas are per submitter: an anonymous submission (the CLI) has none
+            if submitted_by is not None:
+                quotas.check(session, submitted_by, queue.database_now(session))
         job, created = queue.enqueue(
             session,
             model_id=target.model_id,

@@ -50,7 +50,9 @@ def _print_revision(rev: dict[str, Any]) -> None:
         headers.insert(2, "expert")
         for row, sw in zip(rows, rev["super_weights"], strict=True):
             row.insert(2, "-" if sw.get("expert") is None else str(sw["expert"]))
-    if rows or not rev.get("super_experts"):  # a revision of claimed super experts only: no empty table
+    if rows or not rev.get(
+        "super_experts"
+    ):  # a revision of claimed super experts only: no empty table
         for line in table(headers, rows):
             click.echo("  " + line)
     _print_super_experts(rev.get("super_experts") or [])
@@ -90,7 +92,8 @@ def _print_super_experts(found: list[dict[str, Any]]) -> None:
         if others:
             places = ", ".join(f"layer {p['layer']} expert {p['expert']}" for p in others)
             click.echo(
-                f"  layer {se['layer']} expert {se['expert']}: disputed, other sources place it at {places}"
+                f"  layer {se['layer']} expert {se['expert']}: disputed, other sources place it "
+                f"at {places}"
             )
 
 
@@ -122,7 +125,7 @@ def lookup(model: str, revision: str | None, as_json: bool, api_url: str | None)
     Examples:
       swreg lookup huggyllama/llama-7b
       swreg lookup allenai/OLMo-1B-0724-hf --revision unknown --json
-      swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f77366fa6b3b4b768ec3050bf629380bac
+      swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f7
       swreg lookup huggyllama/llama-7b --api http://127.0.0.1:8000   # or SWREG_API=...
     """
     document = reader(api_url).lookup(model, revision)
@@ -183,7 +186,9 @@ def _parse_index(ctx: click.Context, param: click.Parameter, text: str | None) -
     return service.parse_index(text.strip("[]"))  # also as lookup prints it: [3968, 7003]
 
 
-def _parse_expert(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[int, int] | None:
+def _parse_expert(
+    ctx: click.Context, param: click.Parameter, text: str | None
+) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.strip("()").replace(" ", "").split(",")
@@ -197,12 +202,21 @@ def _parse_expert(ctx: click.Context, param: click.Parameter, text: str | None) 
 @click.option("--revision", required=True, help="The coordinate's revision (or unknown).")
 @click.option("--tensor", help="e.g. model.layers.2.mlp.down_proj.weight")
 @click.option("--index", callback=_parse_index, help="e.g. 3968,7003")
-@click.option("--super-expert", "super_expert", metavar="LAYER,EXPERT", callback=_parse_expert,
-              help="A super expert instead of a coordinate, e.g. 1,68.")
+@click.option(
+    "--super-expert",
+    "super_expert",
+    metavar="LAYER,EXPERT",
+    callback=_parse_expert,
+    help="A super expert instead of a coordinate, e.g. 1,68.",
+)
 @click.option("--reason", required=True, help="Why it is wrong (kept with it).")
 def retract(
-    model: str, revision: str, tensor: str | None, index: list[int] | None,
-    super_expert: tuple[int, int] | None, reason: str,
+    model: str,
+    revision: str,
+    tensor: str | None,
+    index: list[int] | None,
+    super_expert: tuple[int, int] | None,
+    reason: str,
 ) -> None:
     """Retract a coordinate or a super expert: it stays in the registry, marked retracted
     with the reason.
@@ -215,8 +229,12 @@ def retract(
       swreg retract Qwen/Qwen3-30B-A3B --revision unknown --super-expert 1,68 \\
           --reason "pruning it does not move perplexity"
     """
-    if (super_expert is None) == (tensor is None or index is None) or (tensor is None) != (index is None):
-        raise click.UsageError("name a coordinate (--tensor and --index) or a super expert (--super-expert)")
+    if (super_expert is None) == (tensor is None or index is None) or (tensor is None) != (
+        index is None
+    ):
+        raise click.UsageError(
+            "name a coordinate (--tensor and --index) or a super expert (--super-expert)"
+        )
     from registry.database import transaction
     from registry.migrate import open_registry
     from registry.superweights import service
@@ -230,6 +248,9 @@ def retract(
             sw = service.get_coordinate(session, model, revision, tensor, index)
             service.retract(session, sw, reason)
     if super_expert is not None:
-        click.echo(f"retracted {model} @ {revision} super expert {super_expert[1]} of layer {super_expert[0]}")
+        click.echo(
+            f"retracted {model} @ {revision} super expert {super_expert[1]} of layer "
+            f"{super_expert[0]}"
+        )
     else:
         click.echo(f"retracted {model} @ {revision} {tensor} {index}")

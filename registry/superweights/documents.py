@@ -117,8 +117,7 @@ def revision_document(rev: ModelRevision) -> dict[str, Any]:
             coordinate_document(sw) for sw in sorted(rev.super_weights, key=coordinate_sort_key)
         ],
         "super_experts": [
-            super_expert_document(se)
-            for se in sorted(rev.super_experts, key=super_expert_sort_key)
+            super_expert_document(se) for se in sorted(rev.super_experts, key=super_expert_sort_key)
         ],
     }
 

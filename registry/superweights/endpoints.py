@@ -186,7 +186,12 @@ async def get_quantization_plot(
     """The revision's quantization check: the perplexity of each round-to-nearest setting (bits,
     block size; absmax, clipped, clipped with the super weights kept) against full precision."""
     return await _revision_plot(
-        request, database, model_id, revision, png_cache.quantization_key, png_cache.draw_quantization
+        request,
+        database,
+        model_id,
+        revision,
+        png_cache.quantization_key,
+        png_cache.draw_quantization,
     )
 
 

@@ -193,9 +193,7 @@ def _stamp_changes(session: Session, version: int) -> None:
             rev = obj.model_revision
             if rev is None and obj.revision_id is not None:
                 rev = session.get(ModelRevision, obj.revision_id)
-            retracted = obj.state == "retracted" and (
-                obj in session.new or _changed(obj, "state")
-            )
+            retracted = obj.state == "retracted" and (obj in session.new or _changed(obj, "state"))
             note(rev, "retracted" if retracted else "updated")
     for rev, kind in changes.values():
         if rev in session.new:
@@ -210,6 +208,3 @@ def _changed(obj: Base, attribute: str) -> bool:
 
 
 on_bump(_stamp_changes)
-
-
-

@@ -240,9 +240,7 @@ def record_report(
     for coord in parsed.super_weights:
         key = (coord.tensor, index_key(coord.index))
         if key in seen:
-            raise InvalidInput(
-                f"detection report lists {coord.tensor} {coord.index} twice"
-            )
+            raise InvalidInput(f"detection report lists {coord.tensor} {coord.index} twice")
         seen.add(key)
         existing = find_coordinate(rev, coord.tensor, coord.index)
         if existing is not None and existing.state == "retracted":
@@ -271,7 +269,9 @@ def record_report(
     return rev
 
 
-def _record_super_experts(session: Session, rev: ModelRevision, report: Report, model_id: str) -> None:
+def _record_super_experts(
+    session: Session, rev: ModelRevision, report: Report, model_id: str
+) -> None:
     """The report's super experts, upserted like its coordinates: a retracted one stays
     retracted, and a verified one marks the same (layer, expert) claimed by a source (revision
     `unknown`) as reproduced at this revision."""
@@ -321,7 +321,11 @@ def record_quantization_check(
     """Store a quantization check of a revision's weights (`swreg quantize-check`, run by a job)
     with the revision; a later check replaces it."""
     try:
-        parsed = check if isinstance(check, QuantizationCheck) else QuantizationCheck.model_validate(check)
+        parsed = (
+            check
+            if isinstance(check, QuantizationCheck)
+            else QuantizationCheck.model_validate(check)
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         where = "/".join(str(p) for p in err["loc"])
@@ -476,8 +480,7 @@ def list_models(
     coordinate counts per state."""
     where = [_containing(search)] if search else []
     total = (
-        session.scalar(select(func.count(func.distinct(ModelRevision.model_id))).where(*where))
-        or 0
+        session.scalar(select(func.count(func.distinct(ModelRevision.model_id))).where(*where)) or 0
     )
     page_ids = list(
         session.scalars(

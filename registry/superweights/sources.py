@@ -40,7 +40,10 @@ def canonical_places(*lists: list[dict[str, Any]] | None) -> list[dict[str, Any]
     for places in lists:
         for place in places or []:
             index = [int(i) for i in place["index"]]
-            merged[(place["tensor"], index_key(index))] = {"tensor": place["tensor"], "index": index}
+            merged[(place["tensor"], index_key(index))] = {
+                "tensor": place["tensor"],
+                "index": index,
+            }
     return sorted(merged.values(), key=lambda p: (p["tensor"], p["index"]))
 
 

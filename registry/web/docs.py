@@ -60,15 +60,17 @@ def add_docs(app: FastAPI) -> None:
 
     @app.get(DOCS_PATH, include_in_schema=False)
     def swagger_ui() -> HTMLResponse:
-        return _local_only(get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{title} API",
-            oauth2_redirect_url=OAUTH2_REDIRECT_PATH,
-            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
-            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
-        ))
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url or "",
+                title=f"{title} API",
+                oauth2_redirect_url=OAUTH2_REDIRECT_PATH,
+                swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
+                swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+            )
+        )
 
     @app.get(OAUTH2_REDIRECT_PATH, include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
@@ -76,10 +78,12 @@ def add_docs(app: FastAPI) -> None:
 
     @app.get(REDOC_PATH, include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return _local_only(get_redoc_html(
-            openapi_url=app.openapi_url,
-            title=f"{title} API",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
-            with_google_fonts=False,
-        ))
+        return _local_only(
+            get_redoc_html(
+                openapi_url=app.openapi_url or "",
+                title=f"{title} API",
+                redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+                redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
+                with_google_fonts=False,
+            )
+        )

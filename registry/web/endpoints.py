@@ -67,12 +67,9 @@ async def index(
     search = (q or "").strip() or None
 
     def read(session):
-        total, models = service.list_models(
-            session, limit=PAGE_SIZE, offset=offset, search=search
-        )
+        total, models = service.list_models(session, limit=PAGE_SIZE, offset=offset, search=search)
         jobs = [
-            JobOut.of(j, public=True)
-            for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)
+            JobOut.of(j, public=True) for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)
         ]
         return total, models, jobs
 
@@ -125,14 +122,20 @@ async def jobs_page(
     return templates.TemplateResponse(
         request,
         "jobs.html",
-        {"jobs": jobs, "state": state.value if state else "", "states": [s.value for s in JobState],
-         "offset": offset, "page_size": PAGE_SIZE},
+        {
+            "jobs": jobs,
+            "state": state.value if state else "",
+            "states": [s.value for s in JobState],
+            "offset": offset,
+            "page_size": PAGE_SIZE,
+        },
     )
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
     try:
+
         def read(session) -> JobOut:
             job = jobs_service.get_job(session, job_id)
             return JobOut.of(job, eta=job_estimate(session, job), public=True)
@@ -140,6 +143,4 @@ async def job_page(request: Request, database: DatabaseDep, job_id: RowId):
         job = await database.read(read)
     except NotFound as exc:
         return _not_found(request, str(exc))
-    return templates.TemplateResponse(
-        request, "job.html", {"job": job, "poll_ms": JOB_POLL_MS}
-    )
+    return templates.TemplateResponse(request, "job.html", {"job": job, "poll_ms": JOB_POLL_MS})

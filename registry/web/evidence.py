@@ -29,7 +29,7 @@ def fmt(value: Any, digits: int = 2) -> str:
         return "NaN"
     if math.isinf(x):
         return "∞" if x > 0 else "−∞"
-    if x != 0 and abs(x) < 10 ** -digits:
+    if x != 0 and abs(x) < 10**-digits:
         return f"{x:.{digits}g}"
     return f"{x:,.{digits}f}"
 
@@ -167,10 +167,12 @@ def detection_summary(evidence: dict[str, Any]) -> dict[str, Any] | None:
         observations, key=lambda o: abs(number(o.get("super_activation")) or 0), default=None
     )
     return {
-        "seen": f"{len(detection.get('seen_in_prompts', []))} of {detection.get('prompts')} prompts",
+        "seen": f"{len(detection.get('seen_in_prompts', []))} of {detection.get('prompts')} "
+        "prompts",
         "stability": fmt(detection.get("stability")),
         "mean_share": fmt(detection.get("mean_share")),
-        "strongest": strongest and {
+        "strongest": strongest
+        and {
             "prompt": strongest.get("prompt", 0) + 1,
             "token": strongest.get("token"),
             "super_activation": fmt(strongest.get("super_activation"), 1),

@@ -17,8 +17,7 @@ STATE_ORDER = ("verified", "candidate", "published", "reported", "rejected", "re
 STATE_LEGEND = {
     "verified": "found by swreg at this exact revision and proven by ablation: zeroing it "
     "multiplies perplexity (interval shown), random and large-weight controls do not.",
-    "candidate": "found by detection (a super activation this weight explains), not yet "
-    "validated.",
+    "candidate": "found by detection (a super activation this weight explains), not yet validated.",
     "published": "stated by a paper or its code for this model, revision unknown; not yet "
     "checked by swreg.",
     "reported": "a super expert stated by a paper for this model, revision unknown; not yet "
@@ -26,8 +25,7 @@ STATE_LEGEND = {
     "rejected": "a spike detection found, but zeroing the weight did not move perplexity: "
     "not a super weight. Kept as evidence.",
     "retracted": "withdrawn with a reason (kept, never deleted).",
-    "disputed": "sources disagree on where this weight is: each claim is listed with its "
-    "sources.",
+    "disputed": "sources disagree on where this weight is: each claim is listed with its sources.",
 }
 
 UNKNOWN_REVISION = "unknown"
@@ -99,7 +97,9 @@ def answer(rev: dict[str, Any]) -> str:
     if experts:
         named = "; ".join(
             f"L{se['layer']} E{se['expert']} {se['state']}"
-            for se in sorted(experts, key=lambda se: (state_rank(se["state"]), se["layer"], se["expert"]))
+            for se in sorted(
+                experts, key=lambda se: (state_rank(se["state"]), se["layer"], se["expert"])
+            )
         )
         parts.append(f"{len(experts)} super expert{'s' if len(experts) > 1 else ''}: {named}")
     return " · ".join(parts)
@@ -108,7 +108,9 @@ def answer(rev: dict[str, Any]) -> str:
 def revision_label(rev: dict[str, Any]) -> str:
     if rev["revision"] == UNKNOWN_REVISION:
         return "published (revision unknown)"
-    return f"revision {rev['revision'][:19] if rev['revision'].startswith('sha256:') else rev['revision'][:12]}…"
+    # A content hash keeps its "sha256:" and 12 digits; a commit its first 12 characters.
+    shown = rev["revision"][:19] if rev["revision"].startswith("sha256:") else rev["revision"][:12]
+    return f"revision {shown}…"
 
 
 def disputes(rev: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,12 +130,16 @@ def disputes(rev: dict[str, Any]) -> list[dict[str, Any]]:
         claims = []
         for tensor, index in group:
             claimed = by_place.get((tensor, index))
-            claims.append({
-                "tensor": tensor,
-                "index": list(index),
-                "coordinate": claimed,
-                "sources": (claimed.get("provenance") or {}).get("sources") or [] if claimed else [],
-            })
+            claims.append(
+                {
+                    "tensor": tensor,
+                    "index": list(index),
+                    "coordinate": claimed,
+                    "sources": (claimed.get("provenance") or {}).get("sources") or []
+                    if claimed
+                    else [],
+                }
+            )
         found.append({"claims": claims})
     return found
 

@@ -21,8 +21,8 @@ state, so the API can draw in any thread.
 import io
 import math
 import textwrap
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, cast
 
 import numpy as np
 from matplotlib import colormaps
@@ -32,8 +32,14 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from workers.contract.quantization import QuantizationCheck
-from workers.contract.report import ExpertProfile, LayerProfile, Report, ValidationEvidence
+from workers.contract.quantization import QuantizationCheck, QuantizedScore
+from workers.contract.report import (
+    ExpertProfile,
+    LayerProfile,
+    Report,
+    Score,
+    ValidationEvidence,
+)
 
 # Inches at DPI dots per inch: a 1000 x 420 pixel profile, 1000 x 340 per ablation panel.
 DPI = 100
@@ -103,10 +109,12 @@ def _series(layers: Sequence[LayerProfile], field: str) -> list[list[float]]:
     if field == "max_abs_output":
         count = max((len(p.max_abs_output_per_prompt) for p in layers), default=1)
         return [
-            _finite([
-                p.max_abs_output_per_prompt[i] if i < len(p.max_abs_output_per_prompt) else None
-                for p in layers
-            ])
+            _finite(
+                [
+                    p.max_abs_output_per_prompt[i] if i < len(p.max_abs_output_per_prompt) else None
+                    for p in layers
+                ]
+            )
             for i in range(count)
         ]
     return [_finite([getattr(p, field) for p in layers])]
@@ -134,7 +142,8 @@ def draw_profile(
         for i in range(len(series)):
             first = i == 0
             axes.plot(
-                x, series[i],
+                x,
+                series[i],
                 color=FIRST_PROMPT_COLOR if first else OTHER_PROMPT_COLOR,
                 linewidth=1.8 if first else 0.9,
                 alpha=1.0 if first else 0.7,
@@ -152,7 +161,9 @@ def draw_profile(
     _mark_spikes(axes_in, axes_out, layers, marks)
     handles, labels = axes_out.get_legend_handles_labels()
     if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+        figure.legend(
+            handles, labels, loc="outside lower center", ncols=3, fontsize=7, frameon=False
+        )
     if title:
         figure.suptitle(title, fontsize=11)
 
@@ -169,8 +180,13 @@ def _draw_threshold(axes, layers: Sequence[LayerProfile], ratio: float | None) -
             level.append(ratio * p.max_abs_output / p.spike_ratio)
     if x:
         axes.plot(
-            x, level, linestyle="--", linewidth=1, color=THRESHOLD_COLOR,
-            label=f"super activation threshold ({ratio:g}x typical)", zorder=1,
+            x,
+            level,
+            linestyle="--",
+            linewidth=1,
+            color=THRESHOLD_COLOR,
+            label=f"super activation threshold ({ratio:g}x typical)",
+            zorder=1,
         )
 
 
@@ -179,9 +195,14 @@ def _annotate(axes, text: str, x: float, y: float, last_layer: int, level: int =
     moves it down a step so that labels of neighbouring spikes do not overlap."""
     right = x <= last_layer / 2
     axes.annotate(
-        text, (x, y), xytext=(8 if right else -8, -6 - LABEL_STEP_POINTS * level),
+        text,
+        (x, y),
+        xytext=(8 if right else -8, -6 - LABEL_STEP_POINTS * level),
         textcoords="offset points",
-        ha="left" if right else "right", va="top", fontsize=7, color=SPIKE_COLOR,
+        ha="left" if right else "right",
+        va="top",
+        fontsize=7,
+        color=SPIKE_COLOR,
     )
 
 
@@ -210,17 +231,21 @@ def _mark_spikes(axes_in, axes_out, layers: Sequence[LayerProfile], marks: Seque
         if math.isfinite(p.max_abs_input) and p.max_abs_input > 0:
             axes_in.scatter([p.layer], [p.max_abs_input], s=70, color=SPIKE_COLOR, zorder=4)
             _annotate(
-                axes_in, f"layer {p.layer}: col {p.input_col}, token {p.input_token}",
-                p.layer, p.max_abs_input, last_layer, level,
+                axes_in,
+                f"layer {p.layer}: col {p.input_col}, token {p.input_token}",
+                p.layer,
+                p.max_abs_input,
+                last_layer,
+                level,
             )
 
 
 # --- the ablation evidence ----------------------------------------------------------------------
 
 
-def _variants(validation: ValidationEvidence) -> list[tuple[str, object, str]]:
+def _variants(validation: ValidationEvidence) -> list[tuple[str, Score, str]]:
     """(label, score, colour) of the baseline, the variants and each control, in that order."""
-    rows: list[tuple[str, object, str]] = [
+    rows: list[tuple[str, Score, str]] = [
         ("baseline", validation.baseline, VARIANT_COLORS["baseline"]),
         ("zeroed", validation.ablated, VARIANT_COLORS["ablated"]),
     ]
@@ -248,7 +273,7 @@ def draw_ablation(
     heights = [v if math.isfinite(v) and v > 0 else top for v in perplexities]
     bars = axes_ppl.bar(range(len(rows)), heights, color=colors)
     baseline = validation.baseline.perplexity
-    for bar, value in zip(bars, perplexities):
+    for bar, value in zip(bars, perplexities, strict=True):
         if not math.isfinite(value):
             text = "inf"
         elif math.isfinite(baseline) and baseline > 0:
@@ -256,8 +281,13 @@ def draw_ablation(
         else:
             text = f"{value:,.2f}"
         axes_ppl.annotate(
-            text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
-            textcoords="offset points", ha="center", va="bottom", fontsize=7,
+            text,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
         )
     axes_ppl.set_yscale("log")
     axes_ppl.set_ylim(min(finite, default=1.0) / 3, top * 3)
@@ -272,11 +302,16 @@ def draw_ablation(
     bars = axes_stop.bar(range(len(rows)), _finite(stop), color=colors)
     base_stop = validation.baseline.stop_word_probability
     axes_stop.axhline(base_stop, linestyle="--", linewidth=1, color=THRESHOLD_COLOR)
-    for bar, value in zip(bars, stop):
+    for bar, value in zip(bars, stop, strict=True):
         shift = value - base_stop
         axes_stop.annotate(
-            f"{value:.3f}\n{shift:+.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+            f"{value:.3f}\n{shift:+.3f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
         )
     axes_stop.set_ylim(0, max(_finite(stop) + [base_stop, 1e-3], key=_nan_low) * 1.35)
     axes_stop.set_title("stop-word probability (shift from the baseline)", fontsize=10)
@@ -296,21 +331,29 @@ def _block_label(block: int | None) -> str:
     return "row" if block is None else str(block)
 
 
-def draw_quantization(figure: Figure | SubFigure, check: QuantizationCheck, *, title: str = "") -> None:
+def draw_quantization(
+    figure: Figure | SubFigure, check: QuantizationCheck, *, title: str = ""
+) -> None:
     """One panel per integer width: for each block size, the perplexity (log scale) of each
     variant, the full-precision baseline as a dashed line; a non-finite perplexity is a bar to
     the top labelled "inf"."""
     bits = sorted({r.bits for r in check.results}, reverse=True)
     variants = [v for v in QUANTIZATION_COLORS if any(r.variant == v for r in check.results)]
-    finite = [r.perplexity for r in check.results if math.isfinite(r.perplexity) and r.perplexity > 0]
+    finite = [
+        r.perplexity for r in check.results if math.isfinite(r.perplexity) and r.perplexity > 0
+    ]
     baseline = check.baseline.perplexity
     top = max(finite + [baseline], default=1.0) * 4  # room for the labels; where "inf" ends
     bottom = min(finite + [baseline], default=1.0) / 2
     width = 0.8 / max(len(variants), 1)
     panels = figure.subplots(1, len(bits), squeeze=False)[0]
-    for axes, b in zip(panels, bits):
-        blocks = sorted({r.block for r in check.results if r.bits == b}, key=lambda x: (x is None, x))
-        by_key = {(r.block, r.variant): r for r in check.results if r.bits == b}
+    for axes, b in zip(panels, bits, strict=True):
+        blocks = sorted(
+            {r.block for r in check.results if r.bits == b}, key=lambda x: (x is None, x)
+        )
+        by_key: dict[tuple[int | None, str], QuantizedScore] = {
+            (r.block, r.variant): r for r in check.results if r.bits == b
+        }
         for v, variant in enumerate(variants):
             for x, block in enumerate(blocks):
                 result = by_key.get((block, variant))
@@ -318,14 +361,30 @@ def draw_quantization(figure: Figure | SubFigure, check: QuantizationCheck, *, t
                     continue
                 value = result.perplexity
                 height = value if math.isfinite(value) and value > 0 else top
-                bar = axes.bar(x + (v - (len(variants) - 1) / 2) * width, height, width,
-                               color=QUANTIZATION_COLORS[variant],
-                               label=variant if x == 0 else None)[0]
+                bar = axes.bar(
+                    x + (v - (len(variants) - 1) / 2) * width,
+                    height,
+                    width,
+                    color=QUANTIZATION_COLORS[variant],
+                    label=variant if x == 0 else None,
+                )[0]
                 text = f"{value:,.0f}" if math.isfinite(value) else "inf"
-                axes.annotate(text, (bar.get_x() + bar.get_width() / 2, height), xytext=(0, 1),
-                              textcoords="offset points", ha="center", va="bottom", fontsize=6)
-        axes.axhline(baseline, linestyle="--", linewidth=1, color=THRESHOLD_COLOR,
-                     label=f"full precision {baseline:,.2f}")
+                axes.annotate(
+                    text,
+                    (bar.get_x() + bar.get_width() / 2, height),
+                    xytext=(0, 1),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
+        axes.axhline(
+            baseline,
+            linestyle="--",
+            linewidth=1,
+            color=THRESHOLD_COLOR,
+            label=f"full precision {baseline:,.2f}",
+        )
         axes.set_yscale("log")
         axes.set_ylim(bottom, top * 3)
         axes.set_xticks(range(len(blocks)), [_block_label(x) for x in blocks], fontsize=8)
@@ -384,8 +443,12 @@ def draw_experts(
     shown = np.where(shown > 0, shown, np.nan)  # a log scale has no place for 0
     cmap = colormaps[EXPERTS_COLORMAP].with_extremes(bad=UNROUTED_COLOR)
     image = axes.imshow(
-        np.ma.masked_invalid(shown), aspect="auto", interpolation="nearest", cmap=cmap,
-        norm=LogNorm(vmin=bottom, vmax=max(top, bottom * 1.0001)), origin="lower",
+        np.ma.masked_invalid(shown),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        norm=LogNorm(vmin=bottom, vmax=max(top, bottom * 1.0001)),
+        origin="lower",
     )
     axes.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=7)
     if len(layers) > 24:  # keep the layer labels readable
@@ -401,10 +464,16 @@ def draw_experts(
             continue
         y = row_of[mark.layer]
         color = STATE_COLORS.get(mark.state, SPIKE_COLOR)
-        axes.add_patch(Rectangle((mark.expert - 0.5, y - 0.5), 1, 1, fill=False, linewidth=2, edgecolor=color))
+        axes.add_patch(
+            Rectangle((mark.expert - 0.5, y - 0.5), 1, 1, fill=False, linewidth=2, edgecolor=color)
+        )
         axes.annotate(
-            f"L{mark.layer} E{mark.expert} ({mark.state})", (mark.expert, y), xytext=(6, 6),
-            textcoords="offset points", fontsize=7, color=color,
+            f"L{mark.layer} E{mark.expert} ({mark.state})",
+            (mark.expert, y),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=7,
+            color=color,
             bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
         )
     if title:
@@ -465,12 +534,18 @@ def report_figure(report: Report, *, title: str = "") -> Figure:
     """What `swreg detect --plot` writes: the profile, then the ablation evidence of every
     verified coordinate below it."""
     verified = [
-        sw for sw in report.super_weights
+        sw
+        for sw in report.super_weights
         if sw.state == "verified" and sw.evidence.validation is not None
     ]
     heights = [PROFILE_SIZE[1]] + [ABLATION_SIZE[1]] * len(verified)
     figure = new_figure((PROFILE_SIZE[0], sum(heights)))
-    panels = figure.subfigures(len(heights), 1, height_ratios=heights) if verified else [figure]
+    panels: list[Figure | SubFigure] = (
+        # one column of subfigures: an array of them (matplotlib's type says it may be one)
+        list(cast(Iterable[SubFigure], figure.subfigures(len(heights), 1, height_ratios=heights)))
+        if verified
+        else [figure]
+    )
     draw_profile(
         panels[0],
         report.profile,
@@ -479,7 +554,8 @@ def report_figure(report: Report, *, title: str = "") -> Figure:
         ratio=report.rules.get("super_activation_ratio"),
         title=title,
     )
-    for panel, sw in zip(panels[1:], verified):
+    for panel, sw in zip(panels[1:], verified, strict=True):
+        assert sw.evidence.validation is not None  # `verified` holds only validated weights
         draw_ablation(panel, sw.evidence.validation, title=coordinate_title(sw.tensor, sw.index))
     return figure
 
@@ -489,8 +565,11 @@ def render(figure: Figure, fmt: str = "png") -> bytes:
     figure gives the same bytes (its ETag is a hash of them)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
-                "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}[fmt]
+    metadata = {
+        "png": {"Software": None},
+        "svg": {"Date": None, "Creator": None},
+        "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+    }[fmt]
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, metadata=metadata)
     return buffer.getvalue()

@@ -17,13 +17,18 @@ class Snippet:
 
 def use_it(base_url: str, model_id: str, revision: str) -> Snippet:
     base = base_url.rstrip("/")
-    url = f"{base}{API_PREFIX}/models/{quote(model_id, safe='/')}?{urlencode({'revision': revision})}"
-    python = "\n".join([
-        "import swreg",
-        "",
-        f"with swreg.Client({json.dumps(base)}) as api:",
-        f"    revision = api.lookup({json.dumps(model_id)}, revision={json.dumps(revision)}).revisions[0]",
-        "for sw in revision.super_weights:",
-        "    print(sw.state, sw.tensor, sw.index)",
-    ])
+    url = (
+        f"{base}{API_PREFIX}/models/{quote(model_id, safe='/')}?{urlencode({'revision': revision})}"
+    )
+    python = "\n".join(
+        [
+            "import swreg",
+            "",
+            f"with swreg.Client({json.dumps(base)}) as api:",
+            f"    revision = api.lookup({json.dumps(model_id)}, "
+            f"revision={json.dumps(revision)}).revisions[0]",
+            "for sw in revision.super_weights:",
+            "    print(sw.state, sw.tensor, sw.index)",
+        ]
+    )
     return Snippet(http=f"curl -s {shlex.quote(url)}", python=python)

@@ -13,7 +13,9 @@ from registry.superweights import service
 from registry.superweights.documents import parse_time
 from tests.helpers import SHA_A
 
-CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+CITATION = (
+    "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+)
 
 
 @pytest.fixture
@@ -51,19 +53,30 @@ def test_lookup_returns_the_published_coordinate_with_its_citation(client):
 
 def test_lookup_by_revision(client, db_sessions, report):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id="huggyllama/llama-7b", revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session,
+            model_id="huggyllama/llama-7b",
+            revision=SHA_A,
+            revision_kind="commit",
+            report=report,
+        )
     both = client.get("/api/v1/models/huggyllama/llama-7b").json()
     assert [r["revision"] for r in both["revisions"]] == [SHA_A, "unknown"]
     one = client.get("/api/v1/models/huggyllama/llama-7b", params={"revision": SHA_A}).json()
     assert [r["revision"] for r in one["revisions"]] == [SHA_A]
-    assert one["revisions"][0]["super_weights"][0]["evidence"]["validation"]["ablated"]["perplexity"] == 378.6
+    assert (
+        one["revisions"][0]["super_weights"][0]["evidence"]["validation"]["ablated"]["perplexity"]
+        == 378.6
+    )
     assert one["revisions"][0]["weight_files"][0]["sha256"] == "d" * 64
 
 
 def test_unknown_model_is_a_json_404(client):
     response = client.get("/api/v1/models/nobody/nothing")
     assert response.status_code == 404
-    assert response.json() == {"error": {"code": "not_found", "message": "model not in the registry: nobody/nothing"}}
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "model not in the registry: nobody/nothing"}
+    }
     response = client.get("/api/v1/models/huggyllama/llama-7b", params={"revision": "b" * 40})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
@@ -89,7 +102,10 @@ def test_pagination(client):
         "states": {"published": 3},
     }
     assert first["items"][2]["states"] == {"reported": 1}  # google/gemma-7b
-    pages = [client.get("/api/v1/models", params={"limit": 4, "offset": o}).json()["items"] for o in (0, 4, 8, 12)]
+    pages = [
+        client.get("/api/v1/models", params={"limit": 4, "offset": o}).json()["items"]
+        for o in (0, 4, 8, 12)
+    ]
     ids = [item["model_id"] for page in pages for item in page]
     assert len(ids) == 13 and ids == sorted(ids)
     assert sum(item["super_weights"] for page in pages for item in page) == 33
@@ -113,7 +129,12 @@ def test_index_download_is_the_export(client, db_sessions):
 
 def test_openapi_is_published(client):
     spec = client.get("/api/v1/openapi.json").json()
-    assert {"/api/v1/health", "/api/v1/models", "/api/v1/models/{model_id}", "/api/v1/index"} <= set(spec["paths"])
+    assert {
+        "/api/v1/health",
+        "/api/v1/models",
+        "/api/v1/models/{model_id}",
+        "/api/v1/index",
+    } <= set(spec["paths"])
     assert client.get("/api/v1/docs").status_code == 200
 
 
@@ -122,5 +143,8 @@ def test_out_of_date_database_answers_503(empty_db_url):
         response = client.get("/api/v1/models/huggyllama/llama-7b")
     assert response.status_code == 503
     assert response.json() == {
-        "error": {"code": "database_out_of_date", "message": "database schema is out of date: run `swreg db upgrade`"}
+        "error": {
+            "code": "database_out_of_date",
+            "message": "database schema is out of date: run `swreg db upgrade`",
+        }
     }

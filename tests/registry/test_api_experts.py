@@ -21,7 +21,9 @@ def client(fresh_reads, db_url):
 
 def _record(sessions, report):
     with transaction(sessions) as session:
-        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report
+        )
 
 
 def test_lookup_returns_experts_and_super_experts(client, db_sessions):
@@ -31,13 +33,23 @@ def test_lookup_returns_experts_and_super_experts(client, db_sessions):
     fused = next(sw for sw in revision["super_weights"] if sw["tensor"] == FUSED_TENSOR)
     assert (fused["index"], fused["expert"], fused["row"], fused["col"]) == ([2, 7, 5], 2, 5, 7)
     first, second = revision["super_experts"]
-    assert (first["layer"], first["expert"], first["state"], first["max_abs_output"]) == (1, 2, "verified", 400.0)
+    assert (first["layer"], first["expert"], first["state"], first["max_abs_output"]) == (
+        1,
+        2,
+        "verified",
+        400.0,
+    )
     assert first["evidence"]["validation"]["controls"]["random expert 2"]["experts"] == [3]
     assert first["provenance"]["detector_version"] == "0.1.0"
     assert second["max_abs_output"] == "Infinity"
     profile = client.get(f"/api/v1/models/{MODEL}/revisions/{SHA_A}/profile").json()
     assert profile["experts"][2]["experts"][3] == {
-        "expert": 3, "tokens": 0, "max_abs_output": 0.0, "output_row": None, "output_token": None, "prompt": None
+        "expert": 3,
+        "tokens": 0,
+        "max_abs_output": 0.0,
+        "output_row": None,
+        "output_token": None,
+        "prompt": None,
     }
 
 
@@ -46,9 +58,15 @@ def test_openapi_documents_experts(client):
     schemas = spec["components"]["schemas"]
     assert "expert" in schemas["SuperWeightOut"]["properties"]
     assert "super_experts" in schemas["RevisionOut"]["properties"]
-    assert {"layer", "expert", "module", "state", "max_abs_output", "evidence", "provenance"} <= set(
-        schemas["SuperExpertOut"]["properties"]
-    )
+    assert {
+        "layer",
+        "expert",
+        "module",
+        "state",
+        "max_abs_output",
+        "evidence",
+        "provenance",
+    } <= set(schemas["SuperExpertOut"]["properties"])
     assert "experts" in schemas["ProfileOut"]["properties"]
 
 

@@ -50,7 +50,10 @@ def test_lookup_table(loaded):
 
 def test_lookup_errors_are_one_line(loaded):
     result = run("lookup", "nobody/nothing")
-    assert (result.exit_code, result.stderr) == (1, "error: model not in the registry: nobody/nothing\n")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "error: model not in the registry: nobody/nothing\n",
+    )
     result = run("lookup", "huggyllama/llama-7b", "--revision", "main")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: invalid revision 'main'")
@@ -62,7 +65,10 @@ def test_list(loaded):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model", "revisions", "super", "weights", "states"]
     assert lines[-1] == "13 models"
-    assert any(line.startswith("microsoft/Phi-3-mini-4k-instruct") and "6 published" in line for line in lines)
+    assert any(
+        line.startswith("microsoft/Phi-3-mini-4k-instruct") and "6 published" in line
+        for line in lines
+    )
 
 
 def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypatch):
@@ -75,7 +81,10 @@ def test_import_twice_and_export_round_trip(loaded, tmp_path, request, monkeypat
     again = run("import", str(PUBLISHED_INDEX_PATH))
     assert again.stdout.endswith("(0 new, 0 updated, 33 unchanged)\n")
     assert run("export", "--generated-at", "2026-01-01T00:00:00+00:00").stdout == first
-    assert run("export", "--generated-at", "yesterday").stderr == "error: not an ISO 8601 time: 'yesterday'\n"
+    assert (
+        run("export", "--generated-at", "yesterday").stderr
+        == "error: not an ISO 8601 time: 'yesterday'\n"
+    )
 
     # export -> import into an empty database (of the same kind) -> export: the same bytes.
     other = other_database_url(loaded, request, tmp_path)
@@ -97,15 +106,27 @@ def test_invalid_import_is_one_line_and_writes_nothing(cli_env, tmp_path):
     bad.write_text(json.dumps(document))
     result = run("import", str(bad))
     assert result.exit_code == 2
-    assert result.stderr == f"error: invalid {bad}: at /models/3/super_weights/1/index/1: -2 is less than the minimum of 0\n"
+    assert (
+        result.stderr
+        == f"error: invalid {bad}: at /models/3/super_weights/1/index/1: -2 is less than the minimum of 0\n"
+    )
     assert run("list").stdout.splitlines()[-1] == "0 models"
 
 
 def test_retract(loaded):
-    args = ["--revision", "unknown", "--tensor", "model.layers.2.mlp.down_proj.weight", "--index", "3968,7003"]
+    args = [
+        "--revision",
+        "unknown",
+        "--tensor",
+        "model.layers.2.mlp.down_proj.weight",
+        "--index",
+        "3968,7003",
+    ]
     result = run("retract", "huggyllama/llama-7b", *args, "--reason", "test retraction")
     assert result.exit_code == 0, result.output
-    sw = json.loads(run("lookup", "huggyllama/llama-7b", "--json").stdout)["revisions"][0]["super_weights"][0]
+    sw = json.loads(run("lookup", "huggyllama/llama-7b", "--json").stdout)["revisions"][0][
+        "super_weights"
+    ][0]
     assert sw["state"] == "retracted" and sw["provenance"]["retraction_reason"] == "test retraction"
     missing = run("retract", "huggyllama/llama-7b", *args[:-1], "1,2", "--reason", "x")
     assert missing.exit_code == 1 and "no coordinate" in missing.stderr
@@ -119,13 +140,22 @@ def test_retract_a_super_expert(loaded):
     result = run("retract", *args, "--reason", "test retraction")
     assert result.exit_code == 0, result.output
     assert result.stdout == "retracted Qwen/Qwen3-30B-A3B @ unknown super expert 92 of layer 2\n"
-    found = json.loads(run("lookup", "Qwen/Qwen3-30B-A3B", "--json").stdout)["revisions"][0]["super_experts"]
-    assert [(se["layer"], se["state"]) for se in found] == [(1, "reported"), (2, "retracted"), (3, "reported")]
+    found = json.loads(run("lookup", "Qwen/Qwen3-30B-A3B", "--json").stdout)["revisions"][0][
+        "super_experts"
+    ]
+    assert [(se["layer"], se["state"]) for se in found] == [
+        (1, "reported"),
+        (2, "retracted"),
+        (3, "reported"),
+    ]
     assert found[1]["provenance"]["retraction_reason"] == "test retraction"
     missing = run("retract", *args[:-1], "2,93", "--reason", "x")
     assert missing.exit_code == 1 and "no super expert 93 of layer 2" in missing.stderr
     both = run("retract", *args, "--tensor", "t", "--index", "1,2", "--reason", "x")
-    assert both.exit_code == 2 and "a coordinate (--tensor and --index) or a super expert" in both.stderr
+    assert (
+        both.exit_code == 2
+        and "a coordinate (--tensor and --index) or a super expert" in both.stderr
+    )
     assert run("retract", *args[:-1], "1", "--reason", "x").exit_code == 2
 
 
@@ -179,7 +209,11 @@ def test_serve_prints_the_address_and_answers(loaded):
     port = _free_port()
     env = {**os.environ, "SWREG_DATABASE_URL": loaded}
     server = subprocess.Popen(
-        [SWREG, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [SWREG, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = server.stdout.readline()
@@ -189,7 +223,9 @@ def test_serve_prints_the_address_and_answers(loaded):
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/models/huggyllama/llama-7b", timeout=5)
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/models/huggyllama/llama-7b", timeout=5
+                )
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
@@ -199,7 +235,9 @@ def test_serve_prints_the_address_and_answers(loaded):
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200 and "huggyllama/llama-7b" in page.text
         busy = _swreg("serve", "--port", str(port), url=loaded)
-        assert busy.returncode == 1 and busy.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+        assert busy.returncode == 1 and busy.stderr.startswith(
+            f"error: cannot listen on 127.0.0.1:{port}"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -210,8 +248,18 @@ def test_names_are_checked_on_every_command(loaded, hf_cache, tmp_path):
         ["lookup", "a b"],
         ["lookup", "a/b/c"],
         ["lookup", "a\x01b"],
-        ["retract", "x--y", "--revision", "unknown", "--tensor", "t", "--index", "1,2",
-         "--reason", "r"],
+        [
+            "retract",
+            "x--y",
+            "--revision",
+            "unknown",
+            "--tensor",
+            "t",
+            "--index",
+            "1,2",
+            "--reason",
+            "r",
+        ],
         ["submit", "acme/tiny", "--revision", "/usr/bin/env"],
         ["submit", "acme/tiny", "--revision", "../blobs/x"],
         ["submit", "a b"],
@@ -231,8 +279,11 @@ def test_serve_starts_while_the_database_is_down_and_answers_when_it_is_back(tmp
     port = _free_port()
     env = {**os.environ, "SWREG_DATABASE_URL": url}
     server = subprocess.Popen(
-        [SWREG, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [SWREG, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout.readline().startswith(f"swreg serving on http://127.0.0.1:{port}")

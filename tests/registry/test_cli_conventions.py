@@ -23,12 +23,33 @@ SWREG = str(Path(sys.executable).with_name("swreg"))
 # command must be put in one of them (test_every_command_is_classified), and a read command
 # must offer --json.
 READ_COMMANDS = {
-    "lookup", "list", "jobs", "jobs show", "db current", "token list", "detect",
-    "quantize-check", "export",
+    "lookup",
+    "list",
+    "jobs",
+    "jobs show",
+    "db current",
+    "token list",
+    "detect",
+    "quantize-check",
+    "export",
 }
 OTHER_COMMANDS = {
-    "bench", "bench-api", "bench-cli", "bench-registry", "db", "db upgrade", "db downgrade", "import", "retract",
-    "serve", "setup", "submit", "token", "token create", "token revoke", "worker",
+    "bench",
+    "bench-api",
+    "bench-cli",
+    "bench-registry",
+    "db",
+    "db upgrade",
+    "db downgrade",
+    "import",
+    "retract",
+    "serve",
+    "setup",
+    "submit",
+    "token",
+    "token create",
+    "token revoke",
+    "worker",
     "fetch-example",  # makes the example model (a folder), prints its path
 }
 # `export` prints the registry as a JSON document already: it has no --json switch.
@@ -164,9 +185,10 @@ def test_json_output_parses(loaded, tmp_path):
     assert json.loads(run("lookup", model, "--json").stdout)["model_id"] == model
     page = json.loads(run("list", "--json", "--limit", "2").stdout)
     assert (page["total"], page["limit"], page["offset"], len(page["items"])) == (13, 2, 0, 2)
-    assert json.loads(run("list", "--json", "--search", "llama-7b").stdout)["items"][0][
-        "model_id"
-    ] == model
+    assert (
+        json.loads(run("list", "--json", "--search", "llama-7b").stdout)["items"][0]["model_id"]
+        == model
+    )
     assert json.loads(run("jobs", "--json").stdout) == []
     current = json.loads(run("db", "current", "--json").stdout)
     assert current["up_to_date"] is True and current["revisions"] == current["heads"]
@@ -190,10 +212,17 @@ def test_every_table_has_a_header(loaded, tmp_path):
     from workers.fixtures.planted import build_planted_model
 
     assert run("list").stdout.splitlines()[0].split() == [
-        "model", "revisions", "super", "weights", "states",
+        "model",
+        "revisions",
+        "super",
+        "weights",
+        "states",
     ]
     assert run("lookup", "huggyllama/llama-7b").stdout.splitlines()[1].split()[:4] == [
-        "state", "layer", "tensor", "index",
+        "state",
+        "layer",
+        "tensor",
+        "index",
     ]
     model = build_planted_model("llama", tmp_path / "tiny", num_layers=2).path
     assert run("submit", str(model), "--model-id", "me/tiny").exit_code == 0
@@ -222,8 +251,18 @@ def test_exit_codes_follow_one_convention(loaded, tmp_path):
         # usage: swreg's InvalidInput
         ("lookup", "a b"): (2, "error: invalid model id 'a b'"),
         ("lookup", "huggyllama/llama-7b", "--revision", "main"): (2, "error: invalid revision"),
-        ("retract", "huggyllama/llama-7b", "--revision", "unknown", "--tensor", "t",
-         "--index", "x,y", "--reason", "r"): (2, "error: invalid index 'x,y'"),
+        (
+            "retract",
+            "huggyllama/llama-7b",
+            "--revision",
+            "unknown",
+            "--tensor",
+            "t",
+            "--index",
+            "x,y",
+            "--reason",
+            "r",
+        ): (2, "error: invalid index 'x,y'"),
         ("submit", str(tmp_path / "nowhere")): (2, "error: no such folder"),
         # well formed, not carried out
         ("lookup", "nobody/nothing"): (1, "error: model not in the registry: nobody/nothing"),
@@ -279,7 +318,11 @@ def test_setup_loads_the_published_index_from_any_folder(empty_db_url, tmp_path)
     assert "reported super experts 6 model revisions, 0 coordinates" in setup.stdout
     assert "16 super experts (16 new," in setup.stdout
     listed = subprocess.run(
-        [SWREG, "list", "--json"], cwd=elsewhere, env=env, capture_output=True, text=True,
+        [SWREG, "list", "--json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert json.loads(listed.stdout)["total"] == 19  # 13 published, 6 with reported super experts

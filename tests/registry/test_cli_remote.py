@@ -27,7 +27,9 @@ def server(cli_env, db_sessions, published, monkeypatch):
     report = copy.deepcopy(smollm2_like_report())
     report["super_weights"][0]["evidence"]["validation"]["ablated"]["interval"] = INTERVAL
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report
+        )
     add_jobs(db_sessions, 3)
     monkeypatch.delenv(API_ENV, raising=False)
     with live_server(cli_env) as address:

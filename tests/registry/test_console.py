@@ -11,8 +11,16 @@ def test_plain_lines_start_at_the_first_unit_of_work_and_end_with_the_seconds(mo
     monkeypatch.setattr(console.time, "monotonic", now)
     out = io.StringIO()
     with StageProgress(out) as display:
-        for report in [("load", 0, 4), ("load", 1, 4), ("load", 2, 4), ("load", 4, 4),
-                       ("detect", 0, 30), ("detect", 1, 30), ("detect", 29, 30), ("detect", 30, 30)]:
+        for report in [
+            ("load", 0, 4),
+            ("load", 1, 4),
+            ("load", 2, 4),
+            ("load", 4, 4),
+            ("detect", 0, 30),
+            ("detect", 1, 30),
+            ("detect", 29, 30),
+            ("detect", 30, 30),
+        ]:
             display(*report)
     assert out.getvalue().splitlines() == [
         "load     1/4 (~2 s left)",  # 1 of 4 in 0.5 s: 3 more take 1.5 s
@@ -37,9 +45,15 @@ def test_a_stage_run_again_after_another_is_reported_as_its_next_pass(monkeypatc
     monkeypatch.setattr(console.time, "monotonic", now)
     out = io.StringIO()
     with StageProgress(out) as display:
-        for report in [("validate", 1, 30), ("validate", 30, 30), ("score", 1, 1),
-                       ("validate", 12, 30), ("validate", 30, 30), ("score", 1, 1),
-                       ("score", 1, 1)]:
+        for report in [
+            ("validate", 1, 30),
+            ("validate", 30, 30),
+            ("score", 1, 1),
+            ("validate", 12, 30),
+            ("validate", 30, 30),
+            ("score", 1, 1),
+            ("score", 1, 1),
+        ]:
             display(*report)
     assert out.getvalue().splitlines() == [
         "validate 1/30",  # its first report: no pace measured yet
@@ -49,7 +63,11 @@ def test_a_stage_run_again_after_another_is_reported_as_its_next_pass(monkeypatc
         "validate pass 2 30/30 (1.0 s)",
         "score pass 2 1/1 (0.0 s)",  # the same count as the first pass's, but a new pass
     ]  # the repeated report with nothing in between is not a new pass
-    assert (display.passes("validate"), display.passes("score"), display.passes("load")) == (2, 2, 0)
+    assert (display.passes("validate"), display.passes("score"), display.passes("load")) == (
+        2,
+        2,
+        0,
+    )
 
 
 def test_a_stage_reported_from_zero_counts_its_seconds_from_its_start(monkeypatch):

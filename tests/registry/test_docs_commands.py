@@ -25,7 +25,11 @@ def test_fetch_example_prints_the_folder_alone_on_stdout(smollm2):
     """(The session's `smollm2` fixture has made the copy: this run prints it at once.)"""
     result = subprocess.run(
         [sys.executable, "-m", "registry.cli", "fetch-example"],
-        capture_output=True, text=True, timeout=1800, env=python_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=python_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip())
@@ -38,7 +42,9 @@ def test_no_doc_names_a_folder_only_the_tests_make():
     from registry.cli import every_command
 
     texts = {"README.md": (REPO_ROOT / "README.md").read_text()}
-    texts.update({f"swreg {path} -h": command.help or "" for path, command in every_command().items()})
+    texts.update(
+        {f"swreg {path} -h": command.help or "" for path, command in every_command().items()}
+    )
     texts["swreg -h"] = main.help
     for where, text in texts.items():
         assert CACHE_PATH not in text and "~/models/SmolLM2" not in text, where
@@ -55,7 +61,9 @@ def test_shell_completion_completes_commands_and_options():
     # The README's lines are these variables.
     readme = (REPO_ROOT / "README.md").read_text()
     assert {m for m in re.findall(r"_SWREG_COMPLETE=(\w+_source) swreg", readme)} == {
-        "bash_source", "zsh_source", "fish_source"
+        "bash_source",
+        "zsh_source",
+        "fish_source",
     }
 
 
@@ -71,7 +79,9 @@ def _readme_commands() -> list[str]:
         if not in_block:
             continue
         text = line[2:] if line.startswith("$ ") else line
-        if ".venv/bin/swreg " not in text or not (line.startswith("$ ") or text.startswith(".venv/bin/swreg")):
+        if ".venv/bin/swreg " not in text or not (
+            line.startswith("$ ") or text.startswith(".venv/bin/swreg")
+        ):
             continue
         text = text.replace("$(.venv/bin/swreg fetch-example)", "EXAMPLE")
         text = re.sub(r"(^|(?<=[\s=]))\.venv/bin/swreg\b", "swreg", text)

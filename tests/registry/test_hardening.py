@@ -402,7 +402,11 @@ def bounded_hub(monkeypatch):
 
 
 def test_a_hung_hub_holds_no_lookup_and_submissions_answer_503_in_their_budget(
-    db_url, published, token, fake_hub, bounded_hub  # noqa: F811 - the fixture
+    db_url,
+    published,
+    token,
+    fake_hub,  # noqa: F811 - the fixture imported above
+    bounded_hub,
 ):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -465,8 +469,12 @@ def test_a_job_read_without_a_token_shows_no_local_path_or_host(server, token, d
     error = "/srv/models/secret-project: config.json gives num_hidden_layers = 1000000000"
     with jobs_queue.write_transaction(db_sessions) as session:
         job, _ = jobs_queue.enqueue(
-            session, model_id="local/secret-project", revision="sha256:" + "c" * 64,
-            source=JobSource.LOCAL, local_path="/srv/models/secret-project", max_attempts=3,
+            session,
+            model_id="local/secret-project",
+            revision="sha256:" + "c" * 64,
+            source=JobSource.LOCAL,
+            local_path="/srv/models/secret-project",
+            max_attempts=3,
         )
     with jobs_queue.write_transaction(db_sessions) as session:
         _, lease = jobs_queue.claim(session, owner=OWNER, lease_seconds=600)

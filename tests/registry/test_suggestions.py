@@ -27,7 +27,10 @@ def test_close_matches_compare_without_case_and_by_name_alone():
 def test_a_mistyped_command_is_one_line_with_the_commands_it_is_close_to(typed, meant):
     result = run(typed)
     assert result.exit_code == 2
-    assert result.stderr == f"error: No such command '{typed}'. Did you mean {meant}? (see 'swreg -h')\n"
+    assert (
+        result.stderr
+        == f"error: No such command '{typed}'. Did you mean {meant}? (see 'swreg -h')\n"
+    )
 
 
 def test_a_mistyped_model_id_names_the_models_it_is_close_to(cli_env, db_sessions):

@@ -31,11 +31,18 @@ def registry(db_sessions, planted_reports):
     with transaction(db_sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
         service.record_report(
-            session, model_id="org/smol", revision=SHA_A, revision_kind="commit",
+            session,
+            model_id="org/smol",
+            revision=SHA_A,
+            revision_kind="commit",
             report=smollm2_like_report(),
         )
         service.record_report(
-            session, model_id="me/planted", revision=revision, revision_kind="content", report=report
+            session,
+            model_id="me/planted",
+            revision=revision,
+            revision_kind="content",
+            report=report,
         )
         _, token = auth.create_token(session, "client-tests")
     return planted, revision, token
@@ -52,7 +59,11 @@ def test_reads_parse_into_the_servers_schemas(api):
     found = api.lookup("huggyllama/llama-7b")
     assert isinstance(found, ModelLookup)
     (sw,) = found.revisions[0].super_weights
-    assert (sw.tensor, sw.index, sw.state) == ("model.layers.2.mlp.down_proj.weight", [3968, 7003], "published")
+    assert (sw.tensor, sw.index, sw.state) == (
+        "model.layers.2.mlp.down_proj.weight",
+        [3968, 7003],
+        "published",
+    )
     assert sw.provenance.citation.startswith("Yu, Wang, Shan, Reed, Wan")
     one = api.lookup("org/smol", SHA_A).revisions
     assert [r.revision for r in one] == [SHA_A]
@@ -73,7 +84,9 @@ def test_a_directory_is_found_by_the_content_hash_of_its_weights(api, registry):
     assert isinstance(entry, RevisionOut) and entry.model_id == "me/planted"
     found = coordinates_for(planted.path, api=api)
     assert (found.model_id, found.revision, found.source) == ("me/planted", revision, api.url)
-    assert {(c.layer, c.row, c.col) for c in found} == {(p.layer, p.row, p.col) for p in planted.plants}
+    assert {(c.layer, c.row, c.col) for c in found} == {
+        (p.layer, p.row, p.col) for p in planted.plants
+    }
     assert all(c.state == "verified" for c in found)
     # An address works as well as a client.
     assert coordinates_for(planted.path, api=api.url).super_weights == found.super_weights
@@ -81,7 +94,9 @@ def test_a_directory_is_found_by_the_content_hash_of_its_weights(api, registry):
 
 def test_a_hub_revision_is_found_at_its_commit_and_published_entries_by_unknown(api):
     found = coordinates_for("org/smol", SHA_A, api=api)
-    assert [(c.tensor, c.index) for c in found] == [("model.layers.11.mlp.down_proj.weight", [507, 1229])]
+    assert [(c.tensor, c.index) for c in found] == [
+        ("model.layers.11.mlp.down_proj.weight", [507, 1229])
+    ]
     everything = coordinates_for("org/smol", SHA_A, api=api, states=None)
     assert len(everything) == 2
     published = coordinates_for("huggyllama/llama-7b", "unknown", api=api)
@@ -102,7 +117,10 @@ def test_errors_are_swregs_error_kinds_with_the_servers_message(api, registry, t
         api.job(999)
     with Client(api.url) as anonymous, pytest.raises(Unauthorized):
         anonymous.submit(HUB_REPO)
-    with Client(f"http://127.0.0.1:{free_port()}") as nowhere, pytest.raises(Unavailable, match="cannot reach"):
+    with (
+        Client(f"http://127.0.0.1:{free_port()}") as nowhere,
+        pytest.raises(Unavailable, match="cannot reach"),
+    ):
         nowhere.lookup("huggyllama/llama-7b")
     with pytest.raises(InvalidInput, match="one source"):
         coordinates_for("org/smol", SHA_A)

@@ -32,8 +32,15 @@ from workers.sources.pinning import hash_local_weights, local_revision
 
 HIDDEN, EXPERTS, LAYER, EXPERT = 16, 4, 1, 2
 ROW, COL = 5, 3  # output channel (< hidden size), input channel (< every expert's inner width)
-SMALL = {"hidden_size": HIDDEN, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-         "num_key_value_heads": 1, "vocab_size": 64, "head_dim": 8}
+SMALL = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 64,
+    "head_dim": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -48,21 +55,39 @@ class Layout:
 
 LAYOUTS = {
     "qwen3_moe per-expert [out, in]": Layout(
-        Qwen3MoeConfig(**SMALL, moe_intermediate_size=8, num_experts=EXPERTS, num_experts_per_tok=2),
-        f"model.layers.{LAYER}.mlp.experts.{EXPERT}.down_proj.weight", [ROW, COL],
-        f"model.layers.{LAYER}.mlp.experts.down_proj", (EXPERT, ROW, COL), False),
+        Qwen3MoeConfig(
+            **SMALL, moe_intermediate_size=8, num_experts=EXPERTS, num_experts_per_tok=2
+        ),
+        f"model.layers.{LAYER}.mlp.experts.{EXPERT}.down_proj.weight",
+        [ROW, COL],
+        f"model.layers.{LAYER}.mlp.experts.down_proj",
+        (EXPERT, ROW, COL),
+        False,
+    ),
     "mixtral per-expert w2 [out, in]": Layout(
         MixtralConfig(**SMALL, num_local_experts=EXPERTS, num_experts_per_tok=2),
-        f"model.layers.{LAYER}.block_sparse_moe.experts.{EXPERT}.w2.weight", [ROW, COL],
-        f"model.layers.{LAYER}.mlp.experts.down_proj", (EXPERT, ROW, COL), False),
+        f"model.layers.{LAYER}.block_sparse_moe.experts.{EXPERT}.w2.weight",
+        [ROW, COL],
+        f"model.layers.{LAYER}.mlp.experts.down_proj",
+        (EXPERT, ROW, COL),
+        False,
+    ),
     "gpt_oss fused [experts, in, out]": Layout(
         GptOssConfig(**SMALL, num_local_experts=EXPERTS, num_experts_per_tok=2),
-        f"model.layers.{LAYER}.mlp.experts.down_proj", [EXPERT, COL, ROW],
-        f"model.layers.{LAYER}.mlp.experts.down_proj", (EXPERT, COL, ROW), True),
+        f"model.layers.{LAYER}.mlp.experts.down_proj",
+        [EXPERT, COL, ROW],
+        f"model.layers.{LAYER}.mlp.experts.down_proj",
+        (EXPERT, COL, ROW),
+        True,
+    ),
     "granitemoe fused [experts, out, in]": Layout(
         GraniteMoeConfig(**SMALL, num_local_experts=EXPERTS, num_experts_per_tok=2),
-        f"model.layers.{LAYER}.block_sparse_moe.output_linear.weight", [EXPERT, ROW, COL],
-        f"model.layers.{LAYER}.block_sparse_moe.experts.down_proj", (EXPERT, ROW, COL), False),
+        f"model.layers.{LAYER}.block_sparse_moe.output_linear.weight",
+        [EXPERT, ROW, COL],
+        f"model.layers.{LAYER}.block_sparse_moe.experts.down_proj",
+        (EXPERT, ROW, COL),
+        False,
+    ),
 }
 
 
@@ -93,9 +118,20 @@ def _load(path: Path):
 
 
 def _coordinate(layout: Layout, value: float, **changes) -> SuperWeightOut:
-    fields = {"tensor": layout.tensor, "index": layout.index, "layer": LAYER, "module": "mlp.experts.down_proj",
-              "row": ROW, "col": COL, "expert": EXPERT, "value": value, "dtype": "float32",
-              "state": "verified", "evidence": {}, "provenance": {}}
+    fields = {
+        "tensor": layout.tensor,
+        "index": layout.index,
+        "layer": LAYER,
+        "module": "mlp.experts.down_proj",
+        "row": ROW,
+        "col": COL,
+        "expert": EXPERT,
+        "value": value,
+        "dtype": "float32",
+        "state": "verified",
+        "evidence": {},
+        "provenance": {},
+    }
     return SuperWeightOut(**{**fields, **changes})
 
 
@@ -107,7 +143,10 @@ def test_a_weight_inside_an_expert_is_located_where_the_checkpoint_stores_it(sav
     model = _load(path)
     (weight,) = locate(model, [_coordinate(layout, value)])
     assert (weight.parameter, weight.index, weight.transposed, weight.expert) == (
-        layout.parameter, layout.loaded_index, layout.transposed, EXPERT
+        layout.parameter,
+        layout.loaded_index,
+        layout.transposed,
+        EXPERT,
     )
     parameter = model.get_parameter(weight.parameter).detach()
     assert float(parameter[weight.index]) == value
@@ -144,7 +183,10 @@ def test_a_value_the_model_does_not_hold_is_refused(saved):
         ({"expert": 3}, "expert 2 in model.layers.1.mlp.experts.down_proj, not expert 3"),
         ({"layer": 0}, "is not in layer 0"),
         ({"index": [EXPERT, ROW, COL]}, r"does not match row 5, col 3 .* \[expert, in, out\]"),
-        ({"index": [EXPERT, COL, 40], "row": 40}, "is outside model.layers.1.mlp.experts.down_proj of shape"),
+        (
+            {"index": [EXPERT, COL, 40], "row": 40},
+            "is outside model.layers.1.mlp.experts.down_proj of shape",
+        ),
         ({"tensor": "model.layers.1.mlp.experts.up_proj"}, "is not a tensor of this gpt_oss model"),
     ],
 )
@@ -165,7 +207,9 @@ def test_a_fused_gate_up_tensor_is_refused_not_misread(saved):
         locate(model, [_coordinate(layout, None, tensor=tensor)])
 
 
-@pytest.mark.parametrize("name", ["gpt_oss fused [experts, in, out]", "qwen3_moe per-expert [out, in]"])
+@pytest.mark.parametrize(
+    "name", ["gpt_oss fused [experts, in, out]", "qwen3_moe per-expert [out, in]"]
+)
 def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved, name, tmp_path):
     """Recorded for the directory's content revision, exported, read back as an index file:
     `coordinates_for` finds the coordinate (its three or two indices and its expert) and
@@ -173,17 +217,35 @@ def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved
     layout, path = LAYOUTS[name], saved(name)
     value = float(_stored(path, layout.tensor)[tuple(layout.index)])
     report = make_report(num_layers=2)
-    report["super_weights"] = [expert_coordinate(
-        LAYER, EXPERT, layout.index, ROW, COL, value, "verified", tensor=layout.tensor,
-        module="mlp.experts.down_proj", ablated=300.0)]
-    report["super_experts"] = [super_expert(LAYER, EXPERT, "verified", max_abs_output=40.0, pruned=90.0)]
+    report["super_weights"] = [
+        expert_coordinate(
+            LAYER,
+            EXPERT,
+            layout.index,
+            ROW,
+            COL,
+            value,
+            "verified",
+            tensor=layout.tensor,
+            module="mlp.experts.down_proj",
+            ablated=300.0,
+        )
+    ]
+    report["super_experts"] = [
+        super_expert(LAYER, EXPERT, "verified", max_abs_output=40.0, pruned=90.0)
+    ]
     url = f"sqlite:///{tmp_path / 'swreg.db'}"
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            service.record_report(session, model_id="tiny/moe", revision=local_revision(hash_local_weights(path)),
-                                  revision_kind="content", report=report)
+            service.record_report(
+                session,
+                model_id="tiny/moe",
+                revision=local_revision(hash_local_weights(path)),
+                revision_kind="content",
+                report=report,
+            )
             document = index_service.export_document(session)
     finally:
         engine.dispose()
@@ -192,14 +254,18 @@ def test_an_expert_coordinate_round_trips_through_the_index_and_is_located(saved
     coordinates = coordinates_for(path, index=Index.load(index_file))
     (coordinate,) = coordinates
     assert (coordinate.index, coordinate.expert) == (layout.index, EXPERT)
-    assert [(se.layer, se.expert, se.state) for se in coordinates.super_experts] == [(LAYER, EXPERT, "verified")]
+    assert [(se.layer, se.expert, se.state) for se in coordinates.super_experts] == [
+        (LAYER, EXPERT, "verified")
+    ]
     model = _load(path)
     (weight,) = locate(model, coordinates)
     assert float(model.get_parameter(weight.parameter).detach()[weight.index]) == value
 
 
 @pytest.mark.parametrize("family", ["gpt_oss", "qwen3_moe"])
-def test_a_detected_moe_report_round_trips_through_export_and_import_and_is_located(family, tmp_path):
+def test_a_detected_moe_report_round_trips_through_export_and_import_and_is_located(
+    family, tmp_path
+):
     """The real pipeline on a planted MoE checkpoint (a fused [experts, in, out] tensor, or one
     tensor per expert): the report recorded, exported, imported into an empty registry and
     exported again byte for byte; `coordinates_for` then gives the verified super weight (three
@@ -220,13 +286,23 @@ def test_a_detected_moe_report_round_trips_through_export_and_import_and_is_loca
         try:
             with transaction(make_sessionmaker(engine)) as session:
                 if not documents:
-                    service.record_report(session, model_id=f"tiny/{family}", revision=revision,
-                                          revision_kind="content", report=report)
+                    service.record_report(
+                        session,
+                        model_id=f"tiny/{family}",
+                        revision=revision,
+                        revision_kind="content",
+                        report=report,
+                    )
                 else:
                     index_service.import_document(session, json.loads(documents[0]))
             with transaction(make_sessionmaker(engine)) as session:
-                documents.append(index_service.dumps(index_service.export_document(
-                    session, generated_at=datetime(2026, 12, 6, tzinfo=UTC))))
+                documents.append(
+                    index_service.dumps(
+                        index_service.export_document(
+                            session, generated_at=datetime(2026, 12, 6, tzinfo=UTC)
+                        )
+                    )
+                )
         finally:
             engine.dispose()
     assert documents[0] == documents[1]

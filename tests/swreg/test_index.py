@@ -31,10 +31,17 @@ def exported(db_sessions, planted_dir, tmp_path):
     content = local_revision(hash_local_weights(planted_dir))
     with transaction(db_sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
-        for model_id, revision in (("org/smol", SHA_A), ("me/local", content), ("me/copy", content)):
+        for model_id, revision in (
+            ("org/smol", SHA_A),
+            ("me/local", content),
+            ("me/copy", content),
+        ):
             service.record_report(
-                session, model_id=model_id, revision=revision,
-                revision_kind=service.revision_kind_of(revision), report=smollm2_like_report(),
+                session,
+                model_id=model_id,
+                revision=revision,
+                revision_kind=service.revision_kind_of(revision),
+                report=smollm2_like_report(),
             )
         document = index_service.export_document(session)
         expected = service.lookup_document(session, "org/smol")
@@ -72,7 +79,9 @@ def test_a_directory_is_found_by_its_content_hash(exported, planted_dir, tmp_pat
     # The same weights under two ids: their coordinates, with both ids (and a word saying so).
     both = coordinates_for(planted_dir, index=path)
     assert both.model_ids == ("me/copy", "me/local") and both.model_id in both.model_ids
-    assert [(c.tensor, c.index) for c in both] == [("model.layers.11.mlp.down_proj.weight", [507, 1229])]
+    assert [(c.tensor, c.index) for c in both] == [
+        ("model.layers.11.mlp.down_proj.weight", [507, 1229])
+    ]
     assert both.note.startswith("these weights are recorded under 2 model ids (me/copy, me/local)")
     found = coordinates_for(planted_dir, index=path, model_id="me/local")
     assert (found.model_id, found.revision, found.source) == ("me/local", content, str(path))
@@ -88,7 +97,9 @@ def test_a_directory_is_found_by_its_content_hash(exported, planted_dir, tmp_pat
     for file in planted_dir.iterdir():
         (other / file.name).write_bytes(file.read_bytes())
     assert coordinates_for(other, index=path, model_id="me/copy").revision == content
-    (other / "model.safetensors").write_bytes((planted_dir / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
+    (other / "model.safetensors").write_bytes(
+        (planted_dir / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0"
+    )
     with pytest.raises(NotFound, match=r"its weights \(revision sha256:[0-9a-f]{64}\) are not in"):
         coordinates_for(other, index=path)
 
@@ -98,7 +109,10 @@ def test_a_hub_model_by_commit_or_the_published_entries(exported):
     index = Index.load(path)
     found = coordinates_for("org/smol", SHA_A, index=index)
     assert (found.revision, [c.index for c in found]) == (SHA_A, [[507, 1229]])
-    assert coordinates_for("huggyllama/llama-7b", "unknown", index=index).super_weights[0].state == "published"
+    assert (
+        coordinates_for("huggyllama/llama-7b", "unknown", index=index).super_weights[0].state
+        == "published"
+    )
     with pytest.raises(NotFound, match="pass revision='unknown'"):
         coordinates_for("huggyllama/llama-7b", "c" * 40, index=index)
     with pytest.raises(InvalidInput, match="model_id applies to local directories"):
@@ -115,7 +129,9 @@ def test_bad_files_are_refused_with_one_line(tmp_path):
         Index.load(broken)
     document = json.loads(PUBLISHED_INDEX_PATH.read_text())
     document["models"][0]["super_weights"][0]["state"] = "bogus"
-    with pytest.raises(InvalidInput, match=r"^invalid index: at /models/0/super_weights/0/state: 'bogus'"):
+    with pytest.raises(
+        InvalidInput, match=r"^invalid index: at /models/0/super_weights/0/state: 'bogus'"
+    ):
         Index.from_document(document)
 
 

@@ -82,7 +82,11 @@ class Perplexity:
         scored; all of them by default)."""
         scoring = Scoring(self.stop_ids)
         for w, window in enumerate(self.windows):
-            if tokens is not None and scoring.baseline.windows and scoring.baseline.tokens >= tokens:
+            if (
+                tokens is not None
+                and scoring.baseline.windows
+                and scoring.baseline.tokens >= tokens
+            ):
                 break
             scoring.add_baseline(w, model(input_ids=window).logits, window)
         assert tokens is None or scoring.baseline.tokens == tokens
@@ -95,7 +99,9 @@ def test_zeroing_the_located_weight_reproduces_the_ablation(model_type, planted_
     feed_forward = open_checkpoint(planted.path).feed_forward
     coordinates = coordinates_for(planted.path, index=index(model_type), states=("verified",))
     assert coordinates.model_id == f"planted/{model_type}"
-    assert {(c.layer, c.row, c.col) for c in coordinates} == {(p.layer, p.row, p.col) for p in planted.plants}
+    assert {(c.layer, c.row, c.col) for c in coordinates} == {
+        (p.layer, p.row, p.col) for p in planted.plants
+    }
 
     model = _load(planted)
     weights = locate(model, coordinates)
@@ -104,11 +110,16 @@ def test_zeroing_the_located_weight_reproduces_the_ablation(model_type, planted_
         site = feed_forward.dense_site(coordinate.layer)
         assert weight.parameter == feed_forward.parameter(coordinate.layer, site)
         assert weight.transposed == (model_type == "gpt2")
-        assert weight.index == ((weight.col, weight.row) if weight.transposed else (weight.row, weight.col))
+        assert weight.index == (
+            (weight.col, weight.row) if weight.transposed else (weight.row, weight.col)
+        )
         assert float(state[weight.parameter][weight.index]) == coordinate.value
 
     perplexity = Perplexity(planted)
-    evidence = {(sw["tensor"], tuple(sw["index"])): sw["evidence"]["validation"] for sw in report["super_weights"]}
+    evidence = {
+        (sw["tensor"], tuple(sw["index"])): sw["evidence"]["validation"]
+        for sw in report["super_weights"]
+    }
     for weight in weights:
         validation = evidence[(weight.tensor, weight.index)]
         # The analysis stops a clear verdict early: compare on the tokens it scored.

@@ -16,9 +16,15 @@ def _type_checking_imports() -> dict[str, str]:
     tree = ast.parse(SOURCE.read_text(), filename=str(SOURCE))
     found: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING"
+        ):
             for statement in node.body:
-                assert isinstance(statement, ast.ImportFrom) and statement.module, ast.dump(statement)
+                assert isinstance(statement, ast.ImportFrom) and statement.module, ast.dump(
+                    statement
+                )
                 for alias in statement.names:
                     found[alias.asname or alias.name] = statement.module
     return found

@@ -32,8 +32,11 @@ def first_token_models(tmp_path_factory):
     def get(model_type: str):
         if model_type not in built:
             built[model_type] = build_planted_model(
-                model_type, tmp_path_factory.mktemp(f"first-token-{model_type}"),
-                plant_layer=0, first_token=True, positions=SHORT_CONTEXT,
+                model_type,
+                tmp_path_factory.mktemp(f"first-token-{model_type}"),
+                plant_layer=0,
+                first_token=True,
+                positions=SHORT_CONTEXT,
             )
         return built[model_type]
 

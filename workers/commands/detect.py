@@ -101,9 +101,7 @@ def format_candidates(report: Report) -> str:
             f"{sw.tensor:<45} {index:<14} {sw.value:>9.4f} "
             f"{det.mean_share:>6.2f} {det.stability:>6.2f} "
             f"{figures[0]:>8} {figures[1]:>9} {figures[2]:>7} {figures[3]:>13} {figures[4]:>6} "
-            f"{figures[5]:>9}"
-            + "".join(f" {f:>8}" for f in figures[6:])
-            + f"  {sw.state}"
+            f"{figures[5]:>9}" + "".join(f" {f:>8}" for f in figures[6:]) + f"  {sw.state}"
         )
         if val:
             lines.append(f"{'':<45} {val.verdict.reason}")
@@ -115,8 +113,10 @@ def format_candidates(report: Report) -> str:
     run = report.validation
     if run is not None:
         lines.append(
-            f"validation ({run.mode}): {run.variants} variants, {run.variant_tokens:,} variant-tokens "
-            f"scored of {run.exhaustive_variant_tokens:,} on the whole budget, {run.rounds} sweep(s)"
+            f"validation ({run.mode}): {run.variants} variants, {run.variant_tokens:,} "
+            "variant-tokens "
+            f"scored of {run.exhaustive_variant_tokens:,} on the whole budget, {run.rounds} "
+            "sweep(s)"
         )
     return "\n".join(lines)
 
@@ -180,19 +180,24 @@ def _write_plot(report: Report, path: Path, model: str) -> None:
 @click.option("--prompt", "prompts", multiple=True, help="A detection prompt (repeatable).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
-    "--eval-tokens", type=click.IntRange(min=2), default=None,
+    "--eval-tokens",
+    type=click.IntRange(min=2),
+    default=None,
     help=eval_tokens_help(
         "Tokens of the evaluation text to score at most (all of it if shorter): exactly this "
         "many with --exhaustive, fewer when every verdict is clear earlier; "
     ),
 )
 @click.option(
-    "--exhaustive", is_flag=True,
+    "--exhaustive",
+    is_flag=True,
     help="Score every variant on all the evaluation tokens instead of stopping each as soon as "
     "its verdict cannot change (same verdicts, more time).",
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also draw the per-layer profile and each verified weight's ablation evidence into "
     "this file (.png, .svg or .pdf).",
 )

@@ -44,7 +44,9 @@ def _block(value: str) -> int | None:
     try:
         size = int(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r}: a block is a number of input channels or 'row'") from None
+        raise click.BadParameter(
+            f"{value!r}: a block is a number of input channels or 'row'"
+        ) from None
     if size < 1:
         raise click.BadParameter(f"{value!r}: a block holds at least one weight")
     return size
@@ -121,7 +123,9 @@ def _known(source, target: Target, revision: str) -> list[KeptWeight] | None:
     for entry in entries:
         for sw in entry.super_weights:
             if sw.state == "verified":
-                kept[(sw.tensor, tuple(sw.index))] = KeptWeight(**sw.model_dump(include=KEPT_FIELDS))
+                kept[(sw.tensor, tuple(sw.index))] = KeptWeight(
+                    **sw.model_dump(include=KEPT_FIELDS)
+                )
     return [kept[key] for key in sorted(kept)]
 
 
@@ -206,7 +210,9 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
                 if score
                 else f"  {'':>9} {'':>30} {'':>7}"
             )
-        lines.append(f"{'int' + str(bits):<5} {ROW if block is None else block:>5}" + "".join(cells))
+        lines.append(
+            f"{'int' + str(bits):<5} {ROW if block is None else block:>5}" + "".join(cells)
+        )
     return "\n".join(lines)
 
 
@@ -214,45 +220,90 @@ def format_check(check: QuantizationCheck, model: str, note: str | None = None) 
 @click.argument("model")
 @click.option("--revision", help="Hub branch, tag or commit (resolved to the full commit sha).")
 @click.option(
-    "--bits", "bits", multiple=True, type=click.IntRange(2, 8),
+    "--bits",
+    "bits",
+    multiple=True,
+    type=click.IntRange(2, 8),
     help="Integer width (repeatable; default: 4 and 3).",
 )
 @click.option(
-    "--block", "blocks", multiple=True,
+    "--block",
+    "blocks",
+    multiple=True,
     help="Input channels per block, or 'row' (repeatable; default: 64, 256, 1024, row).",
 )
 @click.option(
-    "--variant", "variants", multiple=True, type=click.Choice(VARIANT_NAMES),
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(VARIANT_NAMES),
     help="absmax, clip, clip_keep (repeatable; default: all three).",
 )
 @click.option(
-    "--weights", type=click.Choice(["all", "down_proj"]), default="all", show_default=True,
+    "--weights",
+    type=click.Choice(["all", "down_proj"]),
+    default="all",
+    show_default=True,
     help="Quantize every linear weight of the decoder layers, or only the down projections.",
 )
 @click.option(
-    "--clip-rms-multiple", type=click.FloatRange(min=0, min_open=True), default=None,
+    "--clip-rms-multiple",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
     help="Clip |w| at this many times each matrix's root mean square (the default rule, 10).",
 )
 @click.option(
-    "--clip-quantile", type=click.FloatRange(0, 1, min_open=True), default=None,
+    "--clip-quantile",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
     help="Clip |w| at this quantile of each matrix's |w| instead.",
 )
-@click.option("--index", "index_file", type=click.Path(dir_okay=False), help="Keep the verified super weights this index file holds for the revision.")
-@click.option("--api", "api_url", help="Keep the verified super weights this swreg server holds for the revision.")
-@click.option("--registry", "use_registry", is_flag=True, help="Keep the verified super weights the local registry database holds for the revision.")
+@click.option(
+    "--index",
+    "index_file",
+    type=click.Path(dir_okay=False),
+    help="Keep the verified super weights this index file holds for the revision.",
+)
+@click.option(
+    "--api",
+    "api_url",
+    help="Keep the verified super weights this swreg server holds for the revision.",
+)
+@click.option(
+    "--registry",
+    "use_registry",
+    is_flag=True,
+    help="Keep the verified super weights the local registry database holds for the revision.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option(
-    "--output-path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    "--output-path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write the results (the JSON document) to this file.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
-    "--eval-tokens", type=click.IntRange(min=2), default=None,
+    "--eval-tokens",
+    type=click.IntRange(min=2),
+    default=None,
     help=eval_tokens_help("Tokens of the evaluation text to score, "),
 )
 def quantize_check(
-    model, revision, bits, blocks, variants, weights, clip_rms_multiple, clip_quantile,
-    index_file, api_url, use_registry, as_json, output_path, device, eval_tokens,
+    model,
+    revision,
+    bits,
+    blocks,
+    variants,
+    weights,
+    clip_rms_multiple,
+    clip_quantile,
+    index_file,
+    api_url,
+    use_registry,
+    as_json,
+    output_path,
+    device,
+    eval_tokens,
 ) -> None:
     """Perplexity of MODEL under round-to-nearest weight quantization, with and without its
     super weights kept in full precision.
@@ -333,6 +384,7 @@ def quantize_check(
                 return ToKeep(known, kind)
             if source is not None:
                 notes.append(f"note: {source.source} does not hold revision {pinned}")
+
             # The detection's own stages, named apart from the check's ("find detect 3/30").
             def finding(stage: str, done: int, total: int) -> None:
                 display(f"{FINDING_PREFIX}{stage}", done, total)

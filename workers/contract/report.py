@@ -300,14 +300,17 @@ class SuperExpert(_Part):
 
     layer: Count
     expert: Count
-    module: str = Field(min_length=1, max_length=128, description="the experts' module, e.g. mlp.experts")
+    module: str = Field(
+        min_length=1, max_length=128, description="the experts' module, e.g. mlp.experts"
+    )
     state: DetectedState
     max_abs_output: float
     spike_ratio: float | None = None
     row: Count | None = Field(default=None, description="the output channel that spikes")
     tokens_routed: NonNegativeInt = 0
     evidence: dict[str, Any] = Field(
-        default_factory=dict, description="detection (observations) and validation (ExpertValidation)"
+        default_factory=dict,
+        description="detection (observations) and validation (ExpertValidation)",
     )
 
 
@@ -319,12 +322,18 @@ class FeedForwardInfo(_Part):
     layers: str = Field(description="attribute path of the decoder layers")
     module: str = Field(description="the output projection inside a layer (dense layers)")
     layout: str = Field(description="linear, conv1d, fused_experts_out_in, fused_experts_in_out")
-    input_form: str | None = Field(default=None, description="gated, ungated, fused_gate_up, interleaved")
+    input_form: str | None = Field(
+        default=None, description="gated, ungated, fused_gate_up, interleaved"
+    )
     experts: str | None = Field(default=None, description="the routed experts' module, if any")
     num_experts: Count | None = None
     shared_expert: str | None = None
-    dense_layers: list[Count] = Field(default_factory=list, description="layers without routed experts in an MoE model")
-    mixers: list[str] = Field(default_factory=list, description="non-attention token mixers (hybrids)")
+    dense_layers: list[Count] = Field(
+        default_factory=list, description="layers without routed experts in an MoE model"
+    )
+    mixers: list[str] = Field(
+        default_factory=list, description="non-attention token mixers (hybrids)"
+    )
     sliding_window: Count | None = Field(default=None, description="recorded, never a context cap")
 
 

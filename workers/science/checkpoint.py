@@ -52,7 +52,7 @@ TOKENIZER_PATTERNS = (
 
 
 def metadata_kind(name: str) -> str | None:
-    """"config", "tokenizer" or "shard index" for a top-level file a worker parses, else None."""
+    """ "config", "tokenizer" or "shard index" for a top-level file a worker parses, else None."""
     if "/" in name:
         return None
     if name in CONFIG_NAMES:
@@ -283,7 +283,11 @@ def _read_header(file: Path) -> dict[str, tuple[str, list[int], tuple[int, int]]
         raise CheckpointRefused(f"{file}: corrupt safetensors file ({exc})") from None
     base = 8 + length
     return {
-        name: (entry["dtype"], list(entry["shape"]), (base + entry["data_offsets"][0], base + entry["data_offsets"][1]))
+        name: (
+            entry["dtype"],
+            list(entry["shape"]),
+            (base + entry["data_offsets"][0], base + entry["data_offsets"][1]),
+        )
         for name, entry in header.items()
         if name != "__metadata__"
     }
@@ -321,7 +325,14 @@ def open_checkpoint(path: Path | str) -> Checkpoint:
     feed_forward = _feed_forward(path)
     preflight.check_sites(feed_forward, tensor_dtype, tensor_shape, str(path))
     return Checkpoint(
-        path, config, feed_forward, weight_files, tensor_file, tensor_dtype, tensor_shape, tensor_span
+        path,
+        config,
+        feed_forward,
+        weight_files,
+        tensor_file,
+        tensor_dtype,
+        tensor_shape,
+        tensor_span,
     )
 
 

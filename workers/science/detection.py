@@ -108,7 +108,9 @@ def summarize(inputs: torch.Tensor, outputs: torch.Tensor) -> LayerActivity:
     y = signed.abs()
     max_input, input_token, input_col = _flat_argmax(x.abs())
     max_output, output_token, output_row = _flat_argmax(y)
-    quantiles = torch.quantile(y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device))
+    quantiles = torch.quantile(
+        y.view(-1), torch.tensor(PERCENTILES, dtype=y.dtype, device=y.device)
+    )
     percentiles = {f"p{q * 100:g}": float(v) for q, v in zip(PERCENTILES, quantiles, strict=True)}
     row_max, row_token = y.max(dim=0)
     return LayerActivity(
@@ -306,7 +308,9 @@ class DetectionState:
             layer_activity = combine(parts)
             combined.append(layer_activity)
             typical = typical_scale(self.history[prompt])
-            ratios.append(layer_activity.max_output / typical if typical and layer_activity else None)
+            ratios.append(
+                layer_activity.max_output / typical if typical and layer_activity else None
+            )
             if layer_activity is None:
                 continue
             reference = spike_reference(layer_activity, self.history[prompt])
@@ -315,7 +319,9 @@ class DetectionState:
             if shared is not None:
                 assert shared_weight is not None  # a shared expert comes with its weight
                 spikes = spike_rows(shared[prompt], reference, floor)
-                _explain(layer, prompt, shared[prompt], spikes, reference, shared_weight, shared_found)
+                _explain(
+                    layer, prompt, shared[prompt], spikes, reference, shared_weight, shared_found
+                )
                 seen = bool(spikes)
             for expert, routed in sorted(by_expert.items()):
                 spikes = spike_rows(routed.activity, reference, floor)
@@ -323,21 +329,33 @@ class DetectionState:
                     continue
                 seen = True
                 self._super_expert(layer, expert, prompt, routed, spikes)
-                _explain(layer, prompt, routed.activity, spikes, reference, expert_weight(expert),
-                         found, expert=expert, routed=routed)
+                _explain(
+                    layer,
+                    prompt,
+                    routed.activity,
+                    spikes,
+                    reference,
+                    expert_weight(expert),
+                    found,
+                    expert=expert,
+                    routed=routed,
+                )
             spiking = spiking or seen
             if not seen:
                 self.history[prompt].append(layer_activity.max_output)
         # The router sends every token to some expert: no prompt's activity is None here.
-        self.profile.append(_profile_entry(layer, cast(list[LayerActivity], combined), ratios, spiking))
+        self.profile.append(
+            _profile_entry(layer, cast(list[LayerActivity], combined), ratios, spiking)
+        )
         self.expert_profile.append(_expert_profile_entry(layer, experts))
         self.candidates.update(shared_found)
         self.candidates.update(found)
         order = lambda c: (c.expert if c.expert is not None else -1, c.row, c.col)  # noqa: E731
         return sorted(shared_found.values(), key=order), sorted(found.values(), key=order)
 
-    def _super_expert(self, layer: int, expert: int, prompt: int, routed: ExpertActivity,
-                      spikes: list[SpikeRow]) -> None:
+    def _super_expert(
+        self, layer: int, expert: int, prompt: int, routed: ExpertActivity, spikes: list[SpikeRow]
+    ) -> None:
         candidate = self.super_experts.setdefault((layer, expert), ExpertCandidate(layer, expert))
         for spike in spikes:
             candidate.observations.append(
@@ -372,7 +390,9 @@ def _profile_entry(
     layer: int, activities: list[LayerActivity], ratios: list[float | None], spike: bool
 ) -> dict:
     """The layer as the first prompt saw it, every prompt's maximum, and every prompt's entry."""
-    prompts = [_prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios, strict=True))]
+    prompts = [
+        _prompt_entry(i, a, r) for i, (a, r) in enumerate(zip(activities, ratios, strict=True))
+    ]
     first = {k: v for k, v in prompts[0].items() if k != "prompt"}
     return {
         "layer": layer,
@@ -384,9 +404,15 @@ def _profile_entry(
 
 
 def _explain(
-    layer: int, prompt: int, activity: LayerActivity, spikes: list[SpikeRow],
-    reference: SpikeReference | None, weight_out_in: torch.Tensor,
-    found: dict[tuple[int, ...], Candidate], *, expert: int | None = None,
+    layer: int,
+    prompt: int,
+    activity: LayerActivity,
+    spikes: list[SpikeRow],
+    reference: SpikeReference | None,
+    weight_out_in: torch.Tensor,
+    found: dict[tuple[int, ...], Candidate],
+    *,
+    expert: int | None = None,
     routed: ExpertActivity | None = None,
 ) -> None:
     """The weights that carry each spike, added to `found` with this prompt's observation. Inside
@@ -398,7 +424,9 @@ def _explain(
         scale = routed.weight_at(spike.token) if routed is not None else 1.0
         token = routed.position(spike.token) if routed is not None else spike.token
         for c in explain_spike(weight_out_in[spike.row], x, spike.value):
-            candidate = Candidate(layer, spike.row, c.col, float(weight_out_in[spike.row, c.col]), [], expert)
+            candidate = Candidate(
+                layer, spike.row, c.col, float(weight_out_in[spike.row, c.col]), [], expert
+            )
             candidate = found.setdefault(candidate.key, candidate)
             candidate.observations.append(
                 Observation(
@@ -441,7 +469,9 @@ class ExpertActivity:
         profile); its inputs stay the expert's rows."""
         a = self.activity
         return replace(
-            a, input_token=self.position(a.input_token), output_token=self.position(a.output_token),
+            a,
+            input_token=self.position(a.input_token),
+            output_token=self.position(a.output_token),
             row_token=self.positions[a.row_token],
         )
 
@@ -464,8 +494,13 @@ class ExpertCandidate:
         return max(self.observations, key=lambda o: o["max_abs_output"])
 
 
-def summarize_expert(expert: int, inputs: torch.Tensor, outputs: torch.Tensor,
-                     positions: torch.Tensor, weights: torch.Tensor) -> ExpertActivity:
+def summarize_expert(
+    expert: int,
+    inputs: torch.Tensor,
+    outputs: torch.Tensor,
+    positions: torch.Tensor,
+    weights: torch.Tensor,
+) -> ExpertActivity:
     """One expert's rows (tokens routed to it) on one prompt."""
     return ExpertActivity(expert, summarize(inputs, outputs), positions, weights)
 
@@ -508,14 +543,18 @@ def _expert_profile_entry(layer: int, experts: list[dict[int, ExpertActivity]]) 
     numbers = sorted({e for by_expert in experts for e in by_expert})
     entries = []
     for expert in numbers:
-        seen = [(p, by_expert[expert]) for p, by_expert in enumerate(experts) if expert in by_expert]
+        seen = [
+            (p, by_expert[expert]) for p, by_expert in enumerate(experts) if expert in by_expert
+        ]
         prompt, top = max(seen, key=lambda pair: pair[1].activity.max_output)
-        entries.append({
-            "expert": expert,
-            "tokens": sum(a.tokens for _, a in seen),
-            "max_abs_output": top.activity.max_output,
-            "output_row": top.activity.output_row,
-            "output_token": top.position(top.activity.output_token),
-            "prompt": prompt,
-        })
+        entries.append(
+            {
+                "expert": expert,
+                "tokens": sum(a.tokens for _, a in seen),
+                "max_abs_output": top.activity.max_output,
+                "output_row": top.activity.output_row,
+                "output_token": top.position(top.activity.output_token),
+                "prompt": prompt,
+            }
+        )
     return {"layer": layer, "experts": entries}

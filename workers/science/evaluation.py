@@ -228,6 +228,10 @@ class Scoring:
         self.baseline.add(WindowScore.of(own))
 
     def add(self, name: str, window: int, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
-        scores = token_scores(*self._rows(logits, input_ids), self.stop_ids, self._baselines[window])
+        scores = token_scores(
+            *self._rows(logits, input_ids), self.stop_ids, self._baselines[window]
+        )
         self.scores.setdefault(name, Score()).add(WindowScore.of(scores))
-        self.differences.setdefault(name, []).append(scores.nll.double() - self._own[window].nll.double())
+        self.differences.setdefault(name, []).append(
+            scores.nll.double() - self._own[window].nll.double()
+        )

@@ -41,8 +41,22 @@ from workers.science.feed_forward import Layout, ProjectionSite
 ROUTED_ARGUMENTS = 3
 # Operations that index a parameter (a view of it is then multiplied, and that is the call we
 # want): never the down projection's multiplication itself.
-_INDEXING = {"__getitem__", "select", "index_select", "view", "reshape", "transpose", "t",
-             "permute", "contiguous", "to", "__get__", "size", "dim", "shape"}
+_INDEXING = {
+    "__getitem__",
+    "select",
+    "index_select",
+    "view",
+    "reshape",
+    "transpose",
+    "t",
+    "permute",
+    "contiguous",
+    "to",
+    "__get__",
+    "size",
+    "dim",
+    "shape",
+}
 
 
 @dataclass
@@ -56,7 +70,9 @@ class ExpertCall:
     outputs: torch.Tensor  # [n, d_model] float32: its output X W^T (+ bias), unweighted
 
 
-def down_parameters(module: nn.Module, site: ProjectionSite) -> tuple[torch.Tensor, torch.Tensor | None]:
+def down_parameters(
+    module: nn.Module, site: ProjectionSite
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The fused down projection [experts, ., .] and its bias [experts, d_model] (or None)."""
     weight = module.get_parameter(site.parameter)
     bias = getattr(module, f"{site.parameter}_bias", None)
@@ -92,7 +108,8 @@ class _DownInput(TorchFunctionMode):
 
     def _shares(self, value) -> bool:
         return (
-            isinstance(value, torch.Tensor) and value.device.type != "meta"
+            isinstance(value, torch.Tensor)
+            and value.device.type != "meta"
             and value.untyped_storage().data_ptr() == self.storage
         )
 
@@ -104,8 +121,11 @@ class _DownInput(TorchFunctionMode):
             values = [*args, *kwargs.values()]
             if any(self._shares(v) for v in values):
                 others = [
-                    v for v in values
-                    if isinstance(v, torch.Tensor) and not self._shares(v) and v.dim() >= 2
+                    v
+                    for v in values
+                    if isinstance(v, torch.Tensor)
+                    and not self._shares(v)
+                    and v.dim() >= 2
                     and v.shape[-1] == self.inner_width
                 ]
                 if others:
@@ -131,14 +151,21 @@ def _down_input(module: nn.Module, site: ProjectionSite, *args) -> torch.Tensor:
     return mode.found.float()
 
 
-def _outputs(module: nn.Module, site: ProjectionSite, expert: int, inputs: torch.Tensor) -> torch.Tensor:
+def _outputs(
+    module: nn.Module, site: ProjectionSite, expert: int, inputs: torch.Tensor
+) -> torch.Tensor:
     weight, bias = down_parameters(module, site)
     out = inputs @ expert_matrix(module, site, expert).float().t()
     return out + bias[expert].float() if bias is not None else out
 
 
-def routed_calls(module: nn.Module, site: ProjectionSite, hidden: torch.Tensor,
-                 top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> list[ExpertCall]:
+def routed_calls(
+    module: nn.Module,
+    site: ProjectionSite,
+    hidden: torch.Tensor,
+    top_k_index: torch.Tensor,
+    top_k_weights: torch.Tensor,
+) -> list[ExpertCall]:
     """Every expert the router chose, with its tokens, as the experts' own code computes it."""
     flat = hidden.reshape(-1, hidden.shape[-1])
     index = top_k_index.reshape(flat.shape[0], -1)
@@ -153,12 +180,21 @@ def routed_calls(module: nn.Module, site: ProjectionSite, hidden: torch.Tensor,
         only = torch.full((tokens.numel(), 1), expert, dtype=index.dtype, device=index.device)
         ones = torch.ones((tokens.numel(), 1), dtype=top_k_weights.dtype, device=index.device)
         inputs = _down_input(module, site, flat[tokens], only, ones)
-        calls.append(ExpertCall(expert, tokens.cpu(), weight.cpu(), inputs.cpu(),
-                                _outputs(module, site, expert, inputs).cpu()))
+        calls.append(
+            ExpertCall(
+                expert,
+                tokens.cpu(),
+                weight.cpu(),
+                inputs.cpu(),
+                _outputs(module, site, expert, inputs).cpu(),
+            )
+        )
     return calls
 
 
-def dense_calls(module: nn.Module, site: ProjectionSite, routed_in: torch.Tensor) -> list[ExpertCall]:
+def dense_calls(
+    module: nn.Module, site: ProjectionSite, routed_in: torch.Tensor
+) -> list[ExpertCall]:
     """Experts that run every token on inputs the router already scaled (Llama 4): an expert's
     tokens are those whose routed input is not zero."""
     experts = site.num_experts or 0
@@ -170,13 +206,26 @@ def dense_calls(module: nn.Module, site: ProjectionSite, routed_in: torch.Tensor
         if tokens.numel() == 0:
             continue
         x = inputs[expert, tokens]
-        calls.append(ExpertCall(expert, tokens.cpu(), torch.ones(tokens.numel()), x.cpu(),
-                                _outputs(module, site, expert, x).cpu()))
+        calls.append(
+            ExpertCall(
+                expert,
+                tokens.cpu(),
+                torch.ones(tokens.numel()),
+                x.cpu(),
+                _outputs(module, site, expert, x).cpu(),
+            )
+        )
     return calls
 
 
-def parallel_calls(module: nn.Module, site: ProjectionSite, inputs: torch.Tensor, sizes,
-                   tokens: torch.Tensor, gates: torch.Tensor) -> list[ExpertCall]:
+def parallel_calls(
+    module: nn.Module,
+    site: ProjectionSite,
+    inputs: torch.Tensor,
+    sizes,
+    tokens: torch.Tensor,
+    gates: torch.Tensor,
+) -> list[ExpertCall]:
     """Parallel experts (JetMoE): the down projection itself is the module, its input the rows
     of every expert one after the other (`sizes` rows each); the router said which token each
     row is (`tokens`) and with what weight (`gates`)."""
@@ -184,9 +233,15 @@ def parallel_calls(module: nn.Module, site: ProjectionSite, inputs: torch.Tensor
     for expert, size in enumerate(int(n) for n in sizes):
         if size:
             x = inputs[start : start + size].detach().float()
-            calls.append(ExpertCall(expert, tokens[start : start + size].cpu(),
-                                    gates[start : start + size].float().cpu(), x.cpu(),
-                                    _outputs(module, site, expert, x).cpu()))
+            calls.append(
+                ExpertCall(
+                    expert,
+                    tokens[start : start + size].cpu(),
+                    gates[start : start + size].float().cpu(),
+                    x.cpu(),
+                    _outputs(module, site, expert, x).cpu(),
+                )
+            )
         start += size
     return calls
 
@@ -237,7 +292,9 @@ class ExpertRecorder:
 
 
 @contextmanager
-def recording_experts(module: nn.Module, site: ProjectionSite, block: nn.Module | None = None) -> Iterator[ExpertRecorder]:
+def recording_experts(
+    module: nn.Module, site: ProjectionSite, block: nn.Module | None = None
+) -> Iterator[ExpertRecorder]:
     recorder = ExpertRecorder(module, site, block)
     try:
         yield recorder
@@ -246,7 +303,9 @@ def recording_experts(module: nn.Module, site: ProjectionSite, block: nn.Module 
 
 
 @contextmanager
-def zeroed_in_expert(module: nn.Module, site: ProjectionSite, expert: int, coordinates: list[tuple[int, int]]):
+def zeroed_in_expert(
+    module: nn.Module, site: ProjectionSite, expert: int, coordinates: list[tuple[int, int]]
+):
     """Zero weights (row, col) of one expert's down projection in place, then put them back."""
     weight, _ = down_parameters(module, site)
     stored = [stored_index(site, expert, r, c) for r, c in coordinates]

@@ -133,7 +133,9 @@ class FeedForward:
 
     def dense_site(self, layer: int) -> ProjectionSite | None:
         """The layer's dense output projection (LINEAR or CONV1D), None where it has none."""
-        return next((s for s in self.sites[layer] if s.kind in (SiteKind.LINEAR, SiteKind.CONV1D)), None)
+        return next(
+            (s for s in self.sites[layer] if s.kind in (SiteKind.LINEAR, SiteKind.CONV1D)), None
+        )
 
     def shared_site(self, layer: int) -> ProjectionSite | None:
         """The layer's shared expert (an always-on expert beside routed ones), None where none."""
@@ -262,7 +264,8 @@ def _dense_blocks(layer: nn.Module, d_model: int) -> list[tuple[_Projection, Inp
     projection (hidden size out) and the input projections (hidden size in) beside it, in its
     parent module or below it (CPM-Ant keeps its gate and up in a sub-block)."""
     projections = [
-        p for path, m in layer.named_modules()
+        p
+        for path, m in layer.named_modules()
         if path and (p := _projection(path, m)) is not None and not _under_mixer(layer, path)
     ]
     by_parent: dict[str, list[_Projection]] = {}
@@ -278,8 +281,12 @@ def _dense_blocks(layer: nn.Module, d_model: int) -> list[tuple[_Projection, Inp
             # Its siblings that read the hidden size are all its inputs; only where it has none
             # are they looked for below, of the right width (CPM-Ant).
             inputs = [p for p in siblings if p is not down and p.inp == d_model] or [
-                p for p in below
-                if p not in siblings and parent and p.inp == d_model and p.out in (down.inp, 2 * down.inp)
+                p
+                for p in below
+                if p not in siblings
+                and parent
+                and p.inp == d_model
+                and p.out in (down.inp, 2 * down.inp)
             ]
             form = _input_form(inputs, down.inp)
             if form is None and down.inp == d_model:
@@ -303,7 +310,9 @@ def _cube_form(module: nn.Module) -> InputForm:
     return InputForm.FUSED_GATE_UP
 
 
-def _experts_site(path: str, module: nn.Module, name: str, param, transposed: bool, form) -> ProjectionSite:
+def _experts_site(
+    path: str, module: nn.Module, name: str, param, transposed: bool, form
+) -> ProjectionSite:
     inner = param.shape[1] if transposed else param.shape[2]
     return ProjectionSite(
         kind=SiteKind.ROUTED_EXPERTS,
@@ -353,10 +362,18 @@ def _experts_sites(layer: nn.Module, d_model: int) -> list[ProjectionSite]:
             # the hidden size on its output side, the input one on its input side.
             name, param = cubes[-1]
             _, first = cubes[0]
-            transposed = param.shape[2] == d_model and first.shape[1] == d_model and param.shape[1] != d_model
+            transposed = (
+                param.shape[2] == d_model
+                and first.shape[1] == d_model
+                and param.shape[1] != d_model
+            )
         else:
             name, param = next(
-                ((n, p) for n, p in reversed(cubes) if (p.shape[2] if transposed else p.shape[1]) == d_model),
+                (
+                    (n, p)
+                    for n, p in reversed(cubes)
+                    if (p.shape[2] if transposed else p.shape[1]) == d_model
+                ),
                 cubes[-1],
             )
         if (param.shape[2] if transposed else param.shape[1]) != d_model:
@@ -370,7 +387,9 @@ def _experts_sites(layer: nn.Module, d_model: int) -> list[ProjectionSite]:
             continue
         path, module, param = outputs[0]
         width = inputs[0][2].shape[1]
-        form = {param.shape[2]: InputForm.UNGATED, 2 * param.shape[2]: InputForm.FUSED_GATE_UP}.get(width)
+        form = {param.shape[2]: InputForm.UNGATED, 2 * param.shape[2]: InputForm.FUSED_GATE_UP}.get(
+            width
+        )
         name = next(n for n, p in module.named_parameters(recurse=False) if p is param)
         sites.append(_experts_site(path, module, name, param, False, form))
     return sites
@@ -383,7 +402,9 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
     # Per-expert blocks (a list of expert MLPs): the same block path but for the expert index.
     groups: dict[str, list[tuple[_Projection, InputForm]]] = {}
     for down, form in dense:
-        groups.setdefault(_EXPERT_INDEX.sub(".{e}.", "." + down.path + ".", count=1)[1:-1], []).append((down, form))
+        groups.setdefault(
+            _EXPERT_INDEX.sub(".{e}.", "." + down.path + ".", count=1)[1:-1], []
+        ).append((down, form))
     sites: list[ProjectionSite] = list(routed)
     plain: list[tuple[_Projection, InputForm]] = []
     for pattern, members in groups.items():
@@ -392,8 +413,12 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
             down, form = members[0]
             sites.append(
                 ProjectionSite(
-                    kind=SiteKind.ROUTED_EXPERTS, module=module, parameter=f"{parameter}.weight",
-                    layout=Layout.PER_EXPERT, input_form=form, inner=down.inp,
+                    kind=SiteKind.ROUTED_EXPERTS,
+                    module=module,
+                    parameter=f"{parameter}.weight",
+                    layout=Layout.PER_EXPERT,
+                    input_form=form,
+                    inner=down.inp,
                     num_experts=len(members),
                 )
             )
@@ -401,13 +426,15 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
             plain.extend(members)
     moe_blocks = [_parent(s.module) for s in sites]
     shared = [
-        (down, form) for down, form in plain
+        (down, form)
+        for down, form in plain
         if any(down.path.startswith(block + ".") or not block for block in moe_blocks)
     ]
     for down, form in shared:
         sites.append(
-            ProjectionSite(SiteKind.SHARED_EXPERT, down.path, "weight",
-                           Layout.OUT_IN, form, down.inp)
+            ProjectionSite(
+                SiteKind.SHARED_EXPERT, down.path, "weight", Layout.OUT_IN, form, down.inp
+            )
         )
     rest = [pair for pair in plain if pair not in shared]
     if rest and not routed and not any(s.kind is SiteKind.ROUTED_EXPERTS for s in sites):
@@ -418,8 +445,14 @@ def layer_sites(layer: nn.Module, d_model: int) -> tuple[ProjectionSite, ...]:
         kind = down.kind
         sites.insert(
             0,
-            ProjectionSite(kind, down.path, "weight",
-                           Layout.IN_OUT if kind is SiteKind.CONV1D else Layout.OUT_IN, form, down.inp),
+            ProjectionSite(
+                kind,
+                down.path,
+                "weight",
+                Layout.IN_OUT if kind is SiteKind.CONV1D else Layout.OUT_IN,
+                form,
+                down.inp,
+            ),
         )
     return tuple(sites)
 
@@ -443,7 +476,8 @@ def decoder_layers(model: nn.Module, num_layers: int) -> str:
     """The path of the decoder layers: the ModuleList of `num_layers` layers under the base
     model (the shortest path, then the one holding the most parameters)."""
     candidates = [
-        (path, module) for path, module in model.named_modules()
+        (path, module)
+        for path, module in model.named_modules()
         if isinstance(module, nn.ModuleList) and len(module) == num_layers and path
     ]
     base: str = getattr(model, "base_model_prefix", "")
@@ -457,8 +491,11 @@ def decoder_layers(model: nn.Module, num_layers: int) -> str:
         # A config whose layer count is not the number of decoder layers (LongCat-Flash counts
         # two sub-layers per layer): the list of layers directly under the base model.
         under_base = [
-            (path, module) for path, module in model.named_modules()
-            if isinstance(module, nn.ModuleList) and path.count(".") == 1 and path.startswith(base + ".")
+            (path, module)
+            for path, module in model.named_modules()
+            if isinstance(module, nn.ModuleList)
+            and path.count(".") == 1
+            and path.startswith(base + ".")
             and path.endswith(".layers")
         ]
     if not under_base:
@@ -530,7 +567,9 @@ def refuse_not_decoder_only(config) -> None:
 
     model_type = getattr(config, "model_type", None)
     if getattr(config, "is_encoder_decoder", False):
-        raise UnsupportedArchitecture(f"{model_type!r} is not decoder-only (an encoder-decoder model)")
+        raise UnsupportedArchitecture(
+            f"{model_type!r} is not decoder-only (an encoder-decoder model)"
+        )
     if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise UnsupportedArchitecture(f"{model_type!r} is not decoder-only (an encoder model)")
 
@@ -543,7 +582,9 @@ def describe(model: nn.Module) -> FeedForward:
     num_layers = num_layers_of(config)
     d_model = d_model_of(config)
     if num_layers is None or d_model is None:
-        raise CheckpointRefused(f"{model_type!r}: the config does not give the layer count and hidden size")
+        raise CheckpointRefused(
+            f"{model_type!r}: the config does not give the layer count and hidden size"
+        )
     override = OVERRIDES.get(model_type)
     found_by: Literal["structure", "override"] = "structure"
     sites: list[tuple[ProjectionSite, ...]]
@@ -555,12 +596,24 @@ def describe(model: nn.Module) -> FeedForward:
         for layer in layers:
             weight = layer.get_parameter(f"{override.down_proj}.weight")
             inner = weight.shape[0] if override.layout is Layout.IN_OUT else weight.shape[1]
-            sites.append((ProjectionSite(kind, override.down_proj, "weight", override.layout,
-                                         override.input_form, int(inner)),))
+            sites.append(
+                (
+                    ProjectionSite(
+                        kind,
+                        override.down_proj,
+                        "weight",
+                        override.layout,
+                        override.input_form,
+                        int(inner),
+                    ),
+                )
+            )
         found_by = "override"
     else:
         layers_path = decoder_layers(model, num_layers)
-        layers = cast(nn.ModuleList, model.get_submodule(layers_path))  # decoder_layers finds a list
+        layers = cast(
+            nn.ModuleList, model.get_submodule(layers_path)
+        )  # decoder_layers finds a list
         sites = [layer_sites(layer, d_model) for layer in layers]
     if not any(sites):
         raise UnsupportedArchitecture(
@@ -587,7 +640,14 @@ def skeleton(config) -> nn.Module:
     try:
         with torch.device("meta"), no_init_weights():
             return AutoModelForCausalLM.from_config(config, trust_remote_code=False)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        NotImplementedError,
+    ) as exc:
         raise UnsupportedArchitecture(
             f"{getattr(config, 'model_type', None)!r}: transformers builds no causal LM from this "
             f"config ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
@@ -607,8 +667,16 @@ def check_executable(feed_forward: FeedForward) -> None:
     for layer in feed_forward.routed_layers:
         site = feed_forward.routed_site(layer)
         assert site is not None  # a routed layer has a routed site
-        if site.layout is Layout.PER_EXPERT or site.call not in ("routed", "dense", "(inputs, expert_size)"):
-            how = "a list of expert blocks" if site.layout is Layout.PER_EXPERT else f"called as {site.call}"
+        if site.layout is Layout.PER_EXPERT or site.call not in (
+            "routed",
+            "dense",
+            "(inputs, expert_size)",
+        ):
+            how = (
+                "a list of expert blocks"
+                if site.layout is Layout.PER_EXPERT
+                else f"called as {site.call}"
+            )
             raise UnsupportedArchitecture(
                 f"{feed_forward.model_type!r}: routed experts {site.module} ({how}) in layer "
                 f"{layer}: swreg follows fused experts called with the router's choice only"
@@ -620,9 +688,18 @@ def feed_forward_info(feed_forward: FeedForward):
     from workers.contract.report import FeedForwardInfo
 
     site = feed_forward.first_site()
-    dense = next((feed_forward.dense_site(i) for i in range(feed_forward.num_layers) if feed_forward.dense_site(i)), None)
+    dense = next(
+        (
+            feed_forward.dense_site(i)
+            for i in range(feed_forward.num_layers)
+            if feed_forward.dense_site(i)
+        ),
+        None,
+    )
     routed = next((feed_forward.routed_site(i) for i in feed_forward.routed_layers), None)
-    shared = next((s for sites in feed_forward.sites for s in sites if s.kind is SiteKind.SHARED_EXPERT), None)
+    shared = next(
+        (s for sites in feed_forward.sites for s in sites if s.kind is SiteKind.SHARED_EXPERT), None
+    )
     main = dense or site
     return FeedForwardInfo(
         found_by=feed_forward.found_by,
@@ -633,8 +710,11 @@ def feed_forward_info(feed_forward: FeedForward):
         experts=routed.module if routed else None,
         num_experts=routed.num_experts if routed else None,
         shared_expert=shared.module if shared else None,
-        dense_layers=[i for i in feed_forward.feed_forward_layers if feed_forward.routed_site(i) is None]
-        if routed else [],
+        dense_layers=[
+            i for i in feed_forward.feed_forward_layers if feed_forward.routed_site(i) is None
+        ]
+        if routed
+        else [],
         mixers=list(feed_forward.mixers),
         sliding_window=feed_forward.sliding_window,
     )

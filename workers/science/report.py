@@ -66,7 +66,10 @@ def code_version() -> str:
     try:
         sha = subprocess.run(
             ["git", "-C", str(_SOURCE_ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
@@ -115,8 +118,10 @@ def _score_of(run: VariantRun) -> Score:
 
 def _interval(interval: Interval) -> RatioInterval:
     return RatioInterval(
-        low=interval.ratio_low, high=interval.ratio_high,
-        confidence=interval.confidence, blocks=interval.blocks,
+        low=interval.ratio_low,
+        high=interval.ratio_high,
+        confidence=interval.confidence,
+        blocks=interval.blocks,
     )
 
 
@@ -135,7 +140,10 @@ def _windows(run: VariantRun, row: int) -> list[SuperActivationWindow]:
 
 
 def _validation_evidence(
-    judged: CandidateJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo,
+    judged: CandidateJudgement,
+    judge: Judge,
+    baseline: Score,
+    eval_info: EvalInfo,
     stored_index: Callable[[int, int], list[int]],
 ) -> ValidationEvidence:
     candidate = judged.candidate
@@ -221,7 +229,11 @@ def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
     if expert is None:
         site = feed_forward.matrix_site(layer)
         assert site is not None, f"a dense candidate in layer {layer} has a matrix to sit in"
-        return _Place(findings.tensor_names[feed_forward.parameter(layer, site)], site.module, site.stored_index)
+        return _Place(
+            findings.tensor_names[feed_forward.parameter(layer, site)],
+            site.module,
+            site.stored_index,
+        )
     routed = feed_forward.routed_site(layer)
     assert routed is not None, f"an expert's candidate in layer {layer} has routed experts"
     site = routed  # bound for the lambda below (a narrowed name is not narrowed inside it)
@@ -231,16 +243,22 @@ def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
     if per_expert is not None:
         # One stored [out, in] tensor per expert.
         return _Place(per_expert[expert], module, lambda r, c: [r, c])
-    return _Place(findings.tensor_names[parameter], module,
-                  lambda r, c: experts.stored_index(site, expert, r, c))
+    return _Place(
+        findings.tensor_names[parameter],
+        module,
+        lambda r, c: experts.stored_index(site, expert, r, c),
+    )
 
 
-def _expert_validation(judged: ExpertJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo) -> dict:
+def _expert_validation(
+    judged: ExpertJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo
+) -> dict:
     assert judged.pruned is not None and judged.pruned_interval is not None  # validated only
     controls = {
         f"random expert {i}": ControlEvidence(
             # extra="allow": each control adds fields of its own, here the expert it prunes
-            **_versus(judged.controls[e], judged.control_intervals[e]), experts=[e]  # type: ignore[call-arg]
+            **_versus(judged.controls[e], judged.control_intervals[e]),
+            experts=[e],  # type: ignore[call-arg]
         )
         for i, e in enumerate(sorted(judged.control_intervals), start=1)
     }
@@ -258,7 +276,9 @@ def _super_experts(findings: Findings, eval_info: EvalInfo | None) -> list[Super
     feed_forward = findings.checkpoint.feed_forward
     judgements = judge.expert_judgements() if judge is not None else {}
     routed_tokens = {
-        (entry["layer"], e["expert"]): e["tokens"] for entry in state.expert_profile for e in entry["experts"]
+        (entry["layer"], e["expert"]): e["tokens"]
+        for entry in state.expert_profile
+        for e in entry["experts"]
     }
     out = []
     for key in sorted(state.super_experts):
@@ -294,12 +314,20 @@ def _super_experts(findings: Findings, eval_info: EvalInfo | None) -> list[Super
 
 def _selection(judged: CandidateJudgement) -> Selection:
     return Selection(
-        rank=judged.rank, ranked=judged.ranked, spike_share=judged.spike_share, skipped=judged.skipped
+        rank=judged.rank,
+        ranked=judged.ranked,
+        spike_share=judged.spike_share,
+        skipped=judged.skipped,
     )
 
 
 def build_report(findings: Findings) -> Report:
-    checkpoint, state, baseline, judge = findings.checkpoint, findings.state, findings.baseline, findings.judge
+    checkpoint, state, baseline, judge = (
+        findings.checkpoint,
+        findings.state,
+        findings.baseline,
+        findings.judge,
+    )
     tensor_names, prompts = findings.tensor_names, findings.prompts
     feed_forward = checkpoint.feed_forward
     eval_info = None
@@ -325,7 +353,9 @@ def build_report(findings: Findings) -> Report:
         validation = None
         if judged is not None and judged.ablation_interval is not None and baseline is not None:
             assert judge is not None and eval_info is not None  # a judgement comes from the judge
-            validation = _validation_evidence(judged, judge, baseline, eval_info, place.stored_index)
+            validation = _validation_evidence(
+                judged, judge, baseline, eval_info, place.stored_index
+            )
         super_weights.append(
             Coordinate(
                 tensor=tensor,

@@ -66,9 +66,16 @@ def compute_dtype_for(device: torch.device, stored: torch.dtype) -> torch.dtype:
 
 # safetensors dtype codes -> torch dtypes, for the tensors a checkpoint may hold.
 TORCH_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 
 
@@ -100,7 +107,9 @@ class TensorReader:
         while done < len(view):
             count = os.preadv(fd, [view[done:]], offset + done)
             if count == 0:
-                raise OSError(f"{self.checkpoint.tensor_file[name]}: file ended inside tensor {name}")
+                raise OSError(
+                    f"{self.checkpoint.tensor_file[name]}: file ended inside tensor {name}"
+                )
             done += count
         self.bytes_read += done
 
@@ -120,7 +129,9 @@ class TensorReader:
         buffer = torch.empty(len(rows) * row_bytes, dtype=torch.uint8)
         view = buffer.numpy().data
         for i, row in enumerate(rows):
-            self._read_into(name, view[i * row_bytes : (i + 1) * row_bytes], start + row * row_bytes)
+            self._read_into(
+                name, view[i * row_bytes : (i + 1) * row_bytes], start + row * row_bytes
+            )
         return buffer.view(dtype).reshape(len(rows), columns)
 
     def close(self) -> None:
@@ -157,7 +168,10 @@ def stored_dtype(checkpoint: Checkpoint) -> torch.dtype:
     feed_forward = checkpoint.feed_forward
     # "model.layers.0.mlp.down_proj.weight" -> ".mlp.down_proj.weight" (checkpoints may drop the
     # base model's prefix, so only the part inside a layer is matched)
-    suffix = "." + feed_forward.first_parameter().removeprefix(feed_forward.layers + ".").split(".", 1)[1]
+    suffix = (
+        "."
+        + feed_forward.first_parameter().removeprefix(feed_forward.layers + ".").split(".", 1)[1]
+    )
     code = next((d for n, d in checkpoint.tensor_dtype.items() if n.endswith(suffix)), "F32")
     return TORCH_DTYPES.get(code, torch.float32)
 
@@ -205,11 +219,15 @@ class Converted:
 
         operations = list(getattr(self.converter, "operations", None) or [])
         return (
-            len(operations) == 1 and isinstance(operations[0], MergeModulelist)
-            and operations[0].dim == 0 and len(self.converter.source_patterns) == 1
+            len(operations) == 1
+            and isinstance(operations[0], MergeModulelist)
+            and operations[0].dim == 0
+            and len(self.converter.source_patterns) == 1
         )
 
-    def build(self, model: PreTrainedModel, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
+    def build(
+        self, model: PreTrainedModel, read: Callable[[str], torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         converter = copy.deepcopy(self.converter)
         for name, pattern in self.sources:
             # a callable: transformers' synchronous loading calls it (typed as a Future only)
@@ -306,7 +324,9 @@ def stored_names(model: PreTrainedModel, names: Iterable[str], what: str) -> dic
     return stored_layout(model, names, what).renamed
 
 
-def _probe_output_arity(layer_forward: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> int | None:
+def _probe_output_arity(
+    layer_forward: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict
+) -> int | None:
     """What a decoder layer returns, from one run of it on the meta device (its parameters are
     still there while capturing: nothing is computed): 0 for a tensor, n for a tuple (or list)
     of n. None where the layer cannot run on the meta device (a state-space kernel)."""
@@ -316,7 +336,9 @@ def _probe_output_arity(layer_forward: Callable, hidden: torch.Tensor, args: tup
         return value.to("meta") if isinstance(value, torch.Tensor) else value
 
     try:
-        output = layer_forward(to_meta(hidden), *tree_map(to_meta, args), **tree_map(to_meta, kwargs))
+        output = layer_forward(
+            to_meta(hidden), *tree_map(to_meta, args), **tree_map(to_meta, kwargs)
+        )
     except Exception:  # noqa: BLE001 - any failure only means "could not tell"
         return None
     return len(output) if isinstance(output, tuple | list) else 0
@@ -340,7 +362,9 @@ class LayerStreamer:
     only the rows of the sequences captured are read (`capture_all`), for as long as capturing
     takes: the embedding matrix is often the largest tensor of a small model."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu", head: bool = True):
+    def __init__(
+        self, checkpoint: Checkpoint, device: str | torch.device = "cpu", head: bool = True
+    ):
         return_large_frees_to_the_os()
         self.head_loaded = head
         self.checkpoint = checkpoint
@@ -412,7 +436,8 @@ class LayerStreamer:
             if output is not None:
                 skip.add(self._parameter_of(output))
         return [
-            n for n, _ in self.model.named_parameters(remove_duplicate=False)
+            n
+            for n, _ in self.model.named_parameters(remove_duplicate=False)
             if not n.startswith(prefix) and n not in skip
         ]
 
@@ -463,7 +488,8 @@ class LayerStreamer:
             return conversion.build(self.model, lambda name: self._stage(self.reader.read(name)))
         except (ValueError, RuntimeError, KeyError, IndexError) as exc:
             raise CheckpointRefused(
-                f"{self.checkpoint.path}: tensors {conversion.sources[0][0]}, ... do not convert to "
+                f"{self.checkpoint.path}: tensors {conversion.sources[0][0]}, ... do not convert "
+                "to "
                 f"{param} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
             ) from None
 
@@ -496,7 +522,9 @@ class LayerStreamer:
 
     def prefetch(self, layer: int) -> None:
         if 0 <= layer < self.num_layers and layer not in self._pending:
-            self._pending[layer] = self._prefetcher.submit(self._read, self._layer_parameters(layer))
+            self._pending[layer] = self._prefetcher.submit(
+                self._read, self._layer_parameters(layer)
+            )
 
     def load_layer(self, layer: int) -> nn.Module:
         self.prefetch(layer)
@@ -506,7 +534,9 @@ class LayerStreamer:
     def release_layer(self, layer: int) -> None:
         for param in self._layer_parameters(layer):
             current = self.model.get_parameter(param)
-            _set_parameter(self.model, param, torch.empty(current.shape, dtype=current.dtype, device="meta"))
+            _set_parameter(
+                self.model, param, torch.empty(current.shape, dtype=current.dtype, device="meta")
+            )
 
     @property
     def bytes_read(self) -> int:
@@ -564,7 +594,9 @@ class LayerStreamer:
         the embedding rows they use only."""
         masks = masks or [None] * len(sequences)
         if self.head_loaded or not sequences:
-            return [self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks, strict=True)]
+            return [
+                self.capture(ids, attention_mask=m) for ids, m in zip(sequences, masks, strict=True)
+            ]
         embedding = self.model.get_input_embeddings()
         param = self._parameter_of(embedding)
         full = self.model.get_parameter(param)
@@ -583,14 +615,17 @@ class LayerStreamer:
         try:
             return [
                 self.capture(
-                    ids, forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
+                    ids,
+                    forward_ids=torch.searchsorted(used, ids.reshape(-1)).reshape(ids.shape),
                     attention_mask=m,
                 )
                 for ids, m in zip(sequences, masks, strict=True)
             ]
         finally:
             embedding.padding_idx = padding_idx
-            _set_parameter(self.model, param, torch.empty(full.shape, dtype=self.dtype, device="meta"))
+            _set_parameter(
+                self.model, param, torch.empty(full.shape, dtype=self.dtype, device="meta")
+            )
 
     @torch.inference_mode()
     def capture(
@@ -608,7 +643,9 @@ class LayerStreamer:
         self._mode, self._capture = "capture", []
         embeddings: list[torch.Tensor] = []
         hook = self.layers[0].register_forward_pre_hook(
-            lambda _m, args, kwargs: embeddings.append(args[0] if args else kwargs["hidden_states"]),
+            lambda _m, args, kwargs: embeddings.append(
+                args[0] if args else kwargs["hidden_states"]
+            ),
             with_kwargs=True,
         )
         try:

@@ -11,6 +11,7 @@ does not hash them again.
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from httpx2 import TransportError  # huggingface_hub's HTTP client
 from huggingface_hub import (
@@ -105,7 +106,8 @@ def fetch_hub(
     budget: CacheBudget | None = None,
 ) -> FetchResult:
     """Download (or find in the cache) what detection reads of repo_id at commit sha. With a
-    `budget`, room is made for the download first (or it is refused: workers.sources.cache_budget)."""
+    `budget`, room is made for the download first (or it is refused:
+    workers.sources.cache_budget)."""
     if not COMMIT_SHA.match(sha):
         raise CheckpointRefused(f"{repo_id}: revision {sha!r} is not a full commit sha")
     what = f"{repo_id}@{sha[:12]}"
@@ -181,14 +183,14 @@ def fetch_hub(
         raise HubRefused(f"{what}: {str(exc).splitlines()[0]}") from None
 
     known = {f.name: f for f in listing}
-    records = []
+    records: list[dict[str, Any]] = []
     for name in sorted(f.name for f in selected):
         local = path / name
         if not local.is_file():
             raise HubUnavailable(f"{what}: {name} is missing from the fetched snapshot")
         digest = known[name].sha256 or _blob_sha256(local) or sha256_of(local)
         records.append({"name": name, "size": local.stat().st_size, "sha256": digest})
-    by_name = {r["name"]: r["sha256"] for r in records}
+    by_name: dict[str, str] = {r["name"]: r["sha256"] for r in records}
     return FetchResult(
         path=path,
         files=records,

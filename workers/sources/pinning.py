@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from workers.contract.errors import InvalidInput
 from workers.science.errors import CheckpointRefused
@@ -174,7 +175,9 @@ def resolve_revision(repo_id: str, revision: str | None = None, *, token: str | 
         return _resolve_from_cache(repo_id, revision, reason="offline mode", retryable=False)
     except hub_client.HubStalled:
         return _resolve_from_cache(
-            repo_id, revision, reason=f"the Hub did not answer within {bounds.read:g} s",
+            repo_id,
+            revision,
+            reason=f"the Hub did not answer within {bounds.read:g} s",
             retryable=True,
         )
     except TransportError:
@@ -315,6 +318,9 @@ def local_revision(weight_sha256: dict[str, str]) -> str:
 
 # --- searching the Hub (whole-Hub submission) ---------------------------------------------------
 
+# The Hub's sort keys a search takes (most first).
+HubSort = Literal["downloads", "likes", "created_at", "last_modified"]
+
 
 @dataclass(frozen=True)
 class Found:
@@ -335,8 +341,13 @@ def _base_model(info) -> str | None:
 
 
 def search_models(
-    *, author: str | None, task: str | None, library: str | None, base_model: str | None,
-    sort: str | None, limit: int,
+    *,
+    author: str | None,
+    task: str | None,
+    library: str | None,
+    base_model: str | None,
+    sort: HubSort | None,
+    limit: int,
 ) -> Iterator[Found]:
     """The models the Hub lists for a search (author, pipeline task, library, base model; sorted,
     most first; at most `limit`), page by page, each with the commit the listing names."""
@@ -344,9 +355,7 @@ def search_models(
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    filters = [
-        f for f in (library, base_model and f"base_model:{base_model}") if f
-    ]
+    filters = [f for f in (library, base_model and f"base_model:{base_model}") if f]
     try:
         for info in HfApi().list_models(
             author=author,

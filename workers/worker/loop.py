@@ -187,7 +187,9 @@ class Heartbeat(threading.Thread):
                 with write_transaction(self.factory) as session:
                     alive = queue.heartbeat(session, self.lease, lease_seconds=self.lease_seconds)
                     if alive:
-                        worker_heartbeats.record_seen(session, self.lease.owner, job_id=self.lease.job_id)
+                        worker_heartbeats.record_seen(
+                            session, self.lease.owner, job_id=self.lease.job_id
+                        )
             except Exception as exc:  # a database hiccup: the lease still has time, try again
                 log.warning("job %s: heartbeat failed: %s", self.lease.job_id, one_line(exc))
                 continue
@@ -260,7 +262,11 @@ class ProgressWriter:
         try:
             with write_transaction(self.factory) as session:
                 ours = queue.report_progress(
-                    session, self.lease, stage=stage, done=done, total=total,
+                    session,
+                    self.lease,
+                    stage=stage,
+                    done=done,
+                    total=total,
                     timings=dict(self.timings),
                 )
         except Exception as exc:  # a database hiccup costs a progress line, not the job
@@ -289,7 +295,9 @@ class Worker:
             from huggingface_hub import constants
 
             # The cache huggingface_hub uses now (HF_HUB_CACHE), as the fetch does.
-            self.budget = CacheBudget(Path(constants.HF_HUB_CACHE).expanduser(), config.cache_budget_bytes)
+            self.budget = CacheBudget(
+                Path(constants.HF_HUB_CACHE).expanduser(), config.cache_budget_bytes
+            )
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -377,7 +385,9 @@ class Worker:
             claimed = queue.claim(session, owner=self.name, lease_seconds=self.config.lease_seconds)
             # Seen at every poll (and at every heartbeat while it works): who waits on a queued
             # job can tell whether any worker is alive.
-            worker_heartbeats.record_seen(session, self.name, job_id=claimed[0].id if claimed else None)
+            worker_heartbeats.record_seen(
+                session, self.name, job_id=claimed[0].id if claimed else None
+            )
         if claimed is None:
             return False
         job, lease = claimed
@@ -508,7 +518,10 @@ class Worker:
             if peak:
                 log.info(
                     "job %s: %s peak memory %.0f MB (limit %.0f MB)",
-                    job.id, what, peak / 1e6, limit / 1e6,
+                    job.id,
+                    what,
+                    peak / 1e6,
+                    limit / 1e6,
                 )
 
     def _quantize_check(
@@ -532,7 +545,12 @@ class Worker:
         try:
             kept = ToKeep(keep, "detection")
             return self._isolated(
-                job, "quantization check", quantize_check, fetched.path, kept, options,
+                job,
+                "quantization check",
+                quantize_check,
+                fetched.path,
+                kept,
+                options,
                 progress=progress,
             )
         except LeaseLost:
@@ -540,7 +558,9 @@ class Worker:
         except Exception as exc:  # anything the check meets must not cost the analysis
             log.error(
                 "job %s: quantization check failed, the analysis is recorded without it: %s",
-                job.id, one_line(exc), exc_info=True,
+                job.id,
+                one_line(exc),
+                exc_info=True,
             )
             return None
 

@@ -33,7 +33,10 @@ def _fill(sessions) -> None:
     with transaction(sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
         service.record_report(
-            session, model_id="org/smol", revision=SHA_A, revision_kind="commit",
+            session,
+            model_id="org/smol",
+            revision=SHA_A,
+            revision_kind="commit",
             report=smollm2_like_report(),
         )
 
@@ -65,7 +68,9 @@ def test_verified_coordinates_cite_swreg_and_its_version(db_sessions, tmp_path, 
     assert by_state["verified"]["citation"] == swreg_citation("0.1.0")  # the report's detector
     assert by_state["rejected"]["citation"] is None  # nothing to cite
     llama = next(m for m in json.loads(first)["models"] if m["model_id"] == "huggyllama/llama-7b")
-    assert llama["super_weights"][0]["provenance"]["citation"].startswith("Yu, Wang, Shan, Reed, Wan")
+    assert llama["super_weights"][0]["provenance"]["citation"].startswith(
+        "Yu, Wang, Shan, Reed, Wan"
+    )
     # Derived, never stored: a round trip gives the same bytes.
     with other_database(db_sessions, request, tmp_path) as other:
         with transaction(other) as session:
@@ -96,11 +101,15 @@ def test_every_field_of_the_schema_is_described_and_no_object_is_closed():
         if isinstance(field, dict) and "description" not in field
     ]
     assert undescribed == []
-    closed = [path for path, node in _schema_objects(schema) if node.get("additionalProperties") is False]
+    closed = [
+        path for path, node in _schema_objects(schema) if node.get("additionalProperties") is False
+    ]
     assert closed == []
 
 
-def test_a_document_with_fields_added_within_its_version_is_valid_and_imports(db_sessions, tmp_path, request):
+def test_a_document_with_fields_added_within_its_version_is_valid_and_imports(
+    db_sessions, tmp_path, request
+):
     _fill(db_sessions)
     document = json.loads(_export(db_sessions))
     later = copy.deepcopy(document)

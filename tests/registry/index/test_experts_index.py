@@ -32,7 +32,9 @@ def _import(sessions, document):
 
 def _record(sessions, report, model_id=MODEL):
     with transaction(sessions) as session:
-        service.record_report(session, model_id=model_id, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=model_id, revision=SHA_A, revision_kind="commit", report=report
+        )
 
 
 def test_export_is_version_2_with_experts_and_validates(db_sessions):
@@ -44,7 +46,8 @@ def test_export_is_version_2_with_experts_and_validates(db_sessions):
     fused = next(sw for sw in model["super_weights"] if sw["tensor"] == FUSED_TENSOR)
     assert (fused["index"], fused["expert"]) == ([2, 7, 5], 2)
     assert [(se["layer"], se["expert"], se["state"]) for se in model["super_experts"]] == [
-        (1, 2, "verified"), (3, 0, "rejected")
+        (1, 2, "verified"),
+        (3, 0, "rejected"),
     ]
     assert model["super_experts"][1]["max_abs_output"] == "Infinity"
     assert model["super_experts"][0]["evidence"]["validation"]["pruned"]["perplexity"] == 250.0
@@ -70,15 +73,32 @@ def test_coordinates_are_sorted_by_layer_and_expert_as_numbers(db_sessions):
     report = moe_report(num_layers=12)
     base = report["super_weights"][0]
     report["super_weights"] = [
-        dict(base, tensor=f"model.layers.{layer}.mlp.experts.{expert}.down_proj.weight", index=[5, 7],
-             layer=layer, expert=expert)
+        dict(
+            base,
+            tensor=f"model.layers.{layer}.mlp.experts.{expert}.down_proj.weight",
+            index=[5, 7],
+            layer=layer,
+            expert=expert,
+        )
         for layer, expert in ((10, 2), (2, 10), (2, 3), (1, 2))
-    ] + [dict(base, tensor="model.layers.2.mlp.shared_expert.down_proj.weight", index=[5, 7], layer=2,
-              module="mlp.shared_expert.down_proj", expert=None)]
+    ] + [
+        dict(
+            base,
+            tensor="model.layers.2.mlp.shared_expert.down_proj.weight",
+            index=[5, 7],
+            layer=2,
+            module="mlp.shared_expert.down_proj",
+            expert=None,
+        )
+    ]
     _record(db_sessions, report)
     (model,) = json.loads(_export(db_sessions))["models"]
     assert [(sw["layer"], sw["expert"]) for sw in model["super_weights"]] == [
-        (1, 2), (2, None), (2, 3), (2, 10), (10, 2)
+        (1, 2),
+        (2, None),
+        (2, 3),
+        (2, 10),
+        (10, 2),
     ]
 
 
@@ -110,28 +130,63 @@ def test_a_version_1_document_leaves_recorded_experts_alone(db_sessions):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["meta"].update(schema_version=1), "at /models/0/super_experts: schema version 1 has no super_experts"),
-        (lambda d: (d["meta"].update(schema_version=1), d["models"][0].pop("super_experts")),
-         "at /models/0/super_weights/0/expert: schema version 1 has no expert"),
-        (lambda d: d["meta"].update(schema_version=3), "at /meta/schema_version: 3 is not one of [1, 2]"),
-        (lambda d: d["models"][0]["super_experts"].append(copy.deepcopy(d["models"][0]["super_experts"][0])),
-         "at /models/0/super_experts/2: expert 2 of layer 1 appears twice"),
-        (lambda d: d["models"][0]["super_experts"][0]["provenance"].update(disputed_with=[{"layer": 1, "expert": 2}]),
-         "at /models/0/super_experts/0/provenance/disputed_with: a super expert cannot dispute itself"),
-        (lambda d: d["models"][0]["super_experts"][0]["provenance"].update(disputed_with=[{"tensor": "x", "index": [1]}]),
-         "at /models/0/super_experts/0/provenance/disputed_with/0"),
-        (lambda d: d["models"][0]["super_experts"][0].update(state="retracted"),
-         "at /models/0/super_experts/0/provenance/retraction_reason: None is not of type 'string'"),
-        (lambda d: d["models"][0]["super_weights"][0].update(expert=-1), "at /models/0/super_weights/0/expert"),
-        (lambda d: d["models"][0]["super_experts"][0].update(max_abs_output="huge"),
-         "at /models/0/super_experts/0/max_abs_output"),
-        (lambda d: d["models"][0]["profile"]["experts"][0]["experts"][0].pop("tokens"),
-         "at /models/0/profile/experts/0/experts/0: 'tokens' is a required property"),
-        (lambda d: d["models"][0]["super_experts"][0]["provenance"].update(created_at="2026-02-30T00:00:00Z"),
-         "at /models/0/super_experts/0/provenance/created_at: not an ISO 8601 time"),
+        (
+            lambda d: d["meta"].update(schema_version=1),
+            "at /models/0/super_experts: schema version 1 has no super_experts",
+        ),
+        (
+            lambda d: (d["meta"].update(schema_version=1), d["models"][0].pop("super_experts")),
+            "at /models/0/super_weights/0/expert: schema version 1 has no expert",
+        ),
+        (
+            lambda d: d["meta"].update(schema_version=3),
+            "at /meta/schema_version: 3 is not one of [1, 2]",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"].append(
+                copy.deepcopy(d["models"][0]["super_experts"][0])
+            ),
+            "at /models/0/super_experts/2: expert 2 of layer 1 appears twice",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"][0]["provenance"].update(
+                disputed_with=[{"layer": 1, "expert": 2}]
+            ),
+            "at /models/0/super_experts/0/provenance/disputed_with: a super expert cannot dispute itself",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"][0]["provenance"].update(
+                disputed_with=[{"tensor": "x", "index": [1]}]
+            ),
+            "at /models/0/super_experts/0/provenance/disputed_with/0",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"][0].update(state="retracted"),
+            "at /models/0/super_experts/0/provenance/retraction_reason: None is not of type 'string'",
+        ),
+        (
+            lambda d: d["models"][0]["super_weights"][0].update(expert=-1),
+            "at /models/0/super_weights/0/expert",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"][0].update(max_abs_output="huge"),
+            "at /models/0/super_experts/0/max_abs_output",
+        ),
+        (
+            lambda d: d["models"][0]["profile"]["experts"][0]["experts"][0].pop("tokens"),
+            "at /models/0/profile/experts/0/experts/0: 'tokens' is a required property",
+        ),
+        (
+            lambda d: d["models"][0]["super_experts"][0]["provenance"].update(
+                created_at="2026-02-30T00:00:00Z"
+            ),
+            "at /models/0/super_experts/0/provenance/created_at: not an ISO 8601 time",
+        ),
     ],
 )
-def test_an_invalid_expert_document_writes_nothing_and_says_where(db_sessions, request, tmp_path, mutate, message):
+def test_an_invalid_expert_document_writes_nothing_and_says_where(
+    db_sessions, request, tmp_path, mutate, message
+):
     _record(db_sessions, moe_report())
     document = json.loads(_export(db_sessions))
     mutate(document)

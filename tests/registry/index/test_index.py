@@ -21,7 +21,9 @@ from tests.helpers import CONTENT, SHA, SHA_A, other_database
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 PINNED = datetime(2026, 1, 1, tzinfo=UTC)
-PAPER_CITATION = "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+PAPER_CITATION = (
+    "Yu, Wang, Shan, Reed, Wan. The Super Weight in Large Language Models. arXiv:2411.07191 (2024)"
+)
 CODE_URL = "https://github.com/mengxiayu/LLMSuperWeight"
 
 # Written out independently of data/published_index.json: (model, layer, row, col).
@@ -42,12 +44,21 @@ PAPER_TABLE = {
     ("allenai/OLMo-7B-0724-hf", 2, 269, 8275),
     ("allenai/OLMo-7B-0724-hf", 7, 269, 453),
     ("allenai/OLMo-7B-0724-hf", 24, 269, 2300),
-    *{("microsoft/Phi-3-mini-4k-instruct", layer, r, c) for layer, c in ((2, 808), (4, 2723)) for r in (525, 1693, 1113)},
+    *{
+        ("microsoft/Phi-3-mini-4k-instruct", layer, r, c)
+        for layer, c in ((2, 808), (4, 2723))
+        for r in (525, 1693, 1113)
+    },
 }
 # The authors' code (analyze.py, SUPER_WEIGHTS_MAP): no Llama-2; Llama-3-8B; OLMo-1B's second in layer 2.
 AUTHORS_CODE = (
-    {c for c in PAPER_TABLE if not c[0].startswith("meta-llama/Llama-2")} - {("allenai/OLMo-1B-0724-hf", 1, 1764, 8041)}
-) | {("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)} | {("meta-llama/Meta-Llama-3-8B", 1, r, 2427) for r in (788, 1384, 4062)}
+    (
+        {c for c in PAPER_TABLE if not c[0].startswith("meta-llama/Llama-2")}
+        - {("allenai/OLMo-1B-0724-hf", 1, 1764, 8041)}
+    )
+    | {("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)}
+    | {("meta-llama/Meta-Llama-3-8B", 1, r, 2427) for r in (788, 1384, 4062)}
+)
 # Other sources: a fork of the authors' code, the authors' plotting map, Su et al. (2025) Table 8.
 REPORTED = {
     *{("meta-llama/Meta-Llama-3-8B-Instruct", 1, r, 2427) for r in (788, 1384, 4062)},
@@ -78,7 +89,8 @@ def _import(sessions, document):
 def _claims(document) -> dict[tuple, dict]:
     return {
         (model["model_id"], sw["layer"], sw["row"], sw["col"]): sw
-        for model in document["models"] for sw in model["super_weights"]
+        for model in document["models"]
+        for sw in model["super_weights"]
     }
 
 
@@ -97,11 +109,20 @@ def test_published_index_states_every_coordinate_with_its_sources():
     assert len(claims) == COORDINATES and len(document["models"]) == MODELS
 
     def stated_by(predicate):
-        return {key for key, sw in claims.items() if any(predicate(s) for s in sw["provenance"]["sources"])}
+        return {
+            key
+            for key, sw in claims.items()
+            if any(predicate(s) for s in sw["provenance"]["sources"])
+        }
 
     assert stated_by(lambda s: s["citation"] == PAPER_CITATION) == PAPER_TABLE
-    assert stated_by(lambda s: s["url"] == CODE_URL and "SUPER_WEIGHTS_MAP" in s["locator"]) == AUTHORS_CODE
-    assert {key for key, sw in claims.items() if sw["state"] == "published"} == PAPER_TABLE | AUTHORS_CODE
+    assert (
+        stated_by(lambda s: s["url"] == CODE_URL and "SUPER_WEIGHTS_MAP" in s["locator"])
+        == AUTHORS_CODE
+    )
+    assert {
+        key for key, sw in claims.items() if sw["state"] == "published"
+    } == PAPER_TABLE | AUTHORS_CODE
     assert {key for key, sw in claims.items() if sw["state"] == "reported"} == REPORTED
 
 
@@ -109,12 +130,18 @@ def test_olmo_1b_second_super_weight_is_disputed_with_each_claim():
     claims = _claims(index_service.load_file(PUBLISHED_INDEX_PATH))
     table = claims[("allenai/OLMo-1B-0724-hf", 1, 1764, 8041)]
     code = claims[("allenai/OLMo-1B-0724-hf", 2, 1764, 8041)]
-    assert table["provenance"]["disputed_with"] == [{"tensor": code["tensor"], "index": code["index"]}]
-    assert code["provenance"]["disputed_with"] == [{"tensor": table["tensor"], "index": table["index"]}]
+    assert table["provenance"]["disputed_with"] == [
+        {"tensor": code["tensor"], "index": code["index"]}
+    ]
+    assert code["provenance"]["disputed_with"] == [
+        {"tensor": table["tensor"], "index": table["index"]}
+    ]
     (code_source,) = code["provenance"]["sources"]
     assert code_source["citation"].startswith("Yu, Wang, Shan, Reed, Wan. LLMSuperWeight")
     assert "(2, 1764, 8041)" in code_source["statement"]
-    assert any("(1, \"mlp.down_proj\", 1764, 8041)" in s["statement"] for s in table["provenance"]["sources"])
+    assert any(
+        '(1, "mlp.down_proj", 1764, 8041)' in s["statement"] for s in table["provenance"]["sources"]
+    )
     # The first super weight is where every source puts it.
     assert claims[("allenai/OLMo-1B-0724-hf", 1, 1764, 1710)]["provenance"]["disputed_with"] == []
 
@@ -139,14 +166,37 @@ def _fill(sessions, report):
     """A registry with every kind of entry: published, reproduced, verified, rejected, retracted."""
     _import(sessions, index_service.load_file(PUBLISHED_INDEX_PATH))
     with transaction(sessions) as session:
-        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
-        service.record_report(session, model_id="org/smol", revision=CONTENT, revision_kind="content", report=report)
+        service.record_report(
+            session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report
+        )
+        service.record_report(
+            session, model_id="org/smol", revision=CONTENT, revision_kind="content", report=report
+        )
         llama = copy.deepcopy(report)
-        llama["super_weights"] = [dict(report["super_weights"][0], tensor="model.layers.2.mlp.down_proj.weight",
-                                       index=[3968, 7003], layer=2, row=3968, col=7003, value=-1.0e-3)]
-        service.record_report(session, model_id="huggyllama/llama-7b", revision=SHA, revision_kind="commit", report=llama)
-        sw = service.get_coordinate(session, "org/smol", SHA_A, "model.layers.28.mlp.down_proj.weight", [507, 678])
-        service.retract(session, sw, "a spike, not a super weight: ablation leaves perplexity unchanged")
+        llama["super_weights"] = [
+            dict(
+                report["super_weights"][0],
+                tensor="model.layers.2.mlp.down_proj.weight",
+                index=[3968, 7003],
+                layer=2,
+                row=3968,
+                col=7003,
+                value=-1.0e-3,
+            )
+        ]
+        service.record_report(
+            session,
+            model_id="huggyllama/llama-7b",
+            revision=SHA,
+            revision_kind="commit",
+            report=llama,
+        )
+        sw = service.get_coordinate(
+            session, "org/smol", SHA_A, "model.layers.28.mlp.down_proj.weight", [507, 678]
+        )
+        service.retract(
+            session, sw, "a spike, not a super weight: ablation leaves perplexity unchanged"
+        )
 
 
 def test_export_validates_against_the_schema(db_sessions, report):
@@ -182,7 +232,9 @@ def test_the_profile_is_stored_and_round_trips(db_sessions, report, tmp_path):
     report = copy.deepcopy(report)
     report["profile"][5]["prompts"][0]["spike_ratio"] = float("inf")
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report
+        )
     first = _export(db_sessions)
     (model,) = json.loads(first)["models"]
     profile = model["profile"]
@@ -210,7 +262,9 @@ def test_the_profile_is_stored_and_round_trips(db_sessions, report, tmp_path):
 
 def test_a_malformed_profile_is_refused(db_sessions, report):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id="org/smol", revision=SHA_A, revision_kind="commit", report=report
+        )
     document = json.loads(_export(db_sessions))
     document["models"][0]["profile"]["layers"][3]["max_abs_output"] = "huge"
     with pytest.raises(InvalidInput, match=r"at /models/0/profile/layers/3/max_abs_output: "):
@@ -220,22 +274,64 @@ def test_a_malformed_profile_is_refused(db_sessions, report):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["models"][1]["super_weights"][0].update(state="bogus"),
-         "at /models/1/super_weights/0/state: 'bogus' is not one of"),
-        (lambda d: d["models"][0].update(revision="main"), "at /models/0/revision: 'main' does not match"),
-        (lambda d: d["models"][0].update(revision=SHA_A), "at /models/0/revision_kind: 'commit' was expected"),
-        (lambda d: d["models"][2]["super_weights"][0].pop("row"), "at /models/2/super_weights/0: 'row' is a required property"),
-        (lambda d: d["meta"].update(schema_version=3), "at /meta/schema_version: 3 is not one of [1, 2]"),
-        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "at /models/13: allenai/OLMo-1B-0724-hf at revision unknown appears twice"),
-        (lambda d: d["models"][12]["super_weights"].append(copy.deepcopy(d["models"][12]["super_weights"][0])), "at /models/12/super_weights/1: "),
-        (lambda d: d["models"][12]["super_weights"][0]["provenance"]["sources"][0].pop("citation"),
-         "at /models/12/super_weights/0/provenance/sources/0: 'citation' is a required property"),
-        (lambda d: d["models"][12]["super_weights"][0]["provenance"].update(
-            disputed_with=[{"tensor": "model.layers.1.mlp.down_proj.weight", "index": [2070, 7310]}]),
-         "at /models/12/super_weights/0/provenance/disputed_with: a coordinate cannot dispute itself"),
-        (lambda d: d["models"][0]["super_weights"][0].update(state="retracted"), "at /models/0/super_weights/0/provenance: 'retraction_reason' is a required property"),
-        (lambda d: d["models"][10].update(created_at="2026-02-30T00:00:00Z"), "at /models/10/created_at: not an ISO 8601 time: '2026-02-30T00:00:00Z'"),
-        (lambda d: d["models"][10]["super_weights"][0]["provenance"].update(retracted_at="2026-01-01T24:00:00Z"), "at /models/10/super_weights/0/provenance/retracted_at: not an ISO 8601 time"),
+        (
+            lambda d: d["models"][1]["super_weights"][0].update(state="bogus"),
+            "at /models/1/super_weights/0/state: 'bogus' is not one of",
+        ),
+        (
+            lambda d: d["models"][0].update(revision="main"),
+            "at /models/0/revision: 'main' does not match",
+        ),
+        (
+            lambda d: d["models"][0].update(revision=SHA_A),
+            "at /models/0/revision_kind: 'commit' was expected",
+        ),
+        (
+            lambda d: d["models"][2]["super_weights"][0].pop("row"),
+            "at /models/2/super_weights/0: 'row' is a required property",
+        ),
+        (
+            lambda d: d["meta"].update(schema_version=3),
+            "at /meta/schema_version: 3 is not one of [1, 2]",
+        ),
+        (
+            lambda d: d["models"].append(copy.deepcopy(d["models"][0])),
+            "at /models/13: allenai/OLMo-1B-0724-hf at revision unknown appears twice",
+        ),
+        (
+            lambda d: d["models"][12]["super_weights"].append(
+                copy.deepcopy(d["models"][12]["super_weights"][0])
+            ),
+            "at /models/12/super_weights/1: ",
+        ),
+        (
+            lambda d: d["models"][12]["super_weights"][0]["provenance"]["sources"][0].pop(
+                "citation"
+            ),
+            "at /models/12/super_weights/0/provenance/sources/0: 'citation' is a required property",
+        ),
+        (
+            lambda d: d["models"][12]["super_weights"][0]["provenance"].update(
+                disputed_with=[
+                    {"tensor": "model.layers.1.mlp.down_proj.weight", "index": [2070, 7310]}
+                ]
+            ),
+            "at /models/12/super_weights/0/provenance/disputed_with: a coordinate cannot dispute itself",
+        ),
+        (
+            lambda d: d["models"][0]["super_weights"][0].update(state="retracted"),
+            "at /models/0/super_weights/0/provenance: 'retraction_reason' is a required property",
+        ),
+        (
+            lambda d: d["models"][10].update(created_at="2026-02-30T00:00:00Z"),
+            "at /models/10/created_at: not an ISO 8601 time: '2026-02-30T00:00:00Z'",
+        ),
+        (
+            lambda d: d["models"][10]["super_weights"][0]["provenance"].update(
+                retracted_at="2026-01-01T24:00:00Z"
+            ),
+            "at /models/10/super_weights/0/provenance/retracted_at: not an ISO 8601 time",
+        ),
     ],
 )
 def test_invalid_import_writes_nothing_and_says_where(db_sessions, tmp_path, mutate, message):

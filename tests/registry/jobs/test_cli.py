@@ -132,9 +132,10 @@ def test_each_kind_of_wrong_name_gets_its_own_line(cli_env, runner, tmp_path, mo
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith(start), (args, result.stderr)
         assert result.stderr.count("\n") == 1 and result.stdout == "", (args, result.output)
-    assert "no folder of that name here either" in runner.invoke(
-        main, ["submit", "acme/tiny/extra"]
-    ).stderr
+    assert (
+        "no folder of that name here either"
+        in runner.invoke(main, ["submit", "acme/tiny/extra"]).stderr
+    )
     assert runner.invoke(main, ["jobs", "--json"]).stdout.strip() == "[]"
 
 
@@ -156,7 +157,10 @@ def test_a_missing_folder_is_refused_before_torch_loads(tmp_path):
     for command in ("detect", "quantize-check"):
         run = subprocess.run(
             [sys.executable, "-c", TORCH_LOADED_AT_EXIT, command, str(tmp_path / "nowhere")],
-            capture_output=True, text=True, timeout=120, env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=python_env(),
         )
         assert run.returncode == 2, run.stderr
         error, loaded = run.stderr.splitlines()

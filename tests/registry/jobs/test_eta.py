@@ -17,8 +17,12 @@ RECENT = {"fetch": 1.0, "load": 2.0, "detect": 11.0, "validate": 35.0, "score": 
 
 def _running(stage: str, done: int, total: int, timings: dict, ran: float) -> Job:
     return Job(
-        state=JobState.RUNNING, stage=stage, progress_done=done, progress_total=total,
-        timings=timings, started_at=NOW - timedelta(seconds=ran),
+        state=JobState.RUNNING,
+        stage=stage,
+        progress_done=done,
+        progress_total=total,
+        timings=timings,
+        started_at=NOW - timedelta(seconds=ran),
     )
 
 
@@ -47,14 +51,19 @@ def test_without_history_only_the_stage_is_estimated_and_it_says_so():
 
 def test_the_api_gives_a_running_job_its_eta(db_url, db_sessions):
     with queue.write_transaction(db_sessions) as session:
-        done, _ = queue.enqueue(session, model_id="org/done", revision=SHA, source=JobSource.HUB, max_attempts=3)
+        done, _ = queue.enqueue(
+            session, model_id="org/done", revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
         done.state, done.timings, done.finished_at = JobState.SUCCEEDED, RECENT, NOW
-        job, _ = queue.enqueue(session, model_id="org/m", revision=SHA, source=JobSource.HUB, max_attempts=3)
+        job, _ = queue.enqueue(
+            session, model_id="org/m", revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
     with queue.write_transaction(db_sessions) as session:
         _, lease = queue.claim(session, owner="w", lease_seconds=600)
     with queue.write_transaction(db_sessions) as session:
-        queue.report_progress(session, lease, stage="validate", done=10, total=30,
-                              timings={"validate": 20.0})
+        queue.report_progress(
+            session, lease, stage="validate", done=10, total=30, timings={"validate": 20.0}
+        )
     with TestClient(create_app(db_url)) as client:
         answer = client.get(f"/api/v1/jobs/{job.id}").json()
         assert answer["eta"]["scope"] == "job" and answer["eta"]["seconds"] >= 56.0

@@ -352,9 +352,7 @@ def test_a_conflict_that_is_not_a_duplicate_is_raised(db_sessions):
     # Not a second submission of the revision (there is none) but a row the database refuses:
     # the error must surface rather than be taken for a lost race.
     with pytest.raises(IntegrityError), write_transaction(db_sessions) as session:
-        queue.enqueue(
-            session, model_id="org/model", revision=SHA, source="ftp", max_attempts=3
-        )
+        queue.enqueue(session, model_id="org/model", revision=SHA, source="ftp", max_attempts=3)
 
 
 def test_claim_takes_the_oldest_submission_not_the_lowest_id(db_sessions):
@@ -362,12 +360,22 @@ def test_claim_takes_the_oldest_submission_not_the_lowest_id(db_sessions):
     t0 = _now(db_sessions)
     with write_transaction(db_sessions) as session:
         newer, _ = queue.enqueue(
-            session, model_id="org/newer", revision=SHA, source=JobSource.HUB, max_attempts=3,
-            now=t0, submitted_by="token:a",
+            session,
+            model_id="org/newer",
+            revision=SHA,
+            source=JobSource.HUB,
+            max_attempts=3,
+            now=t0,
+            submitted_by="token:a",
         )
         older, _ = queue.enqueue(
-            session, model_id="org/older", revision=SHA, source=JobSource.HUB, max_attempts=3,
-            now=t0 - timedelta(minutes=1), submitted_by="token:b",
+            session,
+            model_id="org/older",
+            revision=SHA,
+            source=JobSource.HUB,
+            max_attempts=3,
+            now=t0 - timedelta(minutes=1),
+            submitted_by="token:b",
         )
         newer_id, older_id = newer.id, older.id
     assert newer_id < older_id

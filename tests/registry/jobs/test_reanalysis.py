@@ -35,7 +35,12 @@ def _report(detector: str) -> dict:
 def _enqueue(db_sessions, *, force: bool):
     with queue.write_transaction(db_sessions) as session:
         job, created = queue.enqueue(
-            session, model_id=MODEL, revision=SHA_A, source=JobSource.HUB, max_attempts=3, force=force
+            session,
+            model_id=MODEL,
+            revision=SHA_A,
+            source=JobSource.HUB,
+            max_attempts=3,
+            force=force,
         )
         return job.id, created
 
@@ -46,10 +51,14 @@ def _run_next_job(db_sessions, report: dict) -> int:
         job, lease = queue.claim(session, owner="worker-1", lease_seconds=600)
     with queue.write_transaction(db_sessions) as session:
         queue.complete(
-            session, lease, timings={"total": 1.0},
-            record=lambda s: service.record_report(
-                s, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report
-            ).id,
+            session,
+            lease,
+            timings={"total": 1.0},
+            record=lambda s: (
+                service.record_report(
+                    s, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report
+                ).id
+            ),
         )
     return job.id
 
@@ -60,7 +69,9 @@ def _verified(db_sessions) -> dict:
     return next(sw for sw in document["revisions"][0]["super_weights"] if sw["state"] == "verified")
 
 
-def test_a_forced_submission_queues_a_new_analysis_and_keeps_the_old_result_until_it_lands(db_sessions):
+def test_a_forced_submission_queues_a_new_analysis_and_keeps_the_old_result_until_it_lands(
+    db_sessions,
+):
     first, created = _enqueue(db_sessions, force=False)
     assert created and _run_next_job(db_sessions, _report(OLD_DETECTOR)) == first
 
@@ -93,11 +104,15 @@ def test_the_api_queues_a_forced_submission(db_url, db_sessions, token, tmp_path
             session.get(queue.Job, first["id"]).state = JobState.SUCCEEDED
         again = client.post("/api/v1/submissions", json={"model": REPO}, headers=auth)
         assert (again.status_code, again.json()["job"]["id"]) == (200, first["id"])
-        forced = client.post("/api/v1/submissions", json={"model": REPO, "force": True}, headers=auth)
+        forced = client.post(
+            "/api/v1/submissions", json={"model": REPO, "force": True}, headers=auth
+        )
         assert forced.status_code == 201, forced.text
         job = forced.json()["job"]
         assert (job["id"] != first["id"], job["revision"], job["state"]) == (True, sha, "queued")
-        bad = client.post("/api/v1/submissions", json={"model": REPO, "force": "maybe"}, headers=auth)
+        bad = client.post(
+            "/api/v1/submissions", json={"model": REPO, "force": "maybe"}, headers=auth
+        )
         assert bad.status_code == 422
 
 

@@ -20,7 +20,9 @@ MODEL = "acme/tiny-moe"
 
 def _record(sessions, report, model_id=MODEL, revision=SHA_A):
     with transaction(sessions) as session:
-        service.record_report(session, model_id=model_id, revision=revision, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=model_id, revision=revision, revision_kind="commit", report=report
+        )
 
 
 def _super_experts(sessions) -> dict[tuple[int, int], SuperExpert]:
@@ -33,9 +35,17 @@ def test_a_moe_report_is_recorded_with_experts_super_experts_and_profile(db_sess
     with db_sessions() as session:
         rev = service.get_revision(session, MODEL, SHA_A)
         fused = service.find_coordinate(rev, FUSED_TENSOR, [2, 7, 5])
-        assert (fused.expert, fused.index, fused.index_key, fused.row, fused.col) == (2, [2, 7, 5], "2,7,5", 5, 7)
+        assert (fused.expert, fused.index, fused.index_key, fused.row, fused.col) == (
+            2,
+            [2, 7, 5],
+            "2,7,5",
+            5,
+            7,
+        )
         assert fused.state == "verified"
-        per_expert = next(sw for sw in rev.super_weights if sw.tensor.endswith("experts.1.down_proj.weight"))
+        per_expert = next(
+            sw for sw in rev.super_weights if sw.tensor.endswith("experts.1.down_proj.weight")
+        )
         assert (per_expert.expert, per_expert.index) == (1, [5, 6])
         experts = rev.profile["experts"]
         assert [p["layer"] for p in experts] == [0, 1, 2, 3]
@@ -44,9 +54,13 @@ def test_a_moe_report_is_recorded_with_experts_super_experts_and_profile(db_sess
     found = _super_experts(db_sessions)
     assert set(found) == {(1, 2), (3, 0)}
     verified = found[(1, 2)]
-    assert (verified.state, verified.module, verified.max_abs_output, verified.row, verified.tokens_routed) == (
-        "verified", "mlp.experts", 400.0, 5, 9
-    )
+    assert (
+        verified.state,
+        verified.module,
+        verified.max_abs_output,
+        verified.row,
+        verified.tokens_routed,
+    ) == ("verified", "mlp.experts", 400.0, 5, 9)
     assert verified.evidence["validation"]["pruned"]["perplexity"] == 250.0
     assert verified.evidence["validation"]["verdict"]["state"] == "verified"
     assert verified.detector_version == "0.1.0"
@@ -68,14 +82,18 @@ def test_recording_twice_changes_nothing_and_bumps_the_version_once(db_sessions)
     _record(db_sessions, moe_report())
     with db_sessions() as session:
         after_first = current_version(session)
-        stamps = {(se.layer, se.expert): se.updated_at for se in session.scalars(select(SuperExpert))}
+        stamps = {
+            (se.layer, se.expert): se.updated_at for se in session.scalars(select(SuperExpert))
+        }
     assert after_first > before
     _record(db_sessions, moe_report())
     with db_sessions() as session:
         assert current_version(session) == after_first
         assert session.scalar(select(func.count()).select_from(SuperExpert)) == 2
         assert session.scalar(select(func.count()).select_from(SuperWeight)) == 2
-        assert {(se.layer, se.expert): se.updated_at for se in session.scalars(select(SuperExpert))} == stamps
+        assert {
+            (se.layer, se.expert): se.updated_at for se in session.scalars(select(SuperExpert))
+        } == stamps
 
 
 def test_a_changed_super_expert_is_updated_in_place(db_sessions):
@@ -115,21 +133,44 @@ def test_a_three_index_coordinate_is_unique_by_its_whole_index(db_sessions):
     report["super_weights"].append(twin)
     _record(db_sessions, report)
     with db_sessions() as session:
-        keys = sorted(session.scalars(select(SuperWeight.index_key).where(SuperWeight.tensor == FUSED_TENSOR)))
+        keys = sorted(
+            session.scalars(select(SuperWeight.index_key).where(SuperWeight.tensor == FUSED_TENSOR))
+        )
     assert keys == ["2,7,5", "3,7,5"]
     report["super_weights"].append(dict(twin))
-    with pytest.raises(InvalidInput, match=r"lists model.layers.1.mlp.experts.down_proj \[3, 7, 5\] twice"):
+    with pytest.raises(
+        InvalidInput, match=r"lists model.layers.1.mlp.experts.down_proj \[3, 7, 5\] twice"
+    ):
         _record(db_sessions, report)
 
 
 def test_a_verified_super_expert_reproduces_a_reported_one(db_sessions):
     document = {
-        "meta": {"schema_version": 2, "generated_at": "2026-01-01T00:00:00Z", "generator": {"name": "t", "version": "1"}},
-        "models": [{
-            "model_id": MODEL, "revision": "unknown", "revision_kind": "unknown", "super_weights": [],
-            "super_experts": [{"layer": 1, "expert": 2, "module": "mlp.experts", "state": "reported",
-                               "provenance": {"citation": "Su et al.", "sources": [{"citation": "Su et al.", "locator": "Table 2"}]}}],
-        }],
+        "meta": {
+            "schema_version": 2,
+            "generated_at": "2026-01-01T00:00:00Z",
+            "generator": {"name": "t", "version": "1"},
+        },
+        "models": [
+            {
+                "model_id": MODEL,
+                "revision": "unknown",
+                "revision_kind": "unknown",
+                "super_weights": [],
+                "super_experts": [
+                    {
+                        "layer": 1,
+                        "expert": 2,
+                        "module": "mlp.experts",
+                        "state": "reported",
+                        "provenance": {
+                            "citation": "Su et al.",
+                            "sources": [{"citation": "Su et al.", "locator": "Table 2"}],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     with transaction(db_sessions) as session:
         index_service.import_document(session, document)
@@ -151,9 +192,19 @@ def test_lookup_prints_the_expert_column_and_the_super_experts(cli_env, db_sessi
     assert result.exit_code == 0, result.output
     header, *rows = [line.split() for line in result.stdout.splitlines()[1:4]]
     assert header[:3] == ["state", "layer", "expert"]
-    assert ["verified", "1", "2", FUSED_TENSOR, "[2, 7, 5]"] == [*rows[0][:4], " ".join(rows[0][4:7])]
+    assert ["verified", "1", "2", FUSED_TENSOR, "[2, 7, 5]"] == [
+        *rows[0][:4],
+        " ".join(rows[0][4:7]),
+    ]
     assert "  super experts:" in result.stdout
-    assert any(line.split()[:4] == ["verified", "1", "2", "mlp.experts"] for line in result.stdout.splitlines())
+    assert any(
+        line.split()[:4] == ["verified", "1", "2", "mlp.experts"]
+        for line in result.stdout.splitlines()
+    )
     CliRunner().invoke(main, ["import", str(REPORTED_SUPER_EXPERTS_PATH)], catch_exceptions=False)
-    claims = CliRunner().invoke(main, ["lookup", "deepseek-ai/DeepSeek-V2-Lite"], catch_exceptions=False).stdout
+    claims = (
+        CliRunner()
+        .invoke(main, ["lookup", "deepseek-ai/DeepSeek-V2-Lite"], catch_exceptions=False)
+        .stdout
+    )
     assert "reported (disputed)  3      54      mlp.experts" in claims

@@ -18,8 +18,11 @@ from tests.helpers import CONTENT, SHA_A, other_database, quantization_check, sm
 def _record(sessions, model_id="org/smol", revision=SHA_A, check=None) -> None:
     with transaction(sessions) as session:
         rev = service.record_report(
-            session, model_id=model_id, revision=revision,
-            revision_kind=service.revision_kind_of(revision), report=smollm2_like_report(),
+            session,
+            model_id=model_id,
+            revision=revision,
+            revision_kind=service.revision_kind_of(revision),
+            report=smollm2_like_report(),
         )
         service.record_quantization_check(session, rev, check or quantization_check())
 

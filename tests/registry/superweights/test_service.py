@@ -30,13 +30,22 @@ def test_record_report_stores_revision_and_coordinates(db_sessions, report):
     with db_sessions() as session:
         (rev,) = service.lookup(session, MODEL)
         assert (rev.revision, rev.revision_kind, rev.architecture, rev.dtype, rev.num_layers) == (
-            SHA_A, "commit", "LlamaForCausalLM", "float32", 30
+            SHA_A,
+            "commit",
+            "LlamaForCausalLM",
+            "float32",
+            30,
         )
         assert rev.weight_files[0]["name"] == "model.safetensors"
         coords = {sw.layer: sw for sw in rev.super_weights}
         sw = coords[11]
         assert (sw.tensor, sw.index, sw.row, sw.col, sw.value, sw.state) == (
-            "model.layers.11.mlp.down_proj.weight", [507, 1229], 507, 1229, 5.876, "verified"
+            "model.layers.11.mlp.down_proj.weight",
+            [507, 1229],
+            507,
+            1229,
+            5.876,
+            "verified",
         )
         assert sw.evidence["validation"]["ablated"]["perplexity"] == 378.6
         assert sw.detector_version == "0.1.0"
@@ -105,7 +114,9 @@ def test_non_finite_evidence_is_stored_as_strict_json(db_sessions, report):
     validation["controls"]["random"]["trace"] = [float("nan"), 1.0]
     _record(db_sessions, report)
     with db_sessions() as session:
-        sw = service.get_coordinate(session, MODEL, SHA_A, "model.layers.11.mlp.down_proj.weight", [507, 1229])
+        sw = service.get_coordinate(
+            session, MODEL, SHA_A, "model.layers.11.mlp.down_proj.weight", [507, 1229]
+        )
         assert sw.evidence["validation"]["ablated"]["perplexity"] == "Infinity"
         assert sw.evidence["validation"]["controls"]["random"]["trace"] == ["NaN", 1.0]
 
@@ -125,7 +136,9 @@ def test_retract_keeps_the_row_and_survives_a_rerun(db_sessions, report):
         assert sw.retracted_at is not None
         assert sw.value == 5.876
     with transaction(db_sessions) as session, pytest.raises(InvalidInput, match="needs a reason"):
-        service.retract(session, service.get_coordinate(session, MODEL, SHA_A, tensor, [507, 1229]), " ")
+        service.retract(
+            session, service.get_coordinate(session, MODEL, SHA_A, tensor, [507, 1229]), " "
+        )
 
 
 def test_verifying_a_published_coordinate_marks_it_reproduced(db_sessions, published, report):
@@ -139,7 +152,9 @@ def test_verifying_a_published_coordinate_marks_it_reproduced(db_sessions, publi
     _record(db_sessions, report, model_id=model, revision=SHA)
     _record(db_sessions, report, model_id=model, revision=SHA)  # still listed once
     with db_sessions() as session:
-        sw = service.get_coordinate(session, model, "unknown", "model.layers.2.mlp.down_proj.weight", [3968, 7003])
+        sw = service.get_coordinate(
+            session, model, "unknown", "model.layers.2.mlp.down_proj.weight", [3968, 7003]
+        )
         assert sw.state == "published"
         assert sw.reproduced_in == [SHA]
         assert sw.citation.startswith("Yu, Wang, Shan, Reed, Wan.")
@@ -151,16 +166,33 @@ def test_database_refuses_duplicate_coordinates(db_sessions, report):
         rev = session.scalar(select(ModelRevision))
         session.add(
             SuperWeight(
-                revision_id=rev.id, tensor="model.layers.11.mlp.down_proj.weight", index=[507, 1229],
-                index_key="507,1229", layer=11, module="mlp.down_proj", row=507, col=1229,
-                state="candidate", evidence={}, reproduced_in=[],
+                revision_id=rev.id,
+                tensor="model.layers.11.mlp.down_proj.weight",
+                index=[507, 1229],
+                index_key="507,1229",
+                layer=11,
+                module="mlp.down_proj",
+                row=507,
+                col=1229,
+                state="candidate",
+                evidence={},
+                reproduced_in=[],
             )
         )
     with pytest.raises(IntegrityError), transaction(db_sessions) as session:
         rev = session.scalar(select(ModelRevision))
         session.add(
             SuperWeight(
-                revision_id=rev.id, tensor="t", index=[1, 2], index_key="1,2", layer=1, module="m",
-                row=1, col=2, state="bogus", evidence={}, reproduced_in=[],
+                revision_id=rev.id,
+                tensor="t",
+                index=[1, 2],
+                index_key="1,2",
+                layer=1,
+                module="m",
+                row=1,
+                col=2,
+                state="bogus",
+                evidence={},
+                reproduced_in=[],
             )
         )

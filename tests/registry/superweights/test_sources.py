@@ -30,25 +30,47 @@ CODE = {
     "statement": "(2, 17, 64)",
     "url": None,
 }
-LATER = {"citation": "B. Other. A later paper (2025)", "locator": "Table 8", "statement": "layer 1, [17, 64]"}
+LATER = {
+    "citation": "B. Other. A later paper (2025)",
+    "locator": "Table 8",
+    "statement": "layer 1, [17, 64]",
+}
 
 
 def _coordinate(place: dict, state: str, sources: list[dict], disputed_with=()) -> dict:
     layer = int(place["tensor"].split(".")[2])
     return {
-        **place, "layer": layer, "module": "mlp.down_proj", "row": place["index"][0],
-        "col": place["index"][1], "value": None, "dtype": None, "state": state,
-        "provenance": {"citation": sources[0]["citation"], "sources": sources,
-                       "disputed_with": list(disputed_with)},
+        **place,
+        "layer": layer,
+        "module": "mlp.down_proj",
+        "row": place["index"][0],
+        "col": place["index"][1],
+        "value": None,
+        "dtype": None,
+        "state": state,
+        "provenance": {
+            "citation": sources[0]["citation"],
+            "sources": sources,
+            "disputed_with": list(disputed_with),
+        },
     }
 
 
 def _document(*coordinates: dict) -> dict:
     return {
-        "meta": {"schema_version": 1, "generated_at": "2026-01-01T00:00:00Z",
-                 "generator": {"name": "test", "version": "1"}},
-        "models": [{"model_id": MODEL, "revision": "unknown", "revision_kind": "unknown",
-                    "super_weights": sorted(coordinates, key=lambda c: (c["tensor"], c["index"]))}],
+        "meta": {
+            "schema_version": 1,
+            "generated_at": "2026-01-01T00:00:00Z",
+            "generator": {"name": "test", "version": "1"},
+        },
+        "models": [
+            {
+                "model_id": MODEL,
+                "revision": "unknown",
+                "revision_kind": "unknown",
+                "super_weights": sorted(coordinates, key=lambda c: (c["tensor"], c["index"])),
+            }
+        ],
     }
 
 
@@ -83,7 +105,8 @@ def test_a_second_source_is_merged_not_replaced(db_sessions):
     # The later report adds its source; the paper's claim keeps the coordinate `published`.
     assert first["state"] == "published"
     assert [s["citation"] for s in first["provenance"]["sources"]] == [
-        PAPER["citation"], LATER["citation"],
+        PAPER["citation"],
+        LATER["citation"],
     ]
     assert first["provenance"]["sources"][1] == {**LATER, "url": None}
     assert first["provenance"]["citation"] == PAPER["citation"]
@@ -117,7 +140,8 @@ def test_the_api_and_the_export_show_every_source(db_url, db_sessions):
     for document in (body["revisions"][0], exported["models"][0]):
         claims = {sw["tensor"]: sw["provenance"] for sw in document["super_weights"]}
         assert [s["citation"] for s in claims[FIRST["tensor"]]["sources"]] == [
-            PAPER["citation"], LATER["citation"],
+            PAPER["citation"],
+            LATER["citation"],
         ]
         assert claims[FIRST["tensor"]]["disputed_with"] == [SECOND]
         assert [s["citation"] for s in claims[SECOND["tensor"]]["sources"]] == [CODE["citation"]]
@@ -128,8 +152,9 @@ def test_verifying_a_reported_coordinate_marks_it_reproduced(db_sessions):
     _import(db_sessions, LATER_ONLY)
     verified = report(coordinate(1, 17, 64, 3.5, "verified", ablated=400.0, baseline=10.0))
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit",
-                              report=verified)
+        service.record_report(
+            session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=verified
+        )
     claim = _coordinates(db_sessions)[FIRST["tensor"]]
     assert claim["state"] == "reported" and claim["provenance"]["reproduced_in"] == [SHA_A]
 
@@ -143,8 +168,10 @@ def test_lookup_prints_each_source_and_the_dispute(cli_env, tmp_path):
         assert result.exit_code == 0, result.output
     out = runner.invoke(main, ["lookup", MODEL]).stdout
     assert "published (disputed)" in out
-    assert (f"{FIRST['tensor']} [17, 64]: disputed, other sources place it at "
-            f"{SECOND['tensor']} [17, 64]") in out
+    assert (
+        f"{FIRST['tensor']} [17, 64]: disputed, other sources place it at "
+        f"{SECOND['tensor']} [17, 64]"
+    ) in out
     assert f"    - {PAPER['citation']}, Table 2: layer 1, [17, 64]" in out
     assert f"    - {LATER['citation']}, Table 8: layer 1, [17, 64]" in out
     assert f"    - {CODE['citation']}, analyze.py, MAP: (2, 17, 64)" in out

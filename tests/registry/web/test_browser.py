@@ -51,7 +51,9 @@ WAIT_MS = 30_000
 
 def _unavailable(reason: str) -> None:
     if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
-        pytest.fail(f"the browser is required ({REQUIRE_BROWSER_ENV}=1) but {reason}", pytrace=False)
+        pytest.fail(
+            f"the browser is required ({REQUIRE_BROWSER_ENV}=1) but {reason}", pytrace=False
+        )
     pytest.skip(f"browser tests skipped: {reason}")
 
 
@@ -94,15 +96,25 @@ def _fill(url: str, report: dict):
     with transaction(sessions) as session:
         index_service.import_document(session, index_service.load_file(PUBLISHED_INDEX_PATH))
         index_service.import_document(session, _hostile_source_index())
-        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
-        service.record_report(session, model_id=MOE_MODEL, revision=SHA_A, revision_kind="commit", report=moe_report())
+        service.record_report(
+            session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report
+        )
+        service.record_report(
+            session, model_id=MOE_MODEL, revision=SHA_A, revision_kind="commit", report=moe_report()
+        )
     with queue.write_transaction(sessions) as session:
-        job, _ = queue.enqueue(session, model_id=MODEL, revision=SHA, source=JobSource.HUB, max_attempts=3)
+        job, _ = queue.enqueue(
+            session, model_id=MODEL, revision=SHA, source=JobSource.HUB, max_attempts=3
+        )
     with queue.write_transaction(sessions) as session:
         _, lease = queue.claim(session, owner="worker-1", lease_seconds=3600)
     with queue.write_transaction(sessions) as session:
         queue.report_progress(
-            session, lease, stage="detect", done=12, total=30,
+            session,
+            lease,
+            stage="detect",
+            done=12,
+            total=30,
             timings={"fetch": 0.4, "load": 4.1, "detect": 8.2},
         )
     return engine, sessions, job.id, lease
@@ -129,7 +141,9 @@ def registry(playwright_chromium, smollm2_detect, tmp_path_factory) -> Iterator[
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
-        env=python_env(SWREG_DATABASE_URL=url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=python_env(SWREG_DATABASE_URL=url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -210,7 +224,9 @@ def _visiting(browser, base: str, viewport: dict, **context_options) -> Iterator
 def visit(playwright_chromium, registry) -> Iterator[Visit]:
     # Clipboard permissions: the model page's "copy" buttons are clicked and read back.
     with _visiting(
-        playwright_chromium, registry.base, DESKTOP,
+        playwright_chromium,
+        registry.base,
+        DESKTOP,
         permissions=["clipboard-read", "clipboard-write"],
     ) as v:
         yield v
@@ -240,7 +256,11 @@ def test_the_model_list_with_search(visit):
     visit.page.fill('input[name="q"]', "llama-2")
     visit.page.press('input[name="q"]', "Enter")
     visit.page.wait_for_url("**/?q=llama-2")
-    assert visit.page.locator("#models tbody tr").all_inner_texts()[0].startswith("meta-llama/Llama-2-13b-hf")
+    assert (
+        visit.page.locator("#models tbody tr")
+        .all_inner_texts()[0]
+        .startswith("meta-llama/Llama-2-13b-hf")
+    )
     assert visit.page.locator("#models tbody tr").count() == 2
     visit.assert_stayed_local()
 
@@ -251,7 +271,14 @@ def test_a_model_page_with_its_coordinates_evidence_and_plots(visit):
     verified = page.locator("table.coordinates tr.coordinate[data-state=verified]")
     assert verified.count() == 1
     cells = verified.locator("td").all_inner_texts()
-    assert cells[:6] == ["verified", "11", "[507, 1229]", "model.layers.11.mlp.down_proj.weight", "507", "1229"]
+    assert cells[:6] == [
+        "verified",
+        "11",
+        "[507, 1229]",
+        "model.layers.11.mlp.down_proj.weight",
+        "507",
+        "1229",
+    ]
     assert page.locator("table.coordinates tr.coordinate[data-state=rejected]").count() >= 1
     # Evidence in words and figures.
     evidence = page.locator("article.evidence").filter(has_text="[507, 1229]").first
@@ -302,8 +329,16 @@ def test_a_moe_model_page_with_experts_super_experts_and_the_heat_map(visit):
 def test_a_published_model_page_shows_its_citation(visit):
     visit.open("/models/huggyllama/llama-7b")
     row = visit.page.locator("table.coordinates tr.coordinate")
-    assert row.locator("td").all_inner_texts()[:4] == ["published", "2", "[3968, 7003]", "model.layers.2.mlp.down_proj.weight"]
-    assert "The Super Weight in Large Language Models" in visit.page.locator("ul.sources").first.inner_text()
+    assert row.locator("td").all_inner_texts()[:4] == [
+        "published",
+        "2",
+        "[3968, 7003]",
+        "model.layers.2.mlp.down_proj.weight",
+    ]
+    assert (
+        "The Super Weight in Large Language Models"
+        in visit.page.locator("ul.sources").first.inner_text()
+    )
     assert visit.page.locator("img").count() == 0  # nothing detected: no profile, no plots
     visit.assert_stayed_local()
 
@@ -311,7 +346,10 @@ def test_a_published_model_page_shows_its_citation(visit):
 def test_a_job_page_follows_the_job_live(visit, registry):
     visit.open(f"/jobs/{registry.job_id}")
     page = visit.page
-    field = lambda name: page.locator(f'[data-field="{name}"]')
+
+    def field(name: str):
+        return page.locator(f'[data-field="{name}"]')
+
     assert field("state").inner_text() == "running"
     assert field("stage").inner_text() == "detect"
     assert field("progress-text").inner_text() == "12/30"
@@ -324,7 +362,11 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     # The worker moves on; the page shows it without a reload.
     with queue.write_transaction(registry.sessions) as session:
         assert queue.report_progress(
-            session, registry.lease, stage="validate", done=20, total=30,
+            session,
+            registry.lease,
+            stage="validate",
+            done=20,
+            total=30,
             timings={"fetch": 0.4, "load": 4.1, "detect": 14.0, "validate": 13.5},
         )
     page.wait_for_function(
@@ -333,7 +375,10 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     )
     assert field("eta").inner_text() == "about 7 s"  # 10 more layers at 13.5 s for 20
     assert page.locator("#timings tbody tr td:first-child").all_inner_texts() == [
-        "fetch", "load", "detect", "validate"
+        "fetch",
+        "load",
+        "detect",
+        "validate",
     ]
     visit.shot("job", full_page=False)
 
@@ -353,8 +398,12 @@ def test_the_api_docs_render_offline(visit):
     page.wait_for_selector(".opblock-summary-path")
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert len(paths) >= 10
-    assert "/api/v1/models/{model_id}/revisions/{revision}/plots/profile.png" in [p.strip() for p in paths]
-    assert page.evaluate("() => ui.getConfigs().oauth2RedirectUrl").endswith("/api/v1/docs/oauth2-redirect")
+    assert "/api/v1/models/{model_id}/revisions/{revision}/plots/profile.png" in [
+        p.strip() for p in paths
+    ]
+    assert page.evaluate("() => ui.getConfigs().oauth2RedirectUrl").endswith(
+        "/api/v1/docs/oauth2-redirect"
+    )
     visit.shot("api-docs")
     visit.assert_stayed_local()
 
@@ -392,8 +441,15 @@ def test_a_script_source_is_text_not_a_link_and_every_page_sends_the_security_he
     page.get_by_text(HOSTILE_URL).first.click()
     assert dialogs == []
     # Every other kind of answer carries the headers too: pages, the docs, JSON, errors, PNGs.
-    for path in ("/", "/jobs", "/api/v1/docs", "/api/v1/redoc", "/api/v1/models", "/nowhere",
-                 "/static/style.css"):
+    for path in (
+        "/",
+        "/jobs",
+        "/api/v1/docs",
+        "/api/v1/redoc",
+        "/api/v1/models",
+        "/nowhere",
+        "/static/style.css",
+    ):
         answer = httpx.get(visit.base + path, timeout=10)
         for name, value in SECURITY_HEADERS.items():
             assert answer.headers[name] == value, (path, name)
@@ -420,11 +476,16 @@ def _no_sideways_scroll(visit: Visit) -> None:
     page = visit.page
     width = PHONE["width"]
     # A mobile browser widens its layout viewport to fit content wider than the screen.
-    assert page.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]") == [width, width]
+    assert page.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]") == [
+        width,
+        width,
+    ]
     # The coordinate table fits whole (it does not hide behind a scroll box either).
     boxes = [t.bounding_box() for t in page.locator("table.coordinates").all()]
     boxes += [cell.bounding_box() for cell in page.locator("table.coordinates td.index").all()]
-    assert boxes and all(b is not None and b["x"] >= 0 and b["x"] + b["width"] <= width for b in boxes), boxes
+    assert boxes and all(
+        b is not None and b["x"] >= 0 and b["x"] + b["width"] <= width for b in boxes
+    ), boxes
 
 
 def test_the_model_page_answers_first_verified_green_and_rejected_collapsed(visit):
@@ -434,7 +495,10 @@ def test_the_model_page_answers_first_verified_green_and_rejected_collapsed(visi
     # The real SmolLM2 run: layer 11's weight verified, its ratio from the ablation; the rest rejected.
     assert answer.startswith(f"revision {SHA_A[:12]}…: 1 verified: L11 [507, 1229], ×"), answer
     assert answer.endswith(" rejected")
-    assert page.locator(".answer").bounding_box()["y"] < page.locator("table.coordinates").bounding_box()["y"]
+    assert (
+        page.locator(".answer").bounding_box()["y"]
+        < page.locator("table.coordinates").bounding_box()["y"]
+    )
 
     rows = page.locator("table.coordinates tr.coordinate")
     assert rows.first.get_attribute("data-state") == "verified"
@@ -445,7 +509,10 @@ def test_the_model_page_answers_first_verified_green_and_rejected_collapsed(visi
 
     legend = page.locator("#legend")
     assert legend.is_visible()
-    assert set(legend.locator("dd").evaluate_all("ds => ds.map(d => d.dataset.state)")) == {"verified", "rejected"}
+    assert set(legend.locator("dd").evaluate_all("ds => ds.map(d => d.dataset.state)")) == {
+        "verified",
+        "rejected",
+    }
 
     # Rejected evidence collapsed: the verified card shows, each rejected one is a summary line.
     cards = page.locator("details.rejected-card")
@@ -465,7 +532,9 @@ def test_the_model_page_answers_first_verified_green_and_rejected_collapsed(visi
     python = page.locator("#snippet-python").inner_text()
     assert f'swreg.Client("{visit.base}")' in python and f'revision="{SHA_A}"' in python
     page.locator('button.copy[data-copy="snippet-python"]').click()
-    page.wait_for_function("() => document.querySelector('button.copy[data-copy=snippet-python]').textContent === 'copied'")
+    page.wait_for_function(
+        "() => document.querySelector('button.copy[data-copy=snippet-python]').textContent === 'copied'"
+    )
     assert page.evaluate("() => navigator.clipboard.readText()") == python
     assert page.locator("#snippet-http").inner_text() == (
         f"curl -s '{visit.base}/api/v1/models/{MODEL}?revision={SHA_A}'"
@@ -487,22 +556,29 @@ def test_the_olmo_page_shows_the_dispute_with_each_claim_and_source(visit):
     assert dispute.count() == 1 and dispute.is_visible()
     claims = dispute.locator("li.claim")
     assert [claims.nth(i).get_attribute("data-tensor") for i in range(2)] == [
-        "model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.down_proj.weight"
+        "model.layers.1.mlp.down_proj.weight",
+        "model.layers.2.mlp.down_proj.weight",
     ]
     layer1, layer2 = claims.nth(0), claims.nth(1)
     assert "stated by 2 sources" in layer1.inner_text()
-    assert "Table 2, the directory of super weight coordinates" in layer1.locator(".locator").first.inner_text()
+    assert (
+        "Table 2, the directory of super weight coordinates"
+        in layer1.locator(".locator").first.inner_text()
+    )
     assert "stated by 1 source" in layer2.inner_text()
     assert "(2, 1764, 8041)" in layer2.locator(".statement").inner_text()
     # The claim links to its coordinate's card, which says where else it is placed.
     layer2.locator("a").first.click()
     card = page.locator("#sw-unknown-2-1764-8041")
-    assert "other sources place this weight at model.layers.1.mlp.down_proj.weight [1764, 8041]" in (
-        card.locator(".disputed-with").inner_text()
+    assert (
+        "other sources place this weight at model.layers.1.mlp.down_proj.weight [1764, 8041]"
+        in (card.locator(".disputed-with").inner_text())
     )
     disputed_rows = page.locator("table.coordinates tr.coordinate[data-disputed=true]")
     assert disputed_rows.count() == 2
-    assert "disputed" in page.locator("#legend dd[data-state=disputed]").evaluate("d => d.dataset.state")
+    assert "disputed" in page.locator("#legend dd[data-state=disputed]").evaluate(
+        "d => d.dataset.state"
+    )
     page.evaluate("() => window.scrollTo(0, 0)")
     visit.shot("olmo-1b-desktop")
     visit.assert_stayed_local()

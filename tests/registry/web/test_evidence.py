@@ -7,7 +7,9 @@ from tests.helpers import coordinate
 
 
 def _evidence(**changes) -> dict:
-    evidence = copy.deepcopy(coordinate(11, 507, 1229, 5.876, "verified", ablated=138.7)["evidence"])
+    evidence = copy.deepcopy(
+        coordinate(11, 507, 1229, 5.876, "verified", ablated=138.7)["evidence"]
+    )
     evidence["validation"].update(changes)
     return evidence
 
@@ -15,7 +17,10 @@ def _evidence(**changes) -> dict:
 def test_the_zeroed_row_shows_the_interval_the_verdict_was_decided_on():
     evidence = _evidence()
     evidence["validation"]["ablated"]["interval"] = {
-        "low": 4.09, "high": 10.26, "confidence": 0.99, "blocks": 16,
+        "low": 4.09,
+        "high": 10.26,
+        "confidence": 0.99,
+        "blocks": 16,
     }
     rows = {row["name"]: row for row in validation_rows(evidence)}
     assert "4.09" in rows["zeroed"]["ratio"] and "10.26" in rows["zeroed"]["ratio"]

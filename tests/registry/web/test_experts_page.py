@@ -54,35 +54,65 @@ class Rows(HTMLParser):
 
 
 def _between(html: str, start: str, end: str) -> str:
-    return html[html.index(start):html.index(end, html.index(start))]
+    return html[html.index(start) : html.index(end, html.index(start))]
 
 
 @pytest.fixture
 def client(db_url, db_sessions, report):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=moe_report())
-        service.record_report(session, model_id="org/dense", revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=moe_report()
+        )
+        service.record_report(
+            session, model_id="org/dense", revision=SHA_A, revision_kind="commit", report=report
+        )
     with TestClient(create_app(db_url)) as client:
         yield client
 
 
 def test_the_coordinate_table_has_an_expert_column(client):
     html = client.get(f"/models/{MODEL}").text
-    assert '<th class="wide">col</th><th class="wide">expert</th>' in _between(html, '<table class="grid coordinates">', "</thead>")
+    assert '<th class="wide">col</th><th class="wide">expert</th>' in _between(
+        html, '<table class="grid coordinates">', "</thead>"
+    )
     rows = {tuple(row[:7]) for row in Rows(html, "coordinate").rows}
-    assert ("verified", "1", "[2, 7, 5]", "model.layers.1.mlp.experts.down_proj", "5", "7", "2") in rows
-    assert ("rejected", "3", "[5, 6]", "model.layers.3.mlp.experts.1.down_proj.weight", "5", "6", "1") in rows
+    assert (
+        "verified",
+        "1",
+        "[2, 7, 5]",
+        "model.layers.1.mlp.experts.down_proj",
+        "5",
+        "7",
+        "2",
+    ) in rows
+    assert (
+        "rejected",
+        "3",
+        "[5, 6]",
+        "model.layers.3.mlp.experts.1.down_proj.weight",
+        "5",
+        "6",
+        "1",
+    ) in rows
 
 
 def test_super_experts_are_listed_with_their_states_and_evidence(client):
     html = client.get(f"/models/{MODEL}").text
     rows = Rows(html, "super-expert").rows
-    assert [r[:4] for r in rows] == [["verified", "1", "2", "mlp.experts"], ["rejected", "3", "0", "mlp.experts"]]
+    assert [r[:4] for r in rows] == [
+        ["verified", "1", "2", "mlp.experts"],
+        ["rejected", "3", "0", "mlp.experts"],
+    ]
     assert rows[0][4] == "400.0" and rows[1][4] == "∞"
     evidence = _between(html, f'id="se-{SHA_A[:12]}-1-2"', "</article>")
     assert "pruning it multiplies perplexity by 12.38" in evidence
     runs = [row[0] for row in Rows(evidence, None).rows if row]
-    assert runs[-4:] == ["baseline", "pruned", "control: random expert 1", "control: random expert 2"]
+    assert runs[-4:] == [
+        "baseline",
+        "pruned",
+        "control: random expert 1",
+        "control: random expert 2",
+    ]
     assert "expert 0 of the layer pruned" in evidence and "expert 3 of the layer pruned" in evidence
     assert "detected and validated by swreg 0.1.0" in evidence
 
@@ -95,7 +125,9 @@ def test_the_experts_heat_map_is_a_cacheable_png(client):
     with Image.open(io.BytesIO(response.content)) as image:
         assert image.format == "PNG" and image.size == (1000, 460)
     etag = response.headers["etag"]
-    assert client.get(f"{BASE}/plots/experts.png", headers={"If-None-Match": etag}).status_code == 304
+    assert (
+        client.get(f"{BASE}/plots/experts.png", headers={"If-None-Match": etag}).status_code == 304
+    )
 
 
 def test_a_dense_revision_has_no_experts_plot_nor_section(client):

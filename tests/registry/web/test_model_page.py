@@ -56,7 +56,9 @@ def texts(html: str, css_class: str) -> list[str]:
 @pytest.fixture
 def client(db_url, db_sessions, published, report):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report
+        )
     with TestClient(create_app(db_url)) as client:
         yield client
 
@@ -77,7 +79,10 @@ def test_the_answer_comes_first_in_one_line(client):
 def test_verified_is_listed_first_with_its_ratio(client):
     html = client.get(f"/models/{SMOL}").text
     rows = Rows(html, "coordinate").rows
-    assert [r[:3] for r in rows] == [["verified", "11", "[507, 1229]"], ["rejected", "28", "[507, 678]"]]
+    assert [r[:3] for r in rows] == [
+        ["verified", "11", "[507, 1229]"],
+        ["rejected", "28", "[507, 678]"],
+    ]
     assert rows[0][7] == "×18.75" and rows[1][7] == "×1.00"
     cards = texts(html, "evidence")
     assert "[507, 1229]" in cards[0] and "[507, 678]" in cards[1]
@@ -87,8 +92,8 @@ def test_rejected_cards_are_collapsed(client):
     html = client.get(f"/models/{SMOL}").text
     collapsed = texts(html, "rejected-card")
     assert len(collapsed) == 1 and "[507, 678]" in collapsed[0]
-    assert "<details class=\"rejected-card\">" in html  # closed: no `open`
-    verified_card = html[html.index(f'id="sw-{SHA_A[:12]}-11-507-1229"') - 200:]
+    assert '<details class="rejected-card">' in html  # closed: no `open`
+    verified_card = html[html.index(f'id="sw-{SHA_A[:12]}-11-507-1229"') - 200 :]
     assert not verified_card.lstrip().startswith("<details")
 
 
@@ -97,15 +102,21 @@ def test_the_dispute_is_shown_with_each_claim_and_its_sources(client):
     disputes = texts(html, "dispute")
     assert len(disputes) == 1
     dispute = disputes[0]
-    assert ("Sources disagree on where this weight is: model.layers.1.mlp.down_proj.weight "
-            "[1764, 8041] or model.layers.2.mlp.down_proj.weight [1764, 8041]") in dispute
+    assert (
+        "Sources disagree on where this weight is: model.layers.1.mlp.down_proj.weight "
+        "[1764, 8041] or model.layers.2.mlp.down_proj.weight [1764, 8041]"
+    ) in dispute
     claims = texts(html, "claim")
     assert len(claims) == 2
     layer1, layer2 = claims
-    assert layer1.startswith("layer 1 model.layers.1.mlp.down_proj.weight [1764, 8041], stated by 2 sources")
+    assert layer1.startswith(
+        "layer 1 model.layers.1.mlp.down_proj.weight [1764, 8041], stated by 2 sources"
+    )
     assert "Table 2, the directory of super weight coordinates" in layer1
     assert "haziq-exe/SuperWeightQuantization" in layer1
-    assert layer2.startswith("layer 2 model.layers.2.mlp.down_proj.weight [1764, 8041], stated by 1 source")
+    assert layer2.startswith(
+        "layer 2 model.layers.2.mlp.down_proj.weight [1764, 8041], stated by 1 source"
+    )
     assert "analyze.py, SUPER_WEIGHTS_MAP in record_SO()" in layer2
     assert '"OLMo-1B-0724-hf": [(1, 1764, 1710), (2, 1764, 8041)]' in layer2
     # Each disputed card says where else the sources put it; the table marks it.
@@ -140,9 +151,13 @@ def test_the_index_page_lists_verified_before_rejected(client):
     assert row[3].index("verified") < row[3].index("rejected")
 
 
-def test_the_python_snippet_runs_against_the_server_it_names(db_url, db_sessions, published, report):
+def test_the_python_snippet_runs_against_the_server_it_names(
+    db_url, db_sessions, published, report
+):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=SMOL, revision=SHA_A, revision_kind="commit", report=report
+        )
     with live_server(db_url) as address:
         html = subprocess.run(
             ["curl", "-s", f"{address}/models/{OLMO}"], capture_output=True, text=True, check=True
@@ -151,11 +166,15 @@ def test_the_python_snippet_runs_against_the_server_it_names(db_url, db_sessions
 
         def code(element_id: str) -> str:
             start = html.index(f'<code id="{element_id}">') + len(f'<code id="{element_id}">')
-            return html_module.unescape(html[start:html.index("</code>", start)])
+            return html_module.unescape(html[start : html.index("</code>", start)])
 
         python, http = code("snippet-python"), code("snippet-http")
         run = subprocess.run(
-            [sys.executable, "-c", python], capture_output=True, text=True, env=python_env(), timeout=60
+            [sys.executable, "-c", python],
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            timeout=60,
         )
         assert run.returncode == 0, run.stderr
         assert run.stdout.splitlines() == [
@@ -164,5 +183,7 @@ def test_the_python_snippet_runs_against_the_server_it_names(db_url, db_sessions
             "published model.layers.2.mlp.down_proj.weight [1764, 8041]",
         ]
         assert http == f"curl -s '{address}/api/v1/models/{OLMO}?revision=unknown'"
-        fetched = subprocess.run(["sh", "-c", http], capture_output=True, text=True, check=True).stdout
+        fetched = subprocess.run(
+            ["sh", "-c", http], capture_output=True, text=True, check=True
+        ).stdout
         assert '"model_id":"allenai/OLMo-1B-0724-hf"' in fetched

@@ -20,7 +20,9 @@ SUPER_WEIGHT = {"tensor": "model.layers.11.mlp.down_proj.weight", "index": "507,
 @pytest.fixture
 def client(db_url, db_sessions, published, report):
     with transaction(db_sessions) as session:
-        service.record_report(session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report)
+        service.record_report(
+            session, model_id=MODEL, revision=SHA_A, revision_kind="commit", report=report
+        )
     with TestClient(create_app(db_url)) as client:
         yield client
 
@@ -56,9 +58,11 @@ def test_the_quantization_check_is_plotted_and_shown_on_the_model_page(client, d
     assert "Quantization check" in page and f"{BASE}/plots/quantization.png" in page
     # One row per width and block, each variant's perplexity with its ratio to full precision;
     # the destroyed model (an infinite perplexity) spelled out.
-    assert "<td>int4</td><td>64</td><td class=\"num\">–</td><td class=\"num\">189.60 (×7.403)</td>" \
-        "<td class=\"num\">64.65 (×2.524)</td>" in page
-    assert "<td>int3</td><td>row</td><td class=\"num\">–</td><td class=\"num\">∞ (×∞)</td>" in page
+    assert (
+        '<td>int4</td><td>64</td><td class="num">–</td><td class="num">189.60 (×7.403)</td>'
+        '<td class="num">64.65 (×2.524)</td>' in page
+    )
+    assert '<td>int3</td><td>row</td><td class="num">–</td><td class="num">∞ (×∞)</td>' in page
 
 
 def test_plots_carry_a_strong_etag_and_answer_304(client):
@@ -70,7 +74,9 @@ def test_plots_carry_a_strong_etag_and_answer_304(client):
     assert again.content == first.content and again.headers["etag"] == etag
     cached = client.get(f"{BASE}/plots/profile.png", headers={"If-None-Match": etag})
     assert cached.status_code == 304 and cached.content == b""
-    other = client.get(f"{BASE}/plots/ablation.png", params=SUPER_WEIGHT, headers={"If-None-Match": etag})
+    other = client.get(
+        f"{BASE}/plots/ablation.png", params=SUPER_WEIGHT, headers={"If-None-Match": etag}
+    )
     assert other.status_code == 200 and other.headers["etag"] != etag
 
 
@@ -79,7 +85,9 @@ def test_a_retraction_changes_the_plot_and_its_etag(client, db_sessions):
     with transaction(db_sessions) as session:
         sw = service.get_coordinate(session, MODEL, SHA_A, SUPER_WEIGHT["tensor"], [507, 1229])
         service.retract(session, sw, "test")
-    after = client.get(f"{BASE}/plots/profile.png", headers={"If-None-Match": before.headers["etag"]})
+    after = client.get(
+        f"{BASE}/plots/profile.png", headers={"If-None-Match": before.headers["etag"]}
+    )
     assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
 
 
@@ -94,8 +102,18 @@ def test_the_profile_is_served_as_json(client, report):
 @pytest.mark.parametrize(
     ("path", "params", "status", "message"),
     [
-        ("/api/v1/models/huggyllama/llama-7b/revisions/unknown/plots/profile.png", {}, 404, "no per-layer profile"),
-        ("/api/v1/models/huggyllama/llama-7b/revisions/unknown/profile", {}, 404, "no per-layer profile"),
+        (
+            "/api/v1/models/huggyllama/llama-7b/revisions/unknown/plots/profile.png",
+            {},
+            404,
+            "no per-layer profile",
+        ),
+        (
+            "/api/v1/models/huggyllama/llama-7b/revisions/unknown/profile",
+            {},
+            404,
+            "no per-layer profile",
+        ),
         (
             "/api/v1/models/huggyllama/llama-7b/revisions/unknown/plots/ablation.png",
             {"tensor": "model.layers.2.mlp.down_proj.weight", "index": "3968,7003"},
@@ -103,9 +121,19 @@ def test_the_profile_is_served_as_json(client, report):
             "no ablation evidence",
         ),
         (f"{BASE}/plots/ablation.png", {"tensor": "t", "index": "507,x"}, 422, "query.index"),
-        (f"{BASE}/plots/ablation.png", {"tensor": "model.layers.11.mlp.down_proj.weight", "index": "1,2"}, 404, "no coordinate"),
+        (
+            f"{BASE}/plots/ablation.png",
+            {"tensor": "model.layers.11.mlp.down_proj.weight", "index": "1,2"},
+            404,
+            "no coordinate",
+        ),
         (f"/api/v1/models/{MODEL}/revisions/main/plots/profile.png", {}, 422, "revision"),
-        (f"/api/v1/models/nobody/nothing/revisions/{SHA_A}/plots/profile.png", {}, 404, "no revision"),
+        (
+            f"/api/v1/models/nobody/nothing/revisions/{SHA_A}/plots/profile.png",
+            {},
+            404,
+            "no revision",
+        ),
     ],
 )
 def test_what_cannot_be_drawn_is_a_one_line_error(client, path, params, status, message):
@@ -116,7 +144,10 @@ def test_what_cannot_be_drawn_is_a_one_line_error(client, path, params, status, 
 
 def test_search_filters_models(client):
     found = client.get("/api/v1/models", params={"q": "LLAMA-2"}).json()
-    assert [m["model_id"] for m in found["items"]] == ["meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-7b-hf"]
+    assert [m["model_id"] for m in found["items"]] == [
+        "meta-llama/Llama-2-13b-hf",
+        "meta-llama/Llama-2-7b-hf",
+    ]
     assert found["total"] == 2
     # LIKE's wildcards are literal characters in a search.
     assert client.get("/api/v1/models", params={"q": "%"}).json()["total"] == 0

@@ -63,12 +63,16 @@ def test_compare_runs_both_approaches_measures_them_and_they_agree(with_unused_t
     figures = compare(path, "cpu", eval_tokens=1024)
     assert figures["naive"]["ok"] and figures["swreg"]["ok"], figures
     assert figures["agreement"] == {
-        "same_coordinates_and_verdicts": True, "naive_ratio_inside_swreg_interval": True,
+        "same_coordinates_and_verdicts": True,
+        "naive_ratio_inside_swreg_interval": True,
     }
     verified = [sw for sw in figures["swreg"]["super_weights"] if sw[2] == "verified"]
     assert len(verified) == 2
     assert figures["checkpoint_bytes"] >= used_file_bytes + UNUSED_TENSOR_BYTES
-    swreg_tokens, naive_tokens = figures["swreg"]["variant_tokens"], figures["naive"]["variant_tokens"]
+    swreg_tokens, naive_tokens = (
+        figures["swreg"]["variant_tokens"],
+        figures["naive"]["variant_tokens"],
+    )
     assert naive_tokens["scored"] == naive_tokens["on_whole_budget"]
     assert swreg_tokens["scored"] < swreg_tokens["on_whole_budget"]
 
@@ -92,7 +96,11 @@ def test_detection_alone_is_timed_through_the_command_line(planted_models):
 
 
 def test_the_memory_cap_stops_a_process_that_needs_more():
-    grab = [sys.executable, "-c", "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"]
+    grab = [
+        sys.executable,
+        "-c",
+        "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])",
+    ]
     with MemoryCap(200 * MIB) as cap:
         capped = subprocess.run(grab, preexec_fn=cap.preexec, capture_output=True, check=False)
         assert cap.kind in ("cgroup-v2", "cgroup-v1", "rlimit-as") and cap.label
@@ -105,11 +113,12 @@ def test_a_child_s_peak_memory_is_its_own_not_the_bench_s(tmp_path):
     child's figure must be what the child used: a child that touches 64 MiB reports about that,
     while this process holds 512 MiB more."""
     held = bytearray(512 * 2**20)
-    held[:: 4096] = b"x" * len(held[:: 4096])  # touch every page: resident
+    held[::4096] = b"x" * len(held[::4096])  # touch every page: resident
     # The child holds its memory a moment: the bench reads the peak while a child runs (a real
     # child runs for seconds; growth in its last poll interval before exiting is not seen).
     command = [
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import time; x = bytearray(64 * 2**20); x[::4096] = b'y' * len(x[::4096]); time.sleep(0.5)",
     ]
     wall, code, peak, _, _ = _timed(command, None, tmp_path / "none.json")

@@ -12,21 +12,40 @@ from workers.contract.quantization import QuantizationCheck
 from workers.sources.pinning import hash_local_weights, local_revision
 
 SUPER_WEIGHT = {
-    "tensor": "model.layers.11.mlp.down_proj.weight", "index": [507, 1229], "layer": 11,
-    "module": "mlp.down_proj", "row": 507, "col": 1229, "value": 5.875732421875,
-    "dtype": "float32", "state": "verified",
+    "tensor": "model.layers.11.mlp.down_proj.weight",
+    "index": [507, 1229],
+    "layer": 11,
+    "module": "mlp.down_proj",
+    "row": 507,
+    "col": 1229,
+    "value": 5.875732421875,
+    "dtype": "float32",
+    "state": "verified",
 }
 
 
 def _index_file(path, model_id: str, revision: str, coordinates: list[dict]):
     """An index document holding `coordinates` for one revision (as `swreg export` writes them,
     minus the optional fields)."""
-    path.write_text(json.dumps({
-        "meta": {"schema_version": 1, "generated_at": "2026-01-01T00:00:00Z",
-                 "generator": {"name": "swreg", "version": "test"}},
-        "models": [{"model_id": model_id, "revision": revision, "revision_kind": "content",
-                    "super_weights": coordinates}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "meta": {
+                    "schema_version": 1,
+                    "generated_at": "2026-01-01T00:00:00Z",
+                    "generator": {"name": "swreg", "version": "test"},
+                },
+                "models": [
+                    {
+                        "model_id": model_id,
+                        "revision": revision,
+                        "revision_kind": "content",
+                        "super_weights": coordinates,
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -43,11 +62,22 @@ def test_smollm2_keeping_the_verified_super_weight_beats_clipping_it(smollm2, tm
     # int4 in blocks of 64, every linear weight of the decoder layers: the two variants that
     # differ only in the kept weight (3 passes with the baseline: 22 s on two idle cores).
     check = _run(
-        str(smollm2), "--index", str(index), "--bits", "4", "--block", "64",
-        "--variant", "clip", "--variant", "clip_keep",
+        str(smollm2),
+        "--index",
+        str(index),
+        "--bits",
+        "4",
+        "--block",
+        "64",
+        "--variant",
+        "clip",
+        "--variant",
+        "clip_keep",
     )
     assert check.kept_from == "index"
-    assert [(k.tensor, k.index) for k in check.kept] == [(SUPER_WEIGHT["tensor"], SUPER_WEIGHT["index"])]
+    assert [(k.tensor, k.index) for k in check.kept] == [
+        (SUPER_WEIGHT["tensor"], SUPER_WEIGHT["index"])
+    ]
     assert check.weights == "all" and check.matrices == 30 * 7
     assert check.clip_rule.rms_multiple == 10.0
     results = {r.variant: r for r in check.results}
@@ -64,13 +94,27 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
     planted = planted_models("llama")
     result = CliRunner().invoke(
         main,
-        ["quantize-check", str(planted.path), "--weights", "down_proj", "--bits", "3",
-         "--block", "64", "--block", "row", "--eval-tokens", "256"],
+        [
+            "quantize-check",
+            str(planted.path),
+            "--weights",
+            "down_proj",
+            "--bits",
+            "3",
+            "--block",
+            "64",
+            "--block",
+            "row",
+            "--eval-tokens",
+            "256",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    kept = ", ".join(f"{planted.down_proj_tensor(p.layer)} [{p.row}, {p.col}]" for p in planted.plants)
+    kept = ", ".join(
+        f"{planted.down_proj_tensor(p.layer)} [{p.row}, {p.col}]" for p in planted.plants
+    )
     assert f"kept in full precision by clip_keep: {kept} (from detection)" in lines
     assert "clipping: |w| clipped at 10 x each matrix's root mean square" in lines
     header = next(i for i, line in enumerate(lines) if line.startswith("bits"))
@@ -87,7 +131,14 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
     progress = result.stderr.splitlines()
     assert "finding the super weights to keep: detection and validation" in progress
     finished = {line.rsplit(" ", 3)[0].strip() for line in progress if line.endswith(" s)")}
-    assert {"find load", "find detect", "find validate", "find score", "load", "quantize"} <= finished
+    assert {
+        "find load",
+        "find detect",
+        "find validate",
+        "find score",
+        "load",
+        "quantize",
+    } <= finished
     assert any(line.startswith("quantize 1/") for line in progress) and "\r" not in result.stderr
 
 
@@ -96,8 +147,19 @@ def test_every_result_carries_its_interval_and_goes_to_the_results_file(planted_
     which holds the ratio; `--output-path` writes the same document `--json` prints."""
     planted = planted_models("llama")
     out = tmp_path / "results.json"
-    args = [str(planted.path), "--weights", "down_proj", "--bits", "4", "--block", "64",
-            "--eval-tokens", "512", "--output-path", str(out)]
+    args = [
+        str(planted.path),
+        "--weights",
+        "down_proj",
+        "--bits",
+        "4",
+        "--block",
+        "64",
+        "--eval-tokens",
+        "512",
+        "--output-path",
+        str(out),
+    ]
     check = _run(*args)
     assert out.read_text() == check.dumps() + "\n"
     assert not list(tmp_path.glob("*.partial"))
@@ -108,13 +170,29 @@ def test_every_result_carries_its_interval_and_goes_to_the_results_file(planted_
     assert clip.interval.low > 1.0  # clipping the super weight away shows, with its interval
 
 
-def test_a_results_file_in_no_folder_is_refused_in_one_line_before_any_work(planted_models, tmp_path):
+def test_a_results_file_in_no_folder_is_refused_in_one_line_before_any_work(
+    planted_models, tmp_path
+):
     planted = planted_models("llama")
     target = tmp_path / "missing-folder" / "results.json"
     result = CliRunner().invoke(
         main,
-        ["quantize-check", str(planted.path), "--weights", "down_proj", "--bits", "4",
-         "--block", "64", "--variant", "absmax", "--eval-tokens", "256", "--output-path", str(target)],
+        [
+            "quantize-check",
+            str(planted.path),
+            "--weights",
+            "down_proj",
+            "--bits",
+            "4",
+            "--block",
+            "64",
+            "--variant",
+            "absmax",
+            "--eval-tokens",
+            "256",
+            "--output-path",
+            str(target),
+        ],
     )
     assert result.exit_code != 0
     assert result.output.strip().splitlines() == [
@@ -127,11 +205,24 @@ def test_a_source_without_the_revision_falls_back_to_detection(planted_models, t
     other = "sha256:" + "0" * 64
     index = _index_file(tmp_path / "index.json", "me/other", other, [])
     check = _run(
-        str(planted.path), "--index", str(index), "--weights", "down_proj", "--bits", "4",
-        "--block", "64", "--variant", "clip_keep", "--eval-tokens", "256",
+        str(planted.path),
+        "--index",
+        str(index),
+        "--weights",
+        "down_proj",
+        "--bits",
+        "4",
+        "--block",
+        "64",
+        "--variant",
+        "clip_keep",
+        "--eval-tokens",
+        "256",
     )
     assert check.kept_from == "detection"
-    assert {(k.layer, k.row, k.col) for k in check.kept} == {(p.layer, p.row, p.col) for p in planted.plants}
+    assert {(k.layer, k.row, k.col) for k in check.kept} == {
+        (p.layer, p.row, p.col) for p in planted.plants
+    }
     # GPT-2's Conv1D stores the down projection [in, out]: the kept index is [col, row].
     assert all(k.index == [k.col, k.row] for k in check.kept)
     (result,) = check.results

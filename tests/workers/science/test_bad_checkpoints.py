@@ -112,7 +112,9 @@ def test_shard_index_naming_a_missing_shard_is_refused(planted_copy):
 def test_cli_reports_a_refusal_as_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "registry.cli", "detect", str(tmp_path), "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert result.stdout == ""

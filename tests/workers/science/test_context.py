@@ -34,15 +34,18 @@ def test_a_sliding_window_is_no_cap():
     # A sliding window limits what one layer attends to, not how long a sequence the model takes.
     # Mistral-7B-v0.1: 4,096-token sliding window on every layer, 32k positions.
     assert _context("mistral", max_position_embeddings=32768, sliding_window=4096) == (
-        32768, "max_position_embeddings",
+        32768,
+        "max_position_embeddings",
     )
     # A Gemma-3-style config with 256 positions and a 32-token window (issue 18): 256, not 32.
     assert _context("gemma3_text", max_position_embeddings=256, sliding_window=32) == (
-        256, "max_position_embeddings",
+        256,
+        "max_position_embeddings",
     )
     # gpt-oss: a 128-token window on half its layers.
     assert _context("gpt_oss", max_position_embeddings=4096, sliding_window=128) == (
-        4096, "max_position_embeddings",
+        4096,
+        "max_position_embeddings",
     )
 
 
@@ -72,12 +75,18 @@ def short_gpt2(tmp_path_factory):
 def test_the_short_context_gpt2_runs_to_a_report(short_gpt2):
     report = analyse(short_gpt2.path, AnalysisOptions()).as_json_dict()
     evaluation = report["eval"]
-    assert (evaluation["context_tokens"], evaluation["context_source"]) == (SHORT_CONTEXT, "n_positions")
+    assert (evaluation["context_tokens"], evaluation["context_source"]) == (
+        SHORT_CONTEXT,
+        "n_positions",
+    )
     # The default 1,024 tokens, in windows the model can take.
     assert evaluation["tokens"] == DEFAULT_EVAL_TOKENS
     assert evaluation["window_tokens"] == SHORT_CONTEXT and evaluation["windows"] == 4
-    verified = {(sw["layer"], sw["row"], sw["col"]) for sw in report["super_weights"]
-                if sw["state"] == "verified"}
+    verified = {
+        (sw["layer"], sw["row"], sw["col"])
+        for sw in report["super_weights"]
+        if sw["state"] == "verified"
+    }
     assert verified == {(p.layer, p.row, p.col) for p in short_gpt2.plants}
 
 
@@ -104,7 +113,9 @@ def test_eval_tokens_is_honoured_exactly(short_gpt2):
     assert validation["baseline"]["tokens"] == 300 - 2  # one prediction fewer than tokens a window
     small = _detect(str(short_gpt2.path), "--eval-tokens", "100", "--prompt", "Hello there.")
     assert (small["eval"]["tokens"], small["eval"]["windows"], small["eval"]["window_tokens"]) == (
-        100, 1, 100,
+        100,
+        1,
+        100,
     )
 
 
@@ -112,7 +123,10 @@ def test_a_model_too_short_to_judge_is_refused_in_one_line(tmp_path):
     tiny = build_planted_model("gpt2", tmp_path / "gpt2-16", positions=16)
     result = subprocess.run(
         [sys.executable, "-m", "registry.cli", "detect", str(tiny.path), "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()

@@ -69,9 +69,10 @@ def test_every_causal_lm_type_is_analysed_or_listed(model_type, models):
         assert all(sum(e.tokens for e in p.experts) > 0 for p in report.expert_profile)
         assert found.experts == descriptor.routed_site(routed[0]).module
     else:
-        assert found.module == next(
-            descriptor.matrix_site(i) for i in descriptor.feed_forward_layers
-        ).module
+        assert (
+            found.module
+            == next(descriptor.matrix_site(i) for i in descriptor.feed_forward_layers).module
+        )
     if model_type in VALIDATED:
         assert report.eval is not None and report.validation is not None
 

@@ -60,8 +60,11 @@ def test_layer_0_super_weights_on_the_first_token_are_found_and_verified(reports
 def test_the_super_activation_is_on_the_first_token_of_every_window(reports, model_type):
     planted, report = reports(model_type)
     plant = planted.plants[0]
-    sw = next(s for s in report["super_weights"] if (s["layer"], s["row"], s["col"]) ==
-              (plant.layer, plant.row, plant.col))
+    sw = next(
+        s
+        for s in report["super_weights"]
+        if (s["layer"], s["row"], s["col"]) == (plant.layer, plant.row, plant.col)
+    )
     validation = sw["evidence"]["validation"]
     windows = validation["super_activation"]["restored"]
     assert len(windows) == report["eval"]["windows"] == 2
@@ -82,4 +85,3 @@ def test_every_window_fits_the_short_context(reports, model_type):
     assert (evaluation["context_tokens"], evaluation["context_source"]) == context
     assert evaluation["window_tokens"] == context.tokens < EVAL_TOKENS
     assert evaluation["tokens"] == EVAL_TOKENS
-

@@ -24,9 +24,13 @@ def _reports(planted_models, sequential: bool):
     def get(model_type: str):
         if model_type not in cache:
             planted = planted_models(model_type)
-            cache[model_type] = planted, analyse(
-                planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS, sequential=sequential)
-            ).as_json_dict()
+            cache[model_type] = (
+                planted,
+                analyse(
+                    planted.path,
+                    AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS, sequential=sequential),
+                ).as_json_dict(),
+            )
         return cache[model_type]
 
     return get
@@ -137,10 +141,14 @@ def test_sequential_and_exhaustive_evaluations_give_the_same_verdicts(
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "falcon", "gemma2"])
-def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustive_reports, model_type):
+def test_streamed_sweep_agrees_with_the_naive_full_model_path(
+    reports, exhaustive_reports, model_type
+):
     planted, sequential = reports(model_type)
     _, streamed = exhaustive_reports(model_type)
-    naive = analyse_naive(planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)).as_json_dict()
+    naive = analyse_naive(
+        planted.path, AnalysisOptions(eval_tokens=TINY_EVAL_TOKENS)
+    ).as_json_dict()
     assert _states(sequential) == _states(naive)
     assert [sw["index"] for sw in streamed["super_weights"]] == [
         sw["index"] for sw in naive["super_weights"]
@@ -150,7 +158,9 @@ def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustiv
         va, vb = a["evidence"]["validation"], b["evidence"]["validation"]
         for part in ("baseline", "ablated", "restored"):
             assert va[part]["perplexity"] == pytest.approx(vb[part]["perplexity"], rel=1e-4)
-        assert va["ablated"]["interval"]["low"] == pytest.approx(vb["ablated"]["interval"]["low"], rel=1e-3)
+        assert va["ablated"]["interval"]["low"] == pytest.approx(
+            vb["ablated"]["interval"]["low"], rel=1e-3
+        )
         for control in ("random", "top_k"):
             assert va["controls"][control]["perplexity"] == pytest.approx(
                 vb["controls"][control]["perplexity"], rel=1e-4
@@ -158,8 +168,14 @@ def test_streamed_sweep_agrees_with_the_naive_full_model_path(reports, exhaustiv
     # The streamed job runs the prompts as one padded batch, the naive path one by one: every
     # prompt's figures agree.
     for a, b in zip(streamed["profile"], naive["profile"], strict=True):
-        assert a["max_abs_output_per_prompt"] == pytest.approx(b["max_abs_output_per_prompt"], rel=1e-4)
-        assert (a["input_col"], a["output_row"], a["output_token"]) == (b["input_col"], b["output_row"], b["output_token"])
+        assert a["max_abs_output_per_prompt"] == pytest.approx(
+            b["max_abs_output_per_prompt"], rel=1e-4
+        )
+        assert (a["input_col"], a["output_row"], a["output_token"]) == (
+            b["input_col"],
+            b["output_row"],
+            b["output_token"],
+        )
     # Each round reads the layers it needs once.
     rounds = streamed["validation"]["rounds"]
     assert streamed["bytes_read"] <= rounds * streamed["model"]["weight_bytes"]

@@ -182,7 +182,9 @@ def test_top_k_found_block_by_block_is_the_top_k_of_the_whole_matrix():
     weight = torch.randn(700, 90, generator=torch.Generator().manual_seed(5))
     whole = torch.topk(weight.abs().reshape(-1), 25).indices
     assert largest(weight, 25) == [divmod(int(i), 90) for i in whole]
-    assert largest(weight.t(), 25) == [divmod(int(i), 700) for i in torch.topk(weight.t().abs().reshape(-1), 25).indices]
+    assert largest(weight.t(), 25) == [
+        divmod(int(i), 700) for i in torch.topk(weight.t().abs().reshape(-1), 25).indices
+    ]
 
 
 # --- the details a mutation run showed untested (docs/mutation.md) ---------------------------
@@ -247,7 +249,9 @@ def test_explain_spike_reports_each_contribution():
 D_MODEL, D_FF, TOKENS = 16, 8, 4
 
 
-def _layer(max_output: float, input_at: tuple[int, int, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _layer(
+    max_output: float, input_at: tuple[int, int, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """An ordinary layer: |Y| = 1 but one entry `max_output`; X zero but one entry."""
     outputs = torch.ones(TOKENS, D_MODEL)
     outputs[3, 2] = max_output
@@ -298,12 +302,26 @@ def test_later_layers_are_judged_against_each_prompts_earlier_layers():
     earlier = Rule.EARLIER_LAYERS
     assert found[2].observations == [
         detection.Observation(
-            prompt=0, token=1, output=-1024.0, input=128.0, contribution=-512.0, share=0.5,
-            ratio=512.0, threshold=200.0, rule=earlier,
+            prompt=0,
+            token=1,
+            output=-1024.0,
+            input=128.0,
+            contribution=-512.0,
+            share=0.5,
+            ratio=512.0,
+            threshold=200.0,
+            rule=earlier,
         ),
         detection.Observation(
-            prompt=1, token=3, output=-2048.0, input=256.0, contribution=-1024.0, share=0.5,
-            ratio=256.0, threshold=800.0, rule=earlier,
+            prompt=1,
+            token=3,
+            output=-2048.0,
+            input=256.0,
+            contribution=-1024.0,
+            share=0.5,
+            ratio=256.0,
+            threshold=800.0,
+            rule=earlier,
         ),
     ]
     assert [(o.prompt, o.contribution, o.share) for o in found[1].observations] == [
@@ -312,8 +330,15 @@ def test_later_layers_are_judged_against_each_prompts_earlier_layers():
     ]
     assert found[0].observations == [
         detection.Observation(
-            prompt=0, token=2, output=512.0, input=128.0, contribution=512.0, share=1.0,
-            ratio=256.0, threshold=200.0, rule=earlier,
+            prompt=0,
+            token=2,
+            output=512.0,
+            input=128.0,
+            contribution=512.0,
+            share=1.0,
+            ratio=256.0,
+            threshold=200.0,
+            rule=earlier,
         )
     ]
     assert found[2].threshold == 200.0  # the lower of the prompts' thresholds
@@ -373,8 +398,15 @@ def test_the_profile_holds_every_layer_as_each_prompt_saw_it():
 
 def test_an_observation_is_reported_under_the_contracts_names():
     observation = detection.Observation(
-        prompt=1, token=3, output=-2048.0, input=256.0, contribution=-1024.0, share=0.5,
-        ratio=256.0, threshold=800.0, rule=Rule.WITHIN_LAYER,
+        prompt=1,
+        token=3,
+        output=-2048.0,
+        input=256.0,
+        contribution=-1024.0,
+        share=0.5,
+        ratio=256.0,
+        threshold=800.0,
+        rule=Rule.WITHIN_LAYER,
     )
     reported = {
         "prompt": 1,

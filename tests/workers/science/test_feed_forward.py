@@ -18,8 +18,18 @@ from workers.science.feed_forward import InputForm, Layout, SiteKind
 HAND_TABLE = {
     **{
         name: ("model.layers", "mlp.down_proj", Layout.OUT_IN)
-        for name in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
-                     "olmo", "olmo2", "phi3")
+        for name in (
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "phi3",
+        )
     },
     "gpt_neox": ("gpt_neox.layers", "mlp.dense_4h_to_h", Layout.OUT_IN),
     "falcon": ("transformer.h", "mlp.dense_4h_to_h", Layout.OUT_IN),
@@ -50,8 +60,13 @@ def test_structure_finds_what_the_hand_table_said(model_type):
 
 @pytest.mark.parametrize(
     ("model_type", "form"),
-    [("llama", InputForm.GATED), ("gpt_neox", InputForm.UNGATED), ("gpt2", InputForm.UNGATED),
-     ("phi3", InputForm.FUSED_GATE_UP), ("opt", InputForm.UNGATED)],
+    [
+        ("llama", InputForm.GATED),
+        ("gpt_neox", InputForm.UNGATED),
+        ("gpt2", InputForm.UNGATED),
+        ("phi3", InputForm.FUSED_GATE_UP),
+        ("opt", InputForm.UNGATED),
+    ],
 )
 def test_the_input_form_is_read_from_the_input_projections(model_type, form):
     assert ff.discover(tiny_config(model_type)).dense_site(0).input_form is form
@@ -65,8 +80,15 @@ def test_a_fused_query_key_value_twice_the_attention_width_is_not_a_feed_forward
 
 
 def test_the_output_projection_of_a_block_whose_inner_width_is_the_hidden_size():
-    config = AutoConfig.for_model("llama", hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=260)
+    config = AutoConfig.for_model(
+        "llama",
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=260,
+    )
     site = ff.discover(config).dense_site(0)
     assert (site.module, site.input_form) == ("mlp.down_proj", InputForm.GATED)
 
@@ -76,11 +98,16 @@ class _Toy(nn.Module):
 
     def __init__(self, d: int = 8):
         super().__init__()
-        self.branch = nn.ModuleDict({"left": nn.Linear(d, 2, bias=False), "right": nn.Linear(2, d, bias=False)})
-        self.mlp = nn.ModuleDict({
-            "gate": nn.Linear(d, 32, bias=False), "up": nn.Linear(d, 32, bias=False),
-            "down": nn.Linear(32, d, bias=False),
-        })
+        self.branch = nn.ModuleDict(
+            {"left": nn.Linear(d, 2, bias=False), "right": nn.Linear(2, d, bias=False)}
+        )
+        self.mlp = nn.ModuleDict(
+            {
+                "gate": nn.Linear(d, 32, bias=False),
+                "up": nn.Linear(d, 32, bias=False),
+                "down": nn.Linear(32, d, bias=False),
+            }
+        )
 
 
 def test_the_gated_block_wins_over_a_narrow_side_branch():
@@ -101,7 +128,9 @@ def test_a_model_with_no_feed_forward_block_is_refused(model_type):
         ff.discover(tiny_config(model_type))
 
 
-@pytest.mark.parametrize(("model_type", "what"), [("bart", "an encoder-decoder"), ("bert", "an encoder")])
+@pytest.mark.parametrize(
+    ("model_type", "what"), [("bart", "an encoder-decoder"), ("bert", "an encoder")]
+)
 def test_a_model_that_is_not_decoder_only_is_refused(model_type, what):
     with pytest.raises(UnsupportedArchitecture, match=f"not decoder-only \\({what}"):
         ff.discover(tiny_config(model_type))
@@ -109,11 +138,17 @@ def test_a_model_that_is_not_decoder_only_is_refused(model_type, what):
 
 def test_fused_routed_experts_in_both_index_orders():
     mixtral = ff.discover(tiny_config("mixtral")).routed_site(0)
-    assert (mixtral.module, mixtral.parameter, mixtral.layout) == ("mlp.experts", "down_proj", Layout.EXPERTS_OUT_IN)
+    assert (mixtral.module, mixtral.parameter, mixtral.layout) == (
+        "mlp.experts",
+        "down_proj",
+        Layout.EXPERTS_OUT_IN,
+    )
     assert (mixtral.num_experts, mixtral.input_form) == (4, InputForm.FUSED_GATE_UP)
     gpt_oss = ff.discover(tiny_config("gpt_oss")).routed_site(0)
     assert (gpt_oss.layout, gpt_oss.is_transposed, gpt_oss.input_form) == (
-        Layout.EXPERTS_IN_OUT, True, InputForm.INTERLEAVED
+        Layout.EXPERTS_IN_OUT,
+        True,
+        InputForm.INTERLEAVED,
     )
 
 
@@ -125,10 +160,15 @@ def test_a_shared_expert_and_dense_first_layers():
     assert found.routed_layers == [1]
 
 
-@pytest.mark.parametrize(("model_type", "call"), [
-    ("mixtral", "routed"), ("gpt_oss", "routed"), ("llama4_text", "dense"),
-    ("jetmoe", "(inputs, expert_size)"),
-])
+@pytest.mark.parametrize(
+    ("model_type", "call"),
+    [
+        ("mixtral", "routed"),
+        ("gpt_oss", "routed"),
+        ("llama4_text", "dense"),
+        ("jetmoe", "(inputs, expert_size)"),
+    ],
+)
 def test_each_experts_calling_convention_is_recorded_and_accepted(model_type, call):
     found = ff.discover(tiny_config(model_type))
     assert found.routed_site(found.routed_layers[0]).call == call

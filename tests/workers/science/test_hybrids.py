@@ -13,7 +13,14 @@ from workers.science.streaming import LayerStreamer
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HYBRIDS = (
-    "qwen3_5_text", "falcon_h1", "lfm2", "bamba", "zamba", "zamba2", "nemotron_h", "recurrent_gemma",
+    "qwen3_5_text",
+    "falcon_h1",
+    "lfm2",
+    "bamba",
+    "zamba",
+    "zamba2",
+    "nemotron_h",
+    "recurrent_gemma",
     "xlstm",
 )
 SAME_LOGITS = 1e-4

@@ -63,7 +63,12 @@ def test_the_super_weight_inside_the_super_expert_is_found_and_verified(family, 
     verified = [c for c in report.super_weights if c.state == "verified"]
     assert len(verified) == 1
     weight = verified[0]
-    assert (weight.layer, weight.expert, weight.row, weight.col) == (p.layer, p.super_expert, p.row, p.col)
+    assert (weight.layer, weight.expert, weight.row, weight.col) == (
+        p.layer,
+        p.super_expert,
+        p.row,
+        p.col,
+    )
     # Named as the checkpoint stores it: the tensor and index hold the planted value.
     assert _stored_value(p.path, weight.tensor, weight.index) == pytest.approx(p.value)
     if p.family.layout == "per_expert":
@@ -78,7 +83,9 @@ def test_the_super_weight_inside_the_super_expert_is_found_and_verified(family, 
 
 
 @pytest.mark.parametrize("family", sorted(MOE_FAMILIES))
-def test_the_super_expert_is_verified_by_pruning_against_random_routed_experts(family, planted, reports):
+def test_the_super_expert_is_verified_by_pruning_against_random_routed_experts(
+    family, planted, reports
+):
     p, report = planted(family), reports(family)
     assert [(e.layer, e.expert) for e in report.super_experts] == [(p.layer, p.super_expert)]
     expert = report.super_experts[0]
@@ -179,8 +186,9 @@ def test_per_expert_tensors_are_streamed_into_the_models_fused_parameters(plante
     try:
         layer = streamer.load_layer(p.layer)
         for name, tensor in layer.named_parameters():
-            torch.testing.assert_close(tensor, loaded.get_parameter(f"model.layers.{p.layer}.{name}"),
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                tensor, loaded.get_parameter(f"model.layers.{p.layer}.{name}"), rtol=0, atol=0
+            )
         assert any(n.endswith(".experts.gate_up_proj") for n in streamer.converted)
         assert any(n.endswith(".experts.down_proj") for n in streamer.stacked)
     finally:

@@ -83,8 +83,12 @@ def test_clip_rules():
     # The 0.75 quantile of the 8 magnitudes is the 6th smallest: 1.
     assert clip_threshold(weight, ClipRule.at_quantile(0.75)) == 1.0
     assert clip_threshold(weight, ClipRule.at_quantile(1.0)) == 30.0
-    for bad in ({"rms_multiple": None, "quantile": None}, {"rms_multiple": 3.0, "quantile": 0.5},
-                {"rms_multiple": -1.0, "quantile": None}, {"rms_multiple": None, "quantile": 0.0}):
+    for bad in (
+        {"rms_multiple": None, "quantile": None},
+        {"rms_multiple": 3.0, "quantile": 0.5},
+        {"rms_multiple": -1.0, "quantile": None},
+        {"rms_multiple": None, "quantile": 0.0},
+    ):
         with pytest.raises(ValueError):
             ClipRule(**bad)
 
@@ -136,15 +140,22 @@ def _kept_plants(planted, model_type: str) -> list[KeptWeight]:
     module = open_checkpoint(planted.path).feed_forward.dense_site(0).module
     return [
         KeptWeight(
-            tensor=planted.down_proj_tensor(p.layer), index=list(planted.stored_index(p)),
-            layer=p.layer, module=module, row=p.row, col=p.col, value=p.value,
+            tensor=planted.down_proj_tensor(p.layer),
+            index=list(planted.stored_index(p)),
+            layer=p.layer,
+            module=module,
+            row=p.row,
+            col=p.col,
+            value=p.value,
         )
         for p in planted.plants
     ]
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
-def test_keeping_the_planted_super_weights_undoes_the_damage_of_clipping(planted_models, model_type):
+def test_keeping_the_planted_super_weights_undoes_the_damage_of_clipping(
+    planted_models, model_type
+):
     planted = planted_models(model_type)
     keep = _kept_plants(planted, model_type)
     check = quantize_check(planted.path, ToKeep(keep, "given"), PLANTED_OPTIONS)
@@ -206,7 +217,9 @@ def _full_model_perplexity(model_dir, setting: Setting, keep, options: QuantizeO
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
-def test_the_streamed_sweep_scores_what_the_whole_quantized_model_scores(planted_models, model_type):
+def test_the_streamed_sweep_scores_what_the_whole_quantized_model_scores(
+    planted_models, model_type
+):
     """One streamed pass carrying every setting gives each setting the perplexity of the whole
     model quantized the same way (every linear weight, GPT-2's Conv1D included)."""
     planted = planted_models(model_type)

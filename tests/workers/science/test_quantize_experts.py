@@ -17,14 +17,26 @@ from workers.science.pipeline.quantize import (
 )
 from workers.science.quantization import ClipRule, Setting, Variant, clip_threshold, quantize_rtn
 
-SMALL = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-         "num_key_value_heads": 1, "vocab_size": 64, "head_dim": 8}
+SMALL = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 64,
+    "head_dim": 8,
+}
 EXPERTS, EXPERT, ROW, COL = 4, 2, 5, 3
 # Far outside the bulk of its matrix (the clipping rule clips beyond 10 x the RMS).
 SUPER_WEIGHT = 25.0
 BITS, BLOCK = 3, 8
 CONFIGS = {
-    "qwen3_moe": (Qwen3MoeConfig(**SMALL, moe_intermediate_size=8, num_experts=EXPERTS, num_experts_per_tok=2), False),
+    "qwen3_moe": (
+        Qwen3MoeConfig(
+            **SMALL, moe_intermediate_size=8, num_experts=EXPERTS, num_experts_per_tok=2
+        ),
+        False,
+    ),
     "gpt_oss": (GptOssConfig(**SMALL, num_local_experts=EXPERTS, num_experts_per_tok=2), True),
 }
 
@@ -60,7 +72,9 @@ def test_each_expert_is_quantized_on_its_own_and_the_super_weight_is_kept(model_
     down = matrices["mlp.experts.down_proj"]
     original = down.out_in().detach().clone()
     rule = ClipRule()
-    variants = LayerVariants(list(matrices.values()), {("mlp.experts.down_proj", EXPERT): [(ROW, COL)]}, rule)
+    variants = LayerVariants(
+        list(matrices.values()), {("mlp.experts.down_proj", EXPERT): [(ROW, COL)]}, rule
+    )
 
     variants.apply(Setting(BITS, BLOCK, Variant.CLIP_KEEP))
     kept = down.out_in().detach().clone()
@@ -80,6 +94,13 @@ def test_each_expert_is_quantized_on_its_own_and_the_super_weight_is_kept(model_
 
 
 def test_a_kept_weight_names_its_expert():
-    weight = KeptWeight(tensor="model.layers.1.mlp.experts.2.down_proj.weight", index=[ROW, COL], layer=1,
-                        module="mlp.experts.down_proj", row=ROW, col=COL, expert=EXPERT)
+    weight = KeptWeight(
+        tensor="model.layers.1.mlp.experts.2.down_proj.weight",
+        index=[ROW, COL],
+        layer=1,
+        module="mlp.experts.down_proj",
+        row=ROW,
+        col=COL,
+        expert=EXPERT,
+    )
     assert KeptWeight.model_validate(weight.as_json_dict()).expert == EXPERT

@@ -21,8 +21,16 @@ def _states(report) -> dict:
 @pytest.fixture(scope="module")
 def decoy_model(tmp_path_factory):
     return build_synthetic_llama(
-        tmp_path_factory.mktemp("decoy"), hidden_size=256, intermediate_size=512, num_layers=6,
-        num_heads=4, num_kv_heads=2, vocab_size=320, dtype=torch.bfloat16, plant=PLANT, decoy=DECOY,
+        tmp_path_factory.mktemp("decoy"),
+        hidden_size=256,
+        intermediate_size=512,
+        num_layers=6,
+        num_heads=4,
+        num_kv_heads=2,
+        vocab_size=320,
+        dtype=torch.bfloat16,
+        plant=PLANT,
+        decoy=DECOY,
     )
 
 

@@ -22,7 +22,9 @@ LATE_SPIKE = ("model.layers.28.mlp.down_proj.weight", [507, 678])
 def _detect(smollm2, *flags: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "registry.cli", "detect", str(smollm2), "--json", *flags],
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -34,7 +36,9 @@ def report(smollm2_detect):
 
 
 def _find(report, tensor, index):
-    matches = [sw for sw in report["super_weights"] if (sw["tensor"], sw["index"]) == (tensor, index)]
+    matches = [
+        sw for sw in report["super_weights"] if (sw["tensor"], sw["index"]) == (tensor, index)
+    ]
     assert len(matches) == 1, [(sw["tensor"], sw["index"]) for sw in report["super_weights"]]
     return matches[0]
 
@@ -63,7 +67,9 @@ def test_layer_28_spike_is_rejected(report):
 
 
 def test_only_the_layer_11_weight_is_verified(report):
-    verified = [(sw["tensor"], sw["index"]) for sw in report["super_weights"] if sw["state"] == "verified"]
+    verified = [
+        (sw["tensor"], sw["index"]) for sw in report["super_weights"] if sw["state"] == "verified"
+    ]
     assert verified == [SUPER_WEIGHT]
 
 
@@ -94,7 +100,11 @@ def test_layer_0_does_not_spike(report):
 def test_profile_shows_the_spikes(report):
     profile = {p["layer"]: p for p in report["profile"]}
     assert len(profile) == 30
-    assert profile[11]["spike"] and profile[11]["output_row"] == 507 and profile[11]["input_col"] == 1229
+    assert (
+        profile[11]["spike"]
+        and profile[11]["output_row"] == 507
+        and profile[11]["input_col"] == 1229
+    )
     assert profile[28]["spike"]
     assert profile[11]["max_abs_output"] > 100 * profile[5]["max_abs_output"]
 
@@ -112,7 +122,9 @@ def test_profile_has_every_prompt(report):
 
 
 # "validate pass 2 13/30 (~4 s left)", "score 5/5 (13.3 s)": stage, pass, count, seconds.
-STAGE_LINE = re.compile(r"^(\w+)(?: pass (\d+))?\s+(\d+)/(\d+)(?: \((?:([\d.]+) s|~\d+ s left)\))?$")
+STAGE_LINE = re.compile(
+    r"^(\w+)(?: pass (\d+))?\s+(\d+)/(\d+)(?: \((?:([\d.]+) s|~\d+ s left)\))?$"
+)
 
 
 def test_detect_names_its_stages_in_order(smollm2_detect):
@@ -125,18 +137,22 @@ def test_detect_names_its_stages_in_order(smollm2_detect):
     assert stages[0] == "load" and stages[-1] == "score"
     firsts = sorted({s: stages.index(s) for s in set(stages)}.items(), key=lambda kv: kv[1])
     assert [s for s, _ in firsts] == ["load", "detect", "validate", "score"]
-    finished = {(stage, n or "1"): f"{done}/{total}" for stage, n, done, total, seconds in lines if seconds}
+    finished = {
+        (stage, n or "1"): f"{done}/{total}" for stage, n, done, total, seconds in lines if seconds
+    }
     assert finished[("detect", "1")] == finished[("validate", "1")] == "30/30"
     assert finished[("load", "1")] == "4/4"
     # Within a pass a count only grows; a later pass is labelled, never the first sent back.
     last: dict = {}
-    for stage, n, done, total, _ in lines:
+    for stage, n, done, _total, _ in lines:
         key = (stage, n or "1")
         assert int(done) >= last.get(key, 0), (key, done)
         last[key] = int(done)
     # Scoring reports its real work: its lines' seconds add up to most of the time the report
     # gives it (the rest is the judge's bookkeeping between passes).
-    scored = sum(float(seconds) for stage, _, _, _, seconds in lines if stage == "score" and seconds)
+    scored = sum(
+        float(seconds) for stage, _, _, _, seconds in lines if stage == "score" and seconds
+    )
     assert scored >= 0.5 * smollm2_detect.report["timings"]["score"] > 0
     assert "\r" not in smollm2_detect.stderr  # no progress bars in a log
 

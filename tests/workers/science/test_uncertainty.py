@@ -40,7 +40,11 @@ def borderline(tmp_path_factory, text_ids):
 def test_a_borderline_weight_is_neither_verified_nor_rejected(borderline, sequential):
     report = analyse(borderline.path, AnalysisOptions(sequential=sequential))
     plant = borderline.plants[0]
-    (sw,) = [sw for sw in report.super_weights if (sw.layer, sw.row, sw.col) == (plant.layer, plant.row, plant.col)]
+    (sw,) = [
+        sw
+        for sw in report.super_weights
+        if (sw.layer, sw.row, sw.col) == (plant.layer, plant.row, plant.col)
+    ]
     validation = sw.evidence.validation
     assert sw.state == "candidate"
     assert "straddles x2.0" in validation.verdict.reason
@@ -63,7 +67,9 @@ def test_the_interval_covers_the_ratio_at_least_as_often_as_stated(borderline, t
     def nll() -> list[torch.Tensor]:
         with torch.no_grad():
             return [
-                torch.nn.functional.cross_entropy(model(input_ids=w).logits[0, :-1], w[0, 1:], reduction="none")
+                torch.nn.functional.cross_entropy(
+                    model(input_ids=w).logits[0, :-1], w[0, 1:], reduction="none"
+                )
                 for w in windows
             ]
 
@@ -76,7 +82,9 @@ def test_the_interval_covers_the_ratio_at_least_as_often_as_stated(borderline, t
     generator = torch.Generator().manual_seed(2411)
     misses, informative = 0, 0
     for _ in range(RESAMPLES):
-        sample = [population[i] for i in torch.randperm(len(population), generator=generator)[:4].tolist()]
+        sample = [
+            population[i] for i in torch.randperm(len(population), generator=generator)[:4].tolist()
+        ]
         intervals = [interval(sample[:n], len(looks)) for n in looks]
         misses += any(not (i.low <= truth <= i.high) for i in intervals)
         informative += intervals[-1].low > 0  # it sees that the weight matters at all

@@ -65,7 +65,7 @@ def test_a_shard_index_naming_anything_outside_gets_one_answer(tmp_path, outside
         folder = make_checkpoint(tmp_path / "models" / what.replace(" ", "-"))
         index = {"weight_map": {"w": name, "v": "model.safetensors"}}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-        message = _refusal(lambda: call(folder))
+        message = _refusal(lambda folder=folder: call(folder))
         messages.add(message.replace(str(folder), "<folder>"))
     assert messages == {f"<folder>: {OUTSIDE_THE_CHECKPOINT}"}
 
@@ -78,7 +78,7 @@ def test_a_weight_file_linking_outside_gets_the_same_answer_whether_its_target_e
         folder = make_checkpoint(tmp_path / what.replace(" ", "-"), weights=False)
         (folder / "model.safetensors").symlink_to(outside[what])
         for call in (pinning.hash_local_weights, lambda d: local.fetch_local(d, max_bytes=10**9)):
-            message = _refusal(lambda: call(folder))
+            message = _refusal(lambda call=call, folder=folder: call(folder))
             messages.add(message.replace(str(folder), "<folder>"))
     assert messages == {f"<folder>: {OUTSIDE_THE_CHECKPOINT}"}
 

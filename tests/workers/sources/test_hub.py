@@ -301,9 +301,7 @@ def test_a_gated_repository_asks_for_a_token(tmp_path, fake_hub):
     )
 
 
-def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(
-    tmp_path, fake_hub, monkeypatch
-):
+def test_a_fetch_into_a_given_cache_folder_keeps_everything_there(tmp_path, fake_hub, monkeypatch):
     from huggingface_hub import constants
 
     model = _sharded_checkpoint(tmp_path / "m")
@@ -352,9 +350,7 @@ def test_a_pickle_refusal_names_the_repository_and_commit(tmp_path, fake_hub):
         hub.fetch_hub(REPO, sha, max_bytes=10**9)
 
 
-def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(
-    request, tmp_path
-):
+def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(request, tmp_path):
     hf_cache = request.getfixturevalue("hf_cache")
     with pytest.raises(HubRefused) as caught:
         hub.fetch_hub("acme/unknown", "b" * 40, max_bytes=10**9)

@@ -224,8 +224,7 @@ def test_an_unreachable_hub_says_so_and_names_the_revision(hub_down):
     with pytest.raises(HubUnavailable) as caught:
         pinning.resolve_revision(REPO, "v1")
     assert str(caught.value) == (
-        f"{REPO}@v1 cannot be resolved: the Hub is unreachable and it is not in the local Hub "
-        "cache"
+        f"{REPO}@v1 cannot be resolved: the Hub is unreachable and it is not in the local Hub cache"
     )
 
 
@@ -250,9 +249,7 @@ def test_a_name_written_as_a_path_is_a_local_folder(tmp_path, monkeypatch, writt
     assert "~" not in str(found)  # the home folder is expanded
 
 
-def test_a_path_object_and_the_dot_folders_are_local_whatever_their_spelling(
-    tmp_path, monkeypatch
-):
+def test_a_path_object_and_the_dot_folders_are_local_whatever_their_spelling(tmp_path, monkeypatch):
     (tmp_path / "inner").mkdir()
     monkeypatch.chdir(tmp_path / "inner")
     assert pinning.local_folder(".") == Path(".")
@@ -262,8 +259,7 @@ def test_a_path_object_and_the_dot_folders_are_local_whatever_their_spelling(
     with pytest.raises(InvalidInput) as caught:
         pinning.local_folder(Path("missing"))
     assert str(caught.value) == (
-        "no such folder: missing (a local model is a folder; a Hub model is written "
-        "namespace/name)"
+        "no such folder: missing (a local model is a folder; a Hub model is written namespace/name)"
     )
 
 

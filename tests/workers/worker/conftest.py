@@ -28,7 +28,9 @@ def planted_two_layers(tmp_path_factory) -> Path:
     """A two-layer planted Llama: the quickest real job, for the outage and Hub tests."""
     from workers.fixtures.planted import build_planted_model
 
-    return build_planted_model("llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2).path
+    return build_planted_model(
+        "llama", tmp_path_factory.mktemp("planted") / "llama", num_layers=2
+    ).path
 
 
 @pytest.fixture

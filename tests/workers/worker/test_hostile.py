@@ -191,7 +191,9 @@ def test_an_analysis_over_the_memory_limit_fails_for_good_and_the_worker_lives_o
     small = Worker(
         sessions,
         WorkerConfig(
-            once=True, validate=False, lease_seconds=120,
+            once=True,
+            validate=False,
+            lease_seconds=120,
             memory_limit_bytes=baseline + HEADROOM_BYTES,
         ),
         name=NAME,
@@ -201,9 +203,9 @@ def test_an_analysis_over_the_memory_limit_fails_for_good_and_the_worker_lives_o
     with sessions() as session:
         job = session.get(Job, job_id)
         assert (job.state, job.attempts) == (JobState.FAILED, 1), job.last_error
-    assert job.last_error.startswith(
-        "the analysis needs more memory than the worker's limit of"
-    ), job.last_error
+    assert job.last_error.startswith("the analysis needs more memory than the worker's limit of"), (
+        job.last_error
+    )
     print(f"over the limit: {job.last_error}")
     # The same worker process takes the next job, with room enough.
     again = service.submit(sessions, str(planted), model_id="local/fits").job.id
@@ -235,6 +237,9 @@ def test_an_allocation_past_the_limit_fails_in_the_child_and_its_peak_stays_unde
     assert 0 < refused.value.peak_bytes < limit
     print(f"1 GiB past a limit of {limit / 1e6:.0f} MB: {refused.value}")
     # With room enough, the same allocation succeeds.
-    assert isolation.run_isolated(
-        _allocate_a_gigabyte, limit=baseline + 2 * 1024**3, progress=lambda *a: None
-    ).value == 2**28
+    assert (
+        isolation.run_isolated(
+            _allocate_a_gigabyte, limit=baseline + 2 * 1024**3, progress=lambda *a: None
+        ).value
+        == 2**28
+    )

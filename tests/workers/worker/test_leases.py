@@ -25,7 +25,6 @@ LEASE_SECONDS = 2.0
 BEAT_SECONDS = LEASE_SECONDS / HEARTBEATS_PER_LEASE
 
 
-
 def _job(sessions, job_id: int) -> Job:
     with sessions() as session:
         return session.get(Job, job_id)
@@ -41,7 +40,9 @@ def _result_rows(sessions) -> tuple[int, int]:
 
 def test_heartbeats_keep_a_job_that_outlasts_its_lease(db_sessions, planted):
     job_id = service.submit(db_sessions, str(planted), model_id="local/slow").job.id
-    worker = Worker(db_sessions, WorkerConfig(once=True, lease_seconds=LEASE_SECONDS, validate=False))
+    worker = Worker(
+        db_sessions, WorkerConfig(once=True, lease_seconds=LEASE_SECONDS, validate=False)
+    )
     fetch = worker._fetch
     stall_seconds = 2.5 * LEASE_SECONDS
 
@@ -62,7 +63,9 @@ def test_a_worker_whose_lease_was_taken_over_gives_up_and_writes_nothing(
     db_sessions, planted, caplog
 ):
     job_id = service.submit(db_sessions, str(planted), model_id="local/taken").job.id
-    worker = Worker(db_sessions, WorkerConfig(once=True, lease_seconds=LEASE_SECONDS, validate=False))
+    worker = Worker(
+        db_sessions, WorkerConfig(once=True, lease_seconds=LEASE_SECONDS, validate=False)
+    )
     fetch = worker._fetch
     taken_over: dict[str, object] = {}
 

@@ -241,7 +241,6 @@ def test_a_schema_out_of_date_is_no_outage(tmp_path):
 # --- one job to each of its ends -------------------------------------------------------------
 
 
-
 def _claim(worker: Worker):
     with write_transaction(worker.factory) as session:
         claimed = queue.claim(session, owner=worker.name, lease_seconds=60)

@@ -131,9 +131,7 @@ def test_a_failure_found_after_the_lease_was_lost_writes_nothing(worker, session
 # --- handing a job back ----------------------------------------------------------------------
 
 
-def test_a_job_interrupted_by_an_outage_is_handed_back_for_later(
-    worker, sessions, claimed, log
-):
+def test_a_job_interrupted_by_an_outage_is_handed_back_for_later(worker, sessions, claimed, log):
     job, lease = claimed()
     assert worker._postpone(job, lease, _hub_outage(), lambda: 60.0) == JobState.QUEUED
     row = _job(sessions, job.id)
@@ -182,9 +180,7 @@ def test_a_stopping_worker_hands_its_job_back_at_once(worker, sessions, claimed,
     assert worker_messages(log) == [f"job {job.id}: handed back to the queue"]
 
 
-def test_a_stopping_worker_whose_lease_was_lost_hands_nothing_back(
-    worker, sessions, claimed, log
-):
+def test_a_stopping_worker_whose_lease_was_lost_hands_nothing_back(worker, sessions, claimed, log):
     job, lease = claimed()
     take_over(sessions)
     worker._release(lease)

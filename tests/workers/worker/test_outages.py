@@ -29,7 +29,6 @@ from workers.worker.loop import Worker, WorkerConfig
 LOCK_SECONDS = 3.0
 
 
-
 @pytest.fixture
 def short_statements(monkeypatch):
     """Statements give up after half a second (lock waits included), as a blip needs."""
@@ -155,7 +154,9 @@ def test_a_worker_started_without_its_database_waits_for_it(tmp_path, planted_tw
         engine = make_engine(staging_url)
         try:
             staging_sessions = make_sessionmaker(engine)
-            job_id = service.submit(staging_sessions, str(planted_two_layers), model_id="local/late").job.id
+            job_id = service.submit(
+                staging_sessions, str(planted_two_layers), model_id="local/late"
+            ).job.id
         finally:
             engine.dispose()
         blocker.unlink()

@@ -33,9 +33,12 @@ def _log_progress_writes(engine) -> None:
 
 def _written(engine) -> list[tuple[str, int, int, str]]:
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(
-            text("SELECT stage, done, total, state FROM progress_log ORDER BY id")
-        )]
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text("SELECT stage, done, total, state FROM progress_log ORDER BY id")
+            )
+        ]
 
 
 def _assert_monotonic(writes) -> None:
@@ -54,7 +57,11 @@ def test_a_running_job_reports_every_stage_in_order(sqlite_sessions, tmp_path):
 
     revision = local_revision(hash_local_weights(model.path))
     (job_id,) = add_jobs(
-        sessions, 1, prefix="me/tiny", revision=revision, source=JobSource.LOCAL,
+        sessions,
+        1,
+        prefix="me/tiny",
+        revision=revision,
+        source=JobSource.LOCAL,
         local_path=str(model.path),
     )
     # Every report written (no interval): the log then holds the whole run.
@@ -88,21 +95,36 @@ def test_stages_reported_side_by_side_never_move_the_job_back(sqlite_sessions):
     with write_transaction(sessions) as session:
         _, lease = queue.claim(session, owner="w", lease_seconds=60)
     clock = iter(range(100)).__next__
-    writer = ProgressWriter(sessions, lease, lambda: False, interval=10.0, clock=lambda: float(clock()))
+    writer = ProgressWriter(
+        sessions, lease, lambda: False, interval=10.0, clock=lambda: float(clock())
+    )
     # The streamed sweep: detect and validate alternate layer by layer; older counts arrive late.
     for stage, done, total in [
-        ("load", 0, 4), ("load", 4, 4),
-        ("detect", 0, 3), ("validate", 0, 3), ("detect", 1, 3), ("validate", 1, 3),
-        ("detect", 2, 3), ("validate", 2, 3), ("detect", 3, 3), ("validate", 3, 3),
-        ("score", 0, 5), ("score", 5, 5),
+        ("load", 0, 4),
+        ("load", 4, 4),
+        ("detect", 0, 3),
+        ("validate", 0, 3),
+        ("detect", 1, 3),
+        ("validate", 1, 3),
+        ("detect", 2, 3),
+        ("validate", 2, 3),
+        ("detect", 3, 3),
+        ("validate", 3, 3),
+        ("score", 0, 5),
+        ("score", 5, 5),
     ]:
         writer(stage, done, total)
     writes = _written(engine)
     _assert_monotonic(writes)
     # A new stage and a finished stage are written at once; within the interval nothing else.
     assert [w[:3] for w in writes] == [
-        ("load", 0, 4), ("load", 4, 4), ("detect", 0, 3), ("validate", 0, 3),
-        ("validate", 3, 3), ("score", 0, 5), ("score", 5, 5),
+        ("load", 0, 4),
+        ("load", 4, 4),
+        ("detect", 0, 3),
+        ("validate", 0, 3),
+        ("validate", 3, 3),
+        ("score", 0, 5),
+        ("score", 5, 5),
     ]
     # The seconds of each stage so far, side-by-side stages both counted.
     with sessions() as session:

@@ -32,7 +32,6 @@ EXIT_TIMEOUT_S = 120
 JOBS = 3
 
 
-
 class RunningWorker:
     """One `python -m workers.worker` process with its log in a file."""
 

@@ -24,7 +24,6 @@ SIZE_CAP_BYTES = 1_600_000
 WORKER_TIMEOUT_S = 300
 
 
-
 @pytest.fixture(scope="module")
 def planted_large(tmp_path_factory) -> Path:
     return build_planted_model(
@@ -126,13 +125,13 @@ def test_a_worker_process_downloads_from_the_hub_only_what_it_reads(
     duplicates = {"pytorch_model.bin": b"p" * 300_000, "model.Q4_0.gguf": b"g" * 200_000}
     fake_hub.add_repo("acme/good", planted_two_layers, extra_files=duplicates)
     fake_hub.add_repo("acme/too-big", planted_large)
-    fake_hub.add_repo("acme/pickle-only", _variant(planted_two_layers, tmp_path / "pickle", pickle_only=True))
+    fake_hub.add_repo(
+        "acme/pickle-only", _variant(planted_two_layers, tmp_path / "pickle", pickle_only=True)
+    )
     # Submission pins each revision by asking the same Hub.
     jobs = {repo: service.submit(sessions, repo).job.id for repo in sorted(fake_hub.repos)}
 
-    env = python_env(
-        SWREG_DATABASE_URL=sqlite_url, SWREG_MAX_CHECKPOINT_BYTES=str(SIZE_CAP_BYTES)
-    )
+    env = python_env(SWREG_DATABASE_URL=sqlite_url, SWREG_MAX_CHECKPOINT_BYTES=str(SIZE_CAP_BYTES))
     run = subprocess.run(
         [*WORKER_CMD, "--once"],
         env=env,

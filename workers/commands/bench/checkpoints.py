@@ -73,11 +73,17 @@ def synthetic_checkpoint(shape: SyntheticShape, plant: bool = True, decoy: bool 
         num_kv_heads=shape.kv_heads,
         vocab_size=shape.vocab,
         dtype=getattr(torch, shape.dtype),
-        plant=Plant(layer=PLANT_LAYER, row=shape.hidden // 3, col=shape.d_ff // 5, value=4.0) if plant else None,
+        plant=Plant(layer=PLANT_LAYER, row=shape.hidden // 3, col=shape.d_ff // 5, value=4.0)
+        if plant
+        else None,
         decoy=Decoy(
-            layer=DECOY_LAYER, col=shape.d_ff // 7,
-            rows=tuple(shape.hidden // 2 + 3 * i for i in range(DECOY_ROWS)), value=DECOY_VALUE,
-        ) if decoy else None,
+            layer=DECOY_LAYER,
+            col=shape.d_ff // 7,
+            rows=tuple(shape.hidden // 2 + 3 * i for i in range(DECOY_ROWS)),
+            value=DECOY_VALUE,
+        )
+        if decoy
+        else None,
     )
     partial.rename(target)
     return target
@@ -88,7 +94,9 @@ def synthetic_checkpoint(shape: SyntheticShape, plant: bool = True, decoy: bool 
 # 302 MB of experts per layer. Every token takes the same experts (the construction points every
 # hidden state along one massive dimension), so most experts are read and never multiplied.
 MOE_FAMILY = "qwen3_moe"
-MOE_SIZE_FIELDS = dict(hidden=1024, heads=16, kv_heads=4, expert_inner=768, num_experts=32, top_k=4, num_layers=10)
+MOE_SIZE_FIELDS = dict(
+    hidden=1024, heads=16, kv_heads=4, expert_inner=768, num_experts=32, top_k=4, num_layers=10
+)
 
 
 def synthetic_moe_checkpoint() -> Path:
@@ -97,9 +105,13 @@ def synthetic_moe_checkpoint() -> Path:
     from workers.fixtures.planted_moe import MoeSize, build_planted_moe
 
     size = MoeSize(**MOE_SIZE_FIELDS)
-    target = cache_root() / "bench" / (
-        f"synthetic-moe-{MOE_FAMILY}-{size.hidden}x{size.expert_inner}x{size.num_experts}e{size.top_k}"
-        f"x{size.num_layers}"
+    target = (
+        cache_root()
+        / "bench"
+        / (
+            f"synthetic-moe-{MOE_FAMILY}-{size.hidden}x{size.expert_inner}x{size.num_experts}e{size.top_k}"
+            f"x{size.num_layers}"
+        )
     )
     if (target / "config.json").is_file():
         return target
@@ -123,7 +135,9 @@ def layer_bytes(model_dir: Path) -> int:
     return max(sizes.values(), default=0)
 
 
-def expected_verdicts(shape: SyntheticShape, plant: bool, decoy: bool) -> dict[tuple[int, int, int], str]:
+def expected_verdicts(
+    shape: SyntheticShape, plant: bool, decoy: bool
+) -> dict[tuple[int, int, int], str]:
     """(layer, row, col) -> the verdict the construction implies."""
     expected = {}
     if plant:

@@ -39,8 +39,9 @@ class ChildRun:
         return self.result["report"]
 
 
-
-def _timed(command: list[str], cap: "MemoryCap | None", out: Path, stdout_json: bool = False) -> tuple[float, int, int, dict | None, str]:
+def _timed(
+    command: list[str], cap: "MemoryCap | None", out: Path, stdout_json: bool = False
+) -> tuple[float, int, int, dict | None, str]:
     """Run a command to its end: wall seconds, exit status, peak resident bytes, the JSON it
     wrote, and the end of its stderr.
 
@@ -75,15 +76,28 @@ def _timed(command: list[str], cap: "MemoryCap | None", out: Path, stdout_json: 
 
 
 def run_approach(
-    approach: str, model_dir: Path, device: str, eval_tokens: int, cap: MemoryCap | None = None,
+    approach: str,
+    model_dir: Path,
+    device: str,
+    eval_tokens: int,
+    cap: MemoryCap | None = None,
     validate: bool = True,
 ) -> ChildRun:
     """Run one approach in a fresh process and time it from start to exit."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         command = [
-            sys.executable, "-m", CHILD_MODULE, approach, str(model_dir),
-            "--device", device, "--eval-tokens", str(eval_tokens), "--out", str(out),
+            sys.executable,
+            "-m",
+            CHILD_MODULE,
+            approach,
+            str(model_dir),
+            "--device",
+            device,
+            "--eval-tokens",
+            str(eval_tokens),
+            "--out",
+            str(out),
             *([] if validate else ["--no-validate"]),
         ]
         wall, code, peak, result, tail = _timed(command, cap, out)
@@ -93,21 +107,32 @@ def run_approach(
 def run_detect_command(model_dir: Path, device: str) -> ChildRun:
     """`swreg detect MODEL --no-validate --json`, as a user runs it."""
     command = [
-        sys.executable, "-m", "registry.cli", "detect", str(model_dir), "--no-validate", "--json",
-        "--device", device,
+        sys.executable,
+        "-m",
+        "registry.cli",
+        "detect",
+        str(model_dir),
+        "--no-validate",
+        "--json",
+        "--device",
+        device,
     ]
     wall, code, peak, result, tail = _timed(command, None, Path("/nonexistent"), stdout_json=True)
     return ChildRun("swreg detect", wall, code, result, peak, tail)
 
 
-def _child(approach: str, model_dir: str, device: str, eval_tokens: int, out: str, validate: bool) -> None:
+def _child(
+    approach: str, model_dir: str, device: str, eval_tokens: int, out: str, validate: bool
+) -> None:
     """Entry point of a timed child process."""
     import torch
 
     from workers.science.pipeline.steps import AnalysisOptions
 
     options = AnalysisOptions(
-        device=device, eval_tokens=eval_tokens, validate=validate,
+        device=device,
+        eval_tokens=eval_tokens,
+        validate=validate,
         sequential=approach != "swreg-exhaustive",
     )
     if approach == "naive":
@@ -151,5 +176,6 @@ def main() -> None:
     if args.approach == "fetch":
         _fetch_child(args.model, args.revision, args.cache, args.out)
     else:
-        _child(args.approach, args.model, args.device, args.eval_tokens, args.out, not args.no_validate)
-
+        _child(
+            args.approach, args.model, args.device, args.eval_tokens, args.out, not args.no_validate
+        )

@@ -33,22 +33,53 @@ from workers.science.evaluation_defaults import DEFAULT_EVAL_TOKENS
 
 @click.command()
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--smollm2/--no-smollm2", default=True, show_default=True, help="Bench the real SmolLM2-135M.")
-@click.option("--synthetic", type=click.Choice([s for s in SHAPES if s != "1.5b"] + ["none"]), default=None,
-              help="Synthetic checkpoint shape (default: cpu on the CPU, 7b on CUDA).")
-@click.option("--detection/--no-detection", default=True, show_default=True,
-              help="Also time detection alone against the naive one-pass detection.")
-@click.option("--memory-cap-gib", type=float, default=None,
-              help="Memory cap for the capped run on the synthetic checkpoint "
-              "(default: half the checkpoint; 0: skip).")
-@click.option("--large/--no-large", default=True, show_default=True,
-              help="Judge the 1.5B-parameter synthetic checkpoints (with and without a plant).")
-@click.option("--moe/--no-moe", default=True, show_default=True,
-              help="Bench a 3 GB synthetic mixture of experts (Qwen3-MoE-shaped, 32 experts).")
-@click.option("--eval-tokens", type=int, default=DEFAULT_EVAL_TOKENS, show_default=True,
-              help="Evaluation tokens (at most) for every checkpoint.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure here.")
-def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, moe, eval_tokens, json_out) -> None:
+@click.option(
+    "--smollm2/--no-smollm2", default=True, show_default=True, help="Bench the real SmolLM2-135M."
+)
+@click.option(
+    "--synthetic",
+    type=click.Choice([s for s in SHAPES if s != "1.5b"] + ["none"]),
+    default=None,
+    help="Synthetic checkpoint shape (default: cpu on the CPU, 7b on CUDA).",
+)
+@click.option(
+    "--detection/--no-detection",
+    default=True,
+    show_default=True,
+    help="Also time detection alone against the naive one-pass detection.",
+)
+@click.option(
+    "--memory-cap-gib",
+    type=float,
+    default=None,
+    help="Memory cap for the capped run on the synthetic checkpoint "
+    "(default: half the checkpoint; 0: skip).",
+)
+@click.option(
+    "--large/--no-large",
+    default=True,
+    show_default=True,
+    help="Judge the 1.5B-parameter synthetic checkpoints (with and without a plant).",
+)
+@click.option(
+    "--moe/--no-moe",
+    default=True,
+    show_default=True,
+    help="Bench a 3 GB synthetic mixture of experts (Qwen3-MoE-shaped, 32 experts).",
+)
+@click.option(
+    "--eval-tokens",
+    type=int,
+    default=DEFAULT_EVAL_TOKENS,
+    show_default=True,
+    help="Evaluation tokens (at most) for every checkpoint.",
+)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure here."
+)
+def bench(
+    device, smollm2, synthetic, detection, memory_cap_gib, large, moe, eval_tokens, json_out
+) -> None:
     """Time swreg's job against the naive approach and print the figures.
 
     \b
@@ -71,7 +102,8 @@ def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, moe, eva
         figures["fetch"] = fetch_ratio(path)
         fetch = figures["fetch"]
         click.echo(
-            f"\nfetch: {fetch['fetched_bytes'] / MIB:,.0f} MiB of a {fetch['repo_bytes'] / MIB:,.0f} MiB "
+            f"\nfetch: {fetch['fetched_bytes'] / MIB:,.0f} MiB of a "
+            f"{fetch['repo_bytes'] / MIB:,.0f} MiB "
             f"repo (.safetensors + .bin + .gguf): {fetch['fetched_over_repo']:.3f}"
         )
     shape_name = synthetic or ("7b" if device == "cuda" else "cpu")
@@ -96,19 +128,27 @@ def bench(device, smollm2, synthetic, detection, memory_cap_gib, large, moe, eva
                 r = capped[name]
                 state = "completed" if r["ok"] else f"failed (exit {r['returncode']})"
                 click.echo(
-                    f"  {name:<10} {state}, {r['wall_s']:.1f} s, peak host {fmt_bytes(r['peak_host_bytes'])}, "
-                    f"cgroup peak (with page cache) {fmt_bytes(r['cgroup_peak_bytes'])}, {r['super_weights']}"
+                    f"  {name:<10} {state}, {r['wall_s']:.1f} s, peak host "
+                    f"{fmt_bytes(r['peak_host_bytes'])}, "
+                    f"cgroup peak (with page cache) {fmt_bytes(r['cgroup_peak_bytes'])}, "
+                    f"{r['super_weights']}"
                 )
     if moe:
         path = synthetic_moe_checkpoint()
         figures["synthetic_moe"] = compare(path, device, eval_tokens)
         figures["synthetic_moe"]["layer_bytes"] = layer_bytes(path)
         print_comparison("synthetic mixture of experts", figures["synthetic_moe"])
-        click.echo(f"  largest decoder layer as stored: {fmt_bytes(figures['synthetic_moe']['layer_bytes'])}")
+        click.echo(
+            "  largest decoder layer as stored: "
+            f"{fmt_bytes(figures['synthetic_moe']['layer_bytes'])}"
+        )
     if large and device == "cpu":
         shape = SHAPES["1.5b"]
         figures["large"] = judge_large(shape, device, eval_tokens)
-        click.echo(f"\n== 1.5B parameters ({shape.hidden} x {shape.d_ff} x {shape.layers}, vocab {shape.vocab}), swreg alone ==")
+        click.echo(
+            f"\n== 1.5B parameters ({shape.hidden} x {shape.d_ff} x {shape.layers}, vocab "
+            f"{shape.vocab}), swreg alone =="
+        )
         click.echo(HEADER)
         for name, r in figures["large"].items():
             click.echo(table_row(name, r))

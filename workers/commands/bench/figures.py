@@ -48,7 +48,9 @@ def _expert_verdicts(report: dict) -> list[tuple]:
 def agreement(swreg: dict, naive: dict) -> dict:
     """Do the two reports name the same coordinates with the same verdicts, and does the naive
     (exhaustive) ablation ratio of each lie inside swreg's interval?"""
-    same = _verdicts(swreg) == _verdicts(naive) and _expert_verdicts(swreg) == _expert_verdicts(naive)
+    same = _verdicts(swreg) == _verdicts(naive) and _expert_verdicts(swreg) == _expert_verdicts(
+        naive
+    )
     inside = True
     # strict=False: reports that disagree may name different numbers of weights (`same` says so)
     pairs = zip(_report(swreg).super_weights, _report(naive).super_weights, strict=False)
@@ -132,9 +134,14 @@ def compare_detection(model_dir: Path, device: str, repeats: int = DETECTION_REP
     naive = sorted((p[0] for p in pairs), key=lambda r: r.wall_seconds)[len(pairs) // 2]
     swreg = sorted((p[1] for p in pairs), key=lambda r: r.wall_seconds)[len(pairs) // 2]
     figures = {
-        "checkpoint": str(model_dir), "repeats": repeats,
-        "naive": _figures(naive), "swreg": _figures(swreg),
-        "wall_s_all": {"naive": [p[0].wall_seconds for p in pairs], "swreg": [p[1].wall_seconds for p in pairs]},
+        "checkpoint": str(model_dir),
+        "repeats": repeats,
+        "naive": _figures(naive),
+        "swreg": _figures(swreg),
+        "wall_s_all": {
+            "naive": [p[0].wall_seconds for p in pairs],
+            "swreg": [p[1].wall_seconds for p in pairs],
+        },
     }
     if all(n.ok and s.ok for n, s in pairs):
         figures["swreg_over_naive"] = _median([s.wall_seconds / n.wall_seconds for n, s in pairs])
@@ -201,8 +208,20 @@ def fetch_ratio(model_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fetch.json"
         subprocess.run(
-            [sys.executable, "-m", CHILD_MODULE, "fetch", FETCH_REPO, "--revision", sha,
-             "--cache", str(cache), "--out", str(out)],
-            check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            [
+                sys.executable,
+                "-m",
+                CHILD_MODULE,
+                "fetch",
+                FETCH_REPO,
+                "--revision",
+                sha,
+                "--cache",
+                str(cache),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         return json.loads(out.read_text())

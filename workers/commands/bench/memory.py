@@ -58,10 +58,14 @@ class MemoryCap:
 
     def __enter__(self) -> "MemoryCap":
         limit = str(self.limit)
-        if _cgroup_v2_memory() and self._make(CGROUP_ROOT, {"memory.max": limit, "memory.swap.max": "0"}):
+        if _cgroup_v2_memory() and self._make(
+            CGROUP_ROOT, {"memory.max": limit, "memory.swap.max": "0"}
+        ):
             self.kind = "cgroup-v2"
         # Swap counted too where the kernel accounts it, so the cap cannot be dodged by swapping.
-        elif self._make(CGROUP_V1_MEMORY, {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}):
+        elif self._make(
+            CGROUP_V1_MEMORY, {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}
+        ):
             self.kind = "cgroup-v1"
         else:
             self.kind = "rlimit-as"

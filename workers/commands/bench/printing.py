@@ -19,7 +19,8 @@ def table_row(name: str, r: dict) -> str:
     result = r["super_weights"] if r["ok"] else f"FAILED {r['error']}"
     return (
         f"{name:<14} {r['wall_s']:>8.1f} {fmt_bytes(r['peak_host_bytes']):>12} "
-        f"{fmt_bytes(r['peak_gpu_bytes']):>10} {fmt_bytes(r['bytes_read']):>12}  {_tokens(r):<25}  {result}"
+        f"{fmt_bytes(r['peak_gpu_bytes']):>10} {fmt_bytes(r['bytes_read']):>12}  {_tokens(r):<25} "
+        f" {result}"
     )
 
 
@@ -40,15 +41,22 @@ def print_comparison(title: str, f: dict) -> None:
         click.echo(table_row(name, f[name]))
     if "swreg_over_naive" in f:
         click.echo(
-            f"swreg / naive: wall {f['swreg_over_naive']:.2f}, peak {f['peak_swreg_over_naive']:.2f}; "
+            f"swreg / naive: wall {f['swreg_over_naive']:.2f}, peak "
+            f"{f['peak_swreg_over_naive']:.2f}; "
             f"swreg / read once cold = {f['swreg_over_read_cold']:.2f}; agreement {f['agreement']}"
         )
 
 
 def print_detection(f: dict) -> None:
     click.echo(f"detection alone (no validation; median of {f['repeats']} paired runs):")
-    click.echo(f"  {'naive':<22} {f['naive']['wall_s']:>7.1f} s  peak {fmt_bytes(f['naive']['peak_host_bytes'])}")
-    click.echo(f"  {'swreg detect (CLI)':<22} {f['swreg']['wall_s']:>7.1f} s  peak {fmt_bytes(f['swreg']['peak_host_bytes'])}")
+    click.echo(
+        f"  {'naive':<22} {f['naive']['wall_s']:>7.1f} s  peak "
+        f"{fmt_bytes(f['naive']['peak_host_bytes'])}"
+    )
+    click.echo(
+        f"  {'swreg detect (CLI)':<22} {f['swreg']['wall_s']:>7.1f} s  peak "
+        f"{fmt_bytes(f['swreg']['peak_host_bytes'])}"
+    )
     if "swreg_over_naive" in f:
         click.echo(
             f"  swreg / naive (median of the paired ratios): wall {f['swreg_over_naive']:.2f}, "
@@ -61,21 +69,46 @@ def print_summary(figures: dict) -> None:
     rows = []
 
     def add(label: str, value: float | None, target: str) -> None:
-        rows.append(f"  {label:<52} {'-' if value is None else f'{value:.2f}':>6}   target {target}")
+        rows.append(
+            f"  {label:<52} {'-' if value is None else f'{value:.2f}':>6}   target {target}"
+        )
 
-    for key, title in (("smollm2", "SmolLM2"), ("synthetic", "synthetic"), ("synthetic_moe", "synthetic MoE")):
+    for key, title in (
+        ("smollm2", "SmolLM2"),
+        ("synthetic", "synthetic"),
+        ("synthetic_moe", "synthetic MoE"),
+    ):
         if key in figures:
             target = "<= 0.25" if key == "smollm2" else "<= 0.5"
-            add(f"{title}: whole job, swreg / naive (wall)", figures[key].get("swreg_over_naive"), target)
-            add(f"{title}: whole job, swreg / naive (peak)", figures[key].get("peak_swreg_over_naive"),
-                "<= 0.5" if key == "smollm2" else "-")
+            add(
+                f"{title}: whole job, swreg / naive (wall)",
+                figures[key].get("swreg_over_naive"),
+                target,
+            )
+            add(
+                f"{title}: whole job, swreg / naive (peak)",
+                figures[key].get("peak_swreg_over_naive"),
+                "<= 0.5" if key == "smollm2" else "-",
+            )
         if f"{key}_detection" in figures:
             f = figures[f"{key}_detection"]
-            add(f"{title}: detection alone, swreg / naive (wall)", f.get("swreg_over_naive"), "<= 1.0")
-            add(f"{title}: detection alone, swreg / naive (peak)", f.get("peak_swreg_over_naive"), "<= 0.5")
+            add(
+                f"{title}: detection alone, swreg / naive (wall)",
+                f.get("swreg_over_naive"),
+                "<= 1.0",
+            )
+            add(
+                f"{title}: detection alone, swreg / naive (peak)",
+                f.get("peak_swreg_over_naive"),
+                "<= 0.5",
+            )
     for name, r in figures.get("large", {}).items():
-        add(f"1.5B {name.replace('_', ' ')}: minutes (verdicts as built: {r['verdicts_as_constructed']})",
-            r["wall_s"] / 60, "<= 10")
+        add(
+            f"1.5B {name.replace('_', ' ')}: minutes (verdicts as built: "
+            f"{r['verdicts_as_constructed']})",
+            r["wall_s"] / 60,
+            "<= 10",
+        )
     if rows:
         click.echo("\nsummary:")
         for row in rows:

@@ -47,8 +47,10 @@ class LayerSites:
         matrix, routed = feed_forward.matrix_site(layer), feed_forward.routed_site(layer)
         return cls(
             layer,
-            matrix, module.get_submodule(matrix.module) if matrix is not None else None,
-            routed, module.get_submodule(routed.module) if routed is not None else None,
+            matrix,
+            module.get_submodule(matrix.module) if matrix is not None else None,
+            routed,
+            module.get_submodule(routed.module) if routed is not None else None,
             module.get_submodule(routed.module.rpartition(".")[0]) if routed is not None else None,
         )
 
@@ -62,12 +64,16 @@ class LayerSites:
         return self.matrix.out_in(getattr(self.matrix_module, self.matrix.parameter))
 
     def expert_weight(self, expert: int) -> torch.Tensor:
-        assert self.routed is not None and self.experts_module is not None, f"layer {self.layer}: no experts"
+        assert self.routed is not None and self.experts_module is not None, (
+            f"layer {self.layer}: no experts"
+        )
         return expert_matrix(self.experts_module, self.routed, expert)
 
     def for_plan(self, routed: bool) -> tuple[ProjectionSite, nn.Module]:
         """The site and module a variant changes: the routed experts', or the dense one's."""
-        site, module = (self.routed, self.experts_module) if routed else (self.matrix, self.matrix_module)
+        site, module = (
+            (self.routed, self.experts_module) if routed else (self.matrix, self.matrix_module)
+        )
         assert site is not None and module is not None, f"layer {self.layer} has no such projection"
         return site, module
 
@@ -115,7 +121,9 @@ class LayerFindings:
         return bool(self.dense or self.routed or self.super_experts)
 
 
-def _split_by_prompt(calls: list[ExpertCall], sequence: int, lengths: list[int]) -> list[dict[int, ExpertActivity]]:
+def _split_by_prompt(
+    calls: list[ExpertCall], sequence: int, lengths: list[int]
+) -> list[dict[int, ExpertActivity]]:
     """Per prompt of a right-padded batch ([prompts, `sequence`] flattened), each expert's rows
     of that prompt's real tokens (padding never counts)."""
     out: list[dict[int, ExpertActivity]] = [{} for _ in lengths]
@@ -125,13 +133,20 @@ def _split_by_prompt(calls: list[ExpertCall], sequence: int, lengths: list[int])
             rows = torch.nonzero((prompt == i) & (position < length)).view(-1)
             if rows.numel():
                 out[i][call.expert] = summarize_expert(
-                    call.expert, call.inputs[rows], call.outputs[rows], position[rows], call.weights[rows]
+                    call.expert,
+                    call.inputs[rows],
+                    call.outputs[rows],
+                    position[rows],
+                    call.weights[rows],
                 )
     return out
 
 
 def observe(
-    state: DetectionState, sites: LayerSites, recorders: LayerRecorders, shape: tuple[int, int],
+    state: DetectionState,
+    sites: LayerSites,
+    recorders: LayerRecorders,
+    shape: tuple[int, int],
     lengths: list[int],
 ) -> LayerFindings:
     """Detection's reading of one layer from what its recorders kept: `shape` is the prompts'
@@ -141,7 +156,9 @@ def observe(
     shared = None
     if recorders.dense is not None:
         # [B, T, features], whatever shape the architecture gives its projection (OPT: [B*T, ...]).
-        assert recorders.dense.inputs is not None and recorders.dense.outputs is not None  # kept inputs
+        assert (
+            recorders.dense.inputs is not None and recorders.dense.outputs is not None
+        )  # kept inputs
         inputs = recorders.dense.inputs.reshape(*shape, -1)
         outputs = recorders.dense.outputs.reshape(*shape, -1)
         shared = [summarize(inputs[i, :n], outputs[i, :n]) for i, n in enumerate(lengths)]
@@ -151,7 +168,10 @@ def observe(
         return found
     experts = _split_by_prompt(recorders.experts.calls, shape[1], lengths)
     dense, routed = state.observe_experts(
-        layer, experts, sites.expert_weight, shared,
+        layer,
+        experts,
+        sites.expert_weight,
+        shared,
         sites.matrix_weight() if shared is not None else None,
     )
     found.dense = dense
@@ -170,7 +190,9 @@ def plan(judge: Judge, sites: LayerSites, found: LayerFindings) -> list[VariantR
     if found.dense:
         runs += judge.plan_layer(sites.layer, found.dense, sites.matrix_weight())
     for expert, candidates in sorted(found.routed.items()):
-        runs += judge.plan_layer(sites.layer, candidates, sites.expert_weight(expert), expert=expert)
+        runs += judge.plan_layer(
+            sites.layer, candidates, sites.expert_weight(expert), expert=expert
+        )
     if found.super_experts:
         runs += judge.plan_experts(sites.layer, found.super_experts, found.routed_experts)
     return runs

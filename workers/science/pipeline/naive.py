@@ -81,15 +81,22 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     recorded: dict[int, list[LayerRecorders]] = {layer: [] for layer in sites}
     for prompt_ids in job.prompt_ids:
         with ExitStack() as stack:
-            recorders = {layer: stack.enter_context(recording_layer(s)) for layer, s in sites.items()}
+            recorders = {
+                layer: stack.enter_context(recording_layer(s)) for layer, s in sites.items()
+            }
             model(input_ids=prompt_ids.to(device), use_cache=False)
         for layer, recorder in recorders.items():
             recorded[layer].append(recorder)
     state = DetectionState(len(job.prompts))
     lengths = [int(p.numel()) for p in job.prompt_ids]
     findings = {
-        layer: observe(state, sites[layer], _one_batch(recorded[layer], max(lengths)),
-                       (len(lengths), max(lengths)), lengths)
+        layer: observe(
+            state,
+            sites[layer],
+            _one_batch(recorded[layer], max(lengths)),
+            (len(lengths), max(lengths)),
+            lengths,
+        )
         for layer in sites
     }
     started = job.clock.add("detect", started)
@@ -98,7 +105,9 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
     if judge is not None:
         windows = [w.to(device) for w in job.windows]
         stop_ids = stop_word_ids(job.tokenizer)
-        watched = {(layer, path): m for layer, s in sites.items() for path, m in s.modules().items()}
+        watched = {
+            (layer, path): m for layer, s in sites.items() for path, m in s.modules().items()
+        }
         output_recorders = {key: OutputRecorder(m) for key, m in watched.items()}
         rows, own, outputs = [], [], []
         for window in windows:
@@ -128,9 +137,14 @@ def analyse_naive(model_dir: Path | str, options: AnalysisOptions | None = None)
         job.clock.add("validate", started)
     layout = stored_layout(model, job.checkpoint.tensor_file, str(job.checkpoint.path))
     return job.report(
-        state, judge, baseline,
-        tensor_names=layout.renamed, device=str(device), bytes_read=read_bytes_so_far() - read_before,
-        rounds=rounds, expert_tensors={p: s.expert_names for p, s in layout.stacked.items()},
+        state,
+        judge,
+        baseline,
+        tensor_names=layout.renamed,
+        device=str(device),
+        bytes_read=read_bytes_so_far() - read_before,
+        rounds=rounds,
+        expert_tensors={p: s.expert_names for p, s in layout.stacked.items()},
     )
 
 
@@ -151,10 +165,13 @@ def _one_batch(per_prompt: list[LayerRecorders], longest: int) -> LayerRecorders
     if per_prompt[0].experts is not None:
         calls = [
             replace(call, tokens=call.tokens + i * longest)
-            for i, r in enumerate(per_prompt) for call in cast(ExpertRecorder, r.experts).calls
+            for i, r in enumerate(per_prompt)
+            for call in cast(ExpertRecorder, r.experts).calls
         ]
         experts = SimpleNamespace(calls=calls)
-    return LayerRecorders(dense=cast(OutputRecorder | None, dense), experts=cast(ExpertRecorder | None, experts))
+    return LayerRecorders(
+        dense=cast(OutputRecorder | None, dense), experts=cast(ExpertRecorder | None, experts)
+    )
 
 
 def _padded(values: torch.Tensor | None, tokens: int) -> torch.Tensor:

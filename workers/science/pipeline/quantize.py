@@ -152,11 +152,15 @@ class LayerVariants:
     """A decoder layer's matrices with their original values, and the quantized copies that one
     setting puts in their place."""
 
-    def __init__(self, matrices: list[Matrix], keep: dict[KeepKey, list[tuple[int, int]]], rule: ClipRule):
+    def __init__(
+        self, matrices: list[Matrix], keep: dict[KeepKey, list[tuple[int, int]]], rule: ClipRule
+    ):
         self.matrices = matrices
         self.keep = keep
         # Contiguous copies: a transposed view ([in, out] storage) cannot be cut into blocks.
-        self.originals = [m.out_in().detach().clone(memory_format=torch.contiguous_format) for m in matrices]
+        self.originals = [
+            m.out_in().detach().clone(memory_format=torch.contiguous_format) for m in matrices
+        ]
         # One threshold per matrix (per expert in a fused tensor), shared by every clipping setting.
         self.thresholds = [
             [clip_threshold(e, rule) for e in w] if m.experts else clip_threshold(w, rule)
@@ -171,7 +175,11 @@ class LayerVariants:
             with torch.no_grad():
                 if not matrix.experts:
                     assert isinstance(threshold, float)  # one per matrix
-                    target.copy_(quantized(original, setting, self.keep.get((matrix.module, None), []), threshold))
+                    target.copy_(
+                        quantized(
+                            original, setting, self.keep.get((matrix.module, None), []), threshold
+                        )
+                    )
                     continue
                 assert isinstance(threshold, list)  # one per expert
                 for expert, (weights, limit) in enumerate(zip(original, threshold, strict=True)):
@@ -201,9 +209,9 @@ class QuantizationSweep:
         self.options = options
         self.keep: dict[int, dict[KeepKey, list[tuple[int, int]]]] = {}
         for weight in keep:
-            self.keep.setdefault(weight.layer, {}).setdefault((weight.module, weight.expert), []).append(
-                (weight.row, weight.col)
-            )
+            self.keep.setdefault(weight.layer, {}).setdefault(
+                (weight.module, weight.expert), []
+            ).append((weight.row, weight.col))
         self.baseline_hidden = [c.embeddings for c in windows]
         self.hidden = {s.name: [c.embeddings for c in windows] for s in settings}
         self.matrices = 0
@@ -221,7 +229,9 @@ class QuantizationSweep:
             self.matrices += sum(m.count for m in matrices)
             variants = LayerVariants(matrices, self.keep.get(layer, {}), self.options.clip_rule)
             for w, capture in enumerate(self.windows):
-                self.baseline_hidden[w] = streamer.run_layer(layer, self.baseline_hidden[w], capture)
+                self.baseline_hidden[w] = streamer.run_layer(
+                    layer, self.baseline_hidden[w], capture
+                )
             for setting in self.settings:
                 variants.apply(setting)
                 hidden = self.hidden[setting.name]
@@ -301,7 +311,9 @@ def quantize_check(
         method=METHOD,
         weights=options.weights,
         matrices=sweep.matrices,
-        clip_rule=ClipRuleInfo(**options.clip_rule.as_dict(), description=options.clip_rule.describe()),
+        clip_rule=ClipRuleInfo(
+            **options.clip_rule.as_dict(), description=options.clip_rule.describe()
+        ),
         kept=kept.weights,
         kept_from=kept.source,
         eval=EvalInfo(

@@ -95,7 +95,9 @@ def text_prefix(tokenizer) -> list[int]:
     return []
 
 
-def fit_prompts(tokenizer, prompts: list[str], context: ModelContext) -> tuple[list[str], list[torch.Tensor]]:
+def fit_prompts(
+    tokenizer, prompts: list[str], context: ModelContext
+) -> tuple[list[str], list[torch.Tensor]]:
     """Each prompt as the model runs it: tokenized, and cut to the model's context. A prompt that
     was cut is recorded as the text of the tokens that ran."""
     texts, ids = [], []

@@ -80,8 +80,10 @@ def _activation_bytes_per_token(config, tokens: int, element_bytes: int) -> int:
     text = config.get_text_config()
     hidden = getattr(text, "hidden_size", None) or text.n_embd
     d_ff = (
-        getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None)
-        or getattr(text, "n_inner", None) or 4 * hidden
+        getattr(text, "intermediate_size", None)
+        or getattr(text, "ffn_dim", None)
+        or getattr(text, "n_inner", None)
+        or 4 * hidden
     )
     heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", None) or 1
     return element_bytes * (3 * d_ff + 4 * hidden + heads * tokens)
@@ -178,7 +180,9 @@ class Sweep:
 
     # ---- one layer -------------------------------------------------------------------------
 
-    def _detect(self, sites: LayerSites, hidden: torch.Tensor) -> tuple[torch.Tensor, LayerFindings]:
+    def _detect(
+        self, sites: LayerSites, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, LayerFindings]:
         """The prompts, one right-padded batch, pass the layer; each is summarised on its own
         tokens (a causal model's real tokens never see the padding after them)."""
         layer = sites.layer
@@ -187,7 +191,9 @@ class Sweep:
         with recording_layer(sites) as recorders:
             hidden = self.streamer.run_layer(layer, hidden, self.prompts)
         batch, tokens = self.prompts.input_ids.shape
-        return hidden, observe(self.state, sites, recorders, (int(batch), int(tokens)), self.lengths)
+        return hidden, observe(
+            self.state, sites, recorders, (int(batch), int(tokens)), self.lengths
+        )
 
     def _baseline(self, sites: LayerSites, hidden: dict[int, torch.Tensor], record: bool) -> None:
         """The baseline windows new in this round pass the layer; at a fork layer their input
@@ -298,7 +304,9 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
-def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None) -> Report:
+def analyse(
+    model_dir: Path | str, options: AnalysisOptions | None = None, progress: Progress | None = None
+) -> Report:
     """Detect the super weights of a local checkpoint and, unless told not to, validate them.
 
     `progress(stage, done, total)` hears of each stage ("load", "detect", "validate", "score")
@@ -310,7 +318,9 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     try:
         # The prompts run as one right-padded batch: one call per layer instead of one per prompt.
         ids, mask = streamer.padded(job.prompt_ids, pad_id(job.tokenizer))
-        prompts, *windows = streamer.capture_all([ids, *job.windows], [mask] + [None] * len(job.windows))
+        prompts, *windows = streamer.capture_all(
+            [ids, *job.windows], [mask] + [None] * len(job.windows)
+        )
         stop_ids = stop_word_ids(job.tokenizer) if judge is not None else None
         started = job.clock.add("load", started)
         report_progress(progress, "load", LOAD_STEPS, LOAD_STEPS)
@@ -320,8 +330,12 @@ def analyse(model_dir: Path | str, options: AnalysisOptions | None = None, progr
     finally:
         streamer.close()
     return job.report(
-        sweep.state, judge, sweep.baseline_score() if judge is not None else None,
-        tensor_names=streamer.names, device=str(streamer.device), bytes_read=streamer.bytes_read,
+        sweep.state,
+        judge,
+        sweep.baseline_score() if judge is not None else None,
+        tensor_names=streamer.names,
+        device=str(streamer.device),
+        bytes_read=streamer.bytes_read,
         rounds=sweep.rounds,
         expert_tensors={p: s.expert_names for p, s in streamer.stacked.items()},
     )

@@ -116,5 +116,9 @@ def applied(
         after = recorder.outputs.reshape(-1, recorder.outputs.shape[-1])
         for row, tokens, before in watched:
             plan.super_activation.setdefault(row, []).append(
-                {"tokens": tokens, "before": before.float().tolist(), "after": after[tokens, row].float().tolist()}
+                {
+                    "tokens": tokens,
+                    "before": before.float().tolist(),
+                    "after": after[tokens, row].float().tolist(),
+                }
             )

@@ -132,7 +132,9 @@ class _Experts:
     controls: dict[int, VariantRun]  # expert -> its pruning as a control
 
 
-def control_experts(layer: int, routed: list[int], exclude: set[int], count: int = RANDOM_EXPERT_CONTROLS) -> list[int]:
+def control_experts(
+    layer: int, routed: list[int], exclude: set[int], count: int = RANDOM_EXPERT_CONTROLS
+) -> list[int]:
     """`count` experts of the layer drawn from those the router used on the prompts (pruning an
     expert no token reaches would show nothing), none of the candidates; seeded per layer."""
     pool = sorted(set(routed) - exclude)
@@ -164,19 +166,31 @@ class Judge:
         """The windows every new variant is scored on first (all of them when exhaustive)."""
         return list(range(self.looks[0] if self.sequential else self.windows))
 
-    def _new(self, plan: VariantPlan, threshold: float | None, leader: VariantRun | None = None,
-             target: list[int] | None = None) -> VariantRun:
-        run = VariantRun(plan, threshold, target if target is not None else self.first_windows(), leader)
+    def _new(
+        self,
+        plan: VariantPlan,
+        threshold: float | None,
+        leader: VariantRun | None = None,
+        target: list[int] | None = None,
+    ) -> VariantRun:
+        run = VariantRun(
+            plan, threshold, target if target is not None else self.first_windows(), leader
+        )
         self.runs.append(run)
         return run
 
-    def plan_experts(self, layer: int, candidates: list[ExpertCandidate], routed: list[int]) -> list[VariantRun]:
+    def plan_experts(
+        self, layer: int, candidates: list[ExpertCandidate], routed: list[int]
+    ) -> list[VariantRun]:
         """The variants that judge one MoE layer's super experts: each pruned (still routed to,
         output zero), and `RANDOM_EXPERT_CONTROLS` other experts the router used, pruned the same
         way, each on its own."""
         if not candidates or not self.windows:
             return []
-        pruned = {c.expert: self._new(prune_plan(layer, c.expert), MIN_PERPLEXITY_RATIO) for c in candidates}
+        pruned = {
+            c.expert: self._new(prune_plan(layer, c.expert), MIN_PERPLEXITY_RATIO)
+            for c in candidates
+        }
         others = control_experts(layer, routed, {c.expert for c in candidates})
         controls = {
             e: self._new(prune_control_plan(layer, e), MIN_PERPLEXITY_RATIO) for e in others
@@ -185,7 +199,10 @@ class Judge:
         return [*pruned.values(), *controls.values()]
 
     def plan_layer(
-        self, layer: int, candidates: list[Candidate], weight_out_in: torch.Tensor,
+        self,
+        layer: int,
+        candidates: list[Candidate],
+        weight_out_in: torch.Tensor,
         expert: int | None = None,
     ) -> list[VariantRun]:
         """The variants that judge one tensor's candidates (none when the budget has no window):
@@ -194,7 +211,9 @@ class Judge:
         units = {}
         controls: dict[str, VariantRun] = {}
         if selection.ablated and self.windows:
-            units = {u.col: self._new(ablation_plan(u), MIN_PERPLEXITY_RATIO) for u in selection.ablated}
+            units = {
+                u.col: self._new(ablation_plan(u), MIN_PERPLEXITY_RATIO) for u in selection.ablated
+            }
             exclude = {(c.row, c.col) for c in candidates}
             plans = control_plans(layer, weight_out_in, exclude, expert)
             by_name = {c.name: c for c in CONTROLS}
@@ -214,9 +233,11 @@ class Judge:
         """Variants with windows still to be computed, in the order they were planned."""
         return [r for r in self.runs if not r.done and r.missing]
 
-    def record(self, run: VariantRun, window: int, variant: TokenScores, baseline: TokenScores) -> None:
+    def record(
+        self, run: VariantRun, window: int, variant: TokenScores, baseline: TokenScores
+    ) -> None:
         """One window of a variant, scored against the baseline on the same tokens."""
-        run.differences[window] = (variant.nll.double() - baseline.nll.double())
+        run.differences[window] = variant.nll.double() - baseline.nll.double()
         run.scores[window] = WindowScore.of(variant)
 
     def interval(self, run: VariantRun) -> Interval:
@@ -231,7 +252,11 @@ class Judge:
                 if not run.done and not run.missing:
                     self._look(run, vetoed=False)
         for (layer, _), judged in self.layers.items():
-            for run in [*judged.controls.values(), *judged.units.values(), *judged.members.values()]:
+            for run in [
+                *judged.controls.values(),
+                *judged.units.values(),
+                *judged.members.values(),
+            ]:
                 if run.leader is None and not run.done and not run.missing:
                     self._look(run, vetoed=self._vetoed(judged))
             for run in judged.controls.values():
@@ -247,7 +272,12 @@ class Judge:
     def _vetoed(self, judged: _Layer) -> bool:
         for control in CONTROLS:
             run = judged.controls.get(control.name)
-            if run is not None and run.leader is None and run.scores and control.veto(self.interval(run)):
+            if (
+                run is not None
+                and run.leader is None
+                and run.scores
+                and control.veto(self.interval(run))
+            ):
                 return True
         return False
 
@@ -273,13 +303,24 @@ class Judge:
                 if self.interval(run).above(MIN_PERPLEXITY_RATIO) and not self._vetoed(judged):
                     for member in unit.members:
                         if member.key not in judged.members:
-                            single = Unit(layer, member.col, [member], unit.spike_share, unit.rank, unit.expert)
-                            judged.members[member.key] = self._new(ablation_plan(single), MIN_PERPLEXITY_RATIO)
+                            single = Unit(
+                                layer,
+                                member.col,
+                                [member],
+                                unit.spike_share,
+                                unit.rank,
+                                unit.expert,
+                            )
+                            judged.members[member.key] = self._new(
+                                ablation_plan(single), MIN_PERPLEXITY_RATIO
+                            )
             else:
                 self._maybe_restore(judged, unit.members[0], run)
         for key, run in judged.members.items():
             if run.done:
-                member = next(m for u in judged.selection.ablated for m in u.members if m.key == key)
+                member = next(
+                    m for u in judged.selection.ablated for m in u.members if m.key == key
+                )
                 self._maybe_restore(judged, member, run)
 
     def _maybe_restore(self, judged: _Layer, candidate: Candidate, ablation: VariantRun) -> None:
@@ -296,11 +337,16 @@ class Judge:
         out = {}
         for (layer, _), judged in self.layers.items():
             selection = judged.selection
-            control_intervals = {n: self.interval(r) for n, r in judged.controls.items() if r.scores}
+            control_intervals = {
+                n: self.interval(r) for n, r in judged.controls.items() if r.scores
+            }
             for unit in selection.skipped:
                 for member in unit.members:
                     out[member.key] = CandidateJudgement(
-                        member, selection.shares[member.key], unit.rank, selection.ranked,
+                        member,
+                        selection.shares[member.key],
+                        unit.rank,
+                        selection.ranked,
                         skipped=(
                             f"not validated: its input channel ranks {unit.rank} of "
                             f"{selection.ranked} in layer {layer} by the share of the spike it "
@@ -314,18 +360,26 @@ class Judge:
                     own = judged.members.get(member.key)
                     run = own or group
                     j = CandidateJudgement(
-                        member, selection.shares[member.key], unit.rank, selection.ranked,
+                        member,
+                        selection.shares[member.key],
+                        unit.rank,
+                        selection.ranked,
                         ablation=run,
-                        ablation_interval=self.interval(run) if run is not None and run.scores else None,
-                        zeroed_with=[] if own or not unit.is_group else [
-                            (m.row, m.col) for m in unit.members if m is not member
-                        ],
+                        ablation_interval=self.interval(run)
+                        if run is not None and run.scores
+                        else None,
+                        zeroed_with=[]
+                        if own or not unit.is_group
+                        else [(m.row, m.col) for m in unit.members if m is not member],
                         restore=judged.restores.get(member.key),
                         controls=judged.controls,
                         control_intervals=control_intervals,
                     )
                     if j.ablation_interval is None:
-                        j.state, j.reason = CANDIDATE, "not validated: no evaluation window was scored"
+                        j.state, j.reason = (
+                            CANDIDATE,
+                            "not validated: no evaluation window was scored",
+                        )
                     else:
                         subject = "zeroing it"
                         if j.zeroed_with:

@@ -28,7 +28,9 @@ def spike_share(candidate: Candidate, peaks: dict[int, float]) -> float:
     contribution W[row, col] * X[t, col], in the spike's direction, over the largest |output|
     among the layer's spiking rows on that prompt (`peaks`, by prompt)."""
     shares = [
-        o.share * abs(o.output) / peaks[o.prompt] for o in candidate.observations if peaks[o.prompt] > 0
+        o.share * abs(o.output) / peaks[o.prompt]
+        for o in candidate.observations
+        if peaks[o.prompt] > 0
     ]
     return max(shares, default=0.0)
 
@@ -68,7 +70,9 @@ class Selection:
 
     ablated: list[Unit]
     skipped: list[Unit]
-    shares: dict[tuple[int, ...], float]  # candidate key (layer, row, col[, expert]) -> its spike share
+    shares: dict[
+        tuple[int, ...], float
+    ]  # candidate key (layer, row, col[, expert]) -> its spike share
 
     @property
     def ranked(self) -> int:
@@ -87,7 +91,9 @@ def select(candidates: list[Candidate], limit: int = MAX_ABLATIONS_PER_LAYER) ->
     units = []
     for col, members in by_col.items():
         members.sort(key=lambda c: (-shares[c.key], c.row))
-        units.append(Unit(members[0].layer, col, members, shares[members[0].key], 0, members[0].expert))
+        units.append(
+            Unit(members[0].layer, col, members, shares[members[0].key], 0, members[0].expert)
+        )
     # Ties (equal shares) broken by column so that the order never depends on dict order.
     units.sort(key=lambda u: (-u.spike_share, u.col))
     for rank, unit in enumerate(units, start=1):

@@ -88,8 +88,12 @@ def control_plans(
     them zeroing a candidate of the layer. Seeded per layer and expert."""
     seed_layer = layer if expert is None else layer * EXPERT_SEED_STRIDE + expert
     return [
-        VariantPlan(Kind.control(control.name), layer,
-                    control.coordinates(weight_out_in, exclude, seed_layer), expert=expert)
+        VariantPlan(
+            Kind.control(control.name),
+            layer,
+            control.coordinates(weight_out_in, exclude, seed_layer),
+            expert=expert,
+        )
         for control in CONTROLS
     ]
 

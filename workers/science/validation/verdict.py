@@ -30,7 +30,8 @@ def verdict(
             return REJECTED, reason
     if ablated.below(MIN_PERPLEXITY_RATIO):
         return REJECTED, (
-            f"{subject} multiplies perplexity by only {ablated.describe()} (< {MIN_PERPLEXITY_RATIO})"
+            f"{subject} multiplies perplexity by only {ablated.describe()} (< "
+            f"{MIN_PERPLEXITY_RATIO})"
         )
     if ablated.above(MIN_PERPLEXITY_RATIO):
         doubts = [
@@ -38,7 +39,9 @@ def verdict(
             for control in CONTROLS
             if control.name in controls and (reason := control.doubt(controls[control.name]))
         ]
-        reason = f"{subject} multiplies perplexity by {ablated.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        reason = (
+            f"{subject} multiplies perplexity by {ablated.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        )
         if doubts:
             return CANDIDATE, f"{reason}, but the {doubts[0]}"
         clauses = [
@@ -67,18 +70,25 @@ def expert_verdict(pruned: Interval, controls: dict[int, Interval]) -> tuple[Sta
             )
     if pruned.below(MIN_PERPLEXITY_RATIO):
         return REJECTED, (
-            f"pruning it multiplies perplexity by only {pruned.describe()} (< {MIN_PERPLEXITY_RATIO})"
+            f"pruning it multiplies perplexity by only {pruned.describe()} (< "
+            f"{MIN_PERPLEXITY_RATIO})"
         )
     if pruned.above(MIN_PERPLEXITY_RATIO):
-        reason = f"pruning it multiplies perplexity by {pruned.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        reason = (
+            f"pruning it multiplies perplexity by {pruned.describe()} (>= {MIN_PERPLEXITY_RATIO})"
+        )
         unsure = [e for e, i in sorted(controls.items()) if not i.below(MIN_PERPLEXITY_RATIO)]
         if unsure:
             return CANDIDATE, (
-                f"{reason}, but pruning random expert {unsure[0]} moved it {controls[unsure[0]].describe()}, "
+                f"{reason}, but pruning random expert {unsure[0]} moved it "
+                f"{controls[unsure[0]].describe()}, "
                 f"which neither shows nor rules out x{MIN_PERPLEXITY_RATIO}"
             )
         if not controls:
-            return VERIFIED, f"{reason}; the layer has no other expert the router used to compare with"
+            return (
+                VERIFIED,
+                f"{reason}; the layer has no other expert the router used to compare with",
+            )
         clauses = ", ".join(f"expert {e} x{i.ratio:.3f}" for e, i in sorted(controls.items()))
         return VERIFIED, f"{reason} while pruning random experts of the layer moves it {clauses}"
     return CANDIDATE, (

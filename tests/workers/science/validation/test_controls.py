@@ -36,7 +36,8 @@ def test_the_list_holds_every_control_of_the_package_ordered_by_name():
     for module in pkgutil.iter_modules(controls.__path__):
         namespace = vars(importlib.import_module(f"{controls.__name__}.{module.name}"))
         defined |= {
-            value for value in namespace.values()
+            value
+            for value in namespace.values()
             if isinstance(value, type) and issubclass(value, Control) and value is not Control
         }
     assert [type(c) for c in CONTROLS] == [RandomControl, TopKControl]
@@ -115,7 +116,11 @@ def test_the_top_k_control_takes_the_largest_weights_that_are_not_candidates():
         weight[rank // 8, rank % 8] = 100.0 - rank
     candidates = {(0, 0), (0, 2)}
     chosen = TopKControl().coordinates(weight, candidates, layer=1)
-    expected = [(r // 8, r % 8) for r in range(TOP_K_CONTROL_WEIGHTS + 2) if (r // 8, r % 8) not in candidates]
+    expected = [
+        (r // 8, r % 8)
+        for r in range(TOP_K_CONTROL_WEIGHTS + 2)
+        if (r // 8, r % 8) not in candidates
+    ]
     assert chosen == expected and len(chosen) == TOP_K_CONTROL_WEIGHTS
 
 
@@ -123,4 +128,7 @@ def test_the_top_k_control_keeps_its_count_and_stored_indices():
     def stored(row, col):  # stored transposed, as a Conv1D keeps it
         return (col, row)
 
-    assert TopKControl().details([(1, 2), (3, 4)], 0, stored) == {"k": 2, "indices": [(2, 1), (4, 3)]}
+    assert TopKControl().details([(1, 2), (3, 4)], 0, stored) == {
+        "k": 2,
+        "indices": [(2, 1), (4, 3)],
+    }

@@ -107,10 +107,19 @@ def test_a_shadow_group_is_one_variant_and_is_split_only_when_it_matters():
     # Critical only through row 2: the group verifies, then each row is ablated on its own.
     judge = Judge(WINDOWS)
     judge.plan_layer(3, rows, _weight())
-    drive(judge, lambda run: math.log(30.0) if (3, 2, 9) in run.plan.candidates and run.plan.kind == Kind.ABLATE else 0.0)
+    drive(
+        judge,
+        lambda run: (
+            math.log(30.0)
+            if (3, 2, 9) in run.plan.candidates and run.plan.kind == Kind.ABLATE
+            else 0.0
+        ),
+    )
     judged = judge.judgements()
     assert {k: j.state for k, j in judged.items()} == {
-        (3, 1, 9): "rejected", (3, 2, 9): "verified", (3, 3, 9): "rejected",
+        (3, 1, 9): "rejected",
+        (3, 2, 9): "verified",
+        (3, 3, 9): "rejected",
     }
     assert all(j.zeroed_with == [] for j in judged.values())
 
@@ -119,8 +128,14 @@ def test_a_fragile_tensor_rejects_its_candidates_as_soon_as_the_control_shows_it
     judge = Judge(WINDOWS)
     weight = candidate(5, 1, 700.0, 1000.0)
     judge.plan_layer(3, [weight], _weight())
-    drive(judge, lambda run: math.log(2.0) if run.plan.kind == Kind.ABLATE else (
-        math.log(1.5) if run.plan.kind == Kind.control("random") else 0.0))
+    drive(
+        judge,
+        lambda run: (
+            math.log(2.0)
+            if run.plan.kind == Kind.ABLATE
+            else (math.log(1.5) if run.plan.kind == Kind.control("random") else 0.0)
+        ),
+    )
     judged = judge.judgements()[weight.key]
     assert judged.state == "rejected" and "too fragile" in judged.reason
     assert judged.ablation.stopped_early
@@ -130,7 +145,9 @@ def test_a_fragile_tensor_rejects_its_candidates_as_soon_as_the_control_shows_it
 
 
 def test_candidates_beyond_the_bound_are_judged_as_skipped_and_the_rest_in_full():
-    weights = [candidate(5, col, 1000.0 - col * 10, 1000.0) for col in range(MAX_ABLATIONS_PER_LAYER + 2)]
+    weights = [
+        candidate(5, col, 1000.0 - col * 10, 1000.0) for col in range(MAX_ABLATIONS_PER_LAYER + 2)
+    ]
     judge = Judge(WINDOWS)
     judge.plan_layer(3, weights, _weight())
     drive(judge, lambda run: 0.0)
@@ -140,7 +157,10 @@ def test_candidates_beyond_the_bound_are_judged_as_skipped_and_the_rest_in_full(
     for rank, weight in enumerate(weights, start=1):
         j = judged[weight.key]
         assert (j.candidate, j.spike_share, j.rank, j.ranked) == (
-            weight, selection.shares[weight.key], rank, ranked
+            weight,
+            selection.shares[weight.key],
+            rank,
+            ranked,
         )
     skipped = judged[weights[-1].key]
     assert (skipped.state, skipped.reason, skipped.ablation) == ("candidate", "skipped", None)
@@ -150,7 +170,10 @@ def test_candidates_beyond_the_bound_are_judged_as_skipped_and_the_rest_in_full(
     )
     ablated = judged[weights[0].key]
     assert ablated.skipped is None and ablated.reason.startswith("zeroing it multiplies")
-    assert ablated.controls == judge.layers[(3, None)].controls and set(ablated.controls) == {"random", "top_k"}
+    assert ablated.controls == judge.layers[(3, None)].controls and set(ablated.controls) == {
+        "random",
+        "top_k",
+    }
     assert ablated.control_intervals == {n: judge.interval(r) for n, r in ablated.controls.items()}
 
 
@@ -161,7 +184,10 @@ def test_a_budget_without_windows_plans_nothing_and_validates_nothing():
     assert judge.runs == [] and judge.pending() == []
     assert judge.advance() is False  # a round after nothing was scored: still nothing to do
     judged = judge.judgements()[weight.key]
-    assert (judged.state, judged.reason) == ("candidate", "not validated: no evaluation window was scored")
+    assert (judged.state, judged.reason) == (
+        "candidate",
+        "not validated: no evaluation window was scored",
+    )
     assert judged.ablation is None and judged.ablation_interval is None
 
 
@@ -191,7 +217,10 @@ def test_a_restore_is_scored_on_the_windows_of_its_ablation_and_then_done():
     assert sorted(judged.restore.scores) == sorted(judged.ablation.scores)
     assert judged.restore.target == sorted(judged.ablation.scores)
     assert judged.restore in judge.runs and judge.pending() == []
-    random, top_k = judge.layers[(3, None)].controls["random"], judge.layers[(3, None)].controls["top_k"]
+    random, top_k = (
+        judge.layers[(3, None)].controls["random"],
+        judge.layers[(3, None)].controls["top_k"],
+    )
     assert top_k.done and sorted(top_k.scores) == sorted(random.scores)
     assert top_k.stopped_early == random.stopped_early
 
@@ -214,7 +243,14 @@ def test_the_shadow_rows_ablated_one_by_one_keep_their_groups_place():
     rows = [candidate(r, 9, 900.0 - r, 1000.0, layer=3) for r in (1, 2, 3)]
     judge = Judge(WINDOWS)
     judge.plan_layer(3, rows, _weight())
-    drive(judge, lambda run: math.log(30.0) if (3, 2, 9) in run.plan.candidates and run.plan.kind == Kind.ABLATE else 0.0)
+    drive(
+        judge,
+        lambda run: (
+            math.log(30.0)
+            if (3, 2, 9) in run.plan.candidates and run.plan.kind == Kind.ABLATE
+            else 0.0
+        ),
+    )
     group = judge.layers[(3, None)].selection.ablated[0]
     members = judge.layers[(3, None)].members
     assert set(members) == {r.key for r in rows}
@@ -249,7 +285,10 @@ def test_a_clear_weights_restore_is_planned_as_soon_as_it_is_decided_whatever_el
     effects = {borderline.key: math.log(2.0), clear.key: math.log(20.0)}
     judge = Judge(WINDOWS)
     judge.plan_layer(3, [borderline, clear], _weight())
-    assert [u.col for u in judge.layers[(3, None)].selection.ablated] == [1, 2]  # the borderline first
+    assert [u.col for u in judge.layers[(3, None)].selection.ablated] == [
+        1,
+        2,
+    ]  # the borderline first
 
     def effect(run: VariantRun) -> float:
         return effects.get(run.plan.candidates[0], 0.0) if run.plan.kind == Kind.ABLATE else 0.0

@@ -36,12 +36,20 @@ def test_units_are_ranked_by_the_share_of_the_spike_they_carry():
 
 
 def test_units_beyond_the_bound_are_skipped_and_counted():
-    candidates = [candidate(5, col, 1000.0 - col * 10, 1000.0) for col in range(MAX_ABLATIONS_PER_LAYER + 2)]
+    candidates = [
+        candidate(5, col, 1000.0 - col * 10, 1000.0) for col in range(MAX_ABLATIONS_PER_LAYER + 2)
+    ]
     selection = select(candidates)
     assert len(selection.ablated) == MAX_ABLATIONS_PER_LAYER
-    assert [u.col for u in selection.skipped] == [MAX_ABLATIONS_PER_LAYER, MAX_ABLATIONS_PER_LAYER + 1]
+    assert [u.col for u in selection.skipped] == [
+        MAX_ABLATIONS_PER_LAYER,
+        MAX_ABLATIONS_PER_LAYER + 1,
+    ]
     assert selection.ranked == MAX_ABLATIONS_PER_LAYER + 2
-    assert [u.rank for u in selection.skipped] == [MAX_ABLATIONS_PER_LAYER + 1, MAX_ABLATIONS_PER_LAYER + 2]
+    assert [u.rank for u in selection.skipped] == [
+        MAX_ABLATIONS_PER_LAYER + 1,
+        MAX_ABLATIONS_PER_LAYER + 2,
+    ]
 
 
 def test_no_candidates_no_units():
@@ -55,7 +63,11 @@ def test_no_candidates_no_units():
 def test_the_peak_of_a_prompt_is_its_largest_spike_whatever_its_size():
     small = [candidate(1, 1, 0.2, 0.5), candidate(2, 1, 0.1, -0.25)]
     assert layer_peaks(small) == {0: 0.5}
-    later_smaller = [candidate(1, 1, 900.0, 1000.0), candidate(2, 2, 400.0, 500.0), candidate(3, 2, 1.0, 2.0, prompt=1)]
+    later_smaller = [
+        candidate(1, 1, 900.0, 1000.0),
+        candidate(2, 2, 400.0, 500.0),
+        candidate(3, 2, 1.0, 2.0, prompt=1),
+    ]
     assert layer_peaks(later_smaller) == {0: 1000.0, 1: 2.0}
 
 

@@ -109,7 +109,9 @@ def test_treating_correlated_tokens_as_independent_would_not_cover():
 
 def test_more_tokens_give_a_narrower_interval():
     generator = torch.Generator().manual_seed(3)
-    windows = [torch.randn(WINDOW_PREDICTIONS, generator=generator, dtype=torch.float64) for _ in range(4)]
+    windows = [
+        torch.randn(WINDOW_PREDICTIONS, generator=generator, dtype=torch.float64) for _ in range(4)
+    ]
     one, four = interval(windows[:1], 3), interval(windows, 3)
     assert four.high - four.low < (one.high - one.low) / 1.5
 
@@ -199,7 +201,10 @@ def test_an_infinite_difference_gives_an_interval_that_is_the_point():
     result = interval([diffs], looks=2)
     assert (result.mean, result.low, result.high) == (math.inf, math.inf, math.inf)
     assert result.confidence == 1 - ALPHA / 2
-    assert (result.blocks, result.tokens) == (WINDOW_PREDICTIONS // BLOCK_TOKENS, WINDOW_PREDICTIONS)
+    assert (result.blocks, result.tokens) == (
+        WINDOW_PREDICTIONS // BLOCK_TOKENS,
+        WINDOW_PREDICTIONS,
+    )
 
 
 def test_block_means_skip_empty_windows_and_keep_single_tokens():

@@ -33,6 +33,10 @@ def test_a_doubtful_random_control_keeps_a_clear_ablation_a_candidate():
     clear, doubtful = _ratio(15.0, 22.0), _ratio(1.01, 1.09)
     state, reason = verdict(clear, {"random": doubtful})
     assert state == "candidate"
-    assert reason.startswith(f"zeroing it multiplies perplexity by {clear.describe()} (>= 2.0), but the ")
-    assert reason.endswith(f"random control moved perplexity {doubtful.describe()}, which neither "
-                           "shows nor rules out a rise above x1.05")
+    assert reason.startswith(
+        f"zeroing it multiplies perplexity by {clear.describe()} (>= 2.0), but the "
+    )
+    assert reason.endswith(
+        f"random control moved perplexity {doubtful.describe()}, which neither "
+        "shows nor rules out a rise above x1.05"
+    )

@@ -11,7 +11,8 @@ RANDOM_CONTROL_WEIGHTS = 100
 # Fixed so that a re-run draws the same random control weights (seeded per layer).
 CONTROL_SEED = 2411_07191
 # Zeroing 100 random weights of the tensor must not raise perplexity by more than 5%: otherwise
-# the tensor or the evaluation is too fragile to judge (SmolLM2's figure: docs/measurements.md#validation).
+# the tensor or the evaluation is too fragile to judge (SmolLM2's figure:
+# docs/measurements.md#validation).
 # One-sided: a control that lowers perplexity does not make the ablation's rise less telling.
 MAX_RANDOM_CONTROL_RATIO = 1.05
 
@@ -58,7 +59,8 @@ class RandomControl(Control):
         if interval.low > math.log(MAX_RANDOM_CONTROL_RATIO):
             return (
                 f"random control moved perplexity {interval.describe()} "
-                f"(> x{MAX_RANDOM_CONTROL_RATIO}): the tensor is too fragile to attribute the effect"
+                f"(> x{MAX_RANDOM_CONTROL_RATIO}): the tensor is too fragile to attribute the "
+                "effect"
             )
         return None
 
