@@ -25,7 +25,6 @@ real output, and the per-expert runs happen beside it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,10 +34,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from workers.science.errors import UnsupportedArchitecture
-from workers.science.feed_forward import Layout, ProjectionSite
+from workers.science.feed_forward import (
+    PARALLEL_CALL,
+    ROUTED_ARGUMENTS,
+    ROUTED_CALL,
+    Layout,
+    ProjectionSite,
+    eager_forward,
+)
 
-# A routed call passes the hidden states, the chosen experts and their weights.
-ROUTED_ARGUMENTS = 3
 # Operations that index a parameter (a view of it is then multiplied, and that is the call we
 # want): never the down projection's multiplication itself.
 _INDEXING = {
@@ -90,12 +94,6 @@ def stored_index(site: ProjectionSite, expert: int, row: int, col: int) -> list[
     return [expert, col, row] if site.layout is Layout.EXPERTS_IN_OUT else [expert, row, col]
 
 
-def is_routed_call(module: nn.Module) -> bool:
-    """Whether the experts module takes the router's choice as arguments."""
-    forward = getattr(type(module).forward, "__wrapped__", type(module).forward)
-    return len(inspect.signature(forward).parameters) - 1 >= ROUTED_ARGUMENTS
-
-
 class _DownInput(TorchFunctionMode):
     """Sees every torch function call while the experts' code runs and keeps the input of the
     first one that multiplies by the down-projection parameter (or a view of it)."""
@@ -133,16 +131,11 @@ class _DownInput(TorchFunctionMode):
         return result
 
 
-def _eager_forward(module: nn.Module):
-    """The experts class's own eager code (transformers' dispatcher wraps it)."""
-    return getattr(type(module).forward, "__wrapped__", type(module).forward)
-
-
 def _down_input(module: nn.Module, site: ProjectionSite, *args) -> torch.Tensor:
     weight, _ = down_parameters(module, site)
     mode = _DownInput(weight, site.inner)
     with torch.no_grad(), mode:
-        _eager_forward(module)(module, *args)
+        eager_forward(module)(module, *args)
     if mode.found is None:
         raise UnsupportedArchitecture(
             f"{type(module).__name__}: no operation multiplies by its {site.parameter} "
@@ -246,9 +239,8 @@ def parallel_calls(
     return calls
 
 
-# Parallel experts are called as (inputs, expert_size); their router, a sibling module of this
-# name, returns (sorted experts, token of each row, gate of each row, rows per expert, logits).
-PARALLEL_CALL = "(inputs, expert_size)"
+# Parallel experts' router, a sibling module of this name, returns (sorted experts, token of each
+# row, gate of each row, rows per expert, logits).
 PARALLEL_ROUTER = "router"
 
 
@@ -280,7 +272,7 @@ class ExpertRecorder:
             assert self._routing is not None, "the router's hook ran before the experts"
             tokens, gates = self._routing
             self.calls = parallel_calls(module, self.site, values[0], values[1], tokens, gates)
-        elif is_routed_call(module):
+        elif self.site.call == ROUTED_CALL:
             hidden, top_k_index, top_k_weights = values[:ROUTED_ARGUMENTS]
             self.calls = routed_calls(module, self.site, hidden, top_k_index, top_k_weights)
         else:

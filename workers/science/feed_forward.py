@@ -330,15 +330,30 @@ def _experts_site(
     )
 
 
+# How an experts module is called (the routed site's `call`; workers.science.experts follows
+# each): with the hidden states, the chosen experts and their weights; on every token with inputs
+# the router already scaled (Llama 4); as parallel experts on rows grouped by expert (JetMoE).
+ROUTED_CALL = "routed"
+DENSE_CALL = "dense"
+PARALLEL_CALL = "(inputs, expert_size)"
+EXECUTABLE_CALLS = (ROUTED_CALL, DENSE_CALL, PARALLEL_CALL)
+# Arguments of a routed call: hidden states, the chosen experts, their weights.
+ROUTED_ARGUMENTS = 3
+
+
+def eager_forward(module: nn.Module):
+    """The module class's own eager forward (transformers' experts dispatcher wraps it)."""
+    return getattr(type(module).forward, "__wrapped__", type(module).forward)
+
+
 def _call_convention(module: nn.Module) -> str:
     import inspect
 
-    forward = getattr(type(module).forward, "__wrapped__", type(module).forward)
-    names = list(inspect.signature(forward).parameters)[1:]
-    if len(names) >= 3:
-        return "routed"
+    names = list(inspect.signature(eager_forward(module)).parameters)[1:]
+    if len(names) >= ROUTED_ARGUMENTS:
+        return ROUTED_CALL
     if len(names) == 1:
-        return "dense"
+        return DENSE_CALL
     return "(" + ", ".join(names) + ")"
 
 
@@ -667,11 +682,7 @@ def check_executable(feed_forward: FeedForward) -> None:
     for layer in feed_forward.routed_layers:
         site = feed_forward.routed_site(layer)
         assert site is not None  # a routed layer has a routed site
-        if site.layout is Layout.PER_EXPERT or site.call not in (
-            "routed",
-            "dense",
-            "(inputs, expert_size)",
-        ):
+        if site.layout is Layout.PER_EXPERT or site.call not in EXECUTABLE_CALLS:
             how = (
                 "a list of expert blocks"
                 if site.layout is Layout.PER_EXPERT

@@ -189,11 +189,6 @@ def _tied_sources(model: PreTrainedModel) -> dict[str, str]:
     return tied
 
 
-def checkpoint_names(model: PreTrainedModel, checkpoint: Checkpoint) -> dict[str, str]:
-    """Model parameter name -> the checkpoint tensor that holds it (see `stored_names`)."""
-    return stored_names(model, checkpoint.tensor_file, str(checkpoint.path))
-
-
 @dataclass(frozen=True)
 class Converted:
     """Model parameters transformers builds from stored tensors by more than a renaming (one of
