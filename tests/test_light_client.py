@@ -12,7 +12,6 @@ for what it lacks.
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import zipfile
 from email import message_from_bytes
@@ -25,7 +24,7 @@ from packaging.requirements import Requirement
 from registry.database import transaction
 from registry.index import service as index_service
 from tests.helpers import live_server
-from tests.test_wheel import wheel  # noqa: F401 (the module's wheel fixture)
+from tests.test_wheel import venv_with_wheel, wheel  # noqa: F401 (the module's wheel fixture)
 from workers.contract.resources import PUBLISHED_INDEX_PATH
 
 pytestmark = pytest.mark.slow
@@ -95,40 +94,8 @@ def _light_site(names: set[str], folder: Path) -> Path:
 def light(wheel, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
     """A fresh venv with swreg from the wheel and only its core dependencies; its bin folder."""
     root = tmp_path_factory.mktemp("light")
-    venv = root / "venv"
-    # Nothing of this checkout on the path (a PYTHONPATH would make pip see swreg installed).
-    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean
-    )
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-deps",
-            "--quiet",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-        env=clean,
-    )
     site = _light_site(_closure(_core_requirements(wheel)), root / "site")
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=clean,
-    ).stdout.strip()
-    Path(purelib, "light-dependencies.pth").write_text(f"{site}\n")
-    return venv / "bin"
+    return venv_with_wheel(wheel, root / "venv", str(site), "light-dependencies.pth")
 
 
 def _run(bin_dir: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

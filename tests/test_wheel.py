@@ -50,11 +50,14 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-@pytest.fixture(scope="module")
-def installed(wheel, tmp_path_factory) -> Path:
-    """A fresh venv with the wheel installed; returns its bin folder."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+def venv_with_wheel(wheel: Path, venv: Path, dependencies: str, pth: str) -> Path:
+    """A fresh venv (no pip) with only `wheel` installed in it, and `dependencies` (a folder of
+    installed packages) appended to its path by the .pth file `pth`; returns its bin folder.
+    Nothing of this checkout is on its path (a PYTHONPATH would make pip see swreg installed)."""
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean
+    )
     python = venv / "bin" / "python"
     subprocess.run(
         [
@@ -71,16 +74,26 @@ def installed(wheel, tmp_path_factory) -> Path:
         ],
         check=True,
         capture_output=True,
+        env=clean,
     )
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
         capture_output=True,
         text=True,
+        env=clean,
     ).stdout.strip()
     # Appended after the venv's own site-packages: swreg itself still comes from the wheel.
-    Path(purelib, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    Path(purelib, pth).write_text(f"{dependencies}\n")
     return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed, the test environment's packages beside it;
+    returns its bin folder."""
+    venv = tmp_path_factory.mktemp("venv")
+    return venv_with_wheel(wheel, venv, sysconfig.get_paths()["purelib"], "dependencies.pth")
 
 
 def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
