@@ -292,38 +292,3 @@ def recording_experts(
         yield recorder
     finally:
         recorder.remove()
-
-
-@contextmanager
-def zeroed_in_expert(
-    module: nn.Module, site: ProjectionSite, expert: int, coordinates: list[tuple[int, int]]
-):
-    """Zero weights (row, col) of one expert's down projection in place, then put them back."""
-    weight, _ = down_parameters(module, site)
-    stored = [stored_index(site, expert, r, c) for r, c in coordinates]
-    index = tuple(torch.tensor([s[i] for s in stored]) for i in range(3))
-    with torch.no_grad():
-        saved = weight[index].clone()
-        weight[index] = 0
-        try:
-            yield
-        finally:
-            weight[index] = saved
-
-
-@contextmanager
-def pruned(module: nn.Module, site: ProjectionSite, experts: list[int]):
-    """Experts still routed to, their output zero: their down projection (and its bias) zeroed
-    for the duration of the block, then put back exactly."""
-    weight, bias = down_parameters(module, site)
-    parameters = [p for p in (weight, bias) if p is not None]
-    index = torch.tensor(experts, dtype=torch.long)
-    with torch.no_grad():
-        saved = [p[index].clone() for p in parameters]
-        for p in parameters:
-            p[index] = 0
-        try:
-            yield
-        finally:
-            for p, values in zip(parameters, saved, strict=True):
-                p[index] = values

@@ -13,11 +13,12 @@ from transformers import AutoModelForCausalLM
 
 from workers.fixtures.planted_moe import MOE_FAMILIES, build_planted_moe
 from workers.science.checkpoint import open_checkpoint
-from workers.science.experts import expert_matrix, pruned, recording_experts, zeroed_in_expert
+from workers.science.experts import expert_matrix, recording_experts
 from workers.science.pipeline.naive import analyse_naive
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 from workers.science.streaming import LayerStreamer
+from workers.science.validation.ablation import pruned, zeroed_in_expert
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,17 +7,19 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from workers.science.experts import pruned, zeroed_in_expert
+from workers.science.experts import down_parameters, stored_index
 from workers.science.feed_forward import ProjectionSite
 from workers.science.validation.variants import Coordinate, VariantPlan
 
 
 @contextmanager
-def zeroed(weight: torch.Tensor, site: ProjectionSite, coordinates: list[Coordinate]):
-    """Zero weights (row, col) of a dense projection site in place for the duration of the
-    block, then put them back exactly."""
-    stored = [site.stored_index(r, c) for r, c in coordinates]
-    index = (torch.tensor([s[0] for s in stored]), torch.tensor([s[1] for s in stored]))
+def _zeroed_at(weight: torch.Tensor, stored: list[list[int]]):
+    """Zero the weights at these indices (as the parameter stores them) in place for the
+    duration of the block, then put them back exactly."""
+    if not stored:  # nothing to zero (an empty index would address the whole tensor)
+        yield
+        return
+    index = tuple(torch.tensor(column) for column in zip(*stored, strict=True))
     with torch.no_grad():
         saved = weight[index].clone()
         weight[index] = 0
@@ -25,6 +27,38 @@ def zeroed(weight: torch.Tensor, site: ProjectionSite, coordinates: list[Coordin
             yield
         finally:
             weight[index] = saved
+
+
+def zeroed(weight: torch.Tensor, site: ProjectionSite, coordinates: list[Coordinate]):
+    """Zero weights (row, col) of a dense projection site in place for the duration of the
+    block, then put them back exactly."""
+    return _zeroed_at(weight, [site.stored_index(r, c) for r, c in coordinates])
+
+
+def zeroed_in_expert(
+    module: nn.Module, site: ProjectionSite, expert: int, coordinates: list[tuple[int, int]]
+):
+    """Zero weights (row, col) of one expert's down projection in place, then put them back."""
+    weight, _ = down_parameters(module, site)
+    return _zeroed_at(weight, [stored_index(site, expert, r, c) for r, c in coordinates])
+
+
+@contextmanager
+def pruned(module: nn.Module, site: ProjectionSite, experts: list[int]):
+    """Experts still routed to, their output zero: their down projection (and its bias) zeroed
+    for the duration of the block, then put back exactly."""
+    weight, bias = down_parameters(module, site)
+    parameters = [p for p in (weight, bias) if p is not None]
+    index = torch.tensor(experts, dtype=torch.long)
+    with torch.no_grad():
+        saved = [p[index].clone() for p in parameters]
+        for p in parameters:
+            p[index] = 0
+        try:
+            yield
+        finally:
+            for p, values in zip(parameters, saved, strict=True):
+                p[index] = values
 
 
 class OutputRecorder:
