@@ -1,10 +1,11 @@
 """Routed experts at run time: what each expert's down projection saw and emitted, on the tokens
-the router really sent it, and the two ways validation changes an expert (one weight zeroed; the
-whole expert pruned: still routed to, its output zero).
+the router really sent it, and where an expert's weights are in the fused parameters. (How
+validation changes an expert, one weight zeroed or the whole expert pruned, is in
+`workers.science.validation.ablation`.)
 
 transformers 5 holds a layer's routed experts in fused 3-D parameters (`experts.gate_up_proj`,
 `experts.down_proj`) and computes them without `nn.Linear`, so no forward hook on a linear layer
-sees an expert. Two calling conventions exist:
+sees an expert. Three calling conventions exist:
 
 - *routed*: `experts(hidden_states, top_k_index, top_k_weights)` (Mixtral, Qwen-MoE, DeepSeek,
   gpt-oss, OLMoE, Granite-MoE and nearly every other family): the router's choice is an argument.
