@@ -16,17 +16,28 @@ and another stage has run (validation goes in rounds: a round validates, then sc
 sequential evaluation or a restore may need another round): each round is a new pass of the
 stage, labelled as such (`validate pass 2`), with a bar or lines of its own, so that neither a
 bar nor a log ever seems to go backwards and the log shows the stages in the order they ran.
+
+Over the stages, one overall line: the whole run's time left (`overall`, from
+`registry.time_left`), an `all` bar of the time so far over the time so far plus the time left on
+a terminal, a plain line at most every LOG_INTERVAL_SECONDS otherwise. `RunProgress` computes it
+for a local run from its own stages' counts and what earlier runs took.
 """
 
 import sys
 import time
-from typing import Any, Self, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Self, TextIO
+
+if TYPE_CHECKING:
+    from registry.time_left import Estimate, Measured
 
 # How often a plain-line report repeats while a stage runs: often enough to show it is alive,
 # rarely enough that a log of a long job stays readable.
 LOG_INTERVAL_SECONDS = 5.0
 # Stage names are padded to this width so that bars and lines align.
 STAGE_WIDTH = 8
+# The label of the overall bar or line (the whole run's time left).
+OVERALL = "all"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -67,6 +78,8 @@ class StageProgress:
         self._change_of: dict[str, int] = {}
         self._current: str | None = None
         self._current_label: str | None = None
+        self._overall_bar: Any = None
+        self._overall_logged: float | None = None
 
     # --- the callable -------------------------------------------------------------------------
 
@@ -89,6 +102,46 @@ class StageProgress:
         else:
             self._log(stage, label, done, total, now)
         self._current, self._current_label = stage, label
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(done, total) of every stage reported so far, in its current pass."""
+        return dict(self._counts)
+
+    def elapsed_in(self, stage: str, now: float | None = None) -> float:
+        """Seconds since the stage's current pass was first reported."""
+        started = self._started.get(stage)
+        return 0.0 if started is None else (now or time.monotonic()) - started
+
+    def overall(self, estimate: "Estimate | None") -> None:
+        """Show the whole run's time left (see the module doc); None: nothing measured yet."""
+        if estimate is None:
+            return
+        ran, left = estimate.elapsed, estimate.seconds
+        scope = "" if estimate.scope == "job" else f" ({estimate.basis})"
+        if self.bars:
+            from tqdm import tqdm
+
+            if self._overall_bar is None:
+                self._overall_bar = tqdm(
+                    desc=f"{self.prefix}{OVERALL:<{STAGE_WIDTH}}",
+                    total=100,
+                    file=self.stream,
+                    position=len(self._bars),
+                    leave=True,
+                    dynamic_ncols=True,
+                    bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}",
+                )
+                self._bars[OVERALL] = self._overall_bar
+            share = 100 * ran / (ran + left) if ran + left > 0 else 100
+            self._overall_bar.n = round(share)
+            self._overall_bar.set_postfix_str(f"~{left:.0f} s left{scope}", refresh=True)
+            return
+        now = time.monotonic()
+        if self._overall_logged is not None and now - self._overall_logged < LOG_INTERVAL_SECONDS:
+            return
+        self._overall_logged = now
+        line = f"{self.prefix}{OVERALL:<{STAGE_WIDTH}} ~{left:.0f} s left{scope}"
+        print(line, file=self.stream, flush=True)
 
     def passes(self, stage: str) -> int:
         """How many passes of the stage have started so far."""
@@ -158,9 +211,51 @@ class StageProgress:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+        self._overall_bar = None
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+class RunProgress:
+    """A `progress(stage, done, total)` callable for a local run: it draws each stage on a
+    `StageProgress` and, after each report, the whole run's time left, from this run's counts
+    and `measured` (what earlier runs took; None: the current stage's pace only). It also times
+    each stage's first pass (first report to done), what `stage_seconds` gives the next runs."""
+
+    def __init__(self, display: StageProgress, stages: Sequence[str], measured: "Measured | None"):
+        self.display = display
+        self.stages = tuple(stages)
+        self.measured = measured
+        self.started = time.monotonic()
+        self._first: dict[str, float] = {}
+        self._done: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from registry.time_left import time_left
+
+        now = time.monotonic()
+        self._first.setdefault(stage, now)
+        if done >= total and stage not in self._done:
+            self._done[stage] = now - self._first[stage]
+        self.display(stage, done, total)
+        self.display.overall(
+            time_left(
+                self.stages,
+                stage,
+                self.display.counts(),
+                self.display.elapsed_in(stage, now),
+                now - self.started,
+                self.measured,
+            )
+        )
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Each stage's first pass, in seconds (stages never finished are left out)."""
+        return {stage: round(seconds, 3) for stage, seconds in self._done.items()}

@@ -282,6 +282,18 @@ def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
     return DetectRun(report=json.loads(result.stdout), stderr=result.stderr, plot=plot)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def detect_history_file(tmp_path_factory) -> Iterator[Path]:
+    """What local `swreg detect` runs took (their ETA's history) in a file of this session, never
+    the user's: set before any session fixture runs the command."""
+    path = tmp_path_factory.mktemp("detect-history") / "detect-runs.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SWREG_DETECT_HISTORY_FILE", str(path))
+        get_settings.cache_clear()
+        yield path
+    get_settings.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def index_cache_dir(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The served index's files in a folder of this test (never the user's cache), for this

@@ -269,6 +269,7 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
     from registry.jobs import service, workers
     from registry.jobs.eta import job_estimate
     from registry.jobs.schemas import JobOut
+    from registry.time_left import Estimate
 
     deadline = None if timeout is None else time.monotonic() + timeout
     state = None
@@ -282,6 +283,15 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
                 silent_for, last = workers.silence(session)
             if job.stage and job.progress:
                 display(job.stage, job.progress.done, job.progress.total)
+            if job.eta is not None:
+                display.overall(
+                    Estimate(
+                        job.eta.seconds,
+                        job.eta.scope,
+                        job.eta.basis,
+                        job.eta.elapsed_seconds or 0.0,
+                    )
+                )
             if job.eta is not None and job.stage != eta_stage:
                 # The whole job's time left, said at each new stage (the bar or lines give the
                 # stage's own).

@@ -1,21 +1,8 @@
 """How long a running job has left, from measured rates (the API's `eta`, the job page, `swreg
-submit --wait`).
-
-Two measurements, the larger wins:
-
-- **this job's pace**: the stage it shows has done `done` of `total` units in the seconds its
-  timings give it so far, so the rest of the stage takes (total - done) at that pace; the stages
-  after it take what they took on the registry's recent successful jobs (the median of the last
-  HISTORY_JOBS);
-- **the recent jobs' length**: their median total time less the time this job has run. A job
-  whose shown stage is done may still be in a later validation pass (the shown stage never goes
-  back), which the pace alone would call finished.
-
-Without a recent job to measure later stages on, the estimate covers the shown stage only, and
-says so (`scope`).
+submit --wait`): `registry.time_left`'s formula over the job's shown stage, with the recent
+successful jobs of the registry (the median of the last HISTORY_JOBS) as what later stages take.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from statistics import median
 
@@ -24,18 +11,11 @@ from sqlalchemy.orm import Session
 
 from registry.clock import as_utc
 from registry.jobs.models import Job, JobState
+from registry.time_left import Estimate, Measured, time_left
 from workers.contract.progress import JOB_STAGES
 
 # How many recent successful jobs measure the later stages and the usual length of a job.
 HISTORY_JOBS = 20
-TOTAL = "total"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    seconds: float
-    scope: str  # "job": every stage left; "stage": the shown stage only (nothing to measure on)
-    basis: str  # in words, for the API and the page
 
 
 def recent_seconds(session: Session) -> tuple[dict[str, float], int]:
@@ -55,6 +35,11 @@ def recent_seconds(session: Session) -> tuple[dict[str, float], int]:
     return {stage: median(values) for stage, values in found.items()}, len(rows)
 
 
+def ran_seconds(job: Job, now: datetime) -> float:
+    """The seconds the job has run so far (since its claim), by `now`'s clock."""
+    return (now - as_utc(job.started_at)).total_seconds() if job.started_at else 0.0
+
+
 def estimate(
     job: Job, recent: dict[str, float], now: datetime, jobs_measured: int
 ) -> Estimate | None:
@@ -62,25 +47,16 @@ def estimate(
     unit of its stage done and no recent job to go by)."""
     if job.state != JobState.RUNNING or not job.stage or job.progress_total is None:
         return None
-    done, total = job.progress_done or 0, job.progress_total
-    elapsed_in_stage = float((job.timings or {}).get(job.stage) or 0.0)
-    if done > 0 and elapsed_in_stage > 0:
-        stage_left = max(total - done, 0) * elapsed_in_stage / done
-    elif job.stage in recent:
-        stage_left = max(recent[job.stage] - elapsed_in_stage, 0.0)
-    else:
-        return None
-    later = JOB_STAGES[JOB_STAGES.index(job.stage) + 1 :] if job.stage in JOB_STAGES else ()
-    if not recent:
-        return Estimate(round(stage_left, 1), "stage", f"the pace of {job.stage} so far")
-    paced = stage_left + sum(recent.get(stage, 0.0) for stage in later)
-    ran = (now - as_utc(job.started_at)).total_seconds() if job.started_at else 0.0
-    usual = recent.get(TOTAL, 0.0) - ran
-    basis = (
-        f"the pace of {job.stage} so far, and the later stages' median on the last "
-        f"{jobs_measured} successful job{'s' if jobs_measured != 1 else ''}"
+    plural = "s" if jobs_measured != 1 else ""
+    measured = Measured(recent, jobs_measured, f"last {{n}} successful job{plural}")
+    return time_left(
+        JOB_STAGES,
+        job.stage,
+        {job.stage: (job.progress_done or 0, job.progress_total)},
+        float((job.timings or {}).get(job.stage) or 0.0),
+        ran_seconds(job, now),
+        measured,
     )
-    return Estimate(round(max(paced, usual, 0.0), 1), "job", basis)
 
 
 def job_estimate(session: Session, job: Job) -> Estimate | None:

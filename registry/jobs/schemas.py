@@ -19,8 +19,8 @@ from workers.sources.pinning import (
 )
 
 if TYPE_CHECKING:  # the database row: the light client parses answers without SQLAlchemy
-    from registry.jobs.eta import Estimate
     from registry.jobs.models import Job
+    from registry.time_left import Estimate
 
 
 class SubmissionIn(BaseModel):
@@ -81,6 +81,11 @@ class Eta(BaseModel):
     seconds: float = Field(description="Seconds left, from measured rates")
     scope: str = Field(description="job: every stage left; stage: the current stage only")
     basis: str = Field(description="What was measured, in words")
+    elapsed_seconds: float | None = Field(
+        default=None,
+        description="Seconds the job has run so far (its overall progress is elapsed over "
+        "elapsed plus seconds left)",
+    )
 
 
 class JobOut(BaseModel):
@@ -160,7 +165,14 @@ class JobOut(BaseModel):
             fetch=job.fetch or {},
             result_revision_id=job.result_revision_id,
             result_url=result_url,
-            eta=None if eta is None else Eta(seconds=eta.seconds, scope=eta.scope, basis=eta.basis),
+            eta=None
+            if eta is None
+            else Eta(
+                seconds=eta.seconds,
+                scope=eta.scope,
+                basis=eta.basis,
+                elapsed_seconds=eta.elapsed,
+            ),
         )
 
 

@@ -93,3 +93,30 @@ def test_each_pass_gets_its_own_bar_on_a_terminal():
         "score#1": ("score   ", 1, 1),
         "validate#2": ("validate pass 2", 13, 30),
     }
+
+
+def test_the_whole_run_s_time_left_is_a_line_every_interval_or_one_bar(monkeypatch):
+    from registry.time_left import Estimate
+
+    now = iter([0.0, 1.0, 7.0, 8.0]).__next__
+    monkeypatch.setattr(console.time, "monotonic", now)
+    out = io.StringIO()
+    display = StageProgress(out, prefix="job 3: ")
+    for left in (40.0, 38.0, 31.0):  # the second comes within the interval: not repeated
+        display.overall(Estimate(left, "job", "the last 2 jobs", elapsed=60 - left))
+    display.overall(None)  # nothing measured: nothing said
+    display.overall(Estimate(9.0, "stage", "the pace of detect so far"))  # within the interval
+    assert out.getvalue().splitlines() == [
+        "job 3: all      ~40 s left",
+        "job 3: all      ~31 s left",
+    ]
+
+    monkeypatch.undo()
+
+    terminal = io.StringIO()
+    with StageProgress(terminal, bars=True) as bars:
+        bars("detect", 3, 30)
+        bars.overall(Estimate(30.0, "stage", "the pace of detect so far", elapsed=10.0))
+        bars.overall(Estimate(10.0, "stage", "the pace of detect so far", elapsed=30.0))
+    drawn = terminal.getvalue()
+    assert "all" in drawn and "75%" in drawn and "~10 s left (the pace of detect so far)" in drawn

@@ -208,7 +208,8 @@ def detect(
     ablation. Needs no database.
 
     Progress goes to stderr, one stage at a time (load, detect, validate, score): bars on a
-    terminal, plain lines otherwise.
+    terminal, plain lines otherwise; and the whole run's time left (`all`), from this run's pace
+    and what earlier runs on weights of a similar size took.
 
     \b
     Examples:
@@ -217,14 +218,17 @@ def detect(
       swreg detect ./my-checkpoint --plot smollm2.png
       swreg detect ./my-checkpoint --no-validate --prompt "Some text." --device cuda
     """
-    from registry.console import StageProgress
-    from workers.contract.progress import LOAD_STEPS
+    from registry.console import RunProgress, StageProgress
+    from registry.settings import get_settings
+    from workers.commands import run_history
+    from workers.contract.progress import LOAD_STEPS, STAGES
 
     if plot_path is not None:
         _check_plot_path(plot_path)
     # Shown before torch is imported: the load stage starts now, not seconds later.
     display = StageProgress()
-    display("load", 0, LOAD_STEPS)
+    progress = RunProgress(display, STAGES, None)
+    progress("load", 0, LOAD_STEPS)
 
     from workers.science.device import require_device
 
@@ -242,8 +246,12 @@ def detect(
         sequential=not exhaustive,
         file_sha256=known_sha256,
     )
+    history = get_settings().detect_history_file
+    size = run_history.weight_bytes(path)
+    progress.measured = run_history.measured_for(run_history.load(history), size)
     with display:
-        report = analyse(path, options, display)
+        report = analyse(path, options, progress)
+    run_history.record(history, size, progress.stage_seconds(), progress.elapsed())
     if plot_path is not None:
         _write_plot(report, plot_path, model)
     if as_json:

@@ -30,7 +30,19 @@
       bar.removeAttribute("value");
       text("progress-text", "");
     }
-    // The whole job's time left, from measured rates (the API's eta): while it runs.
+    // The whole job's time left, from measured rates (the API's eta): while it runs. The overall
+    // bar is the time so far over the time so far plus the time left.
+    var overall = field("overall");
+    if (job.eta) {
+      var ran = job.eta.elapsed_seconds || 0;
+      overall.max = ran + job.eta.seconds;
+      overall.value = ran;
+    } else if (job.state === "succeeded") {
+      overall.max = 1;
+      overall.value = 1;
+    } else {
+      overall.removeAttribute("value");
+    }
     text("eta", job.eta ? "about " + Math.round(job.eta.seconds) + " s" : "–");
     text("eta-basis", job.eta ? "(" + job.eta.basis + ")" : "");
     text("attempts", job.attempts + "/" + job.max_attempts);

@@ -353,11 +353,14 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     assert field("state").inner_text() == "running"
     assert field("stage").inner_text() == "detect"
     assert field("progress-text").inner_text() == "12/30"
-    assert page.locator("progress").evaluate("p => [p.value, p.max]") == [12, 30]
+    assert field("progress").evaluate("p => [p.value, p.max]") == [12, 30]
     # Time left at the stage's pace (12 layers in 8.2 s: 18 more take 12.3 s); no job has
     # succeeded here, so it covers the stage only and says so.
     assert field("eta").inner_text() == "about 12 s"
     assert field("eta-basis").inner_text() == "(the pace of detect so far)"
+    # The overall bar: the time the job has run over that plus the time left.
+    ran, length = field("overall").evaluate("p => [p.value, p.max]")
+    assert ran >= 0 and round(length - ran, 1) == 12.3
 
     # The worker moves on; the page shows it without a reload.
     with queue.write_transaction(registry.sessions) as session:
@@ -388,6 +391,7 @@ def test_a_job_page_follows_the_job_live(visit, registry):
     page.wait_for_function("() => document.querySelector('#job').dataset.state === 'failed'")
     assert field("error").inner_text() == "out of memory on layer 21"
     assert field("eta").inner_text() == "–"
+    assert field("overall").evaluate("p => p.position") == -1  # no time left to show
     assert field("live").inner_text() == ""
     visit.assert_stayed_local()
 

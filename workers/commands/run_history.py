@@ -1,0 +1,117 @@
+"""What earlier local `swreg detect` runs took, so that a run can say how long it has left before
+it has measured its own later stages (`registry.time_left`).
+
+Kept in a small JSON file (`SWREG_DETECT_HISTORY_FILE`, by default in the user cache folder):
+the last HISTORY_RUNS runs, each with its weights' bytes and the seconds of each stage's first
+pass and of the whole run (imports included: what the person waits for). A run is estimated from
+the earlier runs on weights of a similar size only, their times scaled by the ratio of the
+sizes: the work grows with the bytes read and multiplied, but a run on a model many times smaller
+says nothing of a larger one (its fixed costs, importing torch, dominate).
+
+The file is a convenience: one that cannot be read or written is ignored (the run goes on
+without an estimate of its later stages), and it is replaced whole, never half-written.
+"""
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from registry.time_left import TOTAL, Measured
+
+log = logging.getLogger(__name__)
+
+# How many runs the file keeps (the newest): enough for a stable median, small enough to read at
+# every start.
+HISTORY_RUNS = 20
+# Runs on weights within this factor of a run's own size measure it.
+SIMILAR_SIZE = 2.0
+# A file larger than this is not ours to parse (HISTORY_RUNS entries are a few KB).
+MAX_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Run:
+    weight_bytes: int
+    seconds: dict[str, float]
+
+
+def weight_bytes(folder: Path) -> int:
+    """The bytes of a checkpoint folder's safetensors files (what the analysis reads)."""
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors") if f.is_file())
+
+
+def _parse(entry: object) -> Run | None:
+    if not isinstance(entry, dict):
+        return None
+    size, seconds = entry.get("weight_bytes"), entry.get("seconds")
+    if not isinstance(size, int) or size <= 0 or not isinstance(seconds, dict):
+        return None
+    clean = {
+        str(k): float(v)
+        for k, v in seconds.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    }
+    return Run(size, clean) if clean else None
+
+
+def load(path: Path) -> list[Run]:
+    """The runs the file holds, oldest first; none when it is missing or not ours."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return []
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [run for run in map(_parse, entries) if run is not None]
+
+
+def _similar(a: int, b: int) -> bool:
+    return 1 / SIMILAR_SIZE <= a / b <= SIMILAR_SIZE
+
+
+def measured_for(runs: list[Run], size: int) -> Measured | None:
+    """Each stage's median seconds over the runs on weights of a similar size, scaled to `size`;
+    None when there is none."""
+    similar = [
+        r for r in runs if size > 0 and 1 / SIMILAR_SIZE <= r.weight_bytes / size <= SIMILAR_SIZE
+    ]
+    if not similar:
+        return None
+    found: dict[str, list[float]] = {}
+    for run in similar:
+        scale = size / run.weight_bytes
+        for stage, seconds in run.seconds.items():
+            found.setdefault(stage, []).append(seconds * scale)
+    plural = "s" if len(similar) != 1 else ""
+    return Measured(
+        {stage: median(values) for stage, values in found.items()},
+        len(similar),
+        f"last {{n}} local run{plural} on weights of a similar size",
+    )
+
+
+def record(path: Path, size: int, stage_seconds: dict[str, float], total: float) -> None:
+    """Add a finished run (and forget the oldest beyond HISTORY_RUNS); never fails the run."""
+    runs = load(path)[-(HISTORY_RUNS - 1) :]
+    runs.append(Run(size, {**stage_seconds, TOTAL: round(total, 3)}))
+    entries = [{"weight_bytes": r.weight_bytes, "seconds": r.seconds} for r in runs]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside and renamed over: a reader sees the old file or the new, never half.
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as out:
+            json.dump(entries, out)
+        os.replace(out.name, path)
+    except OSError as exc:
+        log.debug("run history not written to %s: %s", path, exc)
+        try:
+            os.unlink(out.name)
+        except (OSError, UnboundLocalError):
+            pass
