@@ -17,8 +17,8 @@ def default_index_cache_dir() -> Path:
     return Path(user_cache_dir("swreg", appauthor=False)) / "index"
 
 
-def default_detect_history_file() -> Path:
-    return Path(user_cache_dir("swreg", appauthor=False)) / "detect-runs.json"
+def default_run_history_file() -> Path:
+    return Path(user_cache_dir("swreg", appauthor=False)) / "runs.json"
 
 
 class Settings(BaseSettings):
@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     # Where the server keeps the index bodies it has streamed (one file per data state and
     # encoding; older states are removed): the next request for the same data reads the file.
     index_cache_dir: Path = Field(default_factory=default_index_cache_dir)
-    # What earlier local `swreg detect` runs took (workers/commands/run_history.py): how a run
-    # estimates the time its later stages will take.
-    detect_history_file: Path = Field(default_factory=default_detect_history_file)
+    # What earlier local runs of `swreg detect` and `swreg quantize-check` took
+    # (workers/commands/run_history.py): how a run estimates the time its later stages will take.
+    run_history_file: Path = Field(default_factory=default_run_history_file)
     # Submission quotas per API token (admin tokens and the command line are exempt): jobs
     # queued or running at once, jobs created per minute, and Retry-After when the first is hit.
     quota_queued_jobs: int = Field(default=1000, ge=1)

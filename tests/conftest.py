@@ -283,12 +283,12 @@ def smollm2_detect(smollm2, tmp_path_factory) -> DetectRun:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def detect_history_file(tmp_path_factory) -> Iterator[Path]:
-    """What local `swreg detect` runs took (their ETA's history) in a file of this session, never
-    the user's: set before any session fixture runs the command."""
-    path = tmp_path_factory.mktemp("detect-history") / "detect-runs.json"
+def run_history_file(tmp_path_factory) -> Iterator[Path]:
+    """What local `swreg detect` and `quantize-check` runs took (their ETA's history) in a file
+    of this session, never the user's: set before any session fixture runs a command."""
+    path = tmp_path_factory.mktemp("run-history") / "runs.json"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SWREG_DETECT_HISTORY_FILE", str(path))
+        patch.setenv("SWREG_RUN_HISTORY_FILE", str(path))
         get_settings.cache_clear()
         yield path
     get_settings.cache_clear()

@@ -246,12 +246,20 @@ def detect(
         sequential=not exhaustive,
         file_sha256=known_sha256,
     )
-    history = get_settings().detect_history_file
+    history = get_settings().run_history_file
     size = run_history.weight_bytes(path)
-    progress.measured = run_history.measured_for(run_history.load(history), size)
+    kind = run_history.run_kind(
+        "detect",
+        device=device,
+        validate=options.validate,
+        prompts=len(prompts),
+        eval_tokens=options.eval_tokens,
+        sequential=options.sequential,
+    )
+    progress.measured = run_history.measured_for(run_history.load(history), kind, size)
     with display:
         report = analyse(path, options, progress)
-    run_history.record(history, size, progress.stage_seconds(), progress.elapsed())
+    run_history.record(history, kind, size, progress.stage_seconds(), progress.elapsed())
     if plot_path is not None:
         _write_plot(report, plot_path, model)
     if as_json:

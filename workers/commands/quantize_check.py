@@ -329,8 +329,12 @@ def quantize_check(
     # A missing folder or a file is refused before torch and transformers load (seconds); a Hub
     # name is checked when it is resolved below.
     local_folder(model)
-    from registry.console import StageProgress
+    from registry.console import RunProgress, StageProgress
+    from registry.settings import get_settings
+    from workers.commands import run_history
+    from workers.contract.progress import STAGES
     from workers.science.device import require_device
+    from workers.science.pipeline.quantize import STAGE as QUANTIZE_STAGE
     from workers.science.pipeline.quantize import QuantizeOptions, ToKeep
     from workers.science.pipeline.quantize import quantize_check as run_check
     from workers.science.quantization import DEFAULT_BITS, DEFAULT_BLOCKS, ClipRule, Variant
@@ -387,14 +391,31 @@ def quantize_check(
 
             # The detection's own stages, named apart from the check's ("find detect 3/30").
             def finding(stage: str, done: int, total: int) -> None:
-                display(f"{FINDING_PREFIX}{stage}", done, total)
+                progress(f"{FINDING_PREFIX}{stage}", done, total)
 
             return ToKeep(_detected(checkpoint, device, options.eval_tokens, finding), "detection")
 
         # Every stage as `swreg detect` shows it: bars on a terminal, plain lines otherwise
-        # (the detection that finds the weights to keep included).
+        # (the detection that finds the weights to keep included), and the whole run's time
+        # left from earlier runs of the same settings (and source) on weights of a similar size.
+        history = get_settings().run_history_file
+        size = run_history.weight_bytes(target.path)
+        history_kind = run_history.run_kind(
+            "quantize-check",
+            device=device,
+            eval_tokens=options.eval_tokens,
+            settings=",".join(s.name for s in options.settings()),
+            weights=weights,
+            kept_from=kind or "detection",
+        )
+        stages = ("load", *(f"{FINDING_PREFIX}{s}" for s in STAGES), QUANTIZE_STAGE)
+        measured = run_history.measured_for(run_history.load(history), history_kind, size)
         with StageProgress() as display:
-            check = run_check(target.path, keep, options, display)
+            progress = RunProgress(display, stages, measured)
+            check = run_check(target.path, keep, options, progress)
+        run_history.record(
+            history, history_kind, size, progress.stage_seconds(), progress.elapsed()
+        )
     finally:
         if client is not None:
             client.close()

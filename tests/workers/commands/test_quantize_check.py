@@ -140,6 +140,9 @@ def test_the_table_says_what_was_kept_and_from_where(planted_models, tmp_path):
         "quantize",
     } <= finished
     assert any(line.startswith("quantize 1/") for line in progress) and "\r" not in result.stderr
+    # And the whole run's time left, in lines of its own.
+    overall = [line.split() for line in progress if line.startswith("all ")]
+    assert overall and all(w[1].startswith("~") and w[2:4] == ["s", "left"] for w in overall)
 
 
 def test_every_result_carries_its_interval_and_goes_to_the_results_file(planted_models, tmp_path):
