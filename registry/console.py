@@ -250,6 +250,7 @@ class RunProgress:
                 self.display.elapsed_in(stage, now),
                 now - self.started,
                 self.measured,
+                finished=self._done,
             )
         )
 

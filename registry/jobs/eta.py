@@ -57,6 +57,9 @@ def estimate(
         ran_seconds(job, now),
         measured,
     )
+    # No `finished` stages (this job's speed): a job's timings run from a stage's first report
+    # to its latest, later passes included, and the sweep reports detect beside validate, so no
+    # earlier stage's seconds are known to be that stage's whole first pass.
 
 
 def job_estimate(session: Session, job: Job) -> Estimate | None:

@@ -37,3 +37,21 @@ def test_before_any_unit_a_stage_is_what_it_usually_takes_and_without_history_no
     none_yet = Measured({}, 0, "last {n} runs")
     found = time_left(STAGES, "detect", {"detect": (3, 30)}, 3.0, 5.0, none_yet)
     assert (found.seconds, found.scope, found.basis) == (27.0, "stage", "the pace of detect so far")
+
+
+def test_recent_runs_scale_by_this_run_s_speed_on_its_finished_stages():
+    """Its detect took 20 s where recent runs took 10: the later stages and the usual length
+    double (up to a bound); loading (imports, disk caches) and a stage of under
+    MIN_MEASURED_SECONDS say nothing of speed."""
+    counts = {"detect": (30, 30), "validate": (15, 30)}
+    found = time_left(STAGES, "validate", counts, 10.0, 30.0, RECENT, finished={"detect": 20.0})
+    # 15 more layers at 10 s for 15; score at twice its 12 s: 10 + 24 = 34;
+    # usual: 2 * 60 - 30 = 90 wins.
+    assert found.seconds == 90.0
+    slow = time_left(STAGES, "validate", counts, 10.0, 30.0, RECENT, finished={"detect": 90.0})
+    assert slow.seconds == 3 * 60 - 30  # bounded at 3 times slower
+    loaded = time_left(STAGES, "validate", counts, 10.0, 30.0, RECENT, finished={"load": 9.0})
+    assert loaded.seconds == 60 - 30  # load's 9 s against 2: not a speed
+    short = Measured({"detect": 0.5, "validate": 10.0, "total": 20.0}, 1, "last {n} runs")
+    one = time_left(STAGES, "validate", counts, 5.0, 6.0, short, finished={"detect": 5.0})
+    assert one.seconds == 20.0 - 6.0  # 0.5 s of detect: speed unmeasured
