@@ -15,7 +15,7 @@ from registry.cli import main
 from registry.database import transaction
 from registry.index import service as index_service
 from registry.index.files import IndexFiles
-from registry.index.generate import iter_generated
+from registry.index.generate import iter_generated, write_generated
 from registry.index.serving import gzip_chunks
 from registry.index.stream import Snapshot, iter_index
 from registry.superweights import service
@@ -158,3 +158,33 @@ def test_the_index_over_http_streams_then_reads_its_file(
         assert [p.name for p in index_cache_dir.iterdir()] == [
             f"index-{third.headers['etag'].strip(chr(34))}.json"
         ]
+
+
+@pytest.mark.slow
+def test_a_generated_10_000_model_registry_streams_a_schema_valid_index(tmp_path):
+    """At the scale the issue names: 10,000 models, imported in bulk, stream out as the same
+    bytes, which the index's JSON Schema accepts. (SQLite only: the same code on PostgreSQL is
+    checked at 30 models above; the scale is the point here, and it costs CI a minute a database.)
+    """
+    from registry import migrate
+    from registry.database import make_engine, make_sessionmaker
+    from registry.index import bulk
+
+    generated = write_generated(
+        tmp_path / "index.json", 10_000, revisions=1, coordinates=3, layers=1
+    )
+    url = f"sqlite:///{tmp_path / 'swreg.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        sessions = make_sessionmaker(engine)
+        with transaction(sessions) as session:
+            stats = bulk.import_file(session, generated)
+        assert (stats.revisions, stats.coordinates["created"]) == (10_000, 30_000)
+        streamed = _streamed(sessions, batch=100)
+    finally:
+        engine.dispose()
+    assert streamed == generated.read_text(encoding="utf-8")
+    document = json.loads(streamed)
+    assert len({entry["model_id"] for entry in document["models"]}) == 10_000
+    assert index_service._fast_validator().is_valid(document)
