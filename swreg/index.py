@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry.superweights.schemas import ModelLookup, RevisionOut
+from registry.superweights.lineage import lineage_document
+from registry.superweights.schemas import LineageOut, ModelLookup, RevisionOut
 from workers.contract.errors import NotFound
 
 
@@ -102,7 +103,31 @@ class Index:
             mine = [r for r in mine if r.revision == revision]
             if not mine:
                 raise NotFound(f"model {model_id} has no revision {revision} in {self.source}")
-        return ModelLookup(model_id=model_id, revisions=sorted(mine, key=lambda r: r.revision))
+        return ModelLookup(
+            model_id=model_id,
+            revisions=sorted(mine, key=lambda r: r.revision),
+            lineage=self._lineage(model_id, mine),
+        )
+
+    def _lineage(self, model_id: str, mine: list[RevisionOut]) -> LineageOut:
+        """The model's lineage as the registry's lookup answers it (registry.superweights
+        .lineage): the bases its revisions (those answered) name, the index's models that name
+        it as base."""
+        own = [{"base_model": r.base_model} for r in mine]
+        fine_tuned = [
+            {
+                "model_id": r.model_id,
+                "revision": r.revision,
+                "updated_at": r.updated_at,
+                "lineage_check": r.lineage_check.model_dump(mode="json")
+                if r.lineage_check
+                else None,
+            }
+            for r in self.revisions
+            if r.base_model == model_id
+        ]
+        total = len({r["model_id"] for r in fine_tuned})
+        return LineageOut.model_validate(lineage_document(own, fine_tuned, total))
 
     def at_revision(self, revision: str) -> list[RevisionOut]:
         """Every model revision recorded at `revision` (under any model id): how a local

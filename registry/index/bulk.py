@@ -265,7 +265,11 @@ def _revision_row(model: dict[str, Any], now: datetime) -> dict[str, Any]:
         "model_id": model["model_id"],
         "revision": model["revision"],
         "revision_kind": revision_kind_of(model["revision"]),
+        # Every row names every column (one multi-row INSERT, one COPY): those a document
+        # may leave out first.
         "quantization_check": None,
+        "base_model": None,
+        "lineage_check": None,
         **service.revision_fields(model),
         **_stamps(
             now,

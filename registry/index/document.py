@@ -143,7 +143,13 @@ def check_new_revision(
 
 
 def check_model_places(model: dict[str, Any], i: int, source: str) -> None:
-    """No coordinate or super expert twice in a revision, and none disputing itself."""
+    """No coordinate or super expert twice in a revision, none disputing itself, and no
+    revision naming its own model as its base."""
+    if model.get("base_model") == model["model_id"]:
+        raise InvalidInput(
+            f"invalid {source}: at /models/{i}/base_model: {model['model_id']} cannot be its "
+            "own base model"
+        )
     seen_coords: set[tuple[str, str]] = set()
     for j, coord in enumerate(model["super_weights"]):
         ckey = (coord["tensor"], index_key(coord["index"]))

@@ -55,6 +55,7 @@ from registry.superweights.sources import (
     canonical_sources,
     merged_claim_state,
 )
+from workers.sources.pinning import check_model_id
 
 # --- export -----------------------------------------------------------------------------------
 
@@ -188,6 +189,9 @@ def revision_fields(model: dict[str, Any]) -> dict[str, Any]:
             if "quantization_check" in model
             else {}
         ),
+        # Likewise the lineage (optional fields: a revision without a base has neither).
+        **({"base_model": check_model_id(model["base_model"])} if "base_model" in model else {}),
+        **({"lineage_check": model["lineage_check"]} if "lineage_check" in model else {}),
     }
 
 

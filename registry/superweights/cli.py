@@ -11,7 +11,7 @@ import click
 
 from registry.console import table
 from registry.readers import api_option, reader
-from registry.superweights.ablation import ratio_text
+from registry.superweights.ablation import keeps_text, lineage_ratio_text, ratio_text
 
 
 def _source(sw: dict[str, Any]) -> str:
@@ -56,6 +56,7 @@ def _print_revision(rev: dict[str, Any]) -> None:
         for line in table(headers, rows):
             click.echo("  " + line)
     _print_super_experts(rev.get("super_experts") or [])
+    _print_lineage_check(rev)
     citations = {sw["provenance"]["citation"] for sw in rev["super_weights"]} - {None}
     for citation in sorted(citations):
         click.echo(f"  citation: {citation}")
@@ -67,6 +68,51 @@ def _print_revision(rev: dict[str, Any]) -> None:
             click.echo(f"  {where} reproduced at: {', '.join(sw['provenance']['reproduced_in'])}")
         if sw["state"] == "retracted":
             click.echo(f"  {where} retracted: {sw['provenance']['retraction_reason']}")
+
+
+def _value(value: Any) -> str:
+    return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _print_lineage_check(rev: dict[str, Any]) -> None:
+    """The base the revision's card names and, when a job checked them, which of the base's
+    verified super weights these weights keep."""
+    base, check = rev.get("base_model"), rev.get("lineage_check")
+    if not base:
+        return
+    if not check:
+        click.echo(f"  fine-tune of {base} (not checked: no verified super weight of it then)")
+        return
+    click.echo(f"  fine-tune of {base} @ {check['base_revision']}: {keeps_text(check)}")
+    rows = [
+        [
+            c["outcome"],
+            str(c["layer"]),
+            c["tensor"],
+            json.dumps(c["index"]),
+            _value(c.get("value")),
+            _value(c.get("base_value")),
+            lineage_ratio_text(c) or "-",
+        ]
+        for c in check["coordinates"]
+    ]
+    for line in table(["outcome", "layer", "tensor", "index", "value", "base", "zeroed"], rows):
+        click.echo("    " + line)
+
+
+def _print_lineage(lineage: dict[str, Any]) -> None:
+    """The fine-tunes of the model the registry holds."""
+    fine_tunes, total = lineage.get("fine_tunes") or [], lineage.get("fine_tunes_total", 0)
+    if not fine_tunes:
+        return
+    shown = f", the first {len(fine_tunes)}" if len(fine_tunes) < total else ""
+    click.echo("")
+    click.echo(f"fine-tunes in the registry ({total}{shown}):")
+    for fine_tune in fine_tunes:
+        kept = ""
+        if fine_tune.get("checked") is not None:
+            kept = f": keeps {fine_tune['kept']} of {fine_tune['checked']}"
+        click.echo(f"  {fine_tune['model_id']} @ {fine_tune['revision']}{kept}")
 
 
 def _print_super_experts(found: list[dict[str, Any]]) -> None:
@@ -136,6 +182,7 @@ def lookup(model: str, revision: str | None, as_json: bool, api_url: str | None)
         if i:
             click.echo("")
         _print_revision(rev)
+    _print_lineage(document.get("lineage") or {})
 
 
 @click.command("list")

@@ -119,6 +119,10 @@ def revision_document(rev: ModelRevision) -> dict[str, Any]:
         "super_experts": [
             super_expert_document(se) for se in sorted(rev.super_experts, key=super_expert_sort_key)
         ],
+        # Present only when known (optional fields of the index, docs/compatibility.md): a
+        # revision whose card names no base reads, and exports, as it did before lineage.
+        **({"base_model": rev.base_model} if rev.base_model is not None else {}),
+        **({"lineage_check": rev.lineage_check} if rev.lineage_check is not None else {}),
     }
 
 

@@ -63,6 +63,12 @@ class ModelRevision(Base):
     profile: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # The quantization check of these weights (workers.contract.quantization), when a job ran it.
     quantization_check: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The base model the revision's model card names (`base_model:` of README.md at this
+    # revision; null when it names none, several, or an invalid id), and the lineage check of
+    # that base's verified super weights in these weights (workers.contract.lineage), when a
+    # job ran it.
+    base_model: Mapped[str | None] = mapped_column(String(255), index=True)
+    lineage_check: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow_seconds)
     # The changes feed (registry.changes): the data version of the write that created this

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_serializer
 
+from registry.superweights.lineage import MAX_FINE_TUNES
+
 State = Literal["published", "reported", "candidate", "verified", "rejected", "retracted"]
 RevisionKind = Literal["commit", "content", "unknown"]
 # A full commit sha, a content hash of a local directory's weight files, or "unknown" (entries of
@@ -154,6 +156,63 @@ class ProfileOut(BaseModel):
         return data
 
 
+Outcome = Literal["kept", "lost", "undecided", "absent"]
+
+
+class LineageCoordinateOut(BaseModel):
+    """One of the base's verified coordinates, checked in this fine-tune
+    (`workers.contract.lineage.LineageCoordinate`)."""
+
+    tensor: str
+    index: list[int]
+    layer: int
+    module: str
+    row: int
+    col: int
+    expert: int | None = None
+    outcome: Outcome = Field(
+        description="kept: zeroing it here is verified to break the model; lost: it is here "
+        "but zeroing it does not (rejected); undecided: neither shown nor ruled out; absent: "
+        "the fine-tune has no such weight."
+    )
+    reason: str
+    checked_by: Literal["detection", "lineage"] | None = Field(
+        default=None,
+        description="detection: this job's own detection judged it; lineage: the lineage "
+        "check ablated it; null when absent.",
+    )
+    value: float | NonFinite | None = Field(default=None, description="Its value here.")
+    base_value: float | NonFinite | None = Field(default=None, description="Its value in the base.")
+    ratio: float | NonFinite | None = Field(
+        default=None, description="How many times zeroing it here multiplies perplexity."
+    )
+    interval: dict[str, Any] | None = Field(
+        default=None, description="The ratio's confidence interval (low, high, confidence)."
+    )
+    base_ratio: float | NonFinite | None = Field(
+        default=None, description="How many times zeroing it multiplied the base's perplexity."
+    )
+    validation: dict[str, Any] | None = Field(
+        default=None,
+        description="The ablation here with its controls and verdict, as a coordinate's "
+        "validation evidence; null when absent.",
+    )
+
+
+class LineageCheckOut(BaseModel):
+    """Whether this fine-tune keeps its base's verified super weights, each checked by ablation
+    in these weights and recorded as this revision's own evidence."""
+
+    base_model: str
+    base_revision: str = Field(description="The base revision whose coordinates were checked.")
+    detector_version: str
+    coordinates: list[LineageCoordinateOut]
+
+    @property
+    def kept(self) -> int:
+        return sum(c.outcome == "kept" for c in self.coordinates)
+
+
 class RevisionOut(BaseModel):
     model_id: str
     revision: str
@@ -177,11 +236,61 @@ class RevisionOut(BaseModel):
         default_factory=list,
         description="Routed experts whose down projection emits a super activation.",
     )
+    base_model: str | None = Field(
+        default=None,
+        description="The base model this revision's model card names (`base_model:` of its "
+        "README.md at this revision); absent when it names none, several (a merge) or an "
+        "invalid id.",
+    )
+    lineage_check: LineageCheckOut | None = Field(
+        default=None,
+        description="The base's verified super weights checked by ablation in these weights; "
+        "absent when no job ran the check (no base, or a base without verified coordinates).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_lineage(self, handler):
+        # Present only when known, as the registry's revision document has them.
+        data = handler(self)
+        for name in ("base_model", "lineage_check"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
+        return data
+
+
+class FineTuneOut(BaseModel):
+    """A model whose revisions name this one as their base."""
+
+    model_id: str
+    revision: str = Field(description="Its most recently updated revision that names the base.")
+    kept: int | None = Field(
+        default=None,
+        description="How many of the base's verified super weights that revision keeps; null "
+        "when no lineage check ran.",
+    )
+    checked: int | None = Field(
+        default=None, description="How many the check looked for; null when none ran."
+    )
+
+
+class LineageOut(BaseModel):
+    """A model's lineage: the bases it was fine-tuned from, the fine-tunes the registry holds."""
+
+    base_models: list[str] = Field(
+        default_factory=list, description="The base models its revisions' cards name."
+    )
+    fine_tunes: list[FineTuneOut] = Field(
+        default_factory=list,
+        description=f"Models whose revisions name it as their base, by id (at most "
+        f"{MAX_FINE_TUNES}).",
+    )
+    fine_tunes_total: int = Field(default=0, description="How many such models there are.")
 
 
 class ModelLookup(BaseModel):
     model_id: str
     revisions: list[RevisionOut]
+    lineage: LineageOut = Field(default_factory=LineageOut)
 
 
 class RevisionMatches(BaseModel):

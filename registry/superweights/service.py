@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 from registry.clock import as_utc, utcnow_seconds
 from registry.errors import InvalidInput, NotFound
 from registry.suggestions import did_you_mean
-from registry.superweights.documents import profile_document, revision_document
+from registry.superweights.documents import (
+    coordinate_sort_key,
+    format_time,
+    parse_number,
+    profile_document,
+    revision_document,
+)
+from registry.superweights.lineage import MAX_FINE_TUNES, lineage_document
 from registry.superweights.models import (
     CLAIM_STATES,
     ModelRevision,
@@ -27,6 +34,7 @@ from registry.superweights.models import (
     index_key,
 )
 from registry.superweights.schemas import REVISION_PATTERN
+from workers.contract.lineage import BaseCoordinate, LineageBase, LineageCheck
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
@@ -198,7 +206,14 @@ def upsert_super_expert(
 
 
 def record_report(
-    session: Session, *, model_id: str, revision: str, revision_kind: str, report: Report | dict
+    session: Session,
+    *,
+    model_id: str,
+    revision: str,
+    revision_kind: str,
+    report: Report | dict,
+    base_model: str | None = None,
+    lineage_check: LineageCheck | dict | None = None,
 ) -> ModelRevision:
     """Store what `swreg detect --json` found for one model revision.
 
@@ -207,6 +222,10 @@ def record_report(
     coordinate is `verified` and the same (model_id, tensor, index) is a published or reported
     coordinate (revision `unknown`), that row keeps its state and gets this revision appended to
     its `reproduced_in` list.
+
+    `base_model` (the base the revision's model card names) and `lineage_check` (its base's
+    verified coordinates checked in these weights: workers.contract.lineage) are stored with the
+    revision when given; a later job that gives none leaves them as they are.
     """
     expected_kind = revision_kind_of(revision)
     if revision_kind != expected_kind:
@@ -223,6 +242,7 @@ def record_report(
         where = "/".join(str(p) for p in err["loc"])
         raise InvalidInput(f"invalid detection report at /{where}: {err['msg']}") from None
 
+    lineage = _lineage_fields(model_id, base_model, lineage_check)
     model = parsed.model
     rev, _ = upsert_revision(
         session,
@@ -234,6 +254,7 @@ def record_report(
             "num_layers": model.num_layers,
             "weight_files": [f.model_dump(exclude_none=False) for f in model.weight_files],
             "profile": profile_document(parsed),
+            **lineage,
         },
     )
     seen: set[tuple[str, str]] = set()
@@ -267,6 +288,82 @@ def record_report(
     _record_super_experts(session, rev, parsed, model_id)
     session.flush()
     return rev
+
+
+def _lineage_fields(
+    model_id: str, base_model: str | None, lineage_check: LineageCheck | dict | None
+) -> dict[str, Any]:
+    """What a report's revision stores of its lineage: the base model (a valid id that is not
+    the model itself) and the lineage check of that base (validated), each only when given."""
+    fields: dict[str, Any] = {}
+    if base_model is not None:
+        check_model_id(base_model)
+        if base_model == model_id:
+            raise InvalidInput(f"{model_id} cannot be its own base model")
+        fields["base_model"] = base_model
+    if lineage_check is not None:
+        try:
+            parsed = (
+                lineage_check
+                if isinstance(lineage_check, LineageCheck)
+                else LineageCheck.model_validate(lineage_check)
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = "/".join(str(p) for p in err["loc"])
+            raise InvalidInput(f"invalid lineage check at /{where}: {err['msg']}") from None
+        if parsed.base_model != fields.get("base_model", parsed.base_model):
+            raise InvalidInput(
+                f"the lineage check is of {parsed.base_model}, not of the base model {base_model}"
+            )
+        fields["lineage_check"] = parsed.as_json_dict()
+    return fields
+
+
+def lineage_base(session: Session, base_model: str) -> LineageBase | None:
+    """What a fine-tune of `base_model` is checked against: the base's most recently updated
+    revision that has verified coordinates, with those coordinates (layer, expert, tensor and
+    index order); None when the registry holds none."""
+    check_model_id(base_model)
+    verified = select(SuperWeight.revision_id).where(SuperWeight.state == "verified")
+    rev = session.scalars(
+        select(ModelRevision)
+        .where(ModelRevision.model_id == base_model, ModelRevision.id.in_(verified))
+        .order_by(ModelRevision.updated_at.desc(), ModelRevision.id.desc())
+        .limit(1)
+    ).first()
+    if rev is None:
+        return None
+    coordinates = [
+        BaseCoordinate(
+            tensor=sw.tensor,
+            index=list(sw.index),
+            layer=sw.layer,
+            module=sw.module,
+            row=sw.row,
+            col=sw.col,
+            expert=sw.expert,
+            value=sw.value,
+            ratio=_ablation_ratio(sw),
+        )
+        for sw in sorted(rev.super_weights, key=coordinate_sort_key)
+        if sw.state == "verified"
+    ]
+    return LineageBase(model_id=base_model, revision=rev.revision, coordinates=coordinates)
+
+
+def _ablation_ratio(sw: SuperWeight) -> float | None:
+    """How many times zeroing the coordinate multiplied perplexity, from its evidence; None
+    when the evidence does not say (evidence an index imported is any JSON object)."""
+    validation = (sw.evidence or {}).get("validation")
+    ablated = validation.get("ablated") if isinstance(validation, dict) else None
+    ratio = ablated.get("ratio") if isinstance(ablated, dict) else None
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float | str):
+        return None
+    try:
+        return parse_number(ratio)
+    except ValueError:
+        return None
 
 
 def _record_super_experts(
@@ -454,9 +551,67 @@ def revisions_at_document(session: Session, revision: str) -> dict:
 
 
 def lookup_document(session: Session, model_id: str, revision: str | None = None) -> dict:
-    """The lookup answer, shared by the HTTP API and `swreg lookup --json`."""
-    revisions = lookup(session, model_id, revision)
-    return {"model_id": model_id, "revisions": [revision_document(r) for r in revisions]}
+    """The lookup answer, shared by the HTTP API and `swreg lookup --json`: the revisions and
+    the model's lineage (the bases they name, the fine-tunes that name it)."""
+    revisions = [revision_document(r) for r in lookup(session, model_id, revision)]
+    total, fine_tuned = fine_tune_revisions(session, model_id)
+    return {
+        "model_id": model_id,
+        "revisions": revisions,
+        "lineage": lineage_document(revisions, fine_tuned, total),
+    }
+
+
+def known_models(session: Session, model_ids: Iterable[str]) -> set[str]:
+    """Those of `model_ids` the registry holds a revision of."""
+    wanted = set(model_ids)
+    if not wanted:
+        return set()
+    return set(
+        session.scalars(
+            select(ModelRevision.model_id).where(ModelRevision.model_id.in_(wanted)).distinct()
+        )
+    )
+
+
+def fine_tune_revisions(
+    session: Session, model_id: str, limit: int = MAX_FINE_TUNES
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many models name `model_id` as their base, and the revisions that name it of the
+    first `limit` of them by id (model_id, revision, updated_at, lineage_check: what
+    `lineage_document` reads; the coordinates are not loaded)."""
+    names_it = ModelRevision.base_model == model_id
+    total = session.scalar(
+        select(func.count(func.distinct(ModelRevision.model_id))).where(names_it)
+    )
+    if not total:
+        return 0, []
+    first = list(
+        session.scalars(
+            select(ModelRevision.model_id)
+            .where(names_it)
+            .group_by(ModelRevision.model_id)
+            .order_by(binary_order(session, ModelRevision.model_id))
+            .limit(limit)
+        )
+    )
+    rows = session.execute(
+        select(
+            ModelRevision.model_id,
+            ModelRevision.revision,
+            ModelRevision.updated_at,
+            ModelRevision.lineage_check,
+        ).where(names_it, ModelRevision.model_id.in_(first))
+    )
+    return total, [
+        {
+            "model_id": found,
+            "revision": rev,
+            "updated_at": format_time(updated),
+            "lineage_check": check,
+        }
+        for found, rev, updated, check in rows
+    ]
 
 
 def binary_order(session: Session, column):

@@ -24,7 +24,6 @@ from registry.jobs.models import JobState
 from registry.jobs.schemas import JobOut
 from registry.paths import API_PREFIX
 from registry.superweights import service
-from registry.superweights.documents import revision_document
 from registry.web import evidence, overview, snippets
 from registry.web.docs import DOCS_PATH, REDOC_PATH
 from workers.sources.pinning import check_model_id
@@ -90,19 +89,30 @@ async def index(
 
 @router.get("/models/{model_id:path}")
 async def model_page(request: Request, database: DatabaseDep, model_id: str):
+    def read(session):
+        document = service.lookup_document(session, model_id)
+        # The bases the registry holds get a link; others are named only.
+        known = service.known_models(session, document["lineage"]["base_models"])
+        return document, known
+
     try:
         check_model_id(model_id)
-        documents = await database.read(
-            lambda session: [revision_document(r) for r in service.lookup(session, model_id)]
-        )
+        document, known = await database.read(read)
     except (NotFound, InvalidInput) as exc:
         return _not_found(request, str(exc))
+    documents = document["revisions"]
     # Detected revisions (a commit or a content hash) before the published entry.
     documents.sort(key=lambda d: (d["revision_kind"] == "unknown", d["revision"]))
     return templates.TemplateResponse(
         request,
         "model.html",
-        {"model_id": model_id, "revisions": documents, "base_url": str(request.base_url)},
+        {
+            "model_id": model_id,
+            "revisions": documents,
+            "lineage": document["lineage"],
+            "known_bases": known,
+            "base_url": str(request.base_url),
+        },
     )
 
 

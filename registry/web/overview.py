@@ -7,6 +7,7 @@ Everything here reads the same revision documents the API serves
 
 from typing import Any
 
+from registry.superweights.ablation import keeps_text, lineage_ratio_text
 from registry.web.evidence import fmt, number
 
 # The order a reader wants: proven weights first, then claims not yet checked, then the
@@ -154,3 +155,14 @@ def shown_states(revisions: list[dict[str, Any]]) -> set[str]:
             if (item.get("provenance") or {}).get("disputed_with"):
                 shown.add("disputed")
     return shown
+
+
+def keeps(check: dict[str, Any]) -> str:
+    """A fine-tune's lineage check in words: `keeps 1 of 1 verified super weight of its base
+    (×41.20)` (the wording of `swreg lookup`)."""
+    return keeps_text(check)
+
+
+def lineage_ratio(checked: dict[str, Any]) -> str:
+    """Zeroing one of the base's weights in the fine-tune: `×RATIO (LOW–HIGH)`, or a dash."""
+    return lineage_ratio_text(checked) or "–"

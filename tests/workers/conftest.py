@@ -2,6 +2,10 @@
 on the first token, and a fake Hugging Face Hub served over HTTP. The planted tiny models, their
 analyses and the real SmolLM2 copy are shared with other tests: they live in tests/conftest.py."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,11 +54,17 @@ def fake_hub(tmp_path, monkeypatch):
     huggingface_hub in this process points at it as `HF_ENDPOINT` would have made it (it reads
     HF_ENDPOINT into its constants at import, long done here), and subprocesses get HF_ENDPOINT
     itself. `fake_hub.cache` is the Hub cache directory."""
+    with serving_fake_hub(tmp_path / "hf-cache", monkeypatch) as hub:
+        yield hub
+
+
+@contextmanager
+def serving_fake_hub(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """The `fake_hub` fixture's Hub, for fixtures of a wider scope (their own MonkeyPatch)."""
     from huggingface_hub import constants
 
     from tests.fake_hub import FakeHub
 
-    cache = tmp_path / "hf-cache"
     cache.mkdir()
     with FakeHub() as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)

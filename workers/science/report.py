@@ -139,7 +139,7 @@ def _windows(run: VariantRun, row: int) -> list[SuperActivationWindow]:
     return [SuperActivationWindow(**w) for w in run.plan.super_activation.get(row, [])]
 
 
-def _validation_evidence(
+def validation_evidence(
     judged: CandidateJudgement,
     judge: Judge,
     baseline: Score,
@@ -216,7 +216,7 @@ class Findings:
 
 
 @dataclass(frozen=True)
-class _Place:
+class Place:
     """Where a candidate is stored: its tensor, its index as stored, the module it is in."""
 
     tensor: str
@@ -224,13 +224,22 @@ class _Place:
     stored_index: Callable[[int, int], list[int]]
 
 
-def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
-    feed_forward = findings.checkpoint.feed_forward
+def stored_place(
+    checkpoint: Checkpoint,
+    tensor_names: dict[str, str],
+    expert_tensors: dict[str, tuple[str, ...]],
+    layer: int,
+    expert: int | None,
+) -> Place:
+    """Where the weights of layer `layer`'s output projection (of routed expert `expert`) are
+    stored: the checkpoint's tensor and how (row, col) index it. `tensor_names` and
+    `expert_tensors` are the streamer's (or the loaded model's) names for the checkpoint."""
+    feed_forward = checkpoint.feed_forward
     if expert is None:
         site = feed_forward.matrix_site(layer)
         assert site is not None, f"a dense candidate in layer {layer} has a matrix to sit in"
-        return _Place(
-            findings.tensor_names[feed_forward.parameter(layer, site)],
+        return Place(
+            tensor_names[feed_forward.parameter(layer, site)],
             site.module,
             site.stored_index,
         )
@@ -239,14 +248,20 @@ def _place(findings: Findings, layer: int, expert: int | None) -> _Place:
     site = routed  # bound for the lambda below (a narrowed name is not narrowed inside it)
     parameter = feed_forward.parameter(layer, site)
     module = f"{site.module}.{site.parameter}"
-    per_expert = findings.expert_tensors.get(parameter)
+    per_expert = expert_tensors.get(parameter)
     if per_expert is not None:
         # One stored [out, in] tensor per expert.
-        return _Place(per_expert[expert], module, lambda r, c: [r, c])
-    return _Place(
-        findings.tensor_names[parameter],
+        return Place(per_expert[expert], module, lambda r, c: [r, c])
+    return Place(
+        tensor_names[parameter],
         module,
         lambda r, c: experts.stored_index(site, expert, r, c),
+    )
+
+
+def _place(findings: Findings, layer: int, expert: int | None) -> Place:
+    return stored_place(
+        findings.checkpoint, findings.tensor_names, findings.expert_tensors, layer, expert
     )
 
 
@@ -353,9 +368,7 @@ def build_report(findings: Findings) -> Report:
         validation = None
         if judged is not None and judged.ablation_interval is not None and baseline is not None:
             assert judge is not None and eval_info is not None  # a judgement comes from the judge
-            validation = _validation_evidence(
-                judged, judge, baseline, eval_info, place.stored_index
-            )
+            validation = validation_evidence(judged, judge, baseline, eval_info, place.stored_index)
         super_weights.append(
             Coordinate(
                 tensor=tensor,

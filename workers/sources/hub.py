@@ -42,6 +42,7 @@ from workers.sources import hub_client
 from workers.sources.cache_budget import CacheBudget
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
+from workers.sources.model_card import listed_card, read_base_model
 from workers.sources.pinning import COMMIT_SHA, repo_cache_dir
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -155,6 +156,10 @@ def fetch_hub(
     selected = select_files(listing, shards)
     selected_weights = weight_file_names([f.name for f in listing], shards)
     check_listing(listing, selected, max_bytes=max_bytes, what=what)
+    # The model card too, when it is small: the base model it names (workers.sources.model_card).
+    card = listed_card(listing)
+    if card is not None:
+        selected = [*selected, card]
 
     downloaded = sum(f.size for f in selected if f.name not in was_cached)
     if budget is not None:
@@ -186,16 +191,21 @@ def fetch_hub(
     records: list[dict[str, Any]] = []
     for name in sorted(f.name for f in selected):
         local = path / name
+        if card is not None and name == card.name and not local.is_file():
+            # An optional file: a cache filled before cards were read may lack it offline.
+            card = None
+            continue
         if not local.is_file():
             raise HubUnavailable(f"{what}: {name} is missing from the fetched snapshot")
         digest = known[name].sha256 or _blob_sha256(local) or sha256_of(local)
         records.append({"name": name, "size": local.stat().st_size, "sha256": digest})
     by_name: dict[str, str] = {r["name"]: r["sha256"] for r in records}
     return FetchResult(
+        base_model=read_base_model(path / card.name) if card is not None else None,
         path=path,
         files=records,
         weight_sha256={n: by_name[n] for n in selected_weights if n in by_name},
-        selected_bytes=sum(f.size for f in selected),
+        selected_bytes=sum(known[r["name"]].size for r in records),
         downloaded_bytes=0 if offline else downloaded,
         repo_bytes=sum(f.size for f in listing),
         offline=offline,

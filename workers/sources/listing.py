@@ -50,6 +50,8 @@ class FetchResult:
     downloaded_bytes: int = 0
     repo_bytes: int = 0
     offline: bool = False
+    # The base model the model card names (workers.sources.model_card); None when it names none.
+    base_model: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {

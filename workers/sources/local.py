@@ -12,6 +12,7 @@ from workers.science.checkpoint import (
 )
 from workers.science.errors import CheckpointRefused
 from workers.sources.listing import FetchResult, RepoFile, check_listing, select_files
+from workers.sources.model_card import listed_card, read_base_model
 from workers.sources.pinning import hash_local_weights, local_revision
 
 
@@ -52,6 +53,14 @@ def fetch_local(
     index = directory / SAFETENSORS_INDEX
     selected = select_files(listing, read_shard_index(index) if index.is_file() else None)
     check_listing(listing, selected, max_bytes=max_bytes, what=str(directory))
+    # The model card too, when it is small: the base model it names (workers.sources.model_card).
+    # A card linking out of the folder is neither read nor hashed.
+    card = listed_card(listing)
+    if card is not None and not (directory / card.name).resolve().is_relative_to(directory):
+        card = None
+    base_model = read_base_model(directory / card.name) if card is not None else None
+    if card is not None:
+        selected = [*selected, card]
     weights = hash_local_weights(directory)
     records = [
         {
@@ -62,6 +71,7 @@ def fetch_local(
         for f in selected
     ]
     result = FetchResult(
+        base_model=base_model,
         path=directory,
         files=records,
         weight_sha256=weights,

@@ -24,6 +24,7 @@ from workers.science.errors import CheckpointRefused
 from workers.sources.errors import HubNotFound, HubRefused, HubUnavailable
 
 __all__ = [
+    "base_model_of",
     "check_model_id",
     "check_revision",
     "hash_local_weights",
@@ -332,12 +333,28 @@ class Found:
     base_model: str | None
 
 
+def base_model_of(value: object) -> str | None:
+    """The one base model a model card's `base_model:` names, or None.
+
+    A string, or a list of exactly one string, names a base; a list of several is a merge of
+    those models, which has no single lineage to trace, so it names none. A value that is not a
+    valid Hub id (check_model_id: a path, a URL, anything longer than an id) names none either:
+    a card is the model author's text, never trusted. The Hub search and the worker's fetch
+    read a card's base by this one rule."""
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_model_id(value)
+    except InvalidInput:
+        return None
+
+
 def _base_model(info) -> str | None:
     card = getattr(info, "card_data", None) or getattr(info, "cardData", None) or {}
     value = card.get("base_model") if hasattr(card, "get") else getattr(card, "base_model", None)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return value if isinstance(value, str) else None
+    return base_model_of(value)
 
 
 def search_models(

@@ -46,11 +46,13 @@ from registry.jobs.queue import Lease, LeaseLost
 from registry.migrate import check_current
 from registry.settings import get_settings
 from registry.superweights.service import (
+    lineage_base,
     record_quantization_check,
     record_report,
     revision_kind_of,
 )
 from workers.contract.errors import Unavailable
+from workers.contract.lineage import BaseCoordinate, LineageCheck, LineageCoordinate
 from workers.contract.progress import JOB_STAGES
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
@@ -444,9 +446,27 @@ class Worker:
                 check = self._quantize_check(job, fetched, report, progress)
                 if check is not None:
                     timings["quantize_check"] = round(time.perf_counter() - checking, 3)
+            # A model card naming the model itself names no base.
+            base_model = fetched.base_model if fetched.base_model != job.model_id else None
+            lineage = None
+            if base_model is not None:
+                checking = time.perf_counter()
+                lineage = self._lineage_check(job, fetched, report, base_model, progress)
+                if lineage is not None:
+                    timings["lineage_check"] = round(time.perf_counter() - checking, 3)
             timings["total"] = round(time.perf_counter() - started, 3)
             heartbeat.stop()
-            self._complete(job, lease, report, timings, fetched, heartbeat.lease_left, check)
+            self._complete(
+                job,
+                lease,
+                report,
+                timings,
+                fetched,
+                heartbeat.lease_left,
+                check,
+                base_model=base_model,
+                lineage=lineage,
+            )
             counts = _state_counts(report)
             log.info(
                 "job %s: succeeded in %.1f s (%s)",
@@ -564,6 +584,70 @@ class Worker:
             )
             return None
 
+    def _lineage_check(
+        self,
+        job: Job,
+        fetched: FetchResult,
+        report: Report,
+        base_model: str,
+        progress: ProgressWriter,
+    ) -> LineageCheck | None:
+        """The base's verified super weights checked in this job's weights (the science's
+        `check_lineage`: from this job's detection where it judged them, else by ablation in a
+        child process); None when the registry holds no verified coordinate of the base, or
+        when the check fails (an optional step: the analysis is still recorded, and the failure
+        logged)."""
+        from workers.science.pipeline.lineage import check_lineage, lineage_check
+        from workers.science.pipeline.steps import AnalysisOptions
+
+        try:
+            with self.factory() as session:
+                base = lineage_base(session, base_model)
+            if base is None or not base.coordinates:
+                log.info("job %s: base model %s has no verified coordinates", job.id, base_model)
+                return None
+            log.info(
+                "job %s: lineage check of %d super weight(s) of %s@%s",
+                job.id,
+                len(base.coordinates),
+                base.model_id,
+                base.revision[:12],
+            )
+            options = AnalysisOptions(
+                device=self.config.device, file_sha256=fetched.weight_sha256 or None
+            )
+
+            def ablate(coordinates: list[BaseCoordinate]) -> list[LineageCoordinate]:
+                return self._isolated(
+                    job,
+                    "lineage check",
+                    lineage_check,
+                    fetched.path,
+                    coordinates,
+                    options,
+                    progress=progress,
+                )
+
+            found = check_lineage(report, base, ablate)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # anything the check meets must not cost the analysis
+            log.error(
+                "job %s: lineage check failed, the analysis is recorded without it: %s",
+                job.id,
+                one_line(exc),
+                exc_info=True,
+            )
+            return None
+        log.info(
+            "job %s: keeps %d of %d verified super weight(s) of %s",
+            job.id,
+            found.count("kept"),
+            len(found.coordinates),
+            base_model,
+        )
+        return found
+
     def _complete(
         self,
         job: Job,
@@ -573,6 +657,9 @@ class Worker:
         fetched: FetchResult,
         lease_left: Callable[[], float],
         check: QuantizationCheck | None = None,
+        *,
+        base_model: str | None = None,
+        lineage: LineageCheck | None = None,
     ) -> None:
         def record(session: Session) -> int:
             revision = record_report(
@@ -581,6 +668,8 @@ class Worker:
                 revision=job.revision,
                 revision_kind=revision_kind_of(job.revision),
                 report=report,
+                base_model=base_model,
+                lineage_check=lineage,
             )
             if check is not None:
                 record_quantization_check(session, revision, check)

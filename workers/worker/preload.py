@@ -12,6 +12,7 @@ import transformers.modeling_utils  # noqa: F401
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
+import workers.science.pipeline.lineage  # noqa: F401
 import workers.science.pipeline.quantize  # noqa: F401
 import workers.science.pipeline.sweep  # noqa: F401
 

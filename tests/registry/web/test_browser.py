@@ -44,6 +44,9 @@ ARTIFACTS = Path(os.environ.get("SWREG_TEST_ARTIFACTS", REPO_ROOT / "test-artifa
 OFFLINE_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server"]
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MOE_MODEL = "acme/tiny-moe"
+# A fine-tune of SmolLM2 whose own detection re-verified its super weight.
+FINE_TUNE = "acme/smol-fine-tune"
+FINE_TUNE_SHA = "f" * 40
 SERVER_START_TIMEOUT_S = 60
 # How long a page may take to show what the test waits for (two busy cores).
 WAIT_MS = 30_000
@@ -102,6 +105,7 @@ def _fill(url: str, report: dict):
         service.record_report(
             session, model_id=MOE_MODEL, revision=SHA_A, revision_kind="commit", report=moe_report()
         )
+        _record_fine_tune(session, report)
     with queue.write_transaction(sessions) as session:
         job, _ = queue.enqueue(
             session, model_id=MODEL, revision=SHA, source=JobSource.HUB, max_attempts=3
@@ -118,6 +122,29 @@ def _fill(url: str, report: dict):
             timings={"fetch": 0.4, "load": 4.1, "detect": 8.2},
         )
     return engine, sessions, job.id, lease
+
+
+def _record_fine_tune(session, report: dict) -> None:
+    """FINE_TUNE, with SmolLM2's report as its own: the lineage check a worker records for it
+    (the science's check_lineage on the registry's base), every weight judged by detection."""
+    from workers.contract.report import Report
+    from workers.science.pipeline.lineage import check_lineage
+
+    def no_ablation(rest):
+        raise AssertionError(f"the fine-tune's own detection judged every weight, not {rest}")
+
+    base = service.lineage_base(session, MODEL)
+    assert base is not None  # SmolLM2's report, recorded just before, verifies [507, 1229]
+    check = check_lineage(Report.model_validate(report), base, no_ablation)
+    service.record_report(
+        session,
+        model_id=FINE_TUNE,
+        revision=FINE_TUNE_SHA,
+        revision_kind="commit",
+        report=report,
+        base_model=MODEL,
+        lineage_check=check,
+    )
 
 
 HOSTILE_MODEL = "acme/hostile-source"
@@ -244,8 +271,9 @@ def phone(playwright_chromium, registry) -> Iterator[Visit]:
 def test_the_model_list_with_search(visit):
     visit.open("/")
     rows = visit.page.locator("#models tbody tr")
-    # the 13 models of the published index, SmolLM2, the MoE model and the one whose source is script
-    assert rows.count() == 16
+    # the 13 models of the published index, SmolLM2 and its fine-tune, the MoE model and the one
+    # whose source is script
+    assert rows.count() == 17
     smol = rows.filter(has_text=MODEL)
     assert smol.locator(".state-verified").inner_text() == "1 verified"
     assert smol.locator(".state-rejected").count() == 1
@@ -323,6 +351,30 @@ def test_a_moe_model_page_with_experts_super_experts_and_the_heat_map(visit):
     )
     assert sizes == [[1000, 460]]
     visit.shot("moe-model")
+    visit.assert_stayed_local()
+
+
+def test_a_fine_tune_page_shows_its_lineage_both_ways(visit):
+    visit.open(f"/models/{FINE_TUNE}")
+    page = visit.page
+    assert (
+        page.locator("#lineage .lineage-base")
+        .inner_text()
+        .startswith(f"Fine-tune of {MODEL} — keeps 1 of 1 verified super weight of its base (×")
+    )
+    row = page.locator("table.lineage-table tr.lineage-coordinate")
+    assert row.count() == 1 and row.get_attribute("data-outcome") == "kept"
+    assert row.locator("td").all_inner_texts()[:3] == ["kept", "11", "[507, 1229]"]
+    visit.shot("fine-tune")
+    # Both ways: to its base, whose page lists it among its fine-tunes, and back.
+    page.locator("#lineage a.base-model").click()
+    page.wait_for_url(f"**/models/{MODEL}")
+    fine_tunes = page.locator("#lineage li.fine-tune")
+    assert fine_tunes.all_inner_texts() == [
+        f"{FINE_TUNE} — keeps 1 of 1 verified super weight of this model"
+    ]
+    fine_tunes.locator("a").click()
+    page.wait_for_url(f"**/models/{FINE_TUNE}")
     visit.assert_stayed_local()
 
 

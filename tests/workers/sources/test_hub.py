@@ -367,20 +367,22 @@ def test_a_commit_missing_from_the_cache_says_whether_offline_or_unreachable(req
 
 
 def test_only_top_level_metadata_is_fetched(tmp_path, fake_hub):
-    extra = {"onnx/spiece.model": b"sp", "sub/tokenizer.json": b"{}", "README.md": b"hi"}
+    extra = {"onnx/spiece.model": b"sp", "sub/tokenizer.json": b"{}", "sub/README.md": b"hi"}
     model = make_checkpoint(tmp_path / "m")
+    (model / "README.md").write_text("# a model card that names no base model\n")
     sha = fake_hub.add_repo(REPO, model, extra_files=extra)
     fetched = hub.fetch_hub(REPO, sha, max_bytes=10**9)
     # Each fetched file with its size and sha256 (hashed here, since only LFS files come with
-    # one from the Hub).
+    # one from the Hub); the top-level model card is read too (the base model it may name).
     assert fetched.files == [
         {
             "name": name,
             "size": (model / name).stat().st_size,
             "sha256": hashlib.sha256((model / name).read_bytes()).hexdigest(),
         }
-        for name in ("config.json", "model.safetensors", "tokenizer.json")
+        for name in ("README.md", "config.json", "model.safetensors", "tokenizer.json")
     ]
+    assert fetched.base_model is None
 
 
 def test_an_unreachable_hub_leaves_the_given_cache_folder_to_answer(tmp_path, hub_down):

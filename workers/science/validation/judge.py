@@ -25,7 +25,7 @@ import torch
 from workers.science.detection import Candidate, ExpertCandidate
 from workers.science.evaluation import TokenScores, WindowScore
 from workers.science.validation.controls import CONTROLS
-from workers.science.validation.selection import Selection, Unit, select
+from workers.science.validation.selection import MAX_ABLATIONS_PER_LAYER, Selection, Unit, select
 from workers.science.validation.statistics import Interval, interval, look_windows
 from workers.science.validation.variants import (
     Kind,
@@ -144,10 +144,21 @@ def control_experts(
 
 
 class Judge:
-    def __init__(self, windows: int, sequential: bool = True):
+    def __init__(
+        self,
+        windows: int,
+        sequential: bool = True,
+        *,
+        restores: bool = True,
+        ablations_per_layer: int = MAX_ABLATIONS_PER_LAYER,
+    ):
         self.windows = windows
         self.looks = look_windows(windows)
         self.sequential = sequential
+        # Given weights (the lineage check's) have no super activation seen here to put back,
+        # and every one of them is to be judged: no restores, and no cap below their number.
+        self.restores = restores
+        self.ablations_per_layer = ablations_per_layer
         self.runs: list[VariantRun] = []
         # (layer, expert) -> the judged weights of that tensor (expert None: the dense or shared
         # expert projection).
@@ -207,7 +218,7 @@ class Judge:
     ) -> list[VariantRun]:
         """The variants that judge one tensor's candidates (none when the budget has no window):
         a layer's dense projection, or one routed expert's down projection (`expert`)."""
-        selection = select(candidates)
+        selection = select(candidates, self.ablations_per_layer)
         units = {}
         controls: dict[str, VariantRun] = {}
         if selection.ablated and self.windows:
@@ -324,7 +335,7 @@ class Judge:
                 self._maybe_restore(judged, member, run)
 
     def _maybe_restore(self, judged: _Layer, candidate: Candidate, ablation: VariantRun) -> None:
-        if candidate.key in judged.restores:
+        if not self.restores or candidate.key in judged.restores:
             return
         if self.interval(ablation).low > math.log(RESTORE_MIN_RATIO):
             judged.restores[candidate.key] = self._new(

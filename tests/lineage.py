@@ -1,0 +1,38 @@
+"""Fine-tunes of a planted model, for the lineage tests: a copy of its weights with every weight
+moved a little, its super weights either kept as they are or shrunk until zeroing them no longer
+matters. Plain functions (the fixtures that build them live beside their tests)."""
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from workers.fixtures.planted import PlantedModel
+
+WEIGHTS = "model.safetensors"
+# A fine-tune's change: every weight moved by 1% of its tensor's spread (seeded noise).
+NOISE_SHARE = 0.01
+NOISE_SEED = 2411
+# A fine-tune that lost its super weights: each shrunk a thousandfold, still there (the same
+# tensor and index) but far too small to carry the super activation.
+LOST_SCALE = 1e-3
+
+
+def fine_tune(base: PlantedModel, target: Path, *, keeps: bool) -> Path:
+    """A copy of `base` at `target` (config and tokenizer as they are) whose weights all moved by
+    NOISE_SHARE, with the planted super weights restored exactly (`keeps`) or scaled by
+    LOST_SCALE."""
+    shutil.copytree(base.path, target)
+    original = load_file(base.path / WEIGHTS)
+    weights = {name: tensor.clone() for name, tensor in original.items()}
+    generator = torch.Generator().manual_seed(NOISE_SEED)
+    for tensor in weights.values():
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            tensor += torch.randn(tensor.shape, generator=generator) * tensor.std() * NOISE_SHARE
+    for plant in base.plants:
+        name, index = base.down_proj_tensor(plant.layer), base.stored_index(plant)
+        kept = original[name][index]
+        weights[name][index] = kept if keeps else kept * LOST_SCALE
+    save_file(weights, target / WEIGHTS, metadata={"format": "pt"})
+    return target

@@ -1,0 +1,61 @@
+"""Time the lineage check's own ablation (the sweep that checks a base's coordinates detection did
+not judge) against a whole analysis, on the real SmolLM2-135M-Instruct copy
+(`swreg fetch-example`): the model is its own "fine-tune", so the check must say `kept` with the
+ratio and interval detection measured.
+
+    .venv/bin/python tools/lineage_timing.py        # about a minute and a half on two cores
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workers.contract.lineage import BaseCoordinate  # noqa: E402
+from workers.fixtures.smollm2 import smollm2_dir  # noqa: E402
+from workers.science.pipeline.lineage import lineage_check  # noqa: E402
+from workers.science.pipeline.steps import AnalysisOptions  # noqa: E402
+from workers.science.pipeline.sweep import analyse  # noqa: E402
+
+PLACE = {"tensor", "index", "layer", "module", "row", "col", "expert"}
+
+
+def main() -> None:
+    path = smollm2_dir()
+    started = time.perf_counter()
+    report = analyse(path, AnalysisOptions())
+    analysed = time.perf_counter() - started
+    base = []
+    for sw in report.super_weights:
+        if sw.state == "verified" and sw.evidence.validation is not None:
+            ratio = sw.evidence.validation.ablated.ratio
+            base.append(BaseCoordinate(**sw.model_dump(include=PLACE), value=sw.value, ratio=ratio))
+    started = time.perf_counter()
+    checked = lineage_check(path, base, AnalysisOptions())
+    checking = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "analyse_seconds": round(analysed, 1),
+                "lineage_check_seconds": round(checking, 1),
+                "checked": [
+                    {
+                        "tensor": c.tensor,
+                        "index": c.index,
+                        "outcome": c.outcome,
+                        "ratio": c.ratio,
+                        "interval": [c.interval.low, c.interval.high] if c.interval else None,
+                        "detection_ratio": c.base_ratio,
+                    }
+                    for c in checked
+                ],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
