@@ -71,11 +71,13 @@ class LocalReader:
 
         return self._read(lambda s: service.lookup_document(s, model, revision))
 
-    def models_page(self, *, limit: int, offset: int, search: str | None) -> dict[str, Any]:
+    def models_page(
+        self, *, limit: int, offset: int, after: str | None, search: str | None
+    ) -> dict[str, Any]:
         from registry.superweights import service
 
         return self._read(
-            lambda s: service.models_page(s, limit=limit, offset=offset, search=search)
+            lambda s: service.models_page(s, limit=limit, offset=offset, after=after, search=search)
         )
 
     def index_text(self, generated_at: datetime | None) -> str:
@@ -85,7 +87,7 @@ class LocalReader:
             lambda s: service.dumps(service.export_document(s, generated_at=generated_at))
         )
 
-    def jobs(self, *, state: str | None, limit: int) -> list[JobOut]:
+    def jobs(self, *, state: str | None, limit: int, after: int | None) -> list[JobOut]:
         from registry.jobs import service
         from registry.jobs.schemas import JobOut
         from registry.jobs.states import JobState
@@ -93,7 +95,9 @@ class LocalReader:
         return self._read(
             lambda s: [
                 JobOut.of(j)
-                for j in service.list_jobs(s, state=JobState(state) if state else None, limit=limit)
+                for j in service.list_jobs(
+                    s, state=JobState(state) if state else None, limit=limit, after=after
+                )
             ]
         )
 
@@ -120,21 +124,32 @@ class RemoteReader:
     def lookup(self, model: str, revision: str | None) -> dict[str, Any]:
         return self.client.get_json(f"/models/{quote(model, safe='/')}", revision=revision)
 
-    def models_page(self, *, limit: int, offset: int, search: str | None) -> dict[str, Any]:
+    def models_page(
+        self, *, limit: int, offset: int, after: str | None, search: str | None
+    ) -> dict[str, Any]:
+        """The page the local reader gives, read in server pages of at most MAX_PAGE, each after
+        the last (only the first skips `offset`)."""
         items: list[dict[str, Any]] = []
-        total = None
-        while total is None or (len(items) < limit and offset + len(items) < total):
+        skip, cursor = offset, after
+        while True:
             page = self.client.get_json(
                 "/models",
                 limit=min(MAX_PAGE, limit - len(items)),
-                offset=offset + len(items),
+                after=cursor,
                 q=search,
+                offset=skip or None,
             )
-            total = page["total"]
             items += page["items"]
-            if not page["items"]:
+            skip, cursor = 0, page["next"]
+            if cursor is None or len(items) >= limit:
                 break
-        return {"total": total, "limit": limit, "offset": offset, "items": items}
+        return {
+            "total": page["total"],
+            "limit": limit,
+            "offset": offset,
+            "items": items,
+            "next": cursor,
+        }
 
     def index_text(self, generated_at: datetime | None) -> str:
         text = self.client.get_text("/index")
@@ -148,19 +163,18 @@ class RemoteReader:
         document["meta"]["generated_at"] = format_time(generated_at)
         return dumps(document)
 
-    def jobs(self, *, state: str | None, limit: int) -> list[JobOut]:
+    def jobs(self, *, state: str | None, limit: int, after: int | None) -> list[JobOut]:
         from registry.jobs.schemas import JobOut
 
         found: list[JobOut] = []
+        cursor = after
         while len(found) < limit:
             page = self.client.get_json(
-                "/jobs",
-                state=state,
-                limit=min(MAX_PAGE, limit - len(found)),
-                offset=len(found),
+                "/jobs", state=state, limit=min(MAX_PAGE, limit - len(found)), after=cursor
             )
             found += [JobOut.model_validate(j) for j in page["items"]]
-            if len(page["items"]) < page["limit"]:
+            cursor = page["next"]
+            if cursor is None:
                 break
         return found
 

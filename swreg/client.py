@@ -114,19 +114,32 @@ class Client:
             self._get(f"/models/{quote(model_id, safe='/')}", revision=revision)
         )
 
-    def list_models(self, *, limit: int = 50, offset: int = 0) -> ModelPage:
-        """One page of model ids with their revisions and coordinate counts."""
-        return ModelPage.model_validate(self._get("/models", limit=limit, offset=offset))
+    def list_models(
+        self,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        search: str | None = None,
+        offset: int | None = None,
+    ) -> ModelPage:
+        """One page of model ids with their revisions and coordinate counts, in binary order:
+        those after the model id `after` (the `next` of the previous page), containing
+        `search` when given. `offset` is deprecated (it skips items, slowly deep in the list)."""
+        return ModelPage.model_validate(
+            self._get("/models", limit=limit, after=after, q=search, offset=offset)
+        )
 
-    def models(self) -> Iterator[ModelSummary]:
-        """Every model of the registry, page by page."""
-        offset = 0
+    def models(self, search: str | None = None) -> Iterator[ModelSummary]:
+        """Every model of the registry (containing `search`, when given), page by page: each
+        page read after the last model id of the one before, so none is missed or seen twice
+        while models are added."""
+        after = None
         while True:
-            page = self.list_models(limit=MAX_PAGE, offset=offset)
+            page = self.list_models(limit=MAX_PAGE, after=after, search=search)
             yield from page.items
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
+            if page.next is None:
                 return
+            after = page.next
 
     def at_revision(self, revision: str) -> list[RevisionOut]:
         """Every model revision recorded at `revision` (under any model id); `NotFound` when

@@ -5,6 +5,13 @@ The top level is tokenized here (`{`, keys, `:`, `,`, `[`); every value (the met
 decoded by the standard library's C decoder (`JSONDecoder.raw_decode`) from a sliding buffer,
 which grows only while a value is longer than what was read so far (up to MAX_VALUE_CHARS).
 Errors carry the line and column in the file, as `json.loads`'s do.
+
+A model of an indented document (what `swreg export` writes) is decoded by msgspec instead, about
+three times as fast: its end is guessed as the first line that closes a brace at the indent of
+its opening one, and msgspec decodes the text up to there. JSON objects are prefix-free, so when
+msgspec takes that text whole it is exactly the value `raw_decode` would read; whenever it does
+not (a wrong guess, compact text, NaN, a lone surrogate, a number out of range), the value is
+read by `raw_decode` as before, errors and all.
 """
 
 import json
@@ -12,6 +19,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+import msgspec
 
 from registry.errors import InvalidInput
 
@@ -37,6 +46,7 @@ def _not_json(name: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_not_json)
+_FAST_DECODE = msgspec.json.Decoder().decode
 
 
 class NotJson(ValueError):
@@ -128,6 +138,32 @@ class _Buffer:
             self.pos = end
             return value
 
+    def fast_object(self) -> Any:
+        """The object starting at the next significant character, by the fast path the module's
+        docstring describes; `value()`'s answer whenever that path cannot tell."""
+        if self.skip_whitespace() != "{":
+            return self.value()
+        start = self.pos
+        line_start = self.text.rfind("\n", 0, start) + 1
+        indent = self.text[line_start:start]
+        if line_start == 0 or indent.strip(" \t"):
+            return self.value()  # the line's start was dropped, or text precedes the brace
+        closing = "\n" + indent + "}"
+        end = self.text.find(closing, start)
+        if end < 0 and len(self.text) - start < READ_CHARS and self.fill():
+            # Near the end of what was read: read once more (fill keeps the text from `pos`).
+            start = self.pos
+            end = self.text.find(closing, start)
+        if end < 0:
+            return self.value()
+        end += len(closing)
+        try:
+            value = _FAST_DECODE(self.text[start:end])
+        except msgspec.DecodeError:
+            return self.value()
+        self.pos = end
+        return value
+
     def _more(self) -> bool:
         pending = len(self.text) - self.pos
         if pending > MAX_VALUE_CHARS:
@@ -170,7 +206,7 @@ def members(handle: TextIO) -> Iterator[tuple[str, Any]]:
                 buffer.pos += 1
             else:
                 while True:
-                    yield MODELS_KEY, buffer.value()
+                    yield MODELS_KEY, buffer.fast_object()
                     if buffer.expect(",]", "',' delimiter") == "]":
                         break
         else:

@@ -261,27 +261,42 @@ def import_model(session: Session, model: dict[str, Any], stats: ImportStats) ->
     )
     stats.revisions += 1
     for coord in model["super_weights"]:
-        fields = coordinate_fields(coord)
-        created_at, updated_at = provenance_times(coord)
         existing = sw_service.find_coordinate(rev, coord["tensor"], coord["index"])
-        if _both_claims(existing, coord["state"]):
-            fields = _merged_claim(existing, fields)
-            created_at = updated_at = None  # a merge is a change made now
+        fields, created_at, updated_at = coordinate_update(existing, coord)
         _, outcome = sw_service.upsert_coordinate(
             rev, fields, created_at=created_at, updated_at=updated_at
         )
         stats.coordinates[outcome] += 1
     for found in model.get("super_experts", []):
-        _import_super_expert(rev, found, stats)
+        expert = sw_service.find_super_expert(rev, found["layer"], found["expert"])
+        fields, created_at, updated_at = super_expert_update(expert, found)
+        _, outcome = sw_service.upsert_super_expert(
+            rev, fields, created_at=created_at, updated_at=updated_at
+        )
+        stats.super_experts[outcome] += 1
 
 
-def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None:
-    """Upsert one super expert of a document; two claims about the same (layer, expert) are
+Update = tuple[dict[str, Any], datetime | None, datetime | None]
+
+
+def coordinate_update(existing, coord: dict[str, Any]) -> Update:
+    """What importing a document's coordinate sets on its row (`existing`: the row as it is, or
+    None): the fields, and the times to stamp (None: now, where anything changed). The one
+    definition for the row-by-row import and the bulk one (registry.index.bulk)."""
+    fields = coordinate_fields(coord)
+    created_at, updated_at = provenance_times(coord)
+    if _both_claims(existing, coord["state"]):
+        fields = _merged_claim(existing, fields)
+        created_at = updated_at = None  # a merge is a change made now
+    return fields, created_at, updated_at
+
+
+def super_expert_update(existing, found: dict[str, Any]) -> Update:
+    """As `coordinate_update`, for a super expert: two claims about the same (layer, expert) are
     merged as coordinates' are."""
     fields = super_expert_fields(found)
     created_at, updated_at = provenance_times(found)
-    existing = sw_service.find_super_expert(rev, found["layer"], found["expert"])
-    if existing is not None and _both_claims(existing, found["state"]):
+    if _both_claims(existing, found["state"]):
         fields = {
             **fields,
             "state": merged_claim_state(existing.state, fields["state"]),
@@ -291,10 +306,7 @@ def _import_super_expert(rev, found: dict[str, Any], stats: ImportStats) -> None
             "reproduced_in": sorted({*(existing.reproduced_in or []), *fields["reproduced_in"]}),
         }
         created_at = updated_at = None
-    _, outcome = sw_service.upsert_super_expert(
-        rev, fields, created_at=created_at, updated_at=updated_at
-    )
-    stats.super_experts[outcome] += 1
+    return fields, created_at, updated_at
 
 
 def _stored_citation(provenance: dict[str, Any]) -> str | None:

@@ -335,11 +335,22 @@ def _silence(silent_for: float | None, last) -> str:
 @click.option(
     "--limit", type=click.IntRange(1, 10_000), default=DEFAULT_LIST_LIMIT, show_default=True
 )
+@click.option(
+    "--after",
+    type=click.IntRange(1, 2**31 - 1),
+    metavar="JOB_ID",
+    help="Only jobs older than this one (the last id of the previous page).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @api_option
 @click.pass_context
 def jobs(
-    ctx: click.Context, state: str | None, limit: int, as_json: bool, api_url: str | None
+    ctx: click.Context,
+    state: str | None,
+    limit: int,
+    after: int | None,
+    as_json: bool,
+    api_url: str | None,
 ) -> None:
     """List jobs, newest first (`swreg jobs show ID` for one).
 
@@ -347,6 +358,7 @@ def jobs(
     Examples:
       swreg jobs
       swreg jobs --state failed --limit 10
+      swreg jobs --after 120             # the jobs before job 120
       swreg jobs --json
       swreg jobs show 1
       swreg jobs --api http://127.0.0.1:8000 --state running
@@ -354,7 +366,7 @@ def jobs(
     if ctx.invoked_subcommand is not None:
         ctx.obj = api_url  # `swreg jobs --api URL show ID` reads from that server too
         return
-    items = reader(api_url).jobs(state=state, limit=limit)
+    items = reader(api_url).jobs(state=state, limit=limit, after=after)
     if as_json:
         click.echo(_dump([j.model_dump(mode="json") for j in items]))
         return

@@ -5,7 +5,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api_errors import errors
 from registry.auth.dependency import TokenFirstRoute, WriteTokenDep, has_token
-from registry.bounds import Limit, Offset, RowId
+from registry.bounds import DeprecatedOffset, JobCursor, Limit, RowId
 from registry.clock import as_utc
 from registry.dependencies import DatabaseDep
 from registry.errors import Forbidden
@@ -169,18 +169,22 @@ async def list_jobs(
     request: Request,
     state: JobState | None = None,
     limit: Limit = service.DEFAULT_LIST_LIMIT,
-    offset: Offset = 0,
+    after: JobCursor = None,
+    offset: DeprecatedOffset = 0,
 ) -> JobPage:
     """Jobs, newest first, optionally in one state (without a token: no local paths or worker
-    host names)."""
+    host names). Paginated by key: the next page is `?after=` the page's `next` (null on the
+    last page), with the same `state`."""
     public = not await has_token(request)
-    jobs = await database.read(
-        lambda session: [
-            JobOut.of(j, public=public)
-            for j in service.list_jobs(session, state=state, limit=limit, offset=offset)
-        ]
-    )
-    return JobPage(items=jobs, limit=limit, offset=offset)
+
+    def read(session) -> JobPage:
+        jobs, following = service.jobs_page(
+            session, state=state, limit=limit, offset=offset, after=after
+        )
+        items = [JobOut.of(j, public=public) for j in jobs]
+        return JobPage(items=items, limit=limit, offset=offset, next=following)
+
+    return await database.read(read)
 
 
 @router.get("/workers", response_model=WorkerPage)

@@ -185,9 +185,16 @@ class SubmissionOut(BaseModel):
 
 
 class JobPage(BaseModel):
+    """One page of jobs, newest first. The next page is `?after=` this page's `next`."""
+
     items: list[JobOut]
     limit: int
-    offset: int
+    offset: int = Field(description="Deprecated (the `offset` asked for; 0 when none was).")
+    next: int | None = Field(
+        default=None,
+        description="The cursor of the next page (pass it as `after`): the id of this page's "
+        "last job; null on the last page.",
+    )
 
 
 class WorkerOut(BaseModel):

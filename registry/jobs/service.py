@@ -159,8 +159,29 @@ def list_jobs(
     state: JobState | None = None,
     limit: int = DEFAULT_LIST_LIMIT,
     offset: int = 0,
+    after: int | None = None,
 ) -> list[Job]:
+    """Jobs, newest first (by id): those older than job `after` (a page's `next`), skipping
+    `offset` more (deprecated)."""
     query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
     if state is not None:
         query = query.where(Job.state == state)
+    if after is not None:
+        query = query.where(Job.id < after)
     return list(session.scalars(query))
+
+
+def jobs_page(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+    offset: int = 0,
+    after: int | None = None,
+) -> tuple[list[Job], int | None]:
+    """One page of `list_jobs` and the cursor of the next (its last job's id; None on the
+    last page)."""
+    jobs = list_jobs(session, state=state, limit=limit + 1, offset=offset, after=after)
+    if len(jobs) > limit:
+        return jobs[:limit], jobs[limit - 1].id
+    return jobs, None

@@ -5,6 +5,7 @@ neither (nor SQLAlchemy and pydantic behind them).
 """
 
 import json
+import shlex
 from typing import Any
 
 import click
@@ -187,25 +188,47 @@ def lookup(model: str, revision: str | None, as_json: bool, api_url: str | None)
 
 @click.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--after",
+    metavar="MODEL_ID",
+    help="Only models after this one (the `next` a page ends with).",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Deprecated: models to skip (use --after, which stays fast deep in the list).",
+)
 @click.option("--search", metavar="TEXT", help="Only model ids containing TEXT (any case).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the page the HTTP API's model list returns."
 )
 @api_option
 def list_models(
-    limit: int, offset: int, search: str | None, as_json: bool, api_url: str | None
+    limit: int,
+    after: str | None,
+    offset: int,
+    search: str | None,
+    as_json: bool,
+    api_url: str | None,
 ) -> None:
     """List the models in the registry.
+
+    Sorted by model id in binary (code point) order; a page ends with the `--after` of the next.
 
     \b
     Examples:
       swreg list
       swreg list --search llama --limit 5
+      swreg list --limit 100 --after huggyllama/llama-7b   # the page after that model
       swreg list --json
       swreg list --api http://127.0.0.1:8000
     """
-    page = reader(api_url).models_page(limit=limit, offset=offset, search=search)
+    if after is not None:
+        from registry.superweights.service import check_model_cursor
+
+        check_model_cursor(after)
+    page = reader(api_url).models_page(limit=limit, offset=offset, after=after, search=search)
     if as_json:
         click.echo(json.dumps(page, indent=2, sort_keys=True, ensure_ascii=False))
         return
@@ -221,8 +244,12 @@ def list_models(
     ]
     for line in table(["model", "revisions", "super weights", "states"], rows):
         click.echo(line)
-    shown = f" (showing {len(items)} from {offset})" if len(items) < total else ""
+    where = f" after {after}" if after is not None else f" from {offset}"
+    shown = f" (showing {len(items)}{where})" if len(items) < total else ""
     click.echo(f"{total} models{shown}")
+    if page["next"] is not None:
+        more = f" --search {shlex.quote(search)}" if search else ""
+        click.echo(f"next page: swreg list --limit {limit} --after {page['next']}{more}")
 
 
 def _parse_index(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:

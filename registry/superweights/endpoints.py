@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from registry.bounds import Limit, Offset
+from registry.bounds import DeprecatedOffset, Limit
 from registry.caching import (
     PINNED,
     REVALIDATE,
@@ -77,18 +77,39 @@ _PNG_RESPONSES = {
 }
 
 
+ModelCursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_MODEL_ID_CHARS,
+        description="The `next` of the previous page (a model id): the models after it",
+        json_schema_extra={"pattern": MODEL_ID_PATTERN},
+        examples=["huggyllama/llama-7b"],
+    ),
+]
+
+
 @router.get("/models", response_model=ModelPage, responses=cached_responses())
 async def list_models(
-    request: Request, limit: Limit = 50, offset: Offset = 0, q: Search = None
+    request: Request,
+    limit: Limit = 50,
+    after: ModelCursor = None,
+    q: Search = None,
+    offset: DeprecatedOffset = 0,
 ) -> Response:
-    """Model ids in the registry (sorted), with their revisions and coordinate counts."""
+    """Model ids in the registry in binary (code point) order, with their revisions and
+    coordinate counts. Paginated by key: the next page is `?after=` the page's `next` (null on
+    the last page), with the same `q`; models added meanwhile after the cursor are on a later
+    page, and none is seen twice."""
     search = (q or "").strip() or None
+    after = after or None  # `after=` (empty): from the start, as `q=` is no search
+    if after is not None:
+        service.check_model_cursor(after)  # InvalidInput (422) before any database work
 
     def build(session: Session) -> Entity:
-        page = service.models_page(session, limit=limit, offset=offset, search=search)
+        page = service.models_page(session, limit=limit, offset=offset, after=after, search=search)
         return Entity.of(json_bytes(page), JSON)
 
-    entity = await cached_entity(request, ("models", limit, offset, search), build)
+    entity = await cached_entity(request, ("models", limit, offset, after, search), build)
     return cached_response(request, entity, cache_control=REVALIDATE)
 
 

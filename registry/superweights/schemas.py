@@ -309,7 +309,16 @@ class ModelSummary(BaseModel):
 
 
 class ModelPage(BaseModel):
-    total: int
+    """One page of the model list, in binary (code point) order of the model ids. The next page
+    is `?after=` this page's `next`."""
+
+    total: int = Field(description="Models in the list (those matching `q`, when given).")
     limit: int
-    offset: int
+    offset: int = Field(description="Deprecated (the `offset` asked for; 0 when none was).")
     items: list[ModelSummary]
+    next: str | None = Field(
+        default=None,
+        description="The cursor of the next page (pass it as `after`): the last model id of "
+        "this page; null on the last page.",
+        examples=["huggyllama/llama-7b", None],
+    )

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -628,27 +628,57 @@ def _containing(text: str):
     return ModelRevision.model_id.ilike(f"%{escaped}%", escape="\\")
 
 
+class ModelsPage(NamedTuple):
+    total: int
+    items: list[dict[str, Any]]
+    # The cursor of the page after this one (its last model id); None on the last page.
+    next: str | None
+
+
+def check_model_cursor(after: str) -> str:
+    """A model list's cursor (`after`): the `next` of a page, which is a model id."""
+    try:
+        return check_model_id(after)
+    except InvalidInput:
+        raise InvalidInput(
+            f"invalid cursor after={after[:_SHOWN_CHARS]!r}: expected the `next` of a page "
+            "(a model id such as huggyllama/llama-7b)"
+        ) from None
+
+
 def list_models(
-    session: Session, *, limit: int = 50, offset: int = 0, search: str | None = None
-) -> tuple[int, list[dict[str, Any]]]:
+    session: Session,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    after: str | None = None,
+    search: str | None = None,
+) -> ModelsPage:
     """One page of model ids (those containing `search`, when given) with their revisions and
-    coordinate counts per state."""
+    coordinate counts per state, in binary order: those after the model id `after` (a page's
+    `next`: read by key, as fast deep in the list as at its start), skipping `offset` more (the
+    deprecated way, which reads and drops every skipped id)."""
     where = [_containing(search)] if search else []
     total = (
         session.scalar(select(func.count(func.distinct(ModelRevision.model_id))).where(*where)) or 0
     )
-    page_ids = list(
+    order = binary_order(session, ModelRevision.model_id)
+    if after is not None:
+        where.append(order > check_model_cursor(after))
+    found = list(
         session.scalars(
             select(ModelRevision.model_id)
             .where(*where)
             .group_by(ModelRevision.model_id)
-            .order_by(binary_order(session, ModelRevision.model_id))
-            .limit(limit)
+            .order_by(order)
+            .limit(limit + 1)  # one more: whether there is a next page
             .offset(offset)
         )
     )
+    page_ids = found[:limit]
+    following = page_ids[-1] if len(found) > limit else None
     if not page_ids:
-        return total, []
+        return ModelsPage(total, [], None)
     revisions: dict[str, list[str]] = {m: [] for m in page_ids}
     for model_id, revision in session.execute(
         select(ModelRevision.model_id, ModelRevision.revision).where(
@@ -673,15 +703,26 @@ def list_models(
         }
         for m in page_ids
     ]
-    return total, items
+    return ModelsPage(total, items, following)
 
 
 def models_page(
-    session: Session, *, limit: int = 50, offset: int = 0, search: str | None = None
+    session: Session,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    after: str | None = None,
+    search: str | None = None,
 ) -> dict[str, Any]:
     """One page of `list_models` as a document: the HTTP model list and `swreg list --json`."""
-    total, items = list_models(session, limit=limit, offset=offset, search=search)
-    return {"total": total, "limit": limit, "offset": offset, "items": items}
+    page = list_models(session, limit=limit, offset=offset, after=after, search=search)
+    return {
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+        "items": page.items,
+        "next": page.next,
+    }
 
 
 def all_revisions(session: Session) -> Iterable[ModelRevision]:

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from registry import __version__
-from registry.bounds import Offset, RowId
+from registry.bounds import JobCursor, Offset, RowId
 from registry.dependencies import DatabaseDep
 from registry.errors import InvalidInput, NotFound
 from registry.jobs import service as jobs_service
@@ -26,7 +26,7 @@ from registry.paths import API_PREFIX
 from registry.superweights import service
 from registry.web import evidence, overview, snippets
 from registry.web.docs import DOCS_PATH, REDOC_PATH
-from workers.sources.pinning import check_model_id
+from workers.sources.pinning import MAX_MODEL_ID_CHARS, check_model_id
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -61,27 +61,33 @@ async def index(
     request: Request,
     database: DatabaseDep,
     q: Annotated[str | None, Query(max_length=255)] = None,
-    offset: Offset = 0,
+    after: Annotated[str | None, Query(max_length=MAX_MODEL_ID_CHARS)] = None,
+    offset: Offset = 0,  # links made before the pages paged by key
 ):
     search = (q or "").strip() or None
+    after = after or None
+    if after is not None:
+        service.check_model_cursor(after)
 
     def read(session):
-        total, models = service.list_models(session, limit=PAGE_SIZE, offset=offset, search=search)
+        page = service.list_models(
+            session, limit=PAGE_SIZE, offset=offset, after=after, search=search
+        )
         jobs = [
             JobOut.of(j, public=True) for j in jobs_service.list_jobs(session, limit=RECENT_JOBS)
         ]
-        return total, models, jobs
+        return page, jobs
 
-    total, models, jobs = await database.read(read)
+    page, jobs = await database.read(read)
     return templates.TemplateResponse(
         request,
         "index.html",
         {
             "q": search or "",
-            "models": models,
-            "total": total,
-            "offset": offset,
-            "page_size": PAGE_SIZE,
+            "models": page.items,
+            "total": page.total,
+            "next": page.next,
+            "paged": after is not None or offset > 0,
             "jobs": jobs,
         },
     )
@@ -121,14 +127,16 @@ async def jobs_page(
     request: Request,
     database: DatabaseDep,
     state: JobState | None = None,
-    offset: Offset = 0,
+    after: JobCursor = None,
+    offset: Offset = 0,  # links made before the pages paged by key
 ):
-    jobs = await database.read(
-        lambda session: [
-            JobOut.of(j, public=True)
-            for j in jobs_service.list_jobs(session, state=state, limit=PAGE_SIZE, offset=offset)
-        ]
-    )
+    def read(session):
+        jobs, following = jobs_service.jobs_page(
+            session, state=state, limit=PAGE_SIZE, offset=offset, after=after
+        )
+        return [JobOut.of(j, public=True) for j in jobs], following
+
+    jobs, following = await database.read(read)
     return templates.TemplateResponse(
         request,
         "jobs.html",
@@ -136,8 +144,8 @@ async def jobs_page(
             "jobs": jobs,
             "state": state.value if state else "",
             "states": [s.value for s in JobState],
-            "offset": offset,
-            "page_size": PAGE_SIZE,
+            "next": following,
+            "paged": after is not None or offset > 0,
         },
     )
 

@@ -42,6 +42,7 @@ READS = [
     ("lookup", "allenai/OLMo-1B-0724-hf", "--revision", "unknown"),
     ("list",),
     ("list", "--json", "--limit", "3", "--offset", "2"),
+    ("list", "--limit", "3", "--after", "google/gemma-7b"),
     ("list", "--search", "llama"),
     ("export", "--generated-at", "2026-01-01T00:00:00Z"),
     ("jobs",),

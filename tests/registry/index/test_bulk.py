@@ -2,6 +2,7 @@
 whole-document import, all or nothing, one-line errors with the place in the file, and memory
 that does not grow with the document."""
 
+import io
 import json
 import re
 import tracemalloc
@@ -170,3 +171,34 @@ def test_memory_does_not_grow_with_the_document(db_sessions, second, tmp_path, m
     # Ten times the document, about the same peak (one batch); a whole-document reader would
     # need ten times as much.
     assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # What msgspec refuses and json reads: a lone surrogate, a number out of range.
+        '{"models": [\n  {\n    "a": "\\ud800"\n  },\n  {\n    "b": 1e400\n  }\n]}',
+        # A brace closing at the model's indent before the model ends (a wrong guess).
+        '{"models": [\n  {"a": {\n  },\n  "b": [1,\n  2]\n  }\n]}',
+        # Compact, and indented with tabs.
+        '{"models": [{"a": 1}, {"b": {"c": [1, 2.5, null, true]}}]}',
+        '{"models": [\n\t{\n\t\t"a": 1\n\t},\n\t{\n\t\t"b": "}"\n\t}\n]}',
+    ],
+)
+def test_the_reader_reads_what_json_reads_however_the_text_is_laid_out(text, monkeypatch):
+    monkeypatch.setattr(reader, "READ_CHARS", 5)  # every value crosses reads
+    members = list(reader.members(io.StringIO(text)))
+    assert members == [("models", reader.ARRAY)] + [
+        ("models", model) for model in json.loads(text)["models"]
+    ]
+
+
+def test_an_indented_document_is_read_by_the_fast_decoder(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(reader, "_FAST_DECODE", lambda text: calls.append(text) or json.loads(text))
+    path = write_generated(tmp_path / "index.json", 30, layers=2)
+    with path.open(encoding="utf-8") as handle:
+        models = [v for k, v in reader.members(handle) if k == "models" and v is not reader.ARRAY]
+    assert models == json.loads(path.read_text())["models"]
+    # Every model, each decoded once (a model cut by the end of a read is read on first).
+    assert len(calls) == len(models)
