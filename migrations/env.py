@@ -7,6 +7,7 @@ from alembic import context
 import registry.all_models  # noqa: F401  (every model module, so autogenerate sees all tables)
 from registry.database import Base, make_engine
 from registry.settings import get_settings
+from registry.superweights.models import compared_by_autogenerate
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -25,6 +26,7 @@ def _configure(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=compared_by_autogenerate,
     )
 
 
