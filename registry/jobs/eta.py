@@ -16,6 +16,7 @@ from workers.contract.progress import JOB_STAGES
 
 # How many recent successful jobs measure the later stages and the usual length of a job.
 HISTORY_JOBS = 20
+DETECT = "detect"
 
 
 def recent_seconds(session: Session) -> tuple[dict[str, float], int]:
@@ -49,17 +50,30 @@ def estimate(
         return None
     plural = "s" if jobs_measured != 1 else ""
     measured = Measured(recent, jobs_measured, f"last {{n}} successful job{plural}")
+    timings = {
+        stage: float(seconds)
+        for stage, seconds in (job.timings or {}).items()
+        if isinstance(seconds, (int, float))
+    }
     return time_left(
         JOB_STAGES,
         job.stage,
         {job.stage: (job.progress_done or 0, job.progress_total)},
-        float((job.timings or {}).get(job.stage) or 0.0),
+        timings.get(job.stage, 0.0),
         ran_seconds(job, now),
         measured,
+        finished=_finished(job.stage, timings),
     )
-    # No `finished` stages (this job's speed): a job's timings run from a stage's first report
-    # to its latest, later passes included, and the sweep reports detect beside validate, so no
-    # earlier stage's seconds are known to be that stage's whole first pass.
+
+
+def _finished(stage: str, timings: dict[str, float]) -> dict[str, float]:
+    """The earlier stages whose timing is their whole length (this job's speed): a job's timing
+    runs from a stage's first report to its latest, and validation and scoring go in rounds, so
+    only detection, which runs once, is whole, and only once scoring shows (the sweep detects
+    every layer, beside validating it, before it scores)."""
+    if stage == "score" and DETECT in timings:
+        return {DETECT: timings[DETECT]}
+    return {}
 
 
 def job_estimate(session: Session, job: Job) -> Estimate | None:

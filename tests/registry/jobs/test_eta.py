@@ -71,3 +71,13 @@ def test_the_api_gives_a_running_job_its_eta(db_url, db_sessions):
         assert client.get(f"/api/v1/jobs/{done.id}").json()["eta"] is None
         page = client.get(f"/jobs/{job.id}").text
     assert 'data-field="eta">about ' in page
+
+
+def test_once_scoring_shows_the_job_s_detection_measures_its_speed():
+    """Detection took 22 s where recent jobs took 11: the job runs at half speed, so the usual
+    66 s become 132 (less the 60 s run); before scoring, detection may still be running beside
+    validation and says nothing."""
+    job = _running("score", 1, 4, {"fetch": 1, "load": 2, "detect": 22.0, "score": 4.0}, ran=60)
+    assert estimate(job, RECENT, NOW, 5).seconds == 2 * 66.0 - 60
+    job = _running("validate", 10, 30, {"detect": 22.0, "validate": 20.0}, ran=40)
+    assert estimate(job, RECENT, NOW, 5).seconds == 56.0  # 40 + 16 > 66 - 40: speed 1
