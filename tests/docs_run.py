@@ -326,15 +326,16 @@ class Shell:
         self.dir = session.root / "shells" / name
         self.dir.mkdir(parents=True)
         self.count = 0
-        self.process = subprocess.Popen(
-            [*session.netns, "bash", "--noprofile", "--norc"],
-            cwd=session.clone,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=(self.dir / "shell.out").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.dir / "shell.out").open("wb") as log:
+            self.process = subprocess.Popen(
+                [*session.netns, "bash", "--noprofile", "--norc"],
+                cwd=session.clone,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def run(self, command: Command, timeout: float) -> Result:
         self.count += 1
@@ -389,6 +390,8 @@ class Shell:
         if self.process.poll() is None:
             _kill_group(self.process)
             self.process.wait(timeout=30)
+        if self.process.stdin is not None:
+            self.process.stdin.close()
 
 
 class Background:
@@ -405,15 +408,16 @@ class Background:
             _Follower(self.out, "out", self.start, self.lines),
             _Follower(self.err, "err", self.start, self.lines),
         ]
-        self.process = subprocess.Popen(
-            [*session.netns, "bash", "--noprofile", "--norc", "-c", command.text],
-            cwd=session.clone,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.out.open("wb"),
-            stderr=self.err.open("wb"),
-            start_new_session=True,
-        )
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen(
+                [*session.netns, "bash", "--noprofile", "--norc", "-c", command.text],
+                cwd=session.clone,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def poll(self) -> None:
         for follower in self.followers:
@@ -580,6 +584,8 @@ class UserSession:
         if self._holder is not None:
             _kill_group(self._holder)
             self._holder.wait(timeout=10)
+            if self._holder.stdout is not None:
+                self._holder.stdout.close()
 
 
 def workers_seen(body: str) -> bool:

@@ -124,6 +124,7 @@ LONG_RUNNING = {
     "swreg serve --host 0.0.0.0 --port 8080 --workers 2": "health",
     "SWREG_DATABASE_URL=postgresql+psycopg://swreg@db-host/swreg swreg serve --access-log": "health",
     "swreg worker": "started",
+    "swreg worker --device cuda --max-jobs 10": "started",  # on a GPU machine (NEEDS_GPU)
 }
 READY_TIMEOUT_S = 180
 
