@@ -217,7 +217,7 @@ def main() -> None:
     Examples:
       swreg setup                                   # a ready registry with the published index
       swreg lookup huggyllama/llama-7b
-      swreg detect "$(swreg fetch-example)" --json     # the example model, made once
+      swreg detect "$(swreg fetch-example)"            # the example model, made once
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --wait
       swreg lookup -h                               # each command's options and examples
     """

@@ -124,7 +124,7 @@ def setup() -> None:
     \b
     Examples:
       swreg setup
-      SWREG_DATABASE_URL=sqlite:////srv/swreg/swreg.db swreg setup
+      SWREG_DATABASE_URL=sqlite:///swreg.db swreg setup   # a database file in this folder
     """
     from registry import migrate
     from registry.database import transaction

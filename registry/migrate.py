@@ -70,12 +70,39 @@ def downgrade(url: str, revision: str) -> None:
 def _run(url: str, fn, revision: str) -> None:
     engine = make_engine(url, timeouts=False)
     try:
-        with engine.begin() as connection:
-            config = alembic_config(url)
-            config.attributes["connection"] = connection
-            fn(config, revision)
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite alters a table by copying it into a new one and dropping the old one
+                # (Alembic's batch mode): with foreign keys enforced, dropping a table that rows
+                # of another table reference fails. They are switched off for the migration (a
+                # pragma that only takes effect outside a transaction) and every reference is
+                # checked before it commits.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    config = alembic_config(url)
+                    config.attributes["connection"] = connection
+                    fn(config, revision)
+                    if sqlite:
+                        _check_references(connection)
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
     finally:
         engine.dispose()
+
+
+def _check_references(connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise RuntimeError(
+            f"the migration left {len(broken)} broken reference(s), e.g. {table} row {rowid} "
+            f"to {parent}: rolled back"
+        )
 
 
 def database_url(url: str | None = None) -> str:

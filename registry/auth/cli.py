@@ -23,9 +23,9 @@ def token() -> None:
 
     \b
     Examples:
-      swreg token create ci
+      swreg token create bot
       swreg token list
-      swreg token revoke ci
+      swreg token revoke bot
     """
 
 
@@ -41,7 +41,7 @@ def create(name: str, admin: bool) -> None:
 
     \b
     Examples:
-      swreg token create ci
+      swreg token create bot
       swreg token create release-bot > release-bot.token   # the secret alone on stdout
       swreg token create ops --admin
     """

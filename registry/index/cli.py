@@ -103,7 +103,7 @@ def import_(file: Path) -> None:
     \b
     Examples:
       swreg import index.json
-      SWREG_DATABASE_URL=sqlite:////tmp/copy.db swreg import index.json   # into another database
+      swreg import changes.json   # what changed after a data version: swreg export --since V
     """
     from registry.database import transaction
     from registry.index.bulk import import_file

@@ -204,7 +204,7 @@ def submit(
     Examples:
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --revision main --wait
       swreg submit ./my-checkpoint --model-id me/my-model
-      swreg submit ~/models/tiny --json
+      swreg submit ./my-checkpoint --json
       swreg submit HuggingFaceTB/SmolLM2-135M-Instruct --force   # analyse it again
       swreg submit --hub-search --author HuggingFaceTB --limit 20
       swreg submit --hub-search --base-model meta-llama/Llama-3.2-1B --sort downloads

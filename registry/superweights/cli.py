@@ -172,7 +172,6 @@ def lookup(model: str, revision: str | None, as_json: bool, api_url: str | None)
     Examples:
       swreg lookup huggyllama/llama-7b
       swreg lookup allenai/OLMo-1B-0724-hf --revision unknown --json
-      swreg lookup HuggingFaceTB/SmolLM2-135M-Instruct --revision 12fd25f7
       swreg lookup huggyllama/llama-7b --api http://127.0.0.1:8000   # or SWREG_API=...
     """
     document = reader(api_url).lookup(model, revision)

@@ -63,6 +63,32 @@ def test_downgrade_to_base_and_up_again(db_url):
     assert TABLES <= _tables(db_url)
 
 
+def test_downgrade_and_upgrade_a_registry_that_holds_data(db_url, db_sessions, published, report):
+    """`swreg db downgrade 0005`, then `base`, on a registry with coordinates, a worker's
+    revision and a token (SQLite rebuilds a table to alter it: with foreign keys enforced,
+    dropping the old table that other rows reference failed)."""
+    from registry.auth import service as auth
+    from registry.database import transaction
+    from registry.superweights import service
+
+    with transaction(db_sessions) as session:
+        service.record_report(
+            session, model_id="acme/model", revision="a" * 40, revision_kind="commit", report=report
+        )
+        auth.create_token(session, "ci")
+    db_sessions.kw["bind"].dispose()
+    migrate.downgrade(db_url, "0005")
+    engine = make_engine(db_url)
+    try:
+        assert migrate.current_revisions(engine) == ("0005",)
+    finally:
+        engine.dispose()
+    migrate.downgrade(db_url, "base")
+    assert _tables(db_url) <= {"alembic_version"}
+    migrate.upgrade(db_url)
+    assert _diff(db_url) == []
+
+
 def test_models_match_migrations(db_url):
     assert _diff(db_url) == []
 

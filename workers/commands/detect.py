@@ -214,8 +214,8 @@ def detect(
     \b
     Examples:
       swreg detect "$(swreg fetch-example)"
-      swreg detect HuggingFaceTB/SmolLM2-135M-Instruct --revision main --json
-      swreg detect ./my-checkpoint --plot smollm2.png
+      swreg detect "$(swreg fetch-example)" --json --plot smollm2.png > smollm2.json
+      swreg detect HuggingFaceTB/SmolLM2-135M-Instruct --revision main --no-validate
       swreg detect ./my-checkpoint --no-validate --prompt "Some text." --device cuda
     """
     from registry.console import RunProgress, StageProgress

@@ -315,11 +315,11 @@ def quantize_check(
 
     \b
     Examples:
-      swreg quantize-check "$(swreg fetch-example)"
-      swreg quantize-check ./my-checkpoint --bits 4 --block 64 --block row --variant clip_keep
-      swreg quantize-check HuggingFaceTB/SmolLM2-135M-Instruct --registry --json
-      swreg quantize-check ./my-checkpoint --index index.json --weights down_proj
-      swreg quantize-check ./my-checkpoint --output-path results.json
+      swreg quantize-check ./my-checkpoint --bits 4 --block 64 --variant clip \\
+          --variant clip_keep --registry
+      swreg quantize-check ./my-checkpoint --bits 3 --block row --weights down_proj \\
+          --clip-quantile 0.99999 --variant clip --variant clip_keep \\
+          --api http://127.0.0.1:8000 --eval-tokens 256 --json --output-path results.json
     """
     from workers.sources.pinning import local_folder
 
