@@ -16,7 +16,6 @@ from workers.contract.progress import JOB_STAGES
 
 # How many recent successful jobs measure the later stages and the usual length of a job.
 HISTORY_JOBS = 20
-DETECT = "detect"
 
 
 def recent_seconds(session: Session) -> tuple[dict[str, float], int]:
@@ -62,18 +61,11 @@ def estimate(
         timings.get(job.stage, 0.0),
         ran_seconds(job, now),
         measured,
-        finished=_finished(job.stage, timings),
+        # No `finished` stages (the job's speed): a running job's timings are wall time from a
+        # stage's first progress report to its latest (detection's spans the validation beside
+        # it), a finished job's the analysis's own per-stage times; they do not compare (a job
+        # measured so read three times slower than it ran).
     )
-
-
-def _finished(stage: str, timings: dict[str, float]) -> dict[str, float]:
-    """The earlier stages whose timing is their whole length (this job's speed): a job's timing
-    runs from a stage's first report to its latest, and validation and scoring go in rounds, so
-    only detection, which runs once, is whole, and only once scoring shows (the sweep detects
-    every layer, beside validating it, before it scores)."""
-    if stage == "score" and DETECT in timings:
-        return {DETECT: timings[DETECT]}
-    return {}
 
 
 def job_estimate(session: Session, job: Job) -> Estimate | None:

@@ -73,11 +73,9 @@ def test_the_api_gives_a_running_job_its_eta(db_url, db_sessions):
     assert 'data-field="eta">about ' in page
 
 
-def test_once_scoring_shows_the_job_s_detection_measures_its_speed():
-    """Detection took 22 s where recent jobs took 11: the job runs at half speed, so the usual
-    66 s become 132 (less the 60 s run); before scoring, detection may still be running beside
-    validation and says nothing."""
+def test_a_running_job_s_stage_times_do_not_scale_the_recent_jobs():
+    """A running job's timings are wall time between its progress reports (detection's spans
+    the validation beside it: 22 s here), a finished job's the analysis's own (11 s): no speed
+    is read from them, and the usual length stands."""
     job = _running("score", 1, 4, {"fetch": 1, "load": 2, "detect": 22.0, "score": 4.0}, ran=60)
-    assert estimate(job, RECENT, NOW, 5).seconds == 2 * 66.0 - 60
-    job = _running("validate", 10, 30, {"detect": 22.0, "validate": 20.0}, ran=40)
-    assert estimate(job, RECENT, NOW, 5).seconds == 56.0  # 40 + 16 > 66 - 40: speed 1
+    assert estimate(job, RECENT, NOW, 5).seconds == 12.0  # 3 more chunks at 4 s; 66 - 60 = 6
