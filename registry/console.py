@@ -117,7 +117,8 @@ class StageProgress:
         if estimate is None:
             return
         ran, left = estimate.elapsed, estimate.seconds
-        scope = "" if estimate.scope == "job" else f" ({estimate.basis})"
+        # A stage-only estimate is not the run's: said as what it is, never as the whole.
+        said = f"~{left:.0f} s left" if estimate.scope == "job" else _stage_only(estimate)
         if self.bars:
             from tqdm import tqdm
 
@@ -134,13 +135,13 @@ class StageProgress:
                 self._bars[OVERALL] = self._overall_bar
             share = 100 * ran / (ran + left) if ran + left > 0 else 100
             self._overall_bar.n = round(share)
-            self._overall_bar.set_postfix_str(f"~{left:.0f} s left{scope}", refresh=True)
+            self._overall_bar.set_postfix_str(said, refresh=True)
             return
         now = time.monotonic()
         if self._overall_logged is not None and now - self._overall_logged < LOG_INTERVAL_SECONDS:
             return
         self._overall_logged = now
-        line = f"{self.prefix}{OVERALL:<{STAGE_WIDTH}} ~{left:.0f} s left{scope}"
+        line = f"{self.prefix}{OVERALL:<{STAGE_WIDTH}} {said}"
         print(line, file=self.stream, flush=True)
 
     def passes(self, stage: str) -> int:
@@ -218,6 +219,12 @@ class StageProgress:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def _stage_only(estimate: "Estimate") -> str:
+    """An estimate of the current stage alone, in words (`registry.time_left`: no earlier run)."""
+    stage = estimate.basis.removeprefix("the pace of ").removesuffix(" so far")
+    return f"? (no earlier run to measure on; {stage} ~{estimate.seconds:.0f} s left at its pace)"
 
 
 class RunProgress:
