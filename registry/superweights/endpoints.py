@@ -82,7 +82,8 @@ ModelCursor = Annotated[
     Query(
         max_length=MAX_MODEL_ID_CHARS,
         description="The `next` of the previous page (a model id): the models after it",
-        json_schema_extra={"pattern": MODEL_ID_PATTERN},
+        # Empty (`after=`) is the first page, as `q=` is no search.
+        json_schema_extra={"pattern": f"^$|{MODEL_ID_PATTERN}"},
         examples=["huggyllama/llama-7b"],
     ),
 ]
