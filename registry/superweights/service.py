@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,21 @@ def revision_kind_of(revision: str) -> str:
     if revision == "unknown":
         return "unknown"
     return "content" if revision.startswith("sha256:") else "commit"
+
+
+Validated = TypeVar("Validated", bound=BaseModel)
+
+
+def _validated(model: type[Validated], value: Validated | dict, what: str) -> Validated:
+    """`value` as `model` (a dict validated); InvalidInput naming the first error's place."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "/".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"invalid {what} at /{where}: {err['msg']}") from None
 
 
 # --- upserts ----------------------------------------------------------------------------------
@@ -235,12 +250,7 @@ def record_report(
         )
     if expected_kind == "unknown":
         raise InvalidInput("a detection report needs an exact revision, not 'unknown'")
-    try:
-        parsed = report if isinstance(report, Report) else Report.model_validate(report)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "/".join(str(p) for p in err["loc"])
-        raise InvalidInput(f"invalid detection report at /{where}: {err['msg']}") from None
+    parsed = _validated(Report, report, "detection report")
 
     lineage = _lineage_fields(model_id, base_model, lineage_check)
     model = parsed.model
@@ -302,16 +312,7 @@ def _lineage_fields(
             raise InvalidInput(f"{model_id} cannot be its own base model")
         fields["base_model"] = base_model
     if lineage_check is not None:
-        try:
-            parsed = (
-                lineage_check
-                if isinstance(lineage_check, LineageCheck)
-                else LineageCheck.model_validate(lineage_check)
-            )
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = "/".join(str(p) for p in err["loc"])
-            raise InvalidInput(f"invalid lineage check at /{where}: {err['msg']}") from None
+        parsed = _validated(LineageCheck, lineage_check, "lineage check")
         if parsed.base_model != fields.get("base_model", parsed.base_model):
             raise InvalidInput(
                 f"the lineage check is of {parsed.base_model}, not of the base model {base_model}"
@@ -417,16 +418,7 @@ def record_quantization_check(
 ) -> ModelRevision:
     """Store a quantization check of a revision's weights (`swreg quantize-check`, run by a job)
     with the revision; a later check replaces it."""
-    try:
-        parsed = (
-            check
-            if isinstance(check, QuantizationCheck)
-            else QuantizationCheck.model_validate(check)
-        )
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "/".join(str(p) for p in err["loc"])
-        raise InvalidInput(f"invalid quantization check at /{where}: {err['msg']}") from None
+    parsed = _validated(QuantizationCheck, check, "quantization check")
     apply_fields(rev, {"quantization_check": parsed.as_json_dict()})
     session.flush()
     return rev

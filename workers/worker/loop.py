@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,6 +65,8 @@ from workers.sources.listing import FetchResult
 from workers.worker import isolation
 
 log = logging.getLogger("swreg.worker")
+# What an optional step of a job returns (the quantization check, the lineage check).
+StepResult = TypeVar("StepResult")
 
 DEFAULT_POLL_SECONDS = 5.0
 # Heartbeats per lease period: a worker survives a couple of missed beats (a slow database).
@@ -562,23 +564,32 @@ class Worker:
         options = QuantizeOptions(
             device=self.config.device, file_sha256=fetched.weight_sha256 or None
         )
-        try:
-            kept = ToKeep(keep, "detection")
-            return self._isolated(
+        return self._optional(
+            job,
+            "quantization check",
+            lambda: self._isolated(
                 job,
                 "quantization check",
                 quantize_check,
                 fetched.path,
-                kept,
+                ToKeep(keep, "detection"),
                 options,
                 progress=progress,
-            )
+            ),
+        )
+
+    def _optional(self, job: Job, what: str, step: Callable[[], StepResult]) -> StepResult | None:
+        """`step()`, an optional step of a job: its failure is logged and costs the analysis
+        nothing (None); a lost lease still stops the job."""
+        try:
+            return step()
         except LeaseLost:
             raise
-        except Exception as exc:  # anything the check meets must not cost the analysis
+        except Exception as exc:  # anything the step meets must not cost the analysis
             log.error(
-                "job %s: quantization check failed, the analysis is recorded without it: %s",
+                "job %s: %s failed, the analysis is recorded without it: %s",
                 job.id,
+                what,
                 one_line(exc),
                 exc_info=True,
             )
@@ -600,7 +611,7 @@ class Worker:
         from workers.science.pipeline.lineage import check_lineage, lineage_check
         from workers.science.pipeline.steps import AnalysisOptions
 
-        try:
+        def check() -> LineageCheck | None:
             with self.factory() as session:
                 base = lineage_base(session, base_model)
             if base is None or not base.coordinates:
@@ -628,16 +639,10 @@ class Worker:
                     progress=progress,
                 )
 
-            found = check_lineage(report, base, ablate)
-        except LeaseLost:
-            raise
-        except Exception as exc:  # anything the check meets must not cost the analysis
-            log.error(
-                "job %s: lineage check failed, the analysis is recorded without it: %s",
-                job.id,
-                one_line(exc),
-                exc_info=True,
-            )
+            return check_lineage(report, base, ablate)
+
+        found = self._optional(job, "lineage check", check)
+        if found is None:
             return None
         log.info(
             "job %s: keeps %d of %d verified super weight(s) of %s",
