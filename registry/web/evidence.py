@@ -72,36 +72,45 @@ def experts_plot_url(model_id: str, revision: str) -> str:
     return revision_api(model_id, revision) + "/plots/experts.png"
 
 
+def _score_row(name: str, what: str, score: dict[str, Any]) -> dict[str, str]:
+    """A run of an ablation in words: its perplexity, its ratio to the baseline, its KL."""
+    return {
+        "name": name,
+        "what": what,
+        "perplexity": fmt(score.get("perplexity")),
+        "ratio": ratio(score.get("ratio", 1.0)),
+        "kl": fmt(score.get("mean_kl_from_baseline"), 3),
+        # A run stops once its verdict cannot change: its figures are over these predictions.
+        "tokens": "–" if score.get("tokens") is None else f"{score['tokens']:,}",
+    }
+
+
+def _with_interval(row: dict[str, str], score: dict[str, Any]) -> dict[str, str]:
+    """The row's ratio followed by its confidence interval, which the verdict is decided on."""
+    interval = score.get("interval") or {}
+    if interval.get("low") is not None and interval.get("high") is not None:
+        row["ratio"] += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
+    return row
+
+
 def expert_validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
     """A super expert's validation, one row per run: the baseline, the expert pruned (still
     routed to, its output zero) and each control (random experts of the same layer pruned)."""
     validation = evidence.get("validation")
     if not validation:
         return None
-
-    def row(name: str, what: str, score: dict[str, Any]) -> dict[str, str]:
-        return {
-            "name": name,
-            "what": what,
-            "perplexity": fmt(score.get("perplexity")),
-            "ratio": ratio(score.get("ratio", 1.0)),
-            "kl": fmt(score.get("mean_kl_from_baseline"), 3),
-            "tokens": "–" if score.get("tokens") is None else f"{score['tokens']:,}",
-        }
-
     pruned = validation.get("pruned") or {}
-    pruned_row = row("pruned", "this expert's output set to 0", pruned)
-    interval = pruned.get("interval") or {}
-    if interval.get("low") is not None and interval.get("high") is not None:
-        pruned_row["ratio"] += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
-    rows = [row("baseline", "the model as it is", validation.get("baseline") or {}), pruned_row]
+    rows = [
+        _score_row("baseline", "the model as it is", validation.get("baseline") or {}),
+        _with_interval(_score_row("pruned", "this expert's output set to 0", pruned), pruned),
+    ]
     for name, control in (validation.get("controls") or {}).items():
         experts = control.get("experts")
         # The experts a control pruned instead (numbers within the layer).
         named = ", ".join(str(e) for e in experts or [])
         plural = "s" if experts and len(experts) > 1 else ""
         what = f"expert{plural} {named} of the layer pruned" if experts else "a control"
-        rows.append(row(f"control: {name}", what, control))
+        rows.append(_score_row(f"control: {name}", what, control))
     return rows
 
 
@@ -195,23 +204,13 @@ def validation_rows(evidence: dict[str, Any]) -> list[dict[str, str]] | None:
         stop = number(score.get("stop_word_probability"))
         shift = None if stop is None or base_stop is None else stop - base_stop
         return {
-            "name": name,
-            "what": what,
-            "perplexity": fmt(score.get("perplexity")),
-            "ratio": ratio(score.get("ratio", 1.0)),
-            "kl": fmt(score.get("mean_kl_from_baseline"), 3),
+            **_score_row(name, what, score),
             "stop": fmt(stop, 3),
             "shift": "–" if shift is None else f"{shift:+.3f}",
-            # A run stops once its verdict cannot change: its figures are over these predictions.
-            "tokens": "–" if score.get("tokens") is None else f"{score['tokens']:,}",
         }
 
     ablated = validation.get("ablated") or {}
-    zeroed = row("zeroed", "this weight set to 0", ablated)
-    interval = ablated.get("interval") or {}
-    if interval.get("low") is not None and interval.get("high") is not None:
-        # The perplexity ratio's confidence interval, which the verdict is decided on.
-        zeroed["ratio"] += f" ({fmt(interval['low'])}–{fmt(interval['high'])})"
+    zeroed = _with_interval(row("zeroed", "this weight set to 0", ablated), ablated)
     rows = [row("baseline", "the model as it is", baseline), zeroed]
     # Only where zeroing the weight moved perplexity is its super activation put back.
     if validation.get("restored"):
