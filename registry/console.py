@@ -223,8 +223,10 @@ class StageProgress:
 
 def _stage_only(estimate: "Estimate") -> str:
     """An estimate of the current stage alone, in words (`registry.time_left`: no earlier run)."""
-    stage = estimate.basis.removeprefix("the pace of ").removesuffix(" so far")
-    return f"? (no earlier run to measure on; {stage} ~{estimate.seconds:.0f} s left at its pace)"
+    return (
+        f"? (no earlier run to measure on; {estimate.stage} ~{estimate.seconds:.0f} s left at "
+        "its pace)"
+    )
 
 
 class RunProgress:

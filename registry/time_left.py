@@ -44,6 +44,7 @@ class Estimate:
     elapsed: float = (
         0.0  # the run's seconds so far: its overall progress is elapsed / (elapsed + seconds)
     )
+    stage: str = ""  # the stage the run is in (what a "stage" estimate covers)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ def time_left(
     else:
         return None
     if not recent or measured is None:
-        return Estimate(round(stage_left, 1), "stage", f"the pace of {stage} so far", round(ran, 1))
+        return Estimate(
+            round(stage_left, 1), "stage", f"the pace of {stage} so far", round(ran, 1), stage
+        )
     position = stages.index(stage) if stage in stages else len(stages)
     speed = _speed(recent, {s: t for s, t in (finished or {}).items() if s in stages[:position]})
     later = stages[position + 1 :]
@@ -86,7 +89,7 @@ def time_left(
     usual = speed * recent.get(TOTAL, 0.0) - ran
     runs = measured.described_as.format(n=measured.runs)
     basis = f"the pace of {stage} so far, and the later stages' median on the {runs}"
-    return Estimate(round(max(paced, usual, 0.0), 1), "job", basis, round(ran, 1))
+    return Estimate(round(max(paced, usual, 0.0), 1), "job", basis, round(ran, 1), stage)
 
 
 def _speed(recent: Mapping[str, float], finished: Mapping[str, float]) -> float:

@@ -290,6 +290,7 @@ def _wait(factory, job_id: int, timeout: float | None) -> JobOut:
                         job.eta.scope,
                         job.eta.basis,
                         job.eta.elapsed_seconds or 0.0,
+                        job.stage or "",
                     )
                 )
             if job.eta is not None and job.stage != eta_stage:

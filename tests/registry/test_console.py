@@ -105,7 +105,9 @@ def test_the_whole_run_s_time_left_is_a_line_every_interval_or_one_bar(monkeypat
     for left in (40.0, 38.0, 31.0):  # the second comes within the interval: not repeated
         display.overall(Estimate(left, "job", "the last 2 jobs", elapsed=60 - left))
     display.overall(None)  # nothing measured: nothing said
-    display.overall(Estimate(9.0, "stage", "the pace of detect so far"))  # within the interval
+    display.overall(
+        Estimate(9.0, "stage", "the pace of detect so far", stage="detect")
+    )  # within the interval
     assert out.getvalue().splitlines() == [
         "job 3: all      ~40 s left",
         "job 3: all      ~31 s left",
@@ -116,8 +118,12 @@ def test_the_whole_run_s_time_left_is_a_line_every_interval_or_one_bar(monkeypat
     terminal = io.StringIO()
     with StageProgress(terminal, bars=True) as bars:
         bars("detect", 3, 30)
-        bars.overall(Estimate(30.0, "stage", "the pace of detect so far", elapsed=10.0))
-        bars.overall(Estimate(10.0, "stage", "the pace of detect so far", elapsed=30.0))
+        bars.overall(
+            Estimate(30.0, "stage", "the pace of detect so far", elapsed=10.0, stage="detect")
+        )
+        bars.overall(
+            Estimate(10.0, "stage", "the pace of detect so far", elapsed=30.0, stage="detect")
+        )
     drawn = terminal.getvalue()
     assert "all" in drawn and "75%" in drawn
     assert "? (no earlier run to measure on; detect ~10 s left at its pace)" in drawn
