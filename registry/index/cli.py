@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from registry.readers import api_option, reader
+from registry.whole_file import write_whole
 
 
 @click.command()
@@ -56,7 +57,7 @@ def export(
         if output is None:
             click.echo(text, nl=False)
         else:
-            _write_beside(output, [text])
+            write_whole(output, [text])
             click.echo(f"wrote {output}", err=True)
         return
     from registry.changes.service import Cursor, changed_since
@@ -73,24 +74,11 @@ def export(
             for chunk in chunks:
                 click.echo(chunk, nl=False)
         else:
-            _write_beside(output, chunks)
+            write_whole(output, chunks)
             click.echo(f"wrote {output}", err=True)
     if since is not None:
         # The snapshot's data version: every change up to it is in the document.
         click.echo(f"next: swreg export --since {snapshot.version}", err=True)
-
-
-def _write_beside(output: Path, chunks) -> None:
-    # Written beside the target and renamed, so a failure never leaves half a file.
-    tmp = output.with_name(output.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        tmp.replace(output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @click.command("import")

@@ -430,11 +430,10 @@ def quantize_check(
 
 
 def _write_results(path: Path, text: str) -> None:
-    """The results file, written whole or not at all (a temporary file renamed into place)."""
-    partial = path.with_name(path.name + ".partial")
+    """The results file, written whole or not at all."""
+    from registry.whole_file import write_whole
+
     try:
-        partial.write_text(text + "\n")
-        partial.replace(path)
+        write_whole(path, [text, "\n"])
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None

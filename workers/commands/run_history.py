@@ -15,13 +15,12 @@ without an estimate of its later stages), and it is replaced whole, never half-w
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
 from registry.time_left import TOTAL, Measured
+from registry.whole_file import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +110,6 @@ def record(path: Path, kind: str, size: int, stage_seconds: dict[str, float], to
     entries = [{"kind": r.kind, "weight_bytes": r.weight_bytes, "seconds": r.seconds} for r in runs]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and renamed over: a reader sees the old file or the new, never half.
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as out:
-            json.dump(entries, out)
-        os.replace(out.name, path)
+        write_whole(path, [json.dumps(entries)])
     except OSError as exc:
         log.debug("run history not written to %s: %s", path, exc)
-        try:
-            os.unlink(out.name)
-        except (OSError, UnboundLocalError):
-            pass
