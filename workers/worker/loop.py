@@ -41,6 +41,7 @@ from registry.database import is_unavailable, write_transaction
 from registry.errors import DatabaseUnavailable, one_line
 from registry.jobs import queue
 from registry.jobs import workers as worker_heartbeats
+from registry.jobs.lineage_rechecks import Recheck, queue_rechecks
 from registry.jobs.models import Job, JobSource, JobState
 from registry.jobs.queue import Lease, LeaseLost
 from registry.migrate import check_current
@@ -666,6 +667,8 @@ class Worker:
         base_model: str | None = None,
         lineage: LineageCheck | None = None,
     ) -> None:
+        rechecks: list[Recheck] = []
+
         def record(session: Session) -> int:
             revision = record_report(
                 session,
@@ -678,6 +681,12 @@ class Worker:
             )
             if check is not None:
                 record_quantization_check(session, revision, check)
+            # This model's fine-tunes the registry holds, checked against what it now verified.
+            rechecks[:] = (
+                queue_rechecks(session, job.model_id)
+                if any(sw.state == "verified" for sw in report.super_weights)
+                else []
+            )
             return revision.id
 
         def write() -> None:
@@ -694,6 +703,16 @@ class Worker:
             if not self._completed_by(lease):
                 raise
             log.info("job %s: an earlier completion write had succeeded", job.id)
+        for recheck in rechecks:
+            log.info(
+                "job %s: fine-tune %s@%s %s job %s for its lineage check (%s)",
+                job.id,
+                recheck.model_id,
+                recheck.revision[:12],
+                "queued as" if recheck.created else "already pending as",
+                recheck.job_id,
+                recheck.reason,
+            )
 
     def _completed_by(self, lease: Lease) -> bool:
         with self.factory() as session:
