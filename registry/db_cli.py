@@ -32,12 +32,13 @@ def db() -> None:
 @db.command()
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
-    """Migrate the database to the newest schema (or to --revision).
+    """Migrate the database to the newest schema (or forward to --revision; `swreg db
+    downgrade` goes back).
 
     \b
     Examples:
       swreg db upgrade
-      swreg db upgrade --revision 0005
+      SWREG_DATABASE_URL=sqlite:///older.db swreg db upgrade --revision 0010   # a new one, at 0010
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,10 +62,15 @@ def downgrade(revision: str) -> None:
       swreg db downgrade 0005
       swreg db downgrade base     # drops every table
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from registry import migrate
 
     url = migrate.database_url()
-    migrate.downgrade(url, revision)
+    try:
+        migrate.downgrade(url, revision)
+    except SQLAlchemyError as exc:
+        raise SwregError(f"cannot downgrade {_describe(url)}: {str(exc).splitlines()[0]}") from None
     click.echo(f"database {_describe(url)} is at schema {', '.join(_current(url)) or 'base'}")
 
 

@@ -10,12 +10,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.database import make_engine, make_sessionmaker
-from registry.errors import DatabaseOutOfDate, DatabaseUnavailable
+from registry.errors import DatabaseOutOfDate, DatabaseUnavailable, InvalidInput
 from registry.resources import MIGRATIONS_DIR
 from registry.settings import get_settings
 
@@ -67,6 +68,36 @@ def downgrade(url: str, revision: str) -> None:
     _run(url, command.downgrade, revision)
 
 
+def _refuse_backwards(connection, fn, revision: str) -> None:
+    """Alembic's upgrade to a revision older than the database's does nothing, silently, and
+    its downgrade to a newer one fails with a traceback's worth of text: one line for each."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    try:
+        target = scripts.get_revision(revision) if revision not in ("head", "base") else None
+    except CommandError:
+        known = [r.revision for r in scripts.walk_revisions()]
+        raise InvalidInput(
+            f"unknown schema revision {revision!r} (known: {min(known)} to {max(known)}, "
+            "head or base)"
+        ) from None
+    if target is None:
+        return
+    for current in MigrationContext.configure(connection).get_current_heads():
+        if current == target.revision:
+            continue
+        older = {r.revision for r in scripts.iterate_revisions(current, "base")}
+        if fn is command.upgrade and target.revision in older:
+            raise InvalidInput(
+                f"the database is at schema {current}, newer than {target.revision}: "
+                f"`swreg db downgrade {target.revision}` goes back to it"
+            )
+        if fn is command.downgrade and target.revision not in older:
+            raise InvalidInput(
+                f"the database is at schema {current}, older than {target.revision}: "
+                f"`swreg db upgrade --revision {target.revision}` goes forward to it"
+            )
+
+
 def _run(url: str, fn, revision: str) -> None:
     engine = make_engine(url, timeouts=False)
     try:
@@ -82,9 +113,13 @@ def _run(url: str, fn, revision: str) -> None:
                 connection.commit()
             try:
                 with connection.begin():
+                    _refuse_backwards(connection, fn, revision)
                     config = alembic_config(url)
                     config.attributes["connection"] = connection
-                    fn(config, revision)
+                    try:
+                        fn(config, revision)
+                    except CommandError as exc:  # what Alembic refuses: one line
+                        raise InvalidInput(f"cannot migrate to {revision!r}: {exc}") from None
                     if sqlite:
                         _check_references(connection)
             finally:
@@ -99,7 +134,7 @@ def _check_references(connection) -> None:
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         table, rowid, parent, _ = broken[0]
-        raise RuntimeError(
+        raise InvalidInput(
             f"the migration left {len(broken)} broken reference(s), e.g. {table} row {rowid} "
             f"to {parent}: rolled back"
         )

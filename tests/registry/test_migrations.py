@@ -123,3 +123,43 @@ def test_lists_page_by_an_index_in_binary_order_on_postgresql(db_url):
     finally:
         engine.dispose()
     assert 'model_id COLLATE "C"' in definition
+
+
+def test_migrations_the_database_cannot_take_are_refused_in_one_line(cli_env):
+    """`swreg db upgrade --revision` to an older schema (Alembic does nothing, silently), a
+    downgrade to a newer one and an unknown revision (Alembic's tracebacks): one line each,
+    exit status 2, the database left where it was."""
+    from click.testing import CliRunner
+
+    from registry.cli import main
+
+    head = migrate.head_revisions()[0]
+
+    def swreg(*args: str):
+        return CliRunner().invoke(main, ["db", *args])
+
+    refused = {
+        ("upgrade", "--revision", "0005"): (
+            f"error: the database is at schema {head}, newer than 0005: "
+            "`swreg db downgrade 0005` goes back to it"
+        ),
+        ("upgrade", "--revision", "9999"): (
+            f"error: unknown schema revision '9999' (known: 0001 to {head}, head or base)"
+        ),
+        ("downgrade", "9999"): (
+            f"error: unknown schema revision '9999' (known: 0001 to {head}, head or base)"
+        ),
+    }
+    for args, message in refused.items():
+        result = swreg(*args)
+        assert (result.exit_code, result.output.strip()) == (2, message), args
+    assert swreg("downgrade", "0005").exit_code == 0
+    result = swreg("downgrade", head)
+    assert (result.exit_code, result.output.strip()) == (
+        2,
+        f"error: the database is at schema 0005, older than {head}: "
+        f"`swreg db upgrade --revision {head}` goes forward to it",
+    )
+    assert swreg("current").output.startswith(f"0005 (head: {head}) out of date")
+    assert swreg("upgrade", "--revision", head).exit_code == 0
+    assert swreg("current").output.startswith(f"{head} (head: {head}) up to date")

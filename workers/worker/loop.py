@@ -309,9 +309,10 @@ class Worker:
     def run(self) -> int:
         """Work until stopped (or the queue is drained with `once`); returns jobs processed."""
         processed = 0
-        log.info("worker %s started (device %s)", self.name, self.config.device)
-        # A device this machine lacks is refused before seconds of imports, and before any claim.
+        # A device this machine lacks is refused before seconds of imports, and before any claim
+        # (and before the log says the worker started).
         require_device(self.config.device)
+        log.info("worker %s started (device %s)", self.name, self.config.device)
         # torch and transformers take seconds to import: before the first lease, not during it
         # (here, and in the forkserver the analyses are forked from).
         import workers.science.pipeline.sweep  # noqa: F401
