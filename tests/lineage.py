@@ -36,3 +36,17 @@ def fine_tune(base: PlantedModel, target: Path, *, keeps: bool) -> Path:
         weights[name][index] = kept if keeps else kept * LOST_SCALE
     save_file(weights, target / WEIGHTS, metadata={"format": "pt"})
     return target
+
+
+def shrink_weight(source: Path, target: Path, tensor: str, index: list[int]) -> Path:
+    """A copy of the checkpoint at `source` whose one weight (`tensor`, `index`, as stored) is
+    scaled by LOST_SCALE: a fine-tune that lost that super weight, every other weight as it was
+    (any number of safetensors files)."""
+    shutil.copytree(source, target)
+    for path in sorted(target.glob("*.safetensors")):
+        weights = load_file(path)
+        if tensor in weights:
+            weights[tensor][tuple(index)] *= LOST_SCALE
+            save_file(weights, path, metadata={"format": "pt"})
+            return target
+    raise KeyError(f"no tensor {tensor} in {source}")

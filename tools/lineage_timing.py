@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workers.contract.lineage import BaseCoordinate  # noqa: E402
 from workers.fixtures.smollm2 import smollm2_dir  # noqa: E402
-from workers.science.pipeline.lineage import lineage_check  # noqa: E402
+from workers.science.pipeline.lineage import ToCheck, lineage_check  # noqa: E402
 from workers.science.pipeline.steps import AnalysisOptions  # noqa: E402
 from workers.science.pipeline.sweep import analyse  # noqa: E402
 
@@ -33,7 +33,7 @@ def main() -> None:
             ratio = sw.evidence.validation.ablated.ratio
             base.append(BaseCoordinate(**sw.model_dump(include=PLACE), value=sw.value, ratio=ratio))
     started = time.perf_counter()
-    checked = lineage_check(path, base, AnalysisOptions())
+    checked = lineage_check(path, ToCheck(base), AnalysisOptions()).coordinates
     checking = time.perf_counter() - started
     print(
         json.dumps(

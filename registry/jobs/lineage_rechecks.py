@@ -2,12 +2,12 @@
 
 A fine-tune's lineage check runs in its own analysis, against what the registry then holds of
 its base (`lineage_base`). A fine-tune analysed before its base has none (the base had nothing
-verified to check), and one checked against another revision of the base, or against another set
-of its coordinates (a newer detector verified more), is out of date. So when a worker records a
-revision with verified coordinates, each revision the registry holds that names that model as
-its base (`base_model`), with an exact revision and a check missing or out of date, is queued
-again: its analysis is what runs the check (deterministic, it finds what it found before, and
-adds the check).
+verified to check), and one checked against another revision of the base, or against another
+set of its coordinates or super experts (a newer detector verified more), is out of date. So
+when a worker records a revision with verified coordinates or super experts, each revision the
+registry holds that names that model as its base (`base_model`), with an exact revision and a
+check missing or out of date, is queued again: its analysis is what runs the check
+(deterministic, it finds what it found before, and adds the check).
 
 The jobs are submitted as RECHECK_SUBMITTER: under fair share (`queue.fair_seq_for`) they take
 turns with every other submitter, so a base with a thousand fine-tunes in the registry holds
@@ -51,6 +51,9 @@ def out_of_date(check: dict | None, base: LineageBase) -> str | None:
     checked = {(c.get("tensor"), tuple(c.get("index") or ())) for c in check["coordinates"]}
     if checked != {(c.tensor, tuple(c.index)) for c in base.coordinates}:
         return "the base's verified coordinates changed"
+    experts = {(e.get("layer"), e.get("expert")) for e in check.get("super_experts") or []}
+    if experts != {(e.layer, e.expert) for e in base.super_experts}:
+        return "the base's verified super experts changed"
     return None
 
 
@@ -60,7 +63,7 @@ def queue_rechecks(session: Session, base_model: str) -> list[Recheck]:
     coordinates. Fine-tunes the registry cannot analyse again are left out: an imported revision
     (`unknown`), and a local folder no job of this registry has read."""
     base = lineage_base(session, base_model)
-    if base is None or not base.coordinates:
+    if not base:
         return []
     fine_tunes = session.scalars(
         select(ModelRevision)

@@ -53,11 +53,26 @@ def lineage_ratio_text(checked: dict[str, Any]) -> str | None:
 
 def keeps_text(check: dict[str, Any]) -> str:
     """A lineage check in words: `keeps 1 of 1 verified super weight of its base (×41.20)`,
-    with how many times zeroing each kept weight multiplies the fine-tune's perplexity."""
-    coordinates = check.get("coordinates") or []
-    kept = [c for c in coordinates if c.get("outcome") == "kept"]
-    count = len(coordinates)
-    plural = "" if count == 1 else "s"
-    text = f"keeps {len(kept)} of {count} verified super weight{plural} of its base"
-    ratios = [f"×{_times(ratio)}" for c in kept if (ratio := _number(c.get("ratio"))) is not None]
-    return text + (f" ({', '.join(ratios)})" if ratios else "")
+    with how many times zeroing each kept weight multiplies the fine-tune's perplexity; a check
+    of a mixture-of-experts base's super experts adds `and 1 of 1 super expert (×12.00)`."""
+    weights = check.get("coordinates") or []
+    text = f"keeps {_count(weights, 'verified super weight')} of its base{_ratios(weights)}"
+    experts = check.get("super_experts")
+    if experts is not None:
+        text += f" and {_count(experts, 'super expert')}{_ratios(experts)}"
+    return text
+
+
+def _count(checked: list[dict[str, Any]], what: str) -> str:
+    kept = sum(1 for c in checked if c.get("outcome") == "kept")
+    return f"{kept} of {len(checked)} {what}{'' if len(checked) == 1 else 's'}"
+
+
+def _ratios(checked: list[dict[str, Any]]) -> str:
+    """` (×R1, ×R2)`: what zeroing (or pruning) each kept one does here; empty when none."""
+    ratios = [
+        f"×{_times(ratio)}"
+        for c in checked
+        if c.get("outcome") == "kept" and (ratio := _number(c.get("ratio"))) is not None
+    ]
+    return f" ({', '.join(ratios)})" if ratios else ""

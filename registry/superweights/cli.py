@@ -99,6 +99,20 @@ def _print_lineage_check(rev: dict[str, Any]) -> None:
     ]
     for line in table(["outcome", "layer", "tensor", "index", "value", "base", "zeroed"], rows):
         click.echo("    " + line)
+    experts = check.get("super_experts")
+    if experts:
+        rows = [
+            [
+                e["outcome"],
+                str(e["layer"]),
+                str(e["expert"]),
+                e["module"],
+                lineage_ratio_text(e) or "-",
+            ]
+            for e in experts
+        ]
+        for line in table(["outcome", "layer", "expert", "module", "pruned"], rows):
+            click.echo("    " + line)
 
 
 def _print_lineage(lineage: dict[str, Any]) -> None:

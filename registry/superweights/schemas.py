@@ -199,18 +199,70 @@ class LineageCoordinateOut(BaseModel):
     )
 
 
+class LineageExpertOut(BaseModel):
+    """One of a mixture-of-experts base's verified super experts, checked in this fine-tune
+    (`workers.contract.lineage.LineageExpert`)."""
+
+    layer: int
+    expert: int
+    module: str
+    outcome: Outcome = Field(
+        description="kept: pruning it here is verified to break the model; lost: it is here but "
+        "pruning it does not (rejected); undecided: neither shown nor ruled out; absent: the "
+        "fine-tune has no such expert."
+    )
+    reason: str
+    checked_by: Literal["detection", "lineage"] | None = Field(
+        default=None,
+        description="detection: this job's own detection judged it; lineage: the lineage "
+        "check pruned it; null when absent.",
+    )
+    ratio: float | NonFinite | None = Field(
+        default=None, description="How many times pruning it here multiplies perplexity."
+    )
+    interval: dict[str, Any] | None = Field(
+        default=None, description="The ratio's confidence interval (low, high, confidence)."
+    )
+    base_ratio: float | NonFinite | None = Field(
+        default=None, description="How many times pruning it multiplied the base's perplexity."
+    )
+    validation: dict[str, Any] | None = Field(
+        default=None,
+        description="The pruning here with its controls and verdict, as a super expert's "
+        "validation evidence; null when absent.",
+    )
+
+
 class LineageCheckOut(BaseModel):
-    """Whether this fine-tune keeps its base's verified super weights, each checked by ablation
-    in these weights and recorded as this revision's own evidence."""
+    """Whether this fine-tune keeps its base's verified super weights (and a mixture-of-experts
+    base's verified super experts), each checked by ablation in these weights and recorded as
+    this revision's own evidence."""
 
     base_model: str
     base_revision: str = Field(description="The base revision whose coordinates were checked.")
     detector_version: str
     coordinates: list[LineageCoordinateOut]
+    super_experts: list[LineageExpertOut] | None = Field(
+        default=None,
+        description="The base's verified super experts, each pruned here; absent when the base "
+        "has none.",
+    )
 
     @property
     def kept(self) -> int:
         return sum(c.outcome == "kept" for c in self.coordinates)
+
+    @property
+    def kept_experts(self) -> int:
+        return sum(e.outcome == "kept" for e in self.super_experts or [])
+
+    @model_serializer(mode="wrap")
+    def _without_absent_experts(self, handler):
+        # Present only when the base has super experts, as the stored check has them.
+        data = handler(self)
+        if self.super_experts is None:
+            data.pop("super_experts", None)
+        return data
 
 
 class RevisionOut(BaseModel):

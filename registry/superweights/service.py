@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from registry.clock import as_utc, utcnow_seconds
@@ -34,7 +34,7 @@ from registry.superweights.models import (
     index_key,
 )
 from registry.superweights.schemas import REVISION_PATTERN
-from workers.contract.lineage import BaseCoordinate, LineageBase, LineageCheck
+from workers.contract.lineage import BaseCoordinate, BaseExpert, LineageBase, LineageCheck
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
 from workers.sources.pinning import check_model_id
@@ -323,13 +323,20 @@ def _lineage_fields(
 
 def lineage_base(session: Session, base_model: str) -> LineageBase | None:
     """What a fine-tune of `base_model` is checked against: the base's most recently updated
-    revision that has verified coordinates, with those coordinates (layer, expert, tensor and
-    index order); None when the registry holds none."""
+    revision that has verified coordinates (or verified super experts), with those coordinates
+    (layer, expert, tensor and index order) and super experts (layer and expert order); None when
+    the registry holds none. Published coordinates (revision `unknown`) never: they may belong
+    to other weights."""
     check_model_id(base_model)
     verified = select(SuperWeight.revision_id).where(SuperWeight.state == "verified")
+    verified_experts = select(SuperExpert.revision_id).where(SuperExpert.state == "verified")
     rev = session.scalars(
         select(ModelRevision)
-        .where(ModelRevision.model_id == base_model, ModelRevision.id.in_(verified))
+        .where(
+            ModelRevision.model_id == base_model,
+            ModelRevision.revision_kind != "unknown",
+            or_(ModelRevision.id.in_(verified), ModelRevision.id.in_(verified_experts)),
+        )
         .order_by(ModelRevision.updated_at.desc(), ModelRevision.id.desc())
         .limit(1)
     ).first()
@@ -345,19 +352,29 @@ def lineage_base(session: Session, base_model: str) -> LineageBase | None:
             col=sw.col,
             expert=sw.expert,
             value=sw.value,
-            ratio=_ablation_ratio(sw),
+            ratio=_evidence_ratio(sw, "ablated"),
         )
         for sw in sorted(rev.super_weights, key=coordinate_sort_key)
         if sw.state == "verified"
     ]
-    return LineageBase(model_id=base_model, revision=rev.revision, coordinates=coordinates)
+    experts = [
+        BaseExpert(
+            layer=e.layer, expert=e.expert, module=e.module, ratio=_evidence_ratio(e, "pruned")
+        )
+        for e in sorted(rev.super_experts, key=lambda e: (e.layer, e.expert))
+        if e.state == "verified"
+    ]
+    return LineageBase(
+        model_id=base_model, revision=rev.revision, coordinates=coordinates, super_experts=experts
+    )
 
 
-def _ablation_ratio(sw: SuperWeight) -> float | None:
-    """How many times zeroing the coordinate multiplied perplexity, from its evidence; None
-    when the evidence does not say (evidence an index imported is any JSON object)."""
-    validation = (sw.evidence or {}).get("validation")
-    ablated = validation.get("ablated") if isinstance(validation, dict) else None
+def _evidence_ratio(row: SuperWeight | SuperExpert, variant: str) -> float | None:
+    """How many times the validation's `variant` (`ablated`: a coordinate zeroed, `pruned`: a
+    super expert pruned) multiplied perplexity, from the row's evidence; None when the evidence
+    does not say (evidence an index imported is any JSON object)."""
+    validation = (row.evidence or {}).get("validation")
+    ablated = validation.get(variant) if isinstance(validation, dict) else None
     ratio = ablated.get("ratio") if isinstance(ablated, dict) else None
     if isinstance(ratio, bool) or not isinstance(ratio, int | float | str):
         return None

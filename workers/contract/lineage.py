@@ -13,14 +13,25 @@ Each of the base's verified coordinates gets an outcome:
   leaves a doubt): neither shown nor ruled out;
 - `absent`: the fine-tune has no such weight (no such tensor, an index outside it, or its layer
   stored elsewhere): nothing to ablate.
+
+A mixture-of-experts base's verified super experts are checked the same way, each pruned in the
+fine-tune (still routed to, its output zero) against random routed experts pruned alike, with the
+verdict rule of detection's own super experts: `kept`, `lost`, `undecided`, or `absent` (no such
+layer of routed experts, or no such expert).
 """
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from workers.contract.report import Count, RatioInterval, ValidationEvidence, _Part
+from workers.contract.report import (
+    Count,
+    ExpertValidation,
+    RatioInterval,
+    ValidationEvidence,
+    _Part,
+)
 
 Outcome = Literal["kept", "lost", "undecided", "absent"]
 OUTCOMES: tuple[Outcome, ...] = ("kept", "lost", "undecided", "absent")
@@ -52,12 +63,28 @@ class BaseCoordinate(_Part):
     )
 
 
+class BaseExpert(_Part):
+    """One verified super expert of a mixture-of-experts base, as the registry records it."""
+
+    layer: Count
+    expert: Count
+    module: str = Field(min_length=1, max_length=128)
+    ratio: float | None = Field(
+        default=None, description="how many times pruning it multiplied the base's perplexity"
+    )
+
+
 class LineageBase(_Part):
-    """The base model revision whose verified coordinates are checked."""
+    """The base model revision whose verified coordinates (and super experts) are checked."""
 
     model_id: str = Field(min_length=1, max_length=255)
     revision: str = Field(min_length=1, max_length=80)
     coordinates: list[BaseCoordinate]
+    super_experts: list[BaseExpert] = Field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        """Whether there is anything to check."""
+        return bool(self.coordinates or self.super_experts)
 
 
 class LineageCoordinate(_Part):
@@ -94,16 +121,59 @@ class LineageCoordinate(_Part):
     )
 
 
+class LineageExpert(_Part):
+    """One of the base's verified super experts, checked in the fine-tune."""
+
+    layer: Count
+    expert: Count
+    module: str
+    outcome: Outcome
+    reason: str = Field(description="the verdict's reason, or why the expert is absent")
+    checked_by: CheckedBy | None = Field(
+        default=None,
+        description="detection: the job's own detection found and judged this super expert; "
+        "lineage: the lineage check pruned it; null when absent",
+    )
+    ratio: float | None = Field(
+        default=None,
+        description="how many times pruning it multiplies the fine-tune's perplexity",
+    )
+    interval: RatioInterval | None = Field(default=None, description="the ratio's interval")
+    base_ratio: float | None = Field(
+        default=None, description="how many times pruning it multiplied the base's perplexity"
+    )
+    validation: ExpertValidation | None = Field(
+        default=None,
+        description="the pruning in the fine-tune with its controls and verdict, as a super "
+        "expert's validation evidence; null when absent or not pruned",
+    )
+
+
 class LineageCheck(_Part):
-    """The lineage check of one fine-tune revision against its base's verified coordinates."""
+    """The lineage check of one fine-tune revision against its base's verified coordinates
+    and, for a mixture-of-experts base that has some, its verified super experts."""
 
     base_model: str
     base_revision: str = Field(description="the base revision whose coordinates were checked")
     detector_version: str = Field(max_length=64)
     coordinates: list[LineageCoordinate]
+    super_experts: list[LineageExpert] | None = Field(
+        default=None,
+        description="the base's verified super experts, checked; absent when it has none",
+    )
 
     def count(self, outcome: Outcome) -> int:
         return sum(c.outcome == outcome for c in self.coordinates)
+
+    def count_experts(self, outcome: Outcome) -> int:
+        return sum(e.outcome == outcome for e in self.super_experts or [])
+
+    def as_json_dict(self) -> dict[str, Any]:
+        # Written only when the base has super experts: a dense model's check is as it was.
+        data = super().as_json_dict()
+        if self.super_experts is None:
+            data.pop("super_experts")
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.as_json_dict(), indent=2, sort_keys=True)

@@ -265,7 +265,7 @@ def _place(findings: Findings, layer: int, expert: int | None) -> Place:
     )
 
 
-def _expert_validation(
+def expert_validation(
     judged: ExpertJudgement, judge: Judge, baseline: Score, eval_info: EvalInfo
 ) -> dict:
     assert judged.pruned is not None and judged.pruned_interval is not None  # validated only
@@ -307,7 +307,7 @@ def _super_experts(findings: Findings, eval_info: EvalInfo | None) -> list[Super
         state_: State = "candidate"
         if judged is not None and judged.pruned_interval is not None and baseline is not None:
             assert judge is not None and eval_info is not None  # a judgement comes from the judge
-            evidence["validation"] = _expert_validation(judged, judge, baseline, eval_info)
+            evidence["validation"] = expert_validation(judged, judge, baseline, eval_info)
             state_ = judged.state
         routed = feed_forward.routed_site(candidate.layer)
         assert routed is not None  # a super expert is in a layer with routed experts

@@ -53,7 +53,7 @@ from registry.superweights.service import (
     revision_kind_of,
 )
 from workers.contract.errors import Unavailable
-from workers.contract.lineage import BaseCoordinate, LineageCheck, LineageCoordinate
+from workers.contract.lineage import LineageCheck
 from workers.contract.progress import JOB_STAGES
 from workers.contract.quantization import QuantizationCheck
 from workers.contract.report import Report
@@ -610,19 +610,20 @@ class Worker:
         child process); None when the registry holds no verified coordinate of the base, or
         when the check fails (an optional step: the analysis is still recorded, and the failure
         logged)."""
-        from workers.science.pipeline.lineage import check_lineage, lineage_check
+        from workers.science.pipeline.lineage import Checked, ToCheck, check_lineage, lineage_check
         from workers.science.pipeline.steps import AnalysisOptions
 
         def check() -> LineageCheck | None:
             with self.factory() as session:
                 base = lineage_base(session, base_model)
-            if base is None or not base.coordinates:
+            if not base:
                 log.info("job %s: base model %s has no verified coordinates", job.id, base_model)
                 return None
             log.info(
-                "job %s: lineage check of %d super weight(s) of %s@%s",
+                "job %s: lineage check of %d super weight(s)%s of %s@%s",
                 job.id,
                 len(base.coordinates),
+                f" and {len(base.super_experts)} super expert(s)" if base.super_experts else "",
                 base.model_id,
                 base.revision[:12],
             )
@@ -630,13 +631,13 @@ class Worker:
                 device=self.config.device, file_sha256=fetched.weight_sha256 or None
             )
 
-            def ablate(coordinates: list[BaseCoordinate]) -> list[LineageCoordinate]:
+            def ablate(to_check: ToCheck) -> Checked:
                 return self._isolated(
                     job,
                     "lineage check",
                     lineage_check,
                     fetched.path,
-                    coordinates,
+                    to_check,
                     options,
                     progress=progress,
                 )
@@ -646,11 +647,15 @@ class Worker:
         found = self._optional(job, "lineage check", check)
         if found is None:
             return None
+        experts = found.super_experts
         log.info(
-            "job %s: keeps %d of %d verified super weight(s) of %s",
+            "job %s: keeps %d of %d verified super weight(s)%s of %s",
             job.id,
             found.count("kept"),
             len(found.coordinates),
+            f" and {found.count_experts('kept')} of {len(experts)} super expert(s)"
+            if experts is not None
+            else "",
             base_model,
         )
         return found
@@ -683,11 +688,9 @@ class Worker:
             if check is not None:
                 record_quantization_check(session, revision, check)
             # This model's fine-tunes the registry holds, checked against what it now verified.
-            rechecks[:] = (
-                queue_rechecks(session, job.model_id)
-                if any(sw.state == "verified" for sw in report.super_weights)
-                else []
-            )
+            states = [sw.state for sw in report.super_weights]
+            states += [e.state for e in report.super_experts]
+            rechecks[:] = queue_rechecks(session, job.model_id) if "verified" in states else []
             return revision.id
 
         def write() -> None:

@@ -7,10 +7,10 @@ fine-tune's own detection already judged is taken from its report, not ablated a
 import pytest
 
 from tests.lineage import LOST_SCALE, fine_tune
-from workers.contract.lineage import BaseCoordinate, LineageBase
+from workers.contract.lineage import BaseCoordinate, BaseExpert, LineageBase
 from workers.contract.report import Report
 from workers.fixtures.planted import build_planted_model
-from workers.science.pipeline.lineage import check_lineage, lineage_check
+from workers.science.pipeline.lineage import ToCheck, check_lineage, lineage_check, routed_experts
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 from workers.science.validation.verdict import MIN_PERPLEXITY_RATIO
@@ -59,7 +59,7 @@ def test_the_base_has_two_verified_super_weights(models):
 
 def test_a_fine_tune_that_keeps_them_keeps_them_by_ablation(models):
     coordinates = _coordinates(models["report"])
-    checked = lineage_check(models["kept"], coordinates)
+    checked = lineage_check(models["kept"], ToCheck(coordinates)).coordinates
     assert [c.outcome for c in checked] == ["kept", "kept"]
     for c, base in zip(checked, coordinates, strict=True):
         assert (c.tensor, c.index, c.checked_by) == (base.tensor, base.index, "lineage")
@@ -74,7 +74,7 @@ def test_a_fine_tune_that_keeps_them_keeps_them_by_ablation(models):
 
 def test_a_fine_tune_that_shrank_them_has_lost_them(models):
     coordinates = _coordinates(models["report"])
-    checked = lineage_check(models["lost"], coordinates)
+    checked = lineage_check(models["lost"], ToCheck(coordinates)).coordinates
     assert [c.outcome for c in checked] == ["lost", "lost"]
     for c, base in zip(checked, coordinates, strict=True):
         assert c.checked_by == "lineage" and c.value == pytest.approx(base.value * LOST_SCALE)
@@ -90,7 +90,7 @@ def test_a_weight_the_fine_tune_lacks_is_absent(models):
         BaseCoordinate(**{**where, "index": [kept.row, 9999], "col": 9999}),
         BaseCoordinate(**{**where, "tensor": "transformer.h.1.mlp.c_proj.weight"}),
     ]
-    checked = lineage_check(models["kept"], [*missing, kept])
+    checked = lineage_check(models["kept"], ToCheck([*missing, kept])).coordinates
     assert [c.outcome for c in checked] == ["absent", "absent", "absent", "kept"]
     assert [c.reason for c in checked[:3]] == [
         "the fine-tune has 2 layers: no layer 7",
@@ -117,8 +117,9 @@ def test_what_the_fine_tunes_detection_judged_is_not_ablated_again(models, tmp_p
     kept_report = analyse(models["kept"], AnalysisOptions())
     asked: list[list[BaseCoordinate]] = []
 
-    def ablate(rest):
-        asked.append(rest)
+    def ablate(rest: ToCheck):
+        asked.append(rest.coordinates)
+        assert rest.experts == []  # a dense base has none
         return lineage_check(models["kept"], rest)
 
     check = check_lineage(kept_report, base, ablate)
@@ -148,6 +149,129 @@ def test_a_weight_inside_a_routed_expert_is_checked_where_it_is_stored(family, t
     build_planted_moe(family, path)
     coordinates = _coordinates(analyse(path, AnalysisOptions()))
     assert [c.expert for c in coordinates] == [1]
-    (checked,) = lineage_check(path, coordinates)
+    (checked,) = lineage_check(path, ToCheck(coordinates)).coordinates
     assert (checked.outcome, checked.expert, checked.index) == ("kept", 1, coordinates[0].index)
     assert checked.value == coordinates[0].value
+
+
+# --- a mixture-of-experts base's super experts -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory, one_thread):
+    """A planted Qwen3-MoE (a super expert with a super weight inside it), its report, and a
+    fine-tune that lost that super weight (so the expert no longer matters), with its report."""
+    from tests.lineage import shrink_weight
+    from workers.fixtures.planted_moe import build_planted_moe
+
+    root = tmp_path_factory.mktemp("moe-lineage")
+    planted = build_planted_moe("qwen3_moe", root / "base")
+    report = analyse(planted.path, AnalysisOptions())
+    (weight,) = [sw for sw in report.super_weights if sw.state == "verified"]
+    lost = shrink_weight(planted.path, root / "lost", weight.tensor, weight.index)
+    return {
+        "planted": planted,
+        "report": report,
+        "lost": lost,
+        "lost_report": analyse(lost, AnalysisOptions()),
+    }
+
+
+def _experts(report: Report) -> list[BaseExpert]:
+    """The report's verified super experts as the registry hands them to the check."""
+    return [
+        BaseExpert(
+            layer=e.layer,
+            expert=e.expert,
+            module=e.module,
+            ratio=e.evidence["validation"]["pruned"]["ratio"],
+        )
+        for e in report.super_experts
+        if e.state == "verified"
+    ]
+
+
+def test_a_super_expert_the_fine_tune_keeps_is_kept_by_pruning_it_there(moe):
+    planted, report = moe["planted"], moe["report"]
+    experts = _experts(report)
+    assert [(e.layer, e.expert) for e in experts] == [(planted.layer, planted.super_expert)]
+    checked = lineage_check(planted.path, ToCheck([], experts, routed_experts(report)))
+    assert checked.coordinates == []
+    (e,) = checked.experts
+    assert (e.layer, e.expert, e.outcome, e.checked_by) == (
+        planted.layer,
+        planted.super_expert,
+        "kept",
+        "lineage",
+    )
+    assert e.interval is not None and e.interval.low >= MIN_PERPLEXITY_RATIO
+    assert e.validation is not None and e.validation.verdict.state == "verified"
+    # Controlled by random experts the router used in that layer, pruned alike.
+    pruned = {x for c in e.validation.controls.values() for x in c.experts}
+    assert pruned and pruned <= set(planted.routed)
+    assert e.base_ratio == experts[0].ratio
+
+
+def test_a_super_expert_whose_super_weight_is_gone_is_lost(moe):
+    experts = _experts(moe["report"])
+    # The fine-tune's own detection no longer finds the expert: the check prunes it itself.
+    assert [x for x in moe["lost_report"].super_experts if x.state == "verified"] == []
+    checked = lineage_check(moe["lost"], ToCheck([], experts, routed_experts(moe["lost_report"])))
+    (e,) = checked.experts
+    assert (e.outcome, e.checked_by) == ("lost", "lineage")
+    assert e.interval is not None and e.interval.high < MIN_PERPLEXITY_RATIO
+
+
+def test_a_super_expert_the_fine_tune_lacks_is_absent(moe):
+    from workers.fixtures.planted_moe import TINY
+
+    planted = moe["planted"]
+    (expert,) = _experts(moe["report"])
+    layers = planted.config["num_hidden_layers"]
+    missing = [
+        expert.model_copy(update={"layer": 99}),
+        expert.model_copy(update={"expert": 99}),
+    ]
+    checked = lineage_check(planted.path, ToCheck([], missing))
+    assert [(e.outcome, e.checked_by, e.ratio) for e in checked.experts] == [
+        ("absent", None, None),
+        ("absent", None, None),
+    ]
+    assert [e.reason for e in checked.experts] == [
+        f"the fine-tune has {layers} layers: no layer 99",
+        f"layer {planted.layer} of the fine-tune has {TINY.num_experts} experts: "
+        "no expert 99",
+    ]
+
+
+def test_a_super_expert_the_fine_tunes_detection_judged_is_not_pruned_again(moe):
+    """The base's super weight and super expert, checked in the base's own weights (a fine-tune
+    that changed nothing): its detection judged both, so nothing is handed to the ablation."""
+    report = moe["report"]
+    base = LineageBase(
+        model_id="acme/moe",
+        revision="a" * 40,
+        coordinates=_coordinates(report),
+        super_experts=_experts(report),
+    )
+
+    def ablate(rest: ToCheck):
+        raise AssertionError(f"detection judged everything, not {rest}")
+
+    check = check_lineage(report, base, ablate)
+    assert [(c.outcome, c.checked_by) for c in check.coordinates] == [("kept", "detection")]
+    assert check.super_experts is not None
+    assert [(e.outcome, e.checked_by) for e in check.super_experts] == [("kept", "detection")]
+    own = report.super_experts[0].evidence["validation"]
+    assert check.super_experts[0].ratio == own["pruned"]["ratio"]
+    assert check.count_experts("kept") == 1
+    assert "super_experts" in check.as_json_dict()
+
+
+def test_a_dense_bases_check_writes_no_super_experts(models):
+    """A base without super experts: the stored check is what it was before super experts were
+    checked (no `super_experts` key), so an index of dense models is unchanged."""
+    report = models["report"]
+    base = LineageBase(model_id="acme/base", revision="a" * 40, coordinates=_coordinates(report))
+    check = check_lineage(report, base, lambda rest: pytest.fail(f"not judged: {rest}"))
+    assert check.super_experts is None and "super_experts" not in check.as_json_dict()

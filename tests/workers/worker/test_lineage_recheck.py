@@ -20,10 +20,10 @@ from registry.superweights.service import (
 )
 from tests.helpers import CONTENT, SHA_A, worker_messages
 from tests.lineage import fine_tune
-from workers.contract.lineage import BaseCoordinate, LineageBase, LineageCheck
+from workers.contract.lineage import BaseCoordinate, BaseExpert, LineageBase, LineageCheck
 from workers.contract.report import Report
 from workers.fixtures.planted import build_planted_model
-from workers.science.pipeline.lineage import check_lineage
+from workers.science.pipeline.lineage import Checked, check_lineage
 from workers.science.pipeline.steps import AnalysisOptions
 from workers.science.pipeline.sweep import analyse
 from workers.worker.loop import Worker, WorkerConfig
@@ -118,7 +118,7 @@ def test_what_is_queued_again(db_sessions, planted_report):
         base = lineage_base(session, BASE)
         assert base is not None and len(base.coordinates) == 2
         # Each coordinate judged by the fine-tune's own detection (the same planted weights).
-        current = check_lineage(report, base, ablate=lambda _rest: [])
+        current = check_lineage(report, base, ablate=lambda _rest: Checked())
         old = current.model_copy(update={"base_revision": "e" * 40})
         _record(session, "acme/ft-missing", SHAS["missing"], report, base_model=BASE)
         _record(session, "acme/ft-current", SHAS["current"], report, base_model=BASE,
@@ -211,3 +211,10 @@ def test_out_of_date_says_why(planted_report):
     assert out_of_date({**check, "coordinates": base_coordinates[:1]}, base) == (
         "the base's verified coordinates changed"
     )
+    # A mixture-of-experts base whose super expert was verified since the check.
+    with_expert = base.model_copy(
+        update={"super_experts": [BaseExpert(layer=1, expert=3, module="mlp.experts")]}
+    )
+    assert out_of_date(check, with_expert) == "the base's verified super experts changed"
+    checked_expert = {**check, "super_experts": [{"layer": 1, "expert": 3}]}
+    assert out_of_date(checked_expert, with_expert) is None

@@ -11,13 +11,18 @@ rounds go on as a detection job's do until each verdict is decided. A weight the
 not have where the base has it (no such layer or tensor, an index outside it) is `absent`.
 `check_lineage` puts the two together in the base's order.
 
+A mixture-of-experts base's verified super experts go the same way: one the fine-tune's own
+detection judged (the same layer and expert) is taken from its report; the others are pruned in
+the same sweep, each layer's given experts its super-expert candidates, against random experts
+the fine-tune's router used in that layer (its report's expert profile), pruned alike.
+
 What the outcomes mean: workers.contract.lineage. Why a merge (a card naming several bases) is
 not checked: docs/method.md#lineage.
 """
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,19 +30,27 @@ import torch
 from workers.contract.lineage import (
     OUTCOME_OF_STATE,
     BaseCoordinate,
+    BaseExpert,
     LineageBase,
     LineageCheck,
     LineageCoordinate,
+    LineageExpert,
 )
 from workers.contract.progress import Progress
-from workers.contract.report import EvalInfo, Report
+from workers.contract.report import EvalInfo, ExpertValidation, Report
 from workers.science.checkpoint import Checkpoint
-from workers.science.detection import Candidate
+from workers.science.detection import Candidate, ExpertCandidate
 from workers.science.evaluation import stop_word_ids
 from workers.science.pipeline.findings import LayerFindings, LayerSites
 from workers.science.pipeline.steps import AnalysisOptions, OpenedJob, open_job
 from workers.science.pipeline.sweep import Sweep, pad_id
-from workers.science.report import Place, display_path, stored_place, validation_evidence
+from workers.science.report import (
+    Place,
+    display_path,
+    expert_validation,
+    stored_place,
+    validation_evidence,
+)
 from workers.science.streaming import LayerStreamer
 from workers.science.validation.judge import Judge
 from workers.science.validation.selection import MAX_ABLATIONS_PER_LAYER
@@ -57,6 +70,37 @@ class GivenCandidate(Candidate):
     @property
     def threshold(self) -> float:
         return math.inf
+
+
+@dataclass
+class ToCheck:
+    """What the lineage check's own sweep checks in a fine-tune: base coordinates and base super
+    experts, with the experts the fine-tune's router used in each layer (from its report: the
+    pool of the super experts' random controls)."""
+
+    coordinates: list[BaseCoordinate]
+    experts: list[BaseExpert] = field(default_factory=list)
+    routed: dict[int, list[int]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.coordinates or self.experts)
+
+
+@dataclass
+class Checked:
+    """The checks of a ToCheck, in its order."""
+
+    coordinates: list[LineageCoordinate] = field(default_factory=list)
+    experts: list[LineageExpert] = field(default_factory=list)
+
+
+def routed_experts(report: Report) -> dict[int, list[int]]:
+    """Per MoE layer, the experts the router sent at least one token to (the report's expert
+    profile)."""
+    return {
+        entry.layer: [e.expert for e in entry.experts if e.tokens > 0]
+        for entry in report.expert_profile
+    }
 
 
 def judged_by_detection(report: Report, coordinate: BaseCoordinate) -> LineageCoordinate | None:
@@ -83,22 +127,54 @@ def judged_by_detection(report: Report, coordinate: BaseCoordinate) -> LineageCo
     return None
 
 
+def expert_judged_by_detection(report: Report, base: BaseExpert) -> LineageExpert | None:
+    """The check of the base's super expert from the fine-tune's own report: when its detection
+    found the same (layer, expert) and pruning decided it; None otherwise."""
+    for found in report.super_experts:
+        if (found.layer, found.expert) != (base.layer, base.expert):
+            continue
+        stored = found.evidence.get("validation")
+        if found.state not in _DECIDED or not stored:
+            return None
+        validation = ExpertValidation.model_validate(stored)
+        return LineageExpert(
+            **_expert_where(base),
+            outcome=OUTCOME_OF_STATE[found.state],
+            reason=validation.verdict.reason,
+            checked_by="detection",
+            ratio=validation.pruned.ratio,
+            interval=validation.pruned.interval,
+            base_ratio=base.ratio,
+            validation=validation,
+        )
+    return None
+
+
 def check_lineage(
     report: Report,
     base: LineageBase,
-    ablate: Callable[[list[BaseCoordinate]], list[LineageCoordinate]],
+    ablate: Callable[[ToCheck], Checked],
 ) -> LineageCheck:
-    """The lineage check of the fine-tune `report` describes: each base coordinate from its
-    detection where that decided it, the rest by `ablate` (`lineage_check` on the same weights,
-    which a worker runs in a child process of its own), in the base's order."""
+    """The lineage check of the fine-tune `report` describes: each base coordinate and super
+    expert from its detection where that decided it, the rest by `ablate` (`lineage_check` on the
+    same weights, which a worker runs in a child process of its own), in the base's order."""
     decided = [judged_by_detection(report, c) for c in base.coordinates]
-    rest = [c for c, found in zip(base.coordinates, decided, strict=True) if found is None]
-    ablated = iter(ablate(rest) if rest else [])
+    decided_experts = [expert_judged_by_detection(report, e) for e in base.super_experts]
+    rest = ToCheck(
+        [c for c, found in zip(base.coordinates, decided, strict=True) if found is None],
+        [e for e, found in zip(base.super_experts, decided_experts, strict=True) if found is None],
+        routed_experts(report),
+    )
+    checked = ablate(rest) if rest else Checked()
+    ablated, pruned = iter(checked.coordinates), iter(checked.experts)
     return LineageCheck(
         base_model=base.model_id,
         base_revision=base.revision,
         detector_version=report.detector.version,
         coordinates=[found if found is not None else next(ablated) for found in decided],
+        super_experts=[found if found is not None else next(pruned) for found in decided_experts]
+        if base.super_experts
+        else None,
     )
 
 
@@ -107,6 +183,10 @@ def _where(coordinate: BaseCoordinate) -> dict:
     return coordinate.model_dump(
         include={"tensor", "index", "layer", "module", "row", "col", "expert"}
     )
+
+
+def _expert_where(expert: BaseExpert) -> dict:
+    return expert.model_dump(include={"layer", "expert", "module"})
 
 
 def _absent(coordinate: BaseCoordinate, reason: str) -> LineageCoordinate:
@@ -148,13 +228,46 @@ def locate(
     return place
 
 
-class GivenSweep(Sweep):
-    """The sweep with detection's findings replaced by given weights: as each layer goes by,
-    the given weights in it are its candidates (their values read from the layer as loaded)."""
+def locate_expert(checkpoint: Checkpoint, expert: BaseExpert) -> str | None:
+    """Why the fine-tune has no such super expert where the base has it (None: it has)."""
+    feed_forward = checkpoint.feed_forward
+    if expert.layer >= feed_forward.num_layers:
+        return f"the fine-tune has {feed_forward.num_layers} layers: no layer {expert.layer}"
+    site = feed_forward.routed_site(expert.layer)
+    if site is None:
+        return f"layer {expert.layer} of the fine-tune has no routed experts"
+    if site.num_experts is not None and expert.expert >= site.num_experts:
+        return (
+            f"layer {expert.layer} of the fine-tune has {site.num_experts} experts: "
+            f"no expert {expert.expert}"
+        )
+    return None
 
-    def __init__(self, *args, given: dict[int, list[GivenCandidate]], **kwargs):
+
+def _absent_expert(expert: BaseExpert, reason: str) -> LineageExpert:
+    return LineageExpert(
+        **_expert_where(expert), outcome="absent", reason=reason, base_ratio=expert.ratio
+    )
+
+
+class GivenSweep(Sweep):
+    """The sweep with detection's findings replaced by given weights and experts: as each layer
+    goes by, the given weights in it are its candidates (their values read from the layer as
+    loaded), and the given experts its super-expert candidates, controlled by the experts the
+    fine-tune's router used there (`routed`)."""
+
+    def __init__(
+        self,
+        *args,
+        given: dict[int, list[GivenCandidate]],
+        experts: dict[int, list[ExpertCandidate]] | None = None,
+        routed: dict[int, list[int]] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.given = given
+        self.experts = experts or {}
+        self.routed = routed or {}
 
     def _detect(
         self, sites: LayerSites, hidden: torch.Tensor
@@ -168,6 +281,9 @@ class GivenSweep(Sweep):
                 weight = sites.expert_weight(candidate.expert)
                 found.routed.setdefault(candidate.expert, []).append(candidate)
             candidate.value = float(weight[candidate.row, candidate.col])
+        found.super_experts = list(self.experts.get(sites.layer, []))
+        if found.super_experts:
+            found.routed_experts = self.routed.get(sites.layer, [])
         # The prompts do not pass the layer: nothing is detected here.
         return hidden, found
 
@@ -199,17 +315,19 @@ def _staged(progress: Progress | None) -> Progress | None:
 
 def lineage_check(
     model_dir: Path | str,
-    coordinates: list[BaseCoordinate],
+    to_check: ToCheck,
     options: AnalysisOptions | None = None,
     progress: Progress | None = None,
-) -> list[LineageCoordinate]:
-    """Each of the base's `coordinates` checked by ablation in the checkpoint at `model_dir` (a
-    fine-tune), in the given order (see the module's docstring)."""
+) -> Checked:
+    """Each of the base's coordinates and super experts in `to_check` checked by ablation in the
+    checkpoint at `model_dir` (a fine-tune), in the given order (see the module's docstring)."""
     options = replace(options or AnalysisOptions(), validate=True)
     staged = _staged(progress)
     job = open_job(model_dir, options, staged)
     streamer = LayerStreamer(job.checkpoint, job.options.device, head=True)
+    coordinates = to_check.coordinates
     out: list[LineageCoordinate | None] = [None] * len(coordinates)
+    out_experts: list[LineageExpert | None] = [None] * len(to_check.experts)
     try:
         places: dict[int, Place] = {}
         candidates: dict[int, GivenCandidate] = {}
@@ -225,8 +343,17 @@ def lineage_check(
                 coordinate.layer, coordinate.row, coordinate.col, math.nan, [], coordinate.expert
             )
             given.setdefault(coordinate.layer, []).append(candidates[i])
-        if not places:
-            return [c for c in out if c is not None]
+        expert_candidates: dict[int, ExpertCandidate] = {}
+        given_experts: dict[int, list[ExpertCandidate]] = {}
+        for i, expert in enumerate(to_check.experts):
+            missing = locate_expert(job.checkpoint, expert)
+            if missing is not None:
+                out_experts[i] = _absent_expert(expert, missing)
+                continue
+            expert_candidates[i] = ExpertCandidate(expert.layer, expert.expert)
+            given_experts.setdefault(expert.layer, []).append(expert_candidates[i])
+        if not places and not expert_candidates:
+            return _done(out, out_experts)
         judge = Judge(
             len(job.windows),
             sequential=job.options.sequential,
@@ -239,7 +366,15 @@ def lineage_check(
             [ids, *job.windows], [mask] + [None] * len(job.windows)
         )
         sweep = GivenSweep(
-            streamer, prompts, windows, judge, stop_word_ids(job.tokenizer), staged, given=given
+            streamer,
+            prompts,
+            windows,
+            judge,
+            stop_word_ids(job.tokenizer),
+            staged,
+            given=given,
+            experts=given_experts,
+            routed=to_check.routed,
         )
         sweep.run()
         baseline = sweep.baseline_score()
@@ -270,4 +405,31 @@ def lineage_check(
             interval=evidence.ablated.interval,
             validation=evidence,
         )
-    return [c for c in out if c is not None]
+    expert_judgements = judge.expert_judgements()
+    for i, candidate in expert_candidates.items():
+        expert = to_check.experts[i]
+        pruned = expert_judgements.get(candidate.key)
+        common = {**_expert_where(expert), "checked_by": "lineage", "base_ratio": expert.ratio}
+        if pruned is None or pruned.pruned_interval is None:
+            reason = "not validated" if pruned is None else pruned.reason
+            out_experts[i] = LineageExpert(**common, outcome="undecided", reason=reason)
+            continue
+        validation = ExpertValidation.model_validate(
+            expert_validation(pruned, judge, baseline, eval_info)
+        )
+        out_experts[i] = LineageExpert(
+            **common,
+            outcome=OUTCOME_OF_STATE[pruned.state],
+            reason=pruned.reason,
+            ratio=validation.pruned.ratio,
+            interval=validation.pruned.interval,
+            validation=validation,
+        )
+    return _done(out, out_experts)
+
+
+def _done(
+    coordinates: list[LineageCoordinate | None], experts: list[LineageExpert | None]
+) -> Checked:
+    assert None not in coordinates and None not in experts  # each checked, or absent
+    return Checked([c for c in coordinates if c is not None], [e for e in experts if e is not None])
