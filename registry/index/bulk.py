@@ -211,6 +211,18 @@ class _Importer:
     def finish(self) -> None:
         self._flush_batch()
         self.writer.wait()
+        if self.postgres and self.version is not None:
+            self._analyze()
+
+    def _analyze(self) -> None:
+        """PostgreSQL's planner statistics of the tables written, brought up to date in the
+        import's transaction. After a bulk load they still describe the tables before it until
+        autovacuum gets round to them (minutes to hours on a large table): meanwhile the planner
+        guesses thousands of revisions per model id and joins every page of the model list to
+        a sequential scan of all coordinates (125-145 ms a page at 100,000 models, against 4-5
+        ms once analysed; ANALYZE of the three tables took 0.65 s there)."""
+        tables = ", ".join(f'"{t.name}"' for t in (REVISIONS, COORDINATES, EXPERTS))
+        self.session.execute(text(f"ANALYZE {tables}"))
 
     def _flush_batch(self) -> None:
         if not self.batch:

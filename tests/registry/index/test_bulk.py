@@ -207,3 +207,30 @@ def test_an_indented_document_is_read_by_the_fast_decoder(monkeypatch, tmp_path)
     assert models == json.loads(path.read_text())["models"]
     # Every model, each decoded once (a model cut by the end of a read is read on first).
     assert len(calls) == len(models)
+
+
+def test_postgresqls_planner_knows_the_imported_rows(db_sessions, tmp_path):
+    """After a bulk load PostgreSQL's statistics still describe the empty tables until
+    autovacuum analyses them: the import analyses what it wrote (otherwise every model-list page
+    joined a sequential scan of all coordinates: 125-145 ms a page at 100,000 models)."""
+    from sqlalchemy import text
+
+    if db_sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner statistics")
+    path = write_generated(tmp_path / "index.json", 30, layers=2)
+
+    def planned() -> dict[str, float]:
+        with db_sessions() as session:
+            rows = session.execute(
+                text(
+                    "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                    "('model_revisions', 'super_weights') AND relnamespace = "
+                    "current_schema()::regnamespace"
+                )
+            )
+            return {name: tuples for name, tuples in rows}
+
+    before = planned()
+    assert all(tuples <= 0 for tuples in before.values()), before  # never analysed
+    _import(db_sessions, path)
+    assert planned() == {"model_revisions": 60, "super_weights": 180}
