@@ -239,8 +239,7 @@ def test_a_super_expert_the_fine_tune_lacks_is_absent(moe):
     ]
     assert [e.reason for e in checked.experts] == [
         f"the fine-tune has {layers} layers: no layer 99",
-        f"layer {planted.layer} of the fine-tune has {TINY.num_experts} experts: "
-        "no expert 99",
+        f"layer {planted.layer} of the fine-tune has {TINY.num_experts} experts: no expert 99",
     ]
 
 
