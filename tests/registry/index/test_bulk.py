@@ -209,14 +209,20 @@ def test_an_indented_document_is_read_by_the_fast_decoder(monkeypatch, tmp_path)
     assert len(calls) == len(models)
 
 
-def test_postgresqls_planner_knows_the_imported_rows(db_sessions, tmp_path):
+@pytest.mark.postgres
+def test_postgresqls_planner_knows_the_imported_rows(postgres_schema, tmp_path):
     """After a bulk load PostgreSQL's statistics still describe the empty tables until
     autovacuum analyses them: the import analyses what it wrote (otherwise every model-list page
     joined a sequential scan of all coordinates: 125-145 ms a page at 100,000 models)."""
     from sqlalchemy import text
 
-    if db_sessions.kw["bind"].dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's planner statistics")
+    from registry import migrate
+    from registry.database import make_engine, make_sessionmaker
+
+    url = postgres_schema()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    db_sessions = make_sessionmaker(engine)
     path = write_generated(tmp_path / "index.json", 30, layers=2)
 
     def planned() -> dict[str, float]:
@@ -230,7 +236,10 @@ def test_postgresqls_planner_knows_the_imported_rows(db_sessions, tmp_path):
             )
             return {name: tuples for name, tuples in rows}
 
-    before = planned()
-    assert all(tuples <= 0 for tuples in before.values()), before  # never analysed
-    _import(db_sessions, path)
-    assert planned() == {"model_revisions": 60, "super_weights": 180}
+    try:
+        before = planned()
+        assert all(tuples <= 0 for tuples in before.values()), before  # never analysed
+        _import(db_sessions, path)
+        assert planned() == {"model_revisions": 60, "super_weights": 180}
+    finally:
+        engine.dispose()
