@@ -4,6 +4,7 @@ Every command and the API open the registry through `open_registry()`, which ref
 whose schema is behind (or ahead of) the code with one line, as mlflow does.
 """
 
+import re
 from functools import lru_cache
 
 from alembic import command
@@ -21,6 +22,8 @@ from registry.resources import MIGRATIONS_DIR
 from registry.settings import get_settings
 
 OUT_OF_DATE = "database schema is out of date: run `swreg db upgrade`"
+# Alembic's steps from where the database is (`-1`, `+2`, `head-1`, `base+3`).
+RELATIVE_REVISION = re.compile(r"(heads?|base)?[+-]\d+")
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -71,17 +74,18 @@ def downgrade(url: str, revision: str) -> None:
 def _refuse_backwards(connection, fn, revision: str) -> None:
     """Alembic's upgrade to a revision older than the database's does nothing, silently, and
     its downgrade to a newer one fails with a traceback's worth of text: one line for each."""
+    if revision in ("head", "heads", "base") or RELATIVE_REVISION.fullmatch(revision):
+        return  # Alembic resolves these from where the database is
     scripts = ScriptDirectory.from_config(alembic_config())
     try:
-        target = scripts.get_revision(revision) if revision not in ("head", "base") else None
+        target = scripts.get_revision(revision)
     except CommandError:
         known = [r.revision for r in scripts.walk_revisions()]
         raise InvalidInput(
             f"unknown schema revision {revision!r} (known: {min(known)} to {max(known)}, "
             "head or base)"
         ) from None
-    if target is None:
-        return
+    assert target is not None  # a named revision
     for current in MigrationContext.configure(connection).get_current_heads():
         if current == target.revision:
             continue

@@ -127,8 +127,8 @@ def test_lists_page_by_an_index_in_binary_order_on_postgresql(db_url):
 
 def test_migrations_the_database_cannot_take_are_refused_in_one_line(cli_env):
     """`swreg db upgrade --revision` to an older schema (Alembic does nothing, silently), a
-    downgrade to a newer one and an unknown revision (Alembic's tracebacks): one line each,
-    exit status 2, the database left where it was."""
+    downgrade to a newer one, an unknown revision and a relative step too far (Alembic's
+    tracebacks): one line each, exit status 2, the database left where it was."""
     from click.testing import CliRunner
 
     from registry.cli import main
@@ -162,4 +162,15 @@ def test_migrations_the_database_cannot_take_are_refused_in_one_line(cli_env):
     )
     assert swreg("current").output.startswith(f"0005 (head: {head}) out of date")
     assert swreg("upgrade", "--revision", head).exit_code == 0
+    assert swreg("current").output.startswith(f"{head} (head: {head}) up to date")
+    # Alembic's relative steps still go through, and a step too far is one line too.
+    before = f"{int(head) - 1:04d}"
+    assert swreg("downgrade", "--", "-1").exit_code == 0
+    assert swreg("current").output.startswith(f"{before} (head: {head}) out of date")
+    assert swreg("upgrade", "--revision", "+1").exit_code == 0
+    too_far = swreg("upgrade", "--revision", "+1")
+    assert (too_far.exit_code, too_far.output.strip()) == (
+        2,
+        "error: cannot migrate to '+1': Relative revision +1 didn't produce 1 migrations",
+    )
     assert swreg("current").output.startswith(f"{head} (head: {head}) up to date")
