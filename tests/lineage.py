@@ -1,6 +1,8 @@
 """Fine-tunes of a planted model, for the lineage tests: a copy of its weights with every weight
 moved a little, its super weights either kept as they are or shrunk until zeroing them no longer
-matters. Plain functions (the fixtures that build them live beside their tests)."""
+matters; and a report's verified coordinates and super experts as the registry hands a base's to
+the check. Plain functions (the fixtures that build them live beside their tests; the timing
+tools use them too)."""
 
 import shutil
 from pathlib import Path
@@ -8,6 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from workers.contract.lineage import BaseCoordinate, BaseExpert
+from workers.contract.report import Report
 from workers.fixtures.planted import PlantedModel
 
 WEIGHTS = "model.safetensors"
@@ -50,3 +54,35 @@ def shrink_weight(source: Path, target: Path, tensor: str, index: list[int]) -> 
             save_file(weights, path, metadata={"format": "pt"})
             return target
     raise KeyError(f"no tensor {tensor} in {source}")
+
+
+def base_coordinates(report: Report) -> list[BaseCoordinate]:
+    """The report's verified coordinates as the registry hands them to the check."""
+    found = []
+    for sw in report.super_weights:
+        if sw.state == "verified":
+            assert sw.evidence.validation is not None  # verified by validation
+            found.append(
+                BaseCoordinate(
+                    **sw.model_dump(
+                        include={"tensor", "index", "layer", "module", "row", "col", "expert"}
+                    ),
+                    value=sw.value,
+                    ratio=sw.evidence.validation.ablated.ratio,
+                )
+            )
+    return found
+
+
+def base_experts(report: Report) -> list[BaseExpert]:
+    """The report's verified super experts as the registry hands them to the check."""
+    return [
+        BaseExpert(
+            layer=e.layer,
+            expert=e.expert,
+            module=e.module,
+            ratio=e.evidence["validation"]["pruned"]["ratio"],
+        )
+        for e in report.super_experts
+        if e.state == "verified"
+    ]

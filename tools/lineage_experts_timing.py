@@ -13,8 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.lineage import shrink_weight  # noqa: E402
-from workers.contract.lineage import BaseExpert  # noqa: E402
+from tests.lineage import base_experts, shrink_weight  # noqa: E402
 from workers.fixtures.planted_moe import build_planted_moe  # noqa: E402
 from workers.science.pipeline.lineage import ToCheck, lineage_check, routed_experts  # noqa: E402
 from workers.science.pipeline.steps import AnalysisOptions  # noqa: E402
@@ -29,16 +28,7 @@ def main() -> None:
         planted = build_planted_moe(family, root / family)
         report = analyse(planted.path, AnalysisOptions())
         (weight,) = [sw for sw in report.super_weights if sw.state == "verified"]
-        experts = [
-            BaseExpert(
-                layer=e.layer,
-                expert=e.expert,
-                module=e.module,
-                ratio=e.evidence["validation"]["pruned"]["ratio"],
-            )
-            for e in report.super_experts
-            if e.state == "verified"
-        ]
+        experts = base_experts(report)
         lost = shrink_weight(planted.path, root / f"{family}-lost", weight.tensor, weight.index)
         lost_report = analyse(lost, AnalysisOptions())
         for name, path, own in (

@@ -13,13 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers.contract.lineage import BaseCoordinate  # noqa: E402
+from tests.lineage import base_coordinates  # noqa: E402
 from workers.fixtures.smollm2 import smollm2_dir  # noqa: E402
 from workers.science.pipeline.lineage import ToCheck, lineage_check  # noqa: E402
 from workers.science.pipeline.steps import AnalysisOptions  # noqa: E402
 from workers.science.pipeline.sweep import analyse  # noqa: E402
-
-PLACE = {"tensor", "index", "layer", "module", "row", "col", "expert"}
 
 
 def main() -> None:
@@ -27,11 +25,7 @@ def main() -> None:
     started = time.perf_counter()
     report = analyse(path, AnalysisOptions())
     analysed = time.perf_counter() - started
-    base = []
-    for sw in report.super_weights:
-        if sw.state == "verified" and sw.evidence.validation is not None:
-            ratio = sw.evidence.validation.ablated.ratio
-            base.append(BaseCoordinate(**sw.model_dump(include=PLACE), value=sw.value, ratio=ratio))
+    base = base_coordinates(report)
     started = time.perf_counter()
     checked = lineage_check(path, ToCheck(base), AnalysisOptions()).coordinates
     checking = time.perf_counter() - started

@@ -6,9 +6,8 @@ fine-tune's own detection already judged is taken from its report, not ablated a
 
 import pytest
 
-from tests.lineage import LOST_SCALE, fine_tune
-from workers.contract.lineage import BaseCoordinate, BaseExpert, LineageBase
-from workers.contract.report import Report
+from tests.lineage import LOST_SCALE, base_coordinates, base_experts, fine_tune
+from workers.contract.lineage import BaseCoordinate, LineageBase
 from workers.fixtures.planted import build_planted_model
 from workers.science.pipeline.lineage import ToCheck, check_lineage, lineage_check, routed_experts
 from workers.science.pipeline.steps import AnalysisOptions
@@ -32,33 +31,15 @@ def models(tmp_path_factory, one_thread):
     }
 
 
-def _coordinates(report: Report) -> list[BaseCoordinate]:
-    """The report's verified coordinates as the registry hands them to the check."""
-    found = []
-    for sw in report.super_weights:
-        if sw.state == "verified":
-            assert sw.evidence.validation is not None  # verified by validation
-            found.append(
-                BaseCoordinate(
-                    **sw.model_dump(
-                        include={"tensor", "index", "layer", "module", "row", "col", "expert"}
-                    ),
-                    value=sw.value,
-                    ratio=sw.evidence.validation.ablated.ratio,
-                )
-            )
-    return found
-
-
 def test_the_base_has_two_verified_super_weights(models):
-    base, coordinates = models["base"], _coordinates(models["report"])
+    base, coordinates = models["base"], base_coordinates(models["report"])
     assert [tuple(c.index) for c in coordinates] == sorted(
         base.stored_index(p) for p in base.plants
     )
 
 
 def test_a_fine_tune_that_keeps_them_keeps_them_by_ablation(models):
-    coordinates = _coordinates(models["report"])
+    coordinates = base_coordinates(models["report"])
     checked = lineage_check(models["kept"], ToCheck(coordinates)).coordinates
     assert [c.outcome for c in checked] == ["kept", "kept"]
     for c, base in zip(checked, coordinates, strict=True):
@@ -73,7 +54,7 @@ def test_a_fine_tune_that_keeps_them_keeps_them_by_ablation(models):
 
 
 def test_a_fine_tune_that_shrank_them_has_lost_them(models):
-    coordinates = _coordinates(models["report"])
+    coordinates = base_coordinates(models["report"])
     checked = lineage_check(models["lost"], ToCheck(coordinates)).coordinates
     assert [c.outcome for c in checked] == ["lost", "lost"]
     for c, base in zip(checked, coordinates, strict=True):
@@ -83,7 +64,7 @@ def test_a_fine_tune_that_shrank_them_has_lost_them(models):
 
 
 def test_a_weight_the_fine_tune_lacks_is_absent(models):
-    kept = _coordinates(models["report"])[0]
+    kept = base_coordinates(models["report"])[0]
     where = kept.model_dump()
     missing = [
         BaseCoordinate(**{**where, "layer": 7, "tensor": "model.layers.7.mlp.down_proj.weight"}),
@@ -105,7 +86,7 @@ def test_a_weight_the_fine_tune_lacks_is_absent(models):
 def test_what_the_fine_tunes_detection_judged_is_not_ablated_again(models, tmp_path):
     """A fine-tune's own report decides the weights its detection judged; only the others are
     handed to the ablation, in the base's order."""
-    coordinates = _coordinates(models["report"])
+    coordinates = base_coordinates(models["report"])
     extra = BaseCoordinate(
         **{
             **coordinates[0].model_dump(),
@@ -147,7 +128,7 @@ def test_a_weight_inside_a_routed_expert_is_checked_where_it_is_stored(family, t
 
     path = tmp_path / family
     build_planted_moe(family, path)
-    coordinates = _coordinates(analyse(path, AnalysisOptions()))
+    coordinates = base_coordinates(analyse(path, AnalysisOptions()))
     assert [c.expert for c in coordinates] == [1]
     (checked,) = lineage_check(path, ToCheck(coordinates)).coordinates
     assert (checked.outcome, checked.expert, checked.index) == ("kept", 1, coordinates[0].index)
@@ -177,23 +158,9 @@ def moe(tmp_path_factory, one_thread):
     }
 
 
-def _experts(report: Report) -> list[BaseExpert]:
-    """The report's verified super experts as the registry hands them to the check."""
-    return [
-        BaseExpert(
-            layer=e.layer,
-            expert=e.expert,
-            module=e.module,
-            ratio=e.evidence["validation"]["pruned"]["ratio"],
-        )
-        for e in report.super_experts
-        if e.state == "verified"
-    ]
-
-
 def test_a_super_expert_the_fine_tune_keeps_is_kept_by_pruning_it_there(moe):
     planted, report = moe["planted"], moe["report"]
-    experts = _experts(report)
+    experts = base_experts(report)
     assert [(e.layer, e.expert) for e in experts] == [(planted.layer, planted.super_expert)]
     checked = lineage_check(planted.path, ToCheck([], experts, routed_experts(report)))
     assert checked.coordinates == []
@@ -213,7 +180,7 @@ def test_a_super_expert_the_fine_tune_keeps_is_kept_by_pruning_it_there(moe):
 
 
 def test_a_super_expert_whose_super_weight_is_gone_is_lost(moe):
-    experts = _experts(moe["report"])
+    experts = base_experts(moe["report"])
     # The fine-tune's own detection no longer finds the expert: the check prunes it itself.
     assert [x for x in moe["lost_report"].super_experts if x.state == "verified"] == []
     checked = lineage_check(moe["lost"], ToCheck([], experts, routed_experts(moe["lost_report"])))
@@ -226,7 +193,7 @@ def test_a_super_expert_the_fine_tune_lacks_is_absent(moe):
     from workers.fixtures.planted_moe import TINY
 
     planted = moe["planted"]
-    (expert,) = _experts(moe["report"])
+    (expert,) = base_experts(moe["report"])
     layers = planted.config["num_hidden_layers"]
     missing = [
         expert.model_copy(update={"layer": 99}),
@@ -250,8 +217,8 @@ def test_a_super_expert_the_fine_tunes_detection_judged_is_not_pruned_again(moe)
     base = LineageBase(
         model_id="acme/moe",
         revision="a" * 40,
-        coordinates=_coordinates(report),
-        super_experts=_experts(report),
+        coordinates=base_coordinates(report),
+        super_experts=base_experts(report),
     )
 
     def ablate(rest: ToCheck):
@@ -271,6 +238,8 @@ def test_a_dense_bases_check_writes_no_super_experts(models):
     """A base without super experts: the stored check is what it was before super experts were
     checked (no `super_experts` key), so an index of dense models is unchanged."""
     report = models["report"]
-    base = LineageBase(model_id="acme/base", revision="a" * 40, coordinates=_coordinates(report))
+    base = LineageBase(
+        model_id="acme/base", revision="a" * 40, coordinates=base_coordinates(report)
+    )
     check = check_lineage(report, base, lambda rest: pytest.fail(f"not judged: {rest}"))
     assert check.super_experts is None and "super_experts" not in check.as_json_dict()

@@ -19,8 +19,8 @@ from registry.superweights.service import (
     revision_kind_of,
 )
 from tests.helpers import CONTENT, SHA_A, worker_messages
-from tests.lineage import fine_tune
-from workers.contract.lineage import BaseCoordinate, BaseExpert, LineageBase, LineageCheck
+from tests.lineage import base_coordinates, fine_tune
+from workers.contract.lineage import BaseExpert, LineageBase, LineageCheck
 from workers.contract.report import Report
 from workers.fixtures.planted import build_planted_model
 from workers.science.pipeline.lineage import Checked, check_lineage
@@ -186,29 +186,15 @@ def test_a_base_without_verified_coordinates_queues_nothing(db_sessions, planted
 
 
 def test_out_of_date_says_why(planted_report):
-    base_coordinates = [
-        {"tensor": sw.tensor, "index": sw.index} for sw in planted_report.super_weights
-    ]
-    base = LineageBase(
-        model_id=BASE,
-        revision=SHA_A,
-        coordinates=[
-            BaseCoordinate(
-                **sw.model_dump(include={"tensor", "index", "layer", "module", "row", "col"}),
-                expert=sw.expert,
-                value=sw.value,
-                ratio=None,
-            )
-            for sw in planted_report.super_weights
-        ],
-    )
-    check = {"base_revision": SHA_A, "coordinates": base_coordinates}
+    base = LineageBase(model_id=BASE, revision=SHA_A, coordinates=base_coordinates(planted_report))
+    checked = [{"tensor": c.tensor, "index": c.index} for c in base.coordinates]
+    check = {"base_revision": SHA_A, "coordinates": checked}
     assert out_of_date(check, base) is None
     assert out_of_date(None, base) == "no lineage check yet"
     assert out_of_date({**check, "base_revision": "e" * 40}, base) == (
         f"checked against eeeeeeeeeeee, not {SHA_A[:12]}"
     )
-    assert out_of_date({**check, "coordinates": base_coordinates[:1]}, base) == (
+    assert out_of_date({**check, "coordinates": checked[:1]}, base) == (
         "the base's verified coordinates changed"
     )
     # A mixture-of-experts base whose super expert was verified since the check.
