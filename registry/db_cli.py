@@ -5,6 +5,7 @@ loads none of them.
 """
 
 import json
+from typing import Literal
 
 import click
 
@@ -40,16 +41,7 @@ def upgrade(revision: str) -> None:
       swreg db upgrade
       SWREG_DATABASE_URL=sqlite:///older.db swreg db upgrade --revision 0010   # a new one, at 0010
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from registry import migrate
-
-    url = migrate.database_url()
-    try:
-        migrate.upgrade(url, revision)
-    except SQLAlchemyError as exc:
-        raise SwregError(f"cannot upgrade {_describe(url)}: {str(exc).splitlines()[0]}") from None
-    click.echo(f"database {_describe(url)} is at schema {', '.join(_current(url)) or 'base'}")
+    _migrate("upgrade", revision)
 
 
 @db.command()
@@ -62,15 +54,24 @@ def downgrade(revision: str) -> None:
       swreg db downgrade 0005
       swreg db downgrade base     # drops every table
     """
+    _migrate("downgrade", revision)
+
+
+def _migrate(direction: Literal["upgrade", "downgrade"], revision: str) -> None:
+    """`swreg db upgrade|downgrade`: migrate, a database error in one line, then say where the
+    database is."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from registry import migrate
 
     url = migrate.database_url()
     try:
-        migrate.downgrade(url, revision)
+        step = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+        step(url, revision)
     except SQLAlchemyError as exc:
-        raise SwregError(f"cannot downgrade {_describe(url)}: {str(exc).splitlines()[0]}") from None
+        raise SwregError(
+            f"cannot {direction} {_describe(url)}: {str(exc).splitlines()[0]}"
+        ) from None
     click.echo(f"database {_describe(url)} is at schema {', '.join(_current(url)) or 'base'}")
 
 
