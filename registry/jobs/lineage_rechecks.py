@@ -16,7 +16,7 @@ nobody up, and a revision already queued or running is not queued twice (`queue.
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from registry.jobs import queue
@@ -62,14 +62,21 @@ def queue_rechecks(session: Session, base_model: str) -> list[Recheck]:
     out of date (see the module's docstring); call in the transaction that recorded the base's
     coordinates. Fine-tunes the registry cannot analyse again are left out: an imported revision
     (`unknown`), and a local folder no job of this registry has read."""
-    base = lineage_base(session, base_model)
-    if not base:
-        return []
-    fine_tunes = session.scalars(
-        select(ModelRevision)
+    # The columns the re-check needs, not the revisions with their coordinates.
+    fine_tunes = session.execute(
+        select(
+            ModelRevision.model_id,
+            ModelRevision.revision,
+            ModelRevision.revision_kind,
+            ModelRevision.lineage_check,
+        )
         .where(ModelRevision.base_model == base_model, ModelRevision.revision_kind != "unknown")
         .order_by(ModelRevision.id)
     ).all()
+    # Most bases have no fine-tune in the registry: their coordinates are not read at all.
+    base = lineage_base(session, base_model) if fine_tunes else None
+    if not base:
+        return []
     rechecks = []
     for rev in fine_tunes:
         reason = out_of_date(rev.lineage_check, base)
@@ -93,7 +100,7 @@ def queue_rechecks(session: Session, base_model: str) -> list[Recheck]:
     return rechecks
 
 
-def _source_of(session: Session, rev: ModelRevision) -> tuple[JobSource | None, str | None]:
+def _source_of(session: Session, rev: Row) -> tuple[JobSource | None, str | None]:
     """Where a new job reads the revision from: the Hub for a commit, the folder the last job
     of these weights read for a local revision (None when there was none)."""
     if rev.revision_kind == "commit":
